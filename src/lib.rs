@@ -1,0 +1,6 @@
+//! previewd: preview environments for pull requests, on one Docker host, behind one shared
+//! Caddy gateway. The binary (`main.rs`) is a thin clap front; everything lives here so tests
+//! and benchmarks run the same code.
+
+pub mod ids;
+pub mod spec;
