@@ -3,4 +3,5 @@
 //! and benchmarks run the same code.
 
 pub mod ids;
+pub mod preview;
 pub mod spec;
