@@ -2,6 +2,7 @@
 //! Caddy gateway. The binary (`main.rs`) is a thin clap front; everything lives here so tests
 //! and benchmarks run the same code.
 
+pub mod config;
 pub mod ids;
 pub mod preview;
 pub mod spec;
