@@ -3,6 +3,7 @@
 //! and benchmarks run the same code.
 
 pub mod config;
+pub mod engine;
 pub mod ids;
 pub mod preview;
 pub mod spec;

@@ -1,0 +1,146 @@
+//! The seam between the forge side (webhook, queue, reporter) and the Docker side (the preview
+//! manager). The queue drives a `dyn PreviewEngine`; the real manager implements it, and tests
+//! use a controllable fake. Nothing here knows about GitHub or about Docker.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::{CommitSha, PreviewId};
+
+/// What identifies a preview: one per (repository, branch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PreviewKey {
+    /// `owner/name` for a forge repository, or the canonical local path for the CLI.
+    pub repo: String,
+    pub branch: String,
+}
+
+/// Ask the engine to start a preview for `key` at `sha`, or to update the one it has.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    pub key: PreviewKey,
+    /// Where to fetch from: a git URL (https, file://) or a local path.
+    pub source: String,
+    /// The commit to deploy; `None` deploys the branch's current head.
+    pub sha: Option<CommitSha>,
+    pub pr: Option<u64>,
+    /// `github`, `gitea`, `gitlab`, or `cli`.
+    pub forge: String,
+}
+
+/// Where a deployment is, for progress reports while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Fetch,
+    Build,
+    Start,
+    Route,
+    Health,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Fetch => "fetch",
+            Phase::Build => "build",
+            Phase::Start => "start",
+            Phase::Route => "route",
+            Phase::Health => "health",
+        }
+    }
+}
+
+/// How long each phase took; shown in the PR comment and fed to the metrics histograms.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub phases: Vec<(Phase, Duration)>,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceHealth {
+    pub name: String,
+    /// `None` for internal services.
+    pub route: Option<String>,
+    pub url: Option<String>,
+    /// `running`, `exited`, `missing`, ...
+    pub state: String,
+    pub healthy: bool,
+    /// The HTTP status seen through the gateway, if any answer came.
+    pub status: Option<u16>,
+    pub latency_ms: Option<u64>,
+}
+
+/// A preview as it stands: what `status`, `ls` and the PR comment show.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviewState {
+    pub id: PreviewId,
+    pub url: String,
+    pub key: PreviewKey,
+    pub sha: Option<CommitSha>,
+    pub pr: Option<u64>,
+    /// `building`, `running`, `failed`, `stopped` (DESIGN.md's `--json` contract).
+    pub status: String,
+    pub services: Vec<ServiceHealth>,
+}
+
+/// A deployment that reached "every public service healthy".
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub state: PreviewState,
+    pub timings: Timings,
+}
+
+/// Why a deployment failed, shaped for a PR comment: the step, the service if one is to blame,
+/// a one-line reason, and the tail of the relevant log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{phase} failed{}: {reason}", service.as_ref().map(|s| format!(" for service {s}")).unwrap_or_default())]
+pub struct DeployFailure {
+    pub phase: Phase,
+    pub service: Option<String>,
+    pub reason: String,
+    /// Up to the last 50 lines of the build or container log.
+    pub log_tail: Vec<String>,
+    /// `true` when the attempt was cancelled (superseded), not broken.
+    pub cancelled: bool,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The preview manager as the queue sees it. Implementations must leave nothing behind from a
+/// cancelled or failed `deploy` and must keep an existing preview serving when its update
+/// fails.
+pub trait PreviewEngine: Send + Sync + 'static {
+    /// Starts or updates the preview for `req.key`. Cancelling `cancel` aborts the attempt
+    /// (build included) and cleans up what it created.
+    fn deploy(
+        &self,
+        req: DeployRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<Deployed, DeployFailure>>;
+
+    /// Removes the preview for `key`; `Ok(None)` when there was none.
+    fn remove(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewId>, EngineError>>;
+
+    /// The current state of the preview for `key`, health included; `Ok(None)` when none.
+    fn status(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewState>, EngineError>>;
+
+    /// Every preview of this instance (for the reconciler's comparison with the forge).
+    fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>>;
+}
+
+/// A failure outside a deployment (listing, removing): the Docker engine unreachable, mostly.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct EngineError(pub String);
