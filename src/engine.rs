@@ -37,6 +37,8 @@ pub struct DeployRequest {
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Fetch,
+    /// Reading and validating the repository's `.previewd.yml` (or compose file).
+    Config,
     Build,
     Start,
     Route,
@@ -47,6 +49,7 @@ impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::Fetch => "fetch",
+            Phase::Config => "config",
             Phase::Build => "build",
             Phase::Start => "start",
             Phase::Route => "route",
