@@ -511,7 +511,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let cases: &[(Option<&str>, &[(&str, &str)], &str)] = &[
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             (Some("bogus = 1"), &[], "bogus"),
             (Some("[limits]\nmemory = \"lots\""), &[], "limits.memory"),
             (Some("[limits]\nttl = \"soon\""), &[], "limits.ttl"),

@@ -18,7 +18,11 @@ pub struct InvalidId {
 fn invalid(what: &'static str, value: &str, reason: &'static str) -> InvalidId {
     // Cap what we echo back: the value came from outside and may be huge.
     let value: String = value.chars().take(80).collect();
-    InvalidId { what, value, reason }
+    InvalidId {
+        what,
+        value,
+        reason,
+    }
 }
 
 /// The alphabet of preview ids: lower-case letters and digits only, so that an id is a valid
@@ -43,7 +47,10 @@ impl PreviewId {
         if s.len() != PREVIEW_ID_LEN {
             return Err(invalid("preview id", s, "must be 10 characters of 0-9a-z"));
         }
-        if !s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()) {
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
             return Err(invalid("preview id", s, "must be 10 characters of 0-9a-z"));
         }
         Ok(PreviewId(s.to_owned()))
@@ -178,7 +185,14 @@ mod tests {
 
     #[test]
     fn preview_id_rejects_bad_input() {
-        for bad in ["", "abc", "ABCDEFGHIJ", "abcdefghi_", "abcdefghij0", "../../etc/"] {
+        for bad in [
+            "",
+            "abc",
+            "ABCDEFGHIJ",
+            "abcdefghi_",
+            "abcdefghij0",
+            "../../etc/",
+        ] {
             assert!(PreviewId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -189,7 +203,16 @@ mod tests {
             assert!(ServiceName::parse(good).is_ok(), "{good:?} refused");
         }
         let long = "a".repeat(64);
-        for bad in ["", "-web", "web-", "Web", "we_b", "we.b", "../x", long.as_str()] {
+        for bad in [
+            "",
+            "-web",
+            "web-",
+            "Web",
+            "we_b",
+            "we.b",
+            "../x",
+            long.as_str(),
+        ] {
             assert!(ServiceName::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

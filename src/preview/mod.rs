@@ -1,4 +1,14 @@
 //! The preview manager and its parts: source (git2), build context, Docker, gateway, health,
 //! reconcile. The same manager serves the CLI and the webhook path.
 
+pub mod build;
 pub mod context;
+pub mod docker;
+pub mod engine_impl;
+pub mod gateway;
+pub mod health;
+pub mod http;
+pub mod labels;
+pub mod manager;
+pub mod reconcile;
+pub mod source;

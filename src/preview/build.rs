@@ -1,0 +1,174 @@
+//! Building a service's image through the Engine API from a tar of its context. A service whose
+//! context (after `.dockerignore`), Dockerfile and build args hash to the same value as an
+//! image already on the host reuses that image without calling the builder: the hash is a
+//! label on the image, so the cache survives restarts and is shared between previews.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptions, ListImagesOptions, TagImageOptions};
+use futures_util::StreamExt;
+
+use super::context;
+use super::docker::DockerError;
+use super::labels;
+use crate::config::Config;
+use crate::ids::PreviewId;
+use crate::spec::BuildSpec;
+
+/// How many log lines a failure report carries.
+pub const TAIL: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot pack the build context: {0}")]
+    Context(String),
+    #[error("the build failed: {reason}")]
+    Failed { reason: String, tail: Vec<String> },
+    #[error("the build took longer than {0:?} (limits.build_timeout)")]
+    Timeout(std::time::Duration, Vec<String>),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+impl BuildError {
+    pub fn tail(&self) -> Vec<String> {
+        match self {
+            BuildError::Failed { tail, .. } | BuildError::Timeout(_, tail) => tail.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The image a service runs, and whether the builder was skipped.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub tag: String,
+    pub reused: bool,
+}
+
+/// Builds (or reuses) the image of `service`, streaming each log line to `on_line`.
+pub async fn build(
+    docker: &Docker,
+    config: &Config,
+    id: &PreviewId,
+    service: &str,
+    worktree: &Path,
+    spec: &BuildSpec,
+    on_line: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Built, BuildError> {
+    let wt = worktree.to_path_buf();
+    let bs = spec.clone();
+    let ctx = tokio::task::spawn_blocking(move || context::pack(&wt, &bs))
+        .await
+        .map_err(|e| BuildError::Context(e.to_string()))?
+        .map_err(|e| BuildError::Context(e.to_string()))?;
+    let tag = labels::image_tag(&config.instance, id, service, &ctx.hash);
+    if let Some(existing) = find_by_hash(docker, config, &ctx.hash).await? {
+        let (repo, t) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
+        let opts = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(t.to_owned()),
+        };
+        docker
+            .tag_image(&existing, Some(opts))
+            .await
+            .map_err(DockerError::from)?;
+        on_line(&format!(
+            "unchanged (content {}), reusing image",
+            &ctx.hash[..12]
+        ));
+        return Ok(Built { tag, reused: true });
+    }
+
+    let image_labels = HashMap::from([
+        (labels::INSTANCE.to_owned(), config.instance.to_string()),
+        (labels::PREVIEW.to_owned(), id.to_string()),
+        (labels::SERVICE.to_owned(), service.to_owned()),
+        (labels::CONTENT_HASH.to_owned(), ctx.hash.clone()),
+    ]);
+    let opts = BuildImageOptions {
+        dockerfile: ctx.dockerfile.clone(),
+        t: Some(tag.clone()),
+        rm: true,
+        // The legacy builder otherwise leaves a failed step's container behind.
+        forcerm: true,
+        buildargs: Some(spec.args.clone().into_iter().collect()),
+        labels: Some(image_labels),
+        memory: i32::try_from(config.limits.memory).ok(),
+        ..Default::default()
+    };
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
+    let push = |line: &str, tail: &mut VecDeque<String>| {
+        for l in line.lines().filter(|l| !l.trim().is_empty()) {
+            if tail.len() == TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(l.to_owned());
+            on_line(l);
+        }
+    };
+    let run = async {
+        let mut stream = docker.build_image(opts, None, Some(bollard::body_full(ctx.tar.into())));
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(s) = info.stream.as_deref() {
+                        push(s, &mut tail);
+                    }
+                    if let Some(detail) = info.error_detail {
+                        let reason = detail.message.unwrap_or_else(|| "unknown error".into());
+                        push(&reason, &mut tail);
+                        return Err(reason);
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    push(&error, &mut tail);
+                    return Err(error);
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    };
+    let limit = config.limits.build_timeout;
+    let outcome = tokio::time::timeout(limit, run).await;
+    let tail: Vec<String> = tail.into_iter().collect();
+    match outcome {
+        Ok(Ok(())) => Ok(Built { tag, reused: false }),
+        Ok(Err(reason)) => Err(BuildError::Failed {
+            reason: first_line(&reason),
+            tail,
+        }),
+        Err(_) => Err(BuildError::Timeout(limit, tail)),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(300).collect()
+}
+
+async fn find_by_hash(
+    docker: &Docker,
+    config: &Config,
+    hash: &str,
+) -> Result<Option<String>, DockerError> {
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{}={}", labels::INSTANCE, config.instance),
+            format!("{}={hash}", labels::CONTENT_HASH),
+        ],
+    )]);
+    let opts = ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    Ok(docker
+        .list_images(Some(opts))
+        .await?
+        .into_iter()
+        .next()
+        .map(|i| i.id))
+}

@@ -1,0 +1,220 @@
+//! The Docker Engine API through bollard: connecting, reading previewd's objects back by label,
+//! and the small operations the manager, gateway and reconciler share. Never shells out to the
+//! docker CLI. Errors say whether Docker itself is unreachable, because that changes what a
+//! caller should tell the user.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::{ContainerSummary, NetworkCreateRequest};
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, RemoveImageOptions,
+};
+use futures_util::StreamExt;
+
+use super::labels::{self, Member};
+use crate::ids::Instance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error(
+        "cannot reach the Docker engine ({0}); is it running, and may this user use its socket?"
+    )]
+    Unavailable(String),
+    #[error("Docker: {0}")]
+    Api(String),
+}
+
+impl From<bollard::errors::Error> for DockerError {
+    fn from(e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as E;
+        match e {
+            E::IOError { .. } | E::HyperResponseError { .. } | E::SocketNotFoundError(_) => {
+                DockerError::Unavailable(e.to_string())
+            }
+            E::DockerResponseServerError {
+                status_code,
+                message,
+            } => DockerError::Api(format!("{message} ({status_code})")),
+            other => DockerError::Api(other.to_string()),
+        }
+    }
+}
+
+/// `true` for Docker's "no such object" answers, which cleanup treats as done.
+pub fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Connects to the engine named by `DOCKER_HOST` (default: the local socket) and agrees on an
+/// API version both sides speak, so an older engine (20.10 speaks 1.41) works too.
+pub async fn connect() -> Result<Docker, DockerError> {
+    let docker =
+        Docker::connect_with_defaults().map_err(|e| DockerError::Unavailable(e.to_string()))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(|e| DockerError::Unavailable(e.to_string()))
+}
+
+pub fn instance_filter(instance: &Instance) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={}", labels::INSTANCE, instance)],
+    )])
+}
+
+/// Every container of the instance, running or not.
+pub async fn containers(
+    docker: &Docker,
+    instance: &Instance,
+) -> Result<Vec<ContainerSummary>, DockerError> {
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(instance_filter(instance)),
+        ..Default::default()
+    };
+    Ok(docker.list_containers(Some(opts)).await?)
+}
+
+/// Every service container of the instance, parsed from its labels.
+pub async fn members(docker: &Docker, instance: &Instance) -> Result<Vec<Member>, DockerError> {
+    Ok(containers(docker, instance)
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            labels::parse_member(
+                instance,
+                c.id.as_deref()?,
+                c.names.as_deref().unwrap_or(&[]),
+                c.labels.as_ref()?,
+                &c.state.map(|s| s.to_string()).unwrap_or_default(),
+                c.image.as_deref().unwrap_or(""),
+            )
+        })
+        .collect())
+}
+
+/// Names of the instance's networks with their labels.
+pub async fn networks(
+    docker: &Docker,
+    instance: &Instance,
+) -> Result<Vec<(String, HashMap<String, String>)>, DockerError> {
+    let opts = ListNetworksOptions {
+        filters: Some(instance_filter(instance)),
+    };
+    Ok(docker
+        .list_networks(Some(opts))
+        .await?
+        .into_iter()
+        .filter_map(|n| Some((n.name?, n.labels.unwrap_or_default())))
+        .collect())
+}
+
+/// The instance's images: (id, tags, labels).
+pub async fn images(
+    docker: &Docker,
+    instance: &Instance,
+) -> Result<Vec<(String, Vec<String>, HashMap<String, String>)>, DockerError> {
+    let opts = ListImagesOptions {
+        all: false,
+        filters: Some(instance_filter(instance)),
+        ..Default::default()
+    };
+    Ok(docker
+        .list_images(Some(opts))
+        .await?
+        .into_iter()
+        .map(|i| (i.id, i.repo_tags, i.labels))
+        .collect())
+}
+
+pub async fn create_network(
+    docker: &Docker,
+    name: &str,
+    labels: HashMap<String, String>,
+) -> Result<(), DockerError> {
+    let req = NetworkCreateRequest {
+        name: name.to_owned(),
+        driver: Some("bridge".to_owned()),
+        labels: Some(labels),
+        ..Default::default()
+    };
+    docker.create_network(req).await?;
+    Ok(())
+}
+
+/// Removes a container whatever its state; a container already gone is not an error.
+pub async fn remove_container(docker: &Docker, name_or_id: &str) -> Result<(), DockerError> {
+    let opts = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(name_or_id, Some(opts)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn remove_network(docker: &Docker, name: &str) -> Result<(), DockerError> {
+    match docker.remove_network(name).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes an image tag (the image itself goes with its last tag). An image still used by a
+/// container is kept: Docker refuses, and that refusal is not an error here.
+pub async fn remove_image(docker: &Docker, tag: &str) -> Result<(), DockerError> {
+    let opts = RemoveImageOptions {
+        force: false,
+        noprune: false,
+        ..Default::default()
+    };
+    match docker.remove_image(tag, Some(opts), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The last `n` lines a container wrote (stdout and stderr), for failure reports.
+pub async fn log_tail(docker: &Docker, container: &str, n: usize) -> Vec<String> {
+    let opts = LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: n.to_string(),
+        ..Default::default()
+    };
+    let mut out = String::new();
+    let mut stream = docker.logs(container, Some(opts));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),
+            Err(_) => break,
+        }
+    }
+    tail_lines(&out, n)
+}
+
+/// The last `n` non-empty lines of `text`.
+pub fn tail_lines(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}

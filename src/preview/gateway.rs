@@ -1,0 +1,373 @@
+//! The one shared Caddy gateway of an instance. Its whole config is a pure function of the
+//! containers' labels ([`caddy_config`]); [`sync`] recomputes it from Docker, joins the gateway
+//! to the networks it must reach and sends it with `POST /load`, which swaps routes in place
+//! without restarting Caddy or dropping other previews' requests. The admin API listens on a
+//! unix socket in a directory shared only by previewd and the gateway: no preview container
+//! can reach it. The same config is written to that directory, so a gateway that Docker
+//! restarts comes back with every route before previewd even notices.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, NetworkConnectRequest, NetworkDisconnectRequest, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
+use serde_json::{Value, json};
+
+use super::docker::{self, DockerError};
+use super::http;
+use super::labels::{self, Observed};
+use crate::config::Config;
+
+/// Where the admin directory is mounted inside the gateway container.
+const MOUNT: &str = "/run/previewd";
+/// The port Caddy listens on inside the container (unprivileged: Caddy runs as our user).
+const LISTEN_PORT: u16 = 8080;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("gateway admin directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the gateway image {0} is not on this Docker host; build it (deploy/offline-images) or pull it"
+    )]
+    NoImage(String),
+    #[error("the gateway did not start: {0}")]
+    NotReady(String),
+    #[error("the gateway refused its config: {0}")]
+    Refused(String),
+}
+
+/// The directory shared with the gateway: admin socket, config file, Caddy's own data.
+pub fn admin_dir(config: &Config) -> PathBuf {
+    config.instance_dir().join("gateway")
+}
+
+fn admin_socket(config: &Config) -> PathBuf {
+    admin_dir(config).join("admin.sock")
+}
+
+/// The host name of a preview's live generation.
+pub fn live_host(id: &str, domain: &str) -> String {
+    format!("{id}.{domain}")
+}
+
+/// The host name under which a generation that is not live yet is health-checked before the
+/// switch.
+pub fn staging_host(id: &str, generation: u64, domain: &str) -> String {
+    format!("{id}-{generation}.{domain}")
+}
+
+/// The networks the gateway must have joined to reach every routed container.
+pub fn routed_networks(config: &Config, previews: &[Observed]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in previews {
+        let live = p.live().unwrap_or(0);
+        for &g in p.generations.keys().filter(|&&g| g >= live) {
+            out.insert(labels::network_name(&config.instance, &p.id, g));
+        }
+    }
+    out
+}
+
+/// Computes the gateway's whole config from the previews' labels.
+pub fn caddy_config(config: &Config, previews: &[Observed]) -> Value {
+    let domain = &config.gateway.domain;
+    let mut routes = Vec::new();
+    for p in previews {
+        let live = p.live();
+        for (g, members) in &p.generations {
+            let host = match live {
+                Some(l) if *g == l => live_host(p.id.as_str(), domain),
+                Some(l) if *g < l => continue, // retired: being removed
+                _ => staging_host(p.id.as_str(), *g, domain),
+            };
+            let mut paths: Vec<(&str, String)> = members
+                .iter()
+                .filter_map(|m| {
+                    let route = m.route.as_deref()?;
+                    let port = m.port?;
+                    let alias = labels::upstream_alias(&p.id, &m.service, m.generation);
+                    Some((route, format!("{alias}:{port}")))
+                })
+                .collect();
+            if paths.is_empty() {
+                continue;
+            }
+            // Longest prefix first, so /api/v2 wins over /api, and / comes last.
+            paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+            let mut sub: Vec<Value> = paths
+                .iter()
+                .map(|(route, dial)| {
+                    let handle = json!([{
+                        "handler": "reverse_proxy",
+                        "upstreams": [{"dial": dial}],
+                        // Dev servers' live-reload sockets survive a config load.
+                        "stream_close_delay": "5m",
+                    }]);
+                    if *route == "/" {
+                        json!({"handle": handle})
+                    } else {
+                        json!({
+                            "match": [{"path": [route.to_string(), format!("{route}/*")]}],
+                            "handle": handle,
+                        })
+                    }
+                })
+                .collect();
+            if !paths.iter().any(|(r, _)| *r == "/") {
+                sub.push(json!({"handle": [{
+                    "handler": "static_response",
+                    "status_code": 404,
+                    "body": format!("previewd: preview {} has no service at this path\n", p.id),
+                }]}));
+            }
+            routes.push(json!({
+                "match": [{"host": [host]}],
+                "handle": [{"handler": "subroute", "routes": sub}],
+                "terminal": true,
+            }));
+        }
+    }
+    // The id is the host label just left of the domain.
+    let id_label = domain.split('.').count();
+    routes.push(json!({"handle": [{
+        "handler": "static_response",
+        "status_code": 404,
+        "body": format!("previewd: no preview has the id \"{{http.request.host.labels.{id_label}}}\"\n"),
+    }]}));
+    json!({
+        // Every loaded config carries its admin block, or Caddy falls back to localhost:2019.
+        "admin": {
+            "listen": format!("unix/{MOUNT}/admin.sock|0600"),
+            "config": {"persist": false},
+        },
+        "apps": {"http": {"servers": {"previewd": {
+            "listen": [format!(":{LISTEN_PORT}")],
+            "automatic_https": {"disable": true},
+            "routes": routes,
+        }}}},
+    })
+}
+
+/// Recomputes the config from Docker, makes sure the gateway runs and has joined every routed
+/// network, and loads the config. Starts the gateway on first need.
+pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> {
+    let previews = labels::group(docker::members(docker, &config.instance).await?);
+    let cfg = caddy_config(config, &previews);
+    write_config_file(config, &cfg)?;
+    let name = labels::gateway_name(&config.instance);
+    let joined = ensure_running(docker, config).await?;
+    let wanted = routed_networks(config, &previews);
+    for net in wanted.difference(&joined) {
+        let req = NetworkConnectRequest {
+            container: name.clone(),
+            ..Default::default()
+        };
+        match docker.connect_network(net, req).await {
+            Ok(()) => {}
+            // Already connected (a race with another process) is fine.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 403, ..
+            }) => {}
+            Err(e) => return Err(DockerError::from(e).into()),
+        }
+    }
+    load(config, &cfg).await?;
+    // Leave networks that nothing routed lives on any more (retired generations).
+    for net in joined.difference(&wanted) {
+        if net.starts_with(&format!("{}-", config.instance)) {
+            let req = NetworkDisconnectRequest {
+                container: name.clone(),
+                force: Some(true),
+            };
+            let _ = docker.disconnect_network(net, req).await;
+        }
+    }
+    Ok(())
+}
+
+/// Disconnects the gateway from a network so the network can be removed.
+pub async fn leave(docker: &Docker, config: &Config, network: &str) {
+    let req = NetworkDisconnectRequest {
+        container: labels::gateway_name(&config.instance),
+        force: Some(true),
+    };
+    let _ = docker.disconnect_network(network, req).await;
+}
+
+/// Removes the gateway container (when the last preview is gone).
+pub async fn remove(docker: &Docker, config: &Config) -> Result<(), GatewayError> {
+    docker::remove_container(docker, &labels::gateway_name(&config.instance)).await?;
+    Ok(())
+}
+
+async fn load(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
+    let body = serde_json::to_vec(cfg).map_err(|e| GatewayError::Refused(e.to_string()))?;
+    let res = http::unix(
+        &admin_socket(config),
+        "POST",
+        "/load",
+        Some(body),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| GatewayError::NotReady(e.to_string()))?;
+    if res.status != 200 {
+        return Err(GatewayError::Refused(format!(
+            "{}: {}",
+            res.status,
+            res.text()
+        )));
+    }
+    Ok(())
+}
+
+fn write_config_file(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
+    let dir = admin_dir(config);
+    let err = |source| GatewayError::Dir {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    // Only previewd's user (and so the gateway, which runs as that user) may enter.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    let tmp = dir.join("caddy.json.tmp");
+    let body = serde_json::to_vec_pretty(cfg).unwrap_or_default();
+    std::fs::write(&tmp, body).map_err(err)?;
+    std::fs::rename(&tmp, dir.join("caddy.json")).map_err(err)?;
+    Ok(())
+}
+
+/// Starts the gateway if needed and waits for its admin socket; returns the networks it has
+/// joined.
+async fn ensure_running(
+    docker: &Docker,
+    config: &Config,
+) -> Result<BTreeSet<String>, GatewayError> {
+    let name = labels::gateway_name(&config.instance);
+    let inspect = docker
+        .inspect_container(&name, None::<InspectContainerOptions>)
+        .await;
+    let info = match inspect {
+        Ok(info) => info,
+        Err(e) if docker::is_not_found(&e) => {
+            create(docker, config, &name).await?;
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .map_err(DockerError::from)?
+        }
+        Err(e) => return Err(DockerError::from(e).into()),
+    };
+    let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+    if !running {
+        // A stale socket from the last run would answer nothing; Caddy makes a new one.
+        let _ = std::fs::remove_file(admin_socket(config));
+        docker
+            .start_container(&name, None)
+            .await
+            .map_err(DockerError::from)?;
+    }
+    wait_for_admin(docker, config, &name).await?;
+    let joined = info
+        .network_settings
+        .and_then(|n| n.networks)
+        .map(|n| n.into_keys().collect())
+        .unwrap_or_default();
+    Ok(joined)
+}
+
+async fn create(docker: &Docker, config: &Config, name: &str) -> Result<(), GatewayError> {
+    let dir = admin_dir(config);
+    let meta = std::fs::metadata(&dir).map_err(|source| GatewayError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+    let image = &config.gateway.image;
+    if let Err(e) = docker.inspect_image(image).await {
+        return Err(if docker::is_not_found(&e) {
+            GatewayError::NoImage(image.clone())
+        } else {
+            DockerError::from(e).into()
+        });
+    }
+    let port_key = format!("{LISTEN_PORT}/tcp");
+    let labels = HashMap::from([
+        (labels::INSTANCE.to_owned(), config.instance.to_string()),
+        (labels::ROLE.to_owned(), labels::ROLE_GATEWAY.to_owned()),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(image.clone()),
+        cmd: Some(vec![
+            "caddy".into(),
+            "run".into(),
+            "--config".into(),
+            format!("{MOUNT}/caddy.json"),
+        ]),
+        env: Some(vec![
+            format!("HOME={MOUNT}"),
+            format!("XDG_CONFIG_HOME={MOUNT}/config"),
+            format!("XDG_DATA_HOME={MOUNT}/data"),
+        ]),
+        // Caddy runs as previewd's own user, so the socket it makes is ours to use.
+        user: Some(format!("{}:{}", meta.uid(), meta.gid())),
+        labels: Some(labels),
+        exposed_ports: Some(vec![port_key.clone()]),
+        host_config: Some(HostConfig {
+            binds: Some(vec![format!("{}:{MOUNT}", dir.display())]),
+            port_bindings: Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding {
+                    host_ip: Some(config.gateway.bind.clone()),
+                    host_port: Some(config.gateway.port.to_string()),
+                }]),
+            )])),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptions {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    match docker.create_container(Some(opts), body).await {
+        Ok(_) => Ok(()),
+        // Another process created it first: use theirs.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        Err(e) => Err(DockerError::from(e).into()),
+    }
+}
+
+async fn wait_for_admin(docker: &Docker, config: &Config, name: &str) -> Result<(), GatewayError> {
+    let socket = admin_socket(config);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut last = String::from("no answer yet");
+    while tokio::time::Instant::now() < deadline {
+        match http::unix(&socket, "GET", "/config/", None, Duration::from_secs(2)).await {
+            Ok(r) if r.status == 200 => return Ok(()),
+            Ok(r) => last = format!("admin API answered {}", r.status),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = docker::log_tail(docker, name, 20).await.join("\n");
+    Err(GatewayError::NotReady(format!("{last}\n{logs}")))
+}

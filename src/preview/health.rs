@@ -1,0 +1,81 @@
+//! Health checks through the gateway: the request a user's browser would make, with the
+//! preview's host name, so a check passes only when routing works too.
+
+use std::time::{Duration, Instant};
+
+use super::http;
+
+/// One answer (or the lack of one) from a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub status: Option<u16>,
+    pub latency: Duration,
+    pub error: Option<String>,
+}
+
+impl Probe {
+    pub fn ok(&self, expected: u16) -> bool {
+        self.status == Some(expected)
+    }
+}
+
+/// The address health checks connect to: the gateway's published port on this host.
+pub fn gateway_addr(bind: &str, port: u16) -> String {
+    let host = match bind {
+        "0.0.0.0" | "" => "127.0.0.1",
+        "::" => "[::1]",
+        h => h,
+    };
+    format!("{host}:{port}")
+}
+
+pub async fn probe(addr: &str, host: &str, path: &str) -> Probe {
+    let start = Instant::now();
+    match http::tcp(addr, host, "GET", path, Duration::from_secs(5)).await {
+        Ok(r) => Probe {
+            status: Some(r.status),
+            latency: start.elapsed(),
+            error: None,
+        },
+        Err(e) => Probe {
+            status: None,
+            latency: start.elapsed(),
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// Polls until the service answers `expected`, `alive` reports its container gone, or
+/// `timeout` passes. Returns the last probe either way.
+pub async fn wait(
+    addr: &str,
+    host: &str,
+    path: &str,
+    expected: u16,
+    timeout: Duration,
+    alive: impl Fn() -> crate::engine::BoxFuture<'static, Result<(), String>>,
+) -> Result<Probe, (Probe, String)> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let p = probe(addr, host, path).await;
+        if p.ok(expected) {
+            return Ok(p);
+        }
+        if let Err(why) = alive().await {
+            return Err((p, why));
+        }
+        if Instant::now() >= deadline {
+            let seen = match (&p.status, &p.error) {
+                (Some(s), _) => format!("answered {s}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "no answer".into(),
+            };
+            let why =
+                format!("GET {path} did not answer {expected} within {timeout:?} (last: {seen})");
+            return Err((p, why));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}

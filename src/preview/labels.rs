@@ -1,0 +1,267 @@
+//! Docker labels and names: previewd's only state. Every object previewd creates is named and
+//! labelled here, and everything previewd knows about a preview after a restart is parsed back
+//! from these labels. Nothing here calls Docker.
+//!
+//! A preview's containers come in generations. The live generation's containers have the
+//! canonical names `<instance>-<id>-<service>`; a generation being prepared (or one that never
+//! finished) has names ending in `.g<generation>`. Renaming is the commit point of an update,
+//! so the live generation is always readable from Docker alone, also across processes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::ids::{Instance, PreviewId};
+
+pub const PREFIX: &str = "dev.previewd.";
+pub const INSTANCE: &str = "dev.previewd.instance";
+pub const ROLE: &str = "dev.previewd.role";
+pub const PREVIEW: &str = "dev.previewd.preview";
+pub const SERVICE: &str = "dev.previewd.service";
+pub const REPO: &str = "dev.previewd.repo";
+pub const BRANCH: &str = "dev.previewd.branch";
+pub const SHA: &str = "dev.previewd.sha";
+pub const PR: &str = "dev.previewd.pr";
+pub const MODE: &str = "dev.previewd.mode";
+pub const ROUTE: &str = "dev.previewd.route";
+pub const PORT: &str = "dev.previewd.port";
+pub const GENERATION: &str = "dev.previewd.generation";
+pub const CREATED: &str = "dev.previewd.created";
+pub const FORGE: &str = "dev.previewd.forge";
+/// On images: the content hash of the build context, Dockerfile and build args.
+pub const CONTENT_HASH: &str = "dev.previewd.content-hash";
+/// On containers: the expected health path and status (`/api/health 200`).
+pub const HEALTH: &str = "dev.previewd.health";
+
+pub const ROLE_GATEWAY: &str = "gateway";
+pub const ROLE_SERVICE: &str = "service";
+
+pub fn gateway_name(instance: &Instance) -> String {
+    format!("{instance}-gateway")
+}
+
+/// The canonical (live) name of a service container.
+pub fn container_name(instance: &Instance, id: &PreviewId, service: &str) -> String {
+    format!("{instance}-{id}-{service}")
+}
+
+/// The name of a service container of a generation that is not (yet) live.
+pub fn staging_name(instance: &Instance, id: &PreviewId, service: &str, generation: u64) -> String {
+    format!("{instance}-{id}-{service}.g{generation}")
+}
+
+/// Each generation has its own network, so a new generation's services never talk to the old
+/// one's while both run during an update.
+pub fn network_name(instance: &Instance, id: &PreviewId, generation: u64) -> String {
+    format!("{instance}-{id}-{generation}")
+}
+
+/// The DNS name the gateway dials: stable across the commit rename, unique per generation.
+pub fn upstream_alias(id: &PreviewId, service: &str, generation: u64) -> String {
+    format!("{id}-{service}-{generation}")
+}
+
+/// Image tag for a service's build: `<instance>-<id>-<service>:<hash prefix>`.
+pub fn image_tag(instance: &Instance, id: &PreviewId, service: &str, hash: &str) -> String {
+    let short = hash.get(..16).unwrap_or(hash);
+    format!("{instance}-{id}-{service}:{short}")
+}
+
+/// One service container of a preview, as read back from its labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub container_id: String,
+    pub name: String,
+    pub preview: PreviewId,
+    pub service: String,
+    pub generation: u64,
+    pub repo: String,
+    pub branch: String,
+    pub sha: Option<String>,
+    pub pr: Option<u64>,
+    pub mode: String,
+    pub route: Option<String>,
+    pub port: Option<u16>,
+    pub created: String,
+    pub forge: String,
+    pub health: Option<(String, u16)>,
+    /// Docker's state: `running`, `exited`, `created`, `restarting`, ...
+    pub state: String,
+    pub image: String,
+    /// `true` when the container has its canonical name: its generation is (or was) live.
+    pub canonical: bool,
+}
+
+/// Parses a container's labels; `None` when it is not a service container of `instance`.
+pub fn parse_member(
+    instance: &Instance,
+    container_id: &str,
+    names: &[String],
+    labels: &HashMap<String, String>,
+    state: &str,
+    image: &str,
+) -> Option<Member> {
+    if labels.get(INSTANCE).map(String::as_str) != Some(instance.as_str())
+        || labels.get(ROLE).map(String::as_str) != Some(ROLE_SERVICE)
+    {
+        return None;
+    }
+    let preview = PreviewId::parse(labels.get(PREVIEW)?).ok()?;
+    let service = labels.get(SERVICE)?.clone();
+    let generation = labels.get(GENERATION)?.parse().ok()?;
+    let name = names
+        .first()
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .unwrap_or_default();
+    let canonical = name == container_name(instance, &preview, &service);
+    let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+    Some(Member {
+        container_id: container_id.to_owned(),
+        name,
+        preview,
+        service,
+        generation,
+        repo: get(REPO),
+        branch: get(BRANCH),
+        sha: labels.get(SHA).filter(|s| !s.is_empty()).cloned(),
+        pr: labels.get(PR).and_then(|p| p.parse().ok()),
+        mode: get(MODE),
+        route: labels.get(ROUTE).filter(|s| !s.is_empty()).cloned(),
+        port: labels.get(PORT).and_then(|p| p.parse().ok()),
+        created: get(CREATED),
+        forge: get(FORGE),
+        health: labels.get(HEALTH).and_then(|h| {
+            let (path, status) = h.rsplit_once(' ')?;
+            Some((path.to_owned(), status.parse().ok()?))
+        }),
+        state: state.to_owned(),
+        image: image.to_owned(),
+        canonical,
+    })
+}
+
+/// A preview as Docker shows it: its members grouped by generation.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub id: PreviewId,
+    pub generations: BTreeMap<u64, Vec<Member>>,
+}
+
+impl Observed {
+    /// The live generation: the newest one that has a container with its canonical name.
+    pub fn live(&self) -> Option<u64> {
+        self.generations
+            .iter()
+            .rev()
+            .find(|(_, ms)| ms.iter().any(|m| m.canonical))
+            .map(|(g, _)| *g)
+    }
+
+    pub fn live_members(&self) -> &[Member] {
+        self.live()
+            .and_then(|g| self.generations.get(&g))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The newest generation of all, live or not: what labels like repo and branch are read
+    /// from when nothing is live yet.
+    pub fn newest(&self) -> Option<&Member> {
+        self.generations.values().next_back()?.first()
+    }
+
+    /// Any member, preferring the live generation, for the preview's key and metadata.
+    pub fn any(&self) -> Option<&Member> {
+        self.live_members().first().or_else(|| self.newest())
+    }
+
+    pub fn max_generation(&self) -> u64 {
+        self.generations.keys().next_back().copied().unwrap_or(0)
+    }
+}
+
+/// Groups members into previews, ordered by id.
+pub fn group(members: Vec<Member>) -> Vec<Observed> {
+    let mut by_id: BTreeMap<PreviewId, BTreeMap<u64, Vec<Member>>> = BTreeMap::new();
+    for m in members {
+        by_id
+            .entry(m.preview.clone())
+            .or_default()
+            .entry(m.generation)
+            .or_default()
+            .push(m);
+    }
+    by_id
+        .into_iter()
+        .map(|(id, mut generations)| {
+            for ms in generations.values_mut() {
+                ms.sort_by(|a, b| a.service.cmp(&b.service));
+            }
+            Observed { id, generations }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(id: &str, service: &str, generation: u64) -> HashMap<String, String> {
+        [
+            (INSTANCE, "pv"),
+            (ROLE, ROLE_SERVICE),
+            (PREVIEW, id),
+            (SERVICE, service),
+            (REPO, "o/r"),
+            (BRANCH, "main"),
+            (ROUTE, "/api"),
+            (PORT, "3000"),
+            (HEALTH, "/api/health 200"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain([(GENERATION.to_owned(), generation.to_string())])
+        .collect()
+    }
+
+    #[test]
+    fn members_parse_and_live_generation_follows_names() {
+        let inst = Instance::parse("pv").unwrap();
+        let id = PreviewId::parse("abcdefghij").unwrap();
+        let live = parse_member(
+            &inst,
+            "c1",
+            &["/pv-abcdefghij-api".to_owned()],
+            &labels("abcdefghij", "api", 1),
+            "running",
+            "img",
+        )
+        .unwrap();
+        assert!(live.canonical);
+        assert_eq!(live.health, Some(("/api/health".to_owned(), 200)));
+        assert_eq!(live.port, Some(3000));
+        let staging = parse_member(
+            &inst,
+            "c2",
+            &[format!("/{}", staging_name(&inst, &id, "api", 2))],
+            &labels("abcdefghij", "api", 2),
+            "running",
+            "img",
+        )
+        .unwrap();
+        assert!(!staging.canonical);
+        let previews = group(vec![live, staging]);
+        assert_eq!(previews.len(), 1);
+        assert_eq!(previews[0].live(), Some(1));
+        assert_eq!(previews[0].max_generation(), 2);
+    }
+
+    #[test]
+    fn foreign_containers_are_not_members() {
+        let inst = Instance::parse("pv").unwrap();
+        let mut l = labels("abcdefghij", "api", 1);
+        l.insert(INSTANCE.to_owned(), "other".to_owned());
+        assert!(parse_member(&inst, "c", &[], &l, "running", "i").is_none());
+        let mut l = labels("../../etc/x", "api", 1);
+        l.insert(INSTANCE.to_owned(), "pv".to_owned());
+        assert!(parse_member(&inst, "c", &[], &l, "running", "i").is_none());
+    }
+}

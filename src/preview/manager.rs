@@ -1,0 +1,983 @@
+//! The preview manager: one deployment is fetch → config → build → start → route → health →
+//! commit. A deployment prepares a new generation beside the live one (its own network, its
+//! own staging host on the gateway), checks it through the gateway, and only then renames it
+//! live and switches the routes, so an update has no downtime and a failed update leaves the
+//! old generation serving. Whatever an attempt created is removed when it fails or is
+//! cancelled. The manager keeps nothing in memory that Docker's labels do not also say.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
+    RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, RenameContainerOptions,
+};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::build;
+use super::docker::{self, DockerError};
+use super::gateway::{self, GatewayError};
+use super::health::{self, Probe};
+use super::labels::{self, Member, Observed};
+use super::source::{self, Origin, SourceError};
+use crate::config::Config;
+use crate::engine::{
+    DeployFailure, Deployed, Phase, PreviewKey, PreviewState, ServiceHealth, Timings,
+};
+use crate::ids::{CommitSha, PreviewId};
+use crate::spec::{self, ImageSource, Spec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("no preview has the id {0}")]
+    NotFound(String),
+    #[error("preview {id} has no service {service}")]
+    NoService { id: String, service: String },
+}
+
+/// How the services run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// Built from the commit, as a reviewer sees it.
+    Preview,
+    /// The given folder mounted into the `dev:` images, running their dev servers.
+    Dev { worktree: PathBuf },
+}
+
+impl Mode {
+    fn label(&self) -> &'static str {
+        match self {
+            Mode::Preview => "preview",
+            Mode::Dev { .. } => "dev",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpRequest {
+    /// A git URL, a local git repository or a plain folder.
+    pub repo: String,
+    pub branch: Option<String>,
+    pub sha: Option<CommitSha>,
+    pub pr: Option<u64>,
+    pub forge: String,
+    pub mode: Mode,
+    /// The repository part of the key when it differs from `repo` (a forge's `owner/name`).
+    pub key_repo: Option<String>,
+}
+
+/// What a deployment tells whoever watches it (the CLI's progress line, the logs).
+#[derive(Debug, Clone)]
+pub enum Event {
+    Phase(Phase),
+    Line { service: String, line: String },
+}
+
+pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// Everything known once the source is fetched and the preview's identity settled.
+struct Prepared {
+    key: PreviewKey,
+    id: PreviewId,
+    generation: u64,
+    worktree: PathBuf,
+    /// The worktree is previewd's own (not a user's folder), so it may be removed.
+    owned_worktree: bool,
+    sha: Option<CommitSha>,
+    /// No live generation existed: a failure removes the whole preview.
+    fresh: bool,
+    old: Vec<Member>,
+}
+
+pub struct Manager {
+    docker: Docker,
+    config: Arc<Config>,
+}
+
+fn fail(phase: Phase, service: Option<&str>, reason: impl Into<String>) -> DeployFailure {
+    DeployFailure {
+        phase,
+        service: service.map(str::to_owned),
+        reason: reason.into(),
+        log_tail: Vec::new(),
+        cancelled: false,
+    }
+}
+
+impl Manager {
+    pub async fn connect(config: Config) -> Result<Manager, ManagerError> {
+        Ok(Manager {
+            docker: docker::connect().await?,
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    pub async fn observed(&self) -> Result<Vec<Observed>, DockerError> {
+        Ok(labels::group(
+            docker::members(&self.docker, &self.config.instance).await?,
+        ))
+    }
+
+    /// Starts or updates a preview. On failure or cancellation, nothing this attempt created
+    /// is left, and a live generation from before keeps serving.
+    pub async fn up(
+        &self,
+        req: UpRequest,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) -> Result<Deployed, DeployFailure> {
+        let started = Instant::now();
+        let phase = Mutex::new(Phase::Fetch);
+        let mut timings = Timings::default();
+        progress(Event::Phase(Phase::Fetch));
+        let t = Instant::now();
+        let prepared = tokio::select! {
+            r = self.prepare(&req) => r?,
+            _ = cancel.cancelled() => return Err(cancelled(Phase::Fetch)),
+        };
+        timings.phases.push((Phase::Fetch, t.elapsed()));
+        let attempt = self.attempt(&req, &prepared, &progress, &phase, &mut timings);
+        let result = tokio::select! {
+            r = attempt => r,
+            _ = cancel.cancelled() => {
+                let at = phase.lock().map(|p| *p).unwrap_or(Phase::Build);
+                Err(cancelled(at))
+            }
+        };
+        match result {
+            Ok(mut state) => {
+                timings.total = started.elapsed();
+                state.status = "running".into();
+                Ok(Deployed { state, timings })
+            }
+            Err(f) => {
+                self.discard(&prepared).await;
+                Err(f)
+            }
+        }
+    }
+
+    async fn prepare(&self, req: &UpRequest) -> Result<Prepared, DeployFailure> {
+        let fetch_err = |e: SourceError| fail(Phase::Fetch, None, e.to_string());
+        let origin = Origin::classify(&req.repo).map_err(fetch_err)?;
+        let instance_dir = self.config.instance_dir();
+        let (branch, sha, fetched) = match (&req.mode, &origin) {
+            (Mode::Dev { .. }, _) | (_, Origin::Folder(_)) => {
+                (req.branch.clone().unwrap_or_default(), None, None)
+            }
+            (Mode::Preview, Origin::Git(url)) => {
+                let (dir, url, branch, sha, pr) = (
+                    instance_dir.clone(),
+                    url.clone(),
+                    req.branch.clone(),
+                    req.sha.clone(),
+                    req.pr,
+                );
+                let token = self.config.github.token.clone();
+                let f = tokio::task::spawn_blocking(move || {
+                    source::fetch(
+                        &dir,
+                        &url,
+                        branch.as_deref(),
+                        sha.as_ref(),
+                        pr,
+                        token.as_ref(),
+                    )
+                })
+                .await
+                .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?
+                .map_err(fetch_err)?;
+                (f.branch.clone(), Some(f.sha.clone()), Some(f))
+            }
+        };
+        let key = PreviewKey {
+            repo: req.key_repo.clone().unwrap_or_else(|| origin.key()),
+            branch,
+        };
+        let observed = self
+            .observed()
+            .await
+            .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?;
+        let existing = observed.iter().find(|p| {
+            p.any()
+                .is_some_and(|m| m.repo == key.repo && m.branch == key.branch)
+        });
+        let (id, generation, fresh, old) = match existing {
+            Some(p) => (
+                p.id.clone(),
+                p.max_generation() + 1,
+                p.live().is_none(),
+                p.live_members().to_vec(),
+            ),
+            None => {
+                if observed.len() >= self.config.limits.max_previews {
+                    return Err(fail(
+                        Phase::Fetch,
+                        None,
+                        format!(
+                            "this host already runs {} previews (limits.max_previews); remove one with `previewd down ID`",
+                            observed.len()
+                        ),
+                    ));
+                }
+                let taken: HashSet<&PreviewId> = observed.iter().map(|p| &p.id).collect();
+                let mut id = PreviewId::generate();
+                while taken.contains(&id) {
+                    id = PreviewId::generate();
+                }
+                (id, 1, true, Vec::new())
+            }
+        };
+        let (worktree, owned_worktree) = match (&req.mode, &origin, fetched) {
+            (Mode::Dev { worktree }, _, _) => (
+                worktree.canonicalize().map_err(|e| {
+                    fail(
+                        Phase::Fetch,
+                        None,
+                        format!("--worktree {}: {e}", worktree.display()),
+                    )
+                })?,
+                false,
+            ),
+            (_, Origin::Folder(p), _) => (p.clone(), false),
+            (_, _, Some(f)) => {
+                let (dir, id2) = (instance_dir, id.clone());
+                let wt = tokio::task::spawn_blocking(move || source::checkout(&dir, &f, &id2))
+                    .await
+                    .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?
+                    .map_err(fetch_err)?;
+                (wt, true)
+            }
+            (_, Origin::Git(_), None) => {
+                return Err(fail(Phase::Fetch, None, "nothing was fetched"));
+            }
+        };
+        Ok(Prepared {
+            key,
+            id,
+            generation,
+            worktree,
+            owned_worktree,
+            sha,
+            fresh,
+            old,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        req: &UpRequest,
+        p: &Prepared,
+        progress: &Progress,
+        phase: &Mutex<Phase>,
+        timings: &mut Timings,
+    ) -> Result<PreviewState, DeployFailure> {
+        let enter = |ph: Phase| {
+            if let Ok(mut g) = phase.lock() {
+                *g = ph;
+            }
+            progress(Event::Phase(ph));
+            Instant::now()
+        };
+
+        let t = enter(Phase::Config);
+        let wt = p.worktree.clone();
+        let spec = tokio::task::spawn_blocking(move || spec::load(&wt))
+            .await
+            .map_err(|e| fail(Phase::Config, None, e.to_string()))?
+            .map_err(|e| fail(Phase::Config, None, e.to_string()))?;
+        if matches!(req.mode, Mode::Dev { .. }) && spec.dev.is_empty() {
+            return Err(fail(
+                Phase::Config,
+                None,
+                format!(
+                    "{} has no dev: section, which --mode dev needs",
+                    spec.source
+                ),
+            ));
+        }
+        timings.phases.push((Phase::Config, t.elapsed()));
+
+        let t = enter(Phase::Build);
+        let images = self.images(req, p, &spec, progress).await?;
+        timings.phases.push((Phase::Build, t.elapsed()));
+
+        let t = enter(Phase::Start);
+        self.start(req, p, &spec, &images).await?;
+        timings.phases.push((Phase::Start, t.elapsed()));
+
+        let t = enter(Phase::Route);
+        gateway::sync(&self.docker, &self.config)
+            .await
+            .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
+        timings.phases.push((Phase::Route, t.elapsed()));
+
+        let t = enter(Phase::Health);
+        let host = gateway::staging_host(p.id.as_str(), p.generation, &self.config.gateway.domain);
+        self.wait_healthy(p, &spec, &host).await?;
+        timings.phases.push((Phase::Health, t.elapsed()));
+
+        self.commit(p)
+            .await
+            .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
+        let observed = self
+            .observed()
+            .await
+            .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
+        let live = observed.iter().find(|o| o.id == p.id).ok_or_else(|| {
+            fail(
+                Phase::Route,
+                None,
+                "the preview vanished while it was committed",
+            )
+        })?;
+        Ok(self.state_with_health(live).await)
+    }
+
+    /// Builds or finds every service's image, in parallel.
+    async fn images(
+        &self,
+        req: &UpRequest,
+        p: &Prepared,
+        spec: &Spec,
+        progress: &Progress,
+    ) -> Result<HashMap<String, String>, DeployFailure> {
+        let jobs: Vec<_> = spec
+            .services
+            .values()
+            .map(|svc| async move {
+                let name = svc.name.as_str();
+                if let Mode::Dev { .. } = req.mode
+                    && let Some(dev) = spec.dev.get(&svc.name)
+                {
+                    return self.ensure_image(name, &dev.image).await;
+                }
+                match &svc.image {
+                    ImageSource::Image(image) => self.ensure_image(name, image).await,
+                    ImageSource::Build(b) => {
+                        let on_line = |line: &str| {
+                            progress(Event::Line {
+                                service: name.to_owned(),
+                                line: line.to_owned(),
+                            })
+                        };
+                        let r = build::build(
+                            &self.docker,
+                            &self.config,
+                            &p.id,
+                            name,
+                            &p.worktree,
+                            b,
+                            &on_line,
+                        )
+                        .await;
+                        match r {
+                            Ok(built) => Ok((name.to_owned(), built.tag)),
+                            Err(e) => {
+                                let mut f = fail(Phase::Build, Some(name), e.to_string());
+                                f.log_tail = e.tail();
+                                Err(f)
+                            }
+                        }
+                    }
+                }
+            })
+            .collect();
+        join_all(jobs).await.into_iter().collect()
+    }
+
+    /// An image named in the config must be on the host; it is pulled when it is not (where a
+    /// registry is reachable).
+    async fn ensure_image(
+        &self,
+        service: &str,
+        image: &str,
+    ) -> Result<(String, String), DeployFailure> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok((service.to_owned(), image.to_owned()));
+        }
+        let opts = CreateImageOptions {
+            from_image: Some(image.to_owned()),
+            ..Default::default()
+        };
+        let mut pull = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = pull.next().await {
+            if let Err(e) = item {
+                return Err(fail(
+                    Phase::Build,
+                    Some(service),
+                    format!(
+                        "image {image} is not on this Docker host and could not be pulled: {e}"
+                    ),
+                ));
+            }
+        }
+        Ok((service.to_owned(), image.to_owned()))
+    }
+
+    /// Creates the generation's network and starts its containers in dependency order.
+    async fn start(
+        &self,
+        req: &UpRequest,
+        p: &Prepared,
+        spec: &Spec,
+        images: &HashMap<String, String>,
+    ) -> Result<(), DeployFailure> {
+        let inst = &self.config.instance;
+        let net = labels::network_name(inst, &p.id, p.generation);
+        let created = now_rfc3339();
+        let net_labels = HashMap::from([
+            (labels::INSTANCE.to_owned(), inst.to_string()),
+            (labels::PREVIEW.to_owned(), p.id.to_string()),
+            (labels::GENERATION.to_owned(), p.generation.to_string()),
+            (labels::CREATED.to_owned(), created.clone()),
+        ]);
+        docker::create_network(&self.docker, &net, net_labels)
+            .await
+            .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
+        let limits = &self.config.limits;
+        for svc in start_order(spec) {
+            let name = svc.name.as_str();
+            let dev = match req.mode {
+                Mode::Dev { .. } => spec.dev.get(&svc.name),
+                Mode::Preview => None,
+            };
+            let port = dev.and_then(|d| d.port).or(svc.port);
+            let mut l = HashMap::from([
+                (labels::INSTANCE, inst.to_string()),
+                (labels::ROLE, labels::ROLE_SERVICE.to_owned()),
+                (labels::PREVIEW, p.id.to_string()),
+                (labels::SERVICE, name.to_owned()),
+                (labels::REPO, p.key.repo.clone()),
+                (labels::BRANCH, p.key.branch.clone()),
+                (labels::MODE, req.mode.label().to_owned()),
+                (labels::GENERATION, p.generation.to_string()),
+                (labels::CREATED, created.clone()),
+                (labels::FORGE, req.forge.clone()),
+            ]);
+            if let Some(sha) = &p.sha {
+                l.insert(labels::SHA, sha.to_string());
+            }
+            if let Some(pr) = req.pr {
+                l.insert(labels::PR, pr.to_string());
+            }
+            if let (Some(route), Some(port), false) = (&svc.route, port, svc.internal) {
+                l.insert(labels::ROUTE, route.as_str().to_owned());
+                l.insert(labels::PORT, port.to_string());
+                l.insert(
+                    labels::HEALTH,
+                    format!("{} {}", svc.healthcheck.path, svc.healthcheck.status),
+                );
+            }
+            let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut cmd = svc.command.clone();
+            let mut working_dir = None;
+            let mut binds = None;
+            if let (Some(d), Mode::Dev { .. }) = (dev, &req.mode) {
+                env.extend(d.env.iter().map(|(k, v)| format!("{k}={v}")));
+                cmd = d.command.clone();
+                working_dir = Some(d.workdir.clone());
+                binds = Some(vec![format!("{}:{}", p.worktree.display(), d.workdir)]);
+            }
+            let image = images.get(name).cloned().unwrap_or_default();
+            let body = ContainerCreateBody {
+                image: Some(image),
+                env: Some(env),
+                cmd,
+                working_dir,
+                hostname: Some(name.to_owned()),
+                labels: Some(l.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+                host_config: Some(HostConfig {
+                    memory: Some(limits.memory),
+                    nano_cpus: Some((limits.cpus * 1e9) as i64),
+                    pids_limit: Some(limits.pids),
+                    network_mode: Some(net.clone()),
+                    binds,
+                    restart_policy: Some(RestartPolicy {
+                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                        maximum_retry_count: None,
+                    }),
+                    security_opt: Some(vec!["no-new-privileges:true".into()]),
+                    log_config: Some(HostConfigLogConfig {
+                        typ: Some("json-file".into()),
+                        config: Some(HashMap::from([
+                            ("max-size".into(), "10m".into()),
+                            ("max-file".into(), "2".into()),
+                        ])),
+                    }),
+                    ..Default::default()
+                }),
+                networking_config: Some(NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        net.clone(),
+                        EndpointSettings {
+                            aliases: Some(vec![
+                                name.to_owned(),
+                                labels::upstream_alias(&p.id, name, p.generation),
+                            ]),
+                            ..Default::default()
+                        },
+                    )])),
+                }),
+                ..Default::default()
+            };
+            let cname = labels::staging_name(inst, &p.id, name, p.generation);
+            let opts = CreateContainerOptions {
+                name: Some(cname.clone()),
+                ..Default::default()
+            };
+            self.docker
+                .create_container(Some(opts), body)
+                .await
+                .map_err(|e| fail(Phase::Start, Some(name), DockerError::from(e).to_string()))?;
+            if let Err(e) = self.docker.start_container(&cname, None).await {
+                let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
+                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
+                return Err(f);
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_healthy(
+        &self,
+        p: &Prepared,
+        spec: &Spec,
+        host: &str,
+    ) -> Result<(), DeployFailure> {
+        let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
+        let inst = &self.config.instance;
+        // Every container, internal ones too, must stay up while the public ones come up.
+        let all: Vec<String> = spec
+            .services
+            .keys()
+            .map(|s| labels::staging_name(inst, &p.id, s.as_str(), p.generation))
+            .collect();
+        let checks: Vec<_> = spec
+            .services
+            .values()
+            .filter(|s| !s.internal && s.route.is_some())
+            .map(|svc| {
+                let addr = addr.clone();
+                let all = all.clone();
+                async move {
+                    let limit = self.config.limits.health_timeout;
+                    let timeout = svc.healthcheck.timeout.map_or(limit, |t| t.min(limit));
+                    let docker = self.docker.clone();
+                    let alive = move || -> crate::engine::BoxFuture<'static, Result<(), String>> {
+                        let (docker, all) = (docker.clone(), all.clone());
+                        Box::pin(async move { all_running(&docker, &all).await })
+                    };
+                    health::wait(
+                        &addr,
+                        host,
+                        &svc.healthcheck.path,
+                        svc.healthcheck.status,
+                        timeout,
+                        alive,
+                    )
+                    .await
+                    .map_err(|(_, why)| (svc.name.to_string(), why))
+                }
+            })
+            .collect();
+        for r in join_all(checks).await {
+            if let Err((service, why)) = r {
+                // Blame the container that died, if one did; else the unhealthy service.
+                let dead = all_running(&self.docker, &all).await.err();
+                let (blame, reason) = match dead {
+                    Some(d) => (d.split(' ').next().unwrap_or(&service).to_owned(), d),
+                    None => (service.clone(), why),
+                };
+                let mut f = fail(Phase::Health, Some(&blame), reason);
+                let cname = labels::staging_name(inst, &p.id, &blame, p.generation);
+                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
+                return Err(f);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the new generation live: the old one's containers step aside, the new one's take
+    /// the canonical names, the gateway switches, then the old generation is removed.
+    async fn commit(&self, p: &Prepared) -> Result<(), ManagerError> {
+        let inst = &self.config.instance;
+        for m in &p.old {
+            let to = labels::staging_name(inst, &p.id, &m.service, m.generation);
+            self.rename(&m.container_id, &to).await?;
+        }
+        let observed = self.observed().await?;
+        let new: Vec<&Member> = observed
+            .iter()
+            .filter(|o| o.id == p.id)
+            .flat_map(|o| o.generations.get(&p.generation).into_iter().flatten())
+            .collect();
+        for m in new {
+            self.rename(
+                &m.container_id,
+                &labels::container_name(inst, &p.id, &m.service),
+            )
+            .await?;
+        }
+        gateway::sync(&self.docker, &self.config).await?;
+        let new_images: HashSet<String> = self
+            .observed()
+            .await?
+            .iter()
+            .filter(|o| o.id == p.id)
+            .flat_map(|o| o.live_members().iter().map(|m| m.image.clone()))
+            .collect();
+        let mut old_gens = HashSet::new();
+        for m in &p.old {
+            docker::remove_container(&self.docker, &m.container_id).await?;
+            old_gens.insert(m.generation);
+            if !new_images.contains(&m.image) && m.image.starts_with(&format!("{inst}-")) {
+                docker::remove_image(&self.docker, &m.image).await?;
+            }
+        }
+        for g in old_gens {
+            let net = labels::network_name(inst, &p.id, g);
+            gateway::leave(&self.docker, &self.config, &net).await;
+            docker::remove_network(&self.docker, &net).await?;
+        }
+        Ok(())
+    }
+
+    async fn rename(&self, container: &str, to: &str) -> Result<(), DockerError> {
+        let opts = RenameContainerOptions {
+            name: to.to_owned(),
+        };
+        self.docker.rename_container(container, opts).await?;
+        Ok(())
+    }
+
+    /// Removes what a failed or cancelled attempt created: its generation, and the whole
+    /// preview when there was no live generation to fall back on.
+    async fn discard(&self, p: &Prepared) {
+        let result = async {
+            let observed = self.observed().await?;
+            for o in observed.iter().filter(|o| o.id == p.id) {
+                for (g, ms) in &o.generations {
+                    if *g == p.generation || p.fresh {
+                        for m in ms {
+                            docker::remove_container(&self.docker, &m.container_id).await?;
+                        }
+                    }
+                }
+            }
+            self.remove_networks(&p.id, if p.fresh { None } else { Some(p.generation) })
+                .await?;
+            if p.fresh {
+                self.remove_images(&p.id).await?;
+                if p.owned_worktree {
+                    let (dir, id) = (self.config.instance_dir(), p.id.clone());
+                    let _ = tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id))
+                        .await;
+                }
+            }
+            self.settle().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(preview = %p.id, error = %e, "cleanup after a failed deployment was incomplete; `previewd gc` will finish it");
+        }
+    }
+
+    async fn remove_networks(
+        &self,
+        id: &PreviewId,
+        generation: Option<u64>,
+    ) -> Result<(), ManagerError> {
+        for (name, l) in docker::networks(&self.docker, &self.config.instance).await? {
+            let ours = l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str());
+            let gen_ok =
+                generation.is_none_or(|g| l.get(labels::GENERATION) == Some(&g.to_string()));
+            if ours && gen_ok {
+                gateway::leave(&self.docker, &self.config, &name).await;
+                docker::remove_network(&self.docker, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_images(&self, id: &PreviewId) -> Result<(), ManagerError> {
+        let prefix = format!("{}-{id}-", self.config.instance);
+        for (_, tags, _) in docker::images(&self.docker, &self.config.instance).await? {
+            for t in tags.iter().filter(|t| t.starts_with(&prefix)) {
+                docker::remove_image(&self.docker, t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the gateway in line with the labels, or removes it when no preview is left.
+    pub async fn settle(&self) -> Result<(), ManagerError> {
+        let any = !self.observed().await?.is_empty();
+        if any || self.config.gateway.keep_running {
+            gateway::sync(&self.docker, &self.config).await?;
+        } else {
+            gateway::remove(&self.docker, &self.config).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a preview: containers, networks, images, worktree and routes.
+    pub async fn down(&self, id: &PreviewId) -> Result<(), ManagerError> {
+        let observed = self.observed().await?;
+        let networks = docker::networks(&self.docker, &self.config.instance).await?;
+        let known = observed.iter().any(|o| &o.id == id)
+            || networks
+                .iter()
+                .any(|(_, l)| l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str()));
+        if !known {
+            return Err(ManagerError::NotFound(id.to_string()));
+        }
+        for o in observed.iter().filter(|o| &o.id == id) {
+            for m in o.generations.values().flatten() {
+                docker::remove_container(&self.docker, &m.container_id).await?;
+            }
+        }
+        self.remove_networks(id, None).await?;
+        self.remove_images(id).await?;
+        let (dir, id2) = (self.config.instance_dir(), id.clone());
+        tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id2))
+            .await
+            .map_err(|e| ManagerError::Docker(DockerError::Api(e.to_string())))??;
+        self.settle().await
+    }
+
+    /// The preview for a key, if there is one.
+    pub async fn find(&self, key: &PreviewKey) -> Result<Option<Observed>, DockerError> {
+        Ok(self.observed().await?.into_iter().find(|p| {
+            p.any()
+                .is_some_and(|m| m.repo == key.repo && m.branch == key.branch)
+        }))
+    }
+
+    pub async fn get(&self, id: &PreviewId) -> Result<Observed, ManagerError> {
+        self.observed()
+            .await?
+            .into_iter()
+            .find(|p| &p.id == id)
+            .ok_or_else(|| ManagerError::NotFound(id.to_string()))
+    }
+
+    /// A preview's state from its labels alone (no health probes): what `ls` shows.
+    pub fn state(&self, p: &Observed, probes: &HashMap<String, Probe>) -> PreviewState {
+        let live = p.live_members();
+        let members = if live.is_empty() {
+            p.generations
+                .values()
+                .next_back()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        } else {
+            live
+        };
+        let url = self.config.preview_url(&p.id);
+        let status = if live.is_empty() {
+            "building"
+        } else if live.iter().all(|m| m.state == "running") {
+            "running"
+        } else {
+            "failed"
+        };
+        let first = p.any();
+        let services = members
+            .iter()
+            .map(|m| {
+                let probe = probes.get(&m.service);
+                let expected = m.health.as_ref().map_or(200, |h| h.1);
+                ServiceHealth {
+                    name: m.service.clone(),
+                    route: m.route.clone(),
+                    url: m
+                        .route
+                        .as_ref()
+                        .map(|r| format!("{url}{}", r.trim_end_matches('/'))),
+                    state: m.state.clone(),
+                    healthy: match probe {
+                        Some(pr) => pr.ok(expected),
+                        None => m.state == "running",
+                    },
+                    status: probe.and_then(|pr| pr.status),
+                    latency_ms: probe.map(|pr| pr.latency.as_millis() as u64),
+                }
+            })
+            .collect();
+        PreviewState {
+            id: p.id.clone(),
+            url,
+            key: PreviewKey {
+                repo: first.map(|m| m.repo.clone()).unwrap_or_default(),
+                branch: first.map(|m| m.branch.clone()).unwrap_or_default(),
+            },
+            sha: first
+                .and_then(|m| m.sha.as_deref())
+                .and_then(|s| CommitSha::parse(s).ok()),
+            pr: first.and_then(|m| m.pr),
+            status: status.into(),
+            services,
+        }
+    }
+
+    /// The state with one health probe per public service through the gateway.
+    pub async fn state_with_health(&self, p: &Observed) -> PreviewState {
+        let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
+        let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
+        let jobs: Vec<_> = p
+            .live_members()
+            .iter()
+            .filter(|m| m.route.is_some())
+            .map(|m| {
+                let (addr, host) = (addr.clone(), host.clone());
+                async move {
+                    let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
+                    (m.service.clone(), health::probe(&addr, &host, path).await)
+                }
+            })
+            .collect();
+        let probes = join_all(jobs).await.into_iter().collect();
+        let mut state = self.state(p, &probes);
+        if state.status == "running" && state.services.iter().any(|s| !s.healthy) {
+            state.status = "failed".into();
+        }
+        state
+    }
+
+    /// The last `tail` lines of each service's log (or of one service).
+    pub async fn logs(
+        &self,
+        id: &PreviewId,
+        service: Option<&str>,
+        tail: usize,
+    ) -> Result<Vec<(String, Vec<String>)>, ManagerError> {
+        let p = self.get(id).await?;
+        let members: Vec<&Member> = match p.live() {
+            Some(_) => p.live_members().iter().collect(),
+            None => p
+                .generations
+                .values()
+                .next_back()
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        let chosen: Vec<&Member> = members
+            .into_iter()
+            .filter(|m| service.is_none_or(|s| s == m.service))
+            .collect();
+        if let (Some(s), true) = (service, chosen.is_empty()) {
+            return Err(ManagerError::NoService {
+                id: id.to_string(),
+                service: s.to_owned(),
+            });
+        }
+        let mut out = Vec::new();
+        for m in chosen {
+            out.push((
+                m.service.clone(),
+                docker::log_tail(&self.docker, &m.container_id, tail).await,
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// `Err("<service> exited with code N")` for the first container that is not running.
+async fn all_running(docker: &Docker, containers: &[String]) -> Result<(), String> {
+    for c in containers {
+        if let Ok(info) = docker
+            .inspect_container(c, None::<InspectContainerOptions>)
+            .await
+        {
+            let st = info.state.unwrap_or_default();
+            let restarting = st.restarting.unwrap_or(false);
+            if !st.running.unwrap_or(false) || restarting {
+                let service = info
+                    .config
+                    .and_then(|c| c.labels)
+                    .and_then(|l| l.get(labels::SERVICE).cloned())
+                    .unwrap_or_else(|| c.clone());
+                return Err(format!(
+                    "{service} exited with code {}",
+                    st.exit_code.unwrap_or(-1)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cancelled(phase: Phase) -> DeployFailure {
+    DeployFailure {
+        phase,
+        service: None,
+        reason: "cancelled: a newer request superseded this one".into(),
+        log_tail: Vec::new(),
+        cancelled: true,
+    }
+}
+
+/// Services ordered so that each comes after what it depends on (the spec has no cycles).
+fn start_order(spec: &Spec) -> Vec<&spec::Service> {
+    let mut done: HashSet<&str> = HashSet::new();
+    let mut out = Vec::new();
+    while out.len() < spec.services.len() {
+        let before = out.len();
+        for svc in spec.services.values() {
+            if !done.contains(svc.name.as_str())
+                && svc.depends_on.iter().all(|d| done.contains(d.as_str()))
+            {
+                done.insert(svc.name.as_str());
+                out.push(svc);
+            }
+        }
+        if out.len() == before {
+            // A cycle slipped through validation: start the rest in name order.
+            out.extend(
+                spec.services
+                    .values()
+                    .filter(|s| !done.contains(s.name.as_str())),
+            );
+            break;
+        }
+    }
+    out
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// How old a label's RFC 3339 timestamp is; `None` when it does not parse.
+pub fn age(created: &str) -> Option<Duration> {
+    let t = time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}

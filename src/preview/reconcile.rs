@@ -1,0 +1,175 @@
+//! Reconcile: make Docker, the gateway and `data_dir` agree with the labels again. Run by
+//! `previewd gc`, by `serve` at start and periodically. It removes what no live preview
+//! explains (retired or unfinished generations, empty networks, images and worktrees of
+//! previews that are gone), removes previews past `limits.ttl`, and reloads the routes.
+//! Things younger than `grace` are left alone: another process may be creating them.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::docker;
+use super::labels;
+use super::manager::{Manager, ManagerError, age};
+use super::source;
+use crate::ids::PreviewId;
+
+/// What a reconcile pass removed, for the operator and the tests.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub images: Vec<String>,
+    pub worktrees: Vec<String>,
+    pub expired: Vec<String>,
+}
+
+impl Report {
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty()
+            && self.networks.is_empty()
+            && self.images.is_empty()
+            && self.worktrees.is_empty()
+            && self.expired.is_empty()
+    }
+}
+
+fn older(created: &str, grace: Duration) -> bool {
+    // An unreadable timestamp is old: it cannot belong to a deployment in progress of ours.
+    age(created).is_none_or(|a| a >= grace)
+}
+
+/// One reconcile pass. `busy` lists previews with a deployment running in this process, which
+/// are left alone whatever their age.
+pub async fn reconcile(
+    m: &Manager,
+    grace: Duration,
+    busy: &HashSet<PreviewId>,
+) -> Result<Report, ManagerError> {
+    let config = m.config();
+    let d = m.docker();
+    let inst = &config.instance;
+    let mut report = Report::default();
+
+    // Expired previews go whole.
+    for p in m.observed().await? {
+        if busy.contains(&p.id) {
+            continue;
+        }
+        let expired = p
+            .live_members()
+            .first()
+            .is_some_and(|mem| age(&mem.created).is_some_and(|a| a > config.limits.ttl));
+        if expired {
+            m.down(&p.id).await?;
+            report.expired.push(p.id.to_string());
+        }
+    }
+
+    // Generations that are not live: retired ones at once, unfinished ones after the grace.
+    let observed = m.observed().await?;
+    for p in &observed {
+        if busy.contains(&p.id) {
+            continue;
+        }
+        let live = p.live();
+        for (g, members) in &p.generations {
+            let stale = match live {
+                Some(l) if *g == l => false,
+                Some(l) if *g < l => true,
+                _ => members.iter().all(|mem| older(&mem.created, grace)),
+            };
+            if stale {
+                for mem in members {
+                    docker::remove_container(d, &mem.container_id).await?;
+                    report.containers.push(mem.name.clone());
+                }
+            }
+        }
+        // A live generation half-renamed by a crash: finish the rename.
+        if let Some(l) = live {
+            for mem in p.generations.get(&l).into_iter().flatten() {
+                let canonical = labels::container_name(inst, &p.id, &mem.service);
+                if !mem.canonical {
+                    let opts =
+                        bollard::query_parameters::RenameContainerOptions { name: canonical };
+                    let _ = d.rename_container(&mem.container_id, opts).await;
+                }
+            }
+        }
+    }
+
+    // What is left explains which networks, images and worktrees may stay.
+    let observed = m.observed().await?;
+    let live_ids: HashSet<String> = observed.iter().map(|p| p.id.to_string()).collect();
+    let used_nets: HashSet<String> = observed
+        .iter()
+        .flat_map(|p| {
+            p.generations
+                .keys()
+                .map(|g| labels::network_name(inst, &p.id, *g))
+        })
+        .collect();
+    for (name, l) in docker::networks(d, inst).await? {
+        let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
+        let created = l.get(labels::CREATED).cloned().unwrap_or_default();
+        let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy.contains(&id));
+        if !used_nets.contains(&name) && !busy_id && older(&created, grace) {
+            super::gateway::leave(d, config, &name).await;
+            docker::remove_network(d, &name).await?;
+            report.networks.push(name);
+        }
+    }
+    let used_images: HashSet<String> = observed
+        .iter()
+        .flat_map(|p| {
+            p.generations
+                .values()
+                .flatten()
+                .map(|mem| mem.image.clone())
+        })
+        .collect();
+    for (_, tags, l) in docker::images(d, inst).await? {
+        let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
+        for tag in tags {
+            // The tag names the preview that uses it: `<instance>-<id>-<service>:<hash>`.
+            let owner = tag
+                .strip_prefix(&format!("{inst}-"))
+                .and_then(|rest| rest.get(..crate::ids::PREVIEW_ID_LEN))
+                .unwrap_or(&preview)
+                .to_owned();
+            let gone = !live_ids.contains(&owner)
+                && PreviewId::parse(&owner).is_ok_and(|id| !busy.contains(&id));
+            if gone && !used_images.contains(&tag) {
+                docker::remove_image(d, &tag).await?;
+                report.images.push(tag);
+            }
+        }
+    }
+    let wt_dir = source::worktrees_dir(&config.instance_dir());
+    if let Ok(entries) = std::fs::read_dir(&wt_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(id) = PreviewId::parse(&name) else {
+                continue;
+            };
+            let fresh = e
+                .metadata()
+                .and_then(|md| md.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a < grace);
+            if !live_ids.contains(&name) && !busy.contains(&id) && !fresh {
+                let dir = config.instance_dir();
+                let _ =
+                    tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id)).await;
+                report.worktrees.push(name);
+            }
+        }
+    }
+
+    // Routes from labels; the gateway goes when nothing is left to route.
+    m.settle().await?;
+    Ok(report)
+}
