@@ -1,0 +1,74 @@
+//! A failure at any step names the step, the service and the reason, carries the log's tail,
+//! and leaves nothing behind.
+
+mod engine_support;
+
+use engine_support::{GitRepo, TestEnv};
+use previewd::preview::manager::UpRequest;
+
+async fn fails(env: &TestEnv, req: UpRequest) -> previewd::engine::DeployFailure {
+    let f = env.up_req(req).await.expect_err("must fail");
+    env.assert_clean().await;
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn build_failure_names_service_and_shows_log() {
+    let env = TestEnv::new("fbuild").await;
+    let repo = GitRepo::from_fixture("build-fail");
+    let f = fails(&env, env.request(repo.path())).await;
+    assert_eq!(f.phase.as_str(), "build");
+    assert!(f.service.is_some());
+    assert!(
+        f.log_tail
+            .iter()
+            .any(|l| l.contains("error: something broke")),
+        "{:?}",
+        f.log_tail
+    );
+    assert!(f.log_tail.len() <= 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_timeout_and_dead_container_fail_with_their_logs() {
+    let env = TestEnv::new("fhealth").await;
+    let repo = GitRepo::from_fixture("health-fail");
+    let f = fails(&env, env.request(repo.path())).await;
+    assert_eq!(f.phase.as_str(), "health");
+    assert!(
+        f.reason.contains("404") || f.reason.contains("did not answer"),
+        "{f}"
+    );
+
+    let repo = GitRepo::from_fixture("exits");
+    let f = fails(&env, env.request(repo.path())).await;
+    assert!(matches!(f.phase.as_str(), "start" | "health"), "{f}");
+    assert!(f.reason.contains("exited"), "{f}");
+    assert!(
+        f.log_tail.iter().any(|l| l.contains("fatal: cannot start")),
+        "{:?}",
+        f.log_tail
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_config_unknown_branch_and_missing_config_are_refused() {
+    let env = TestEnv::new("frefuse").await;
+    let repo = GitRepo::from_fixture("hostile");
+    let f = fails(&env, env.request(repo.path())).await;
+    assert_eq!(f.phase.as_str(), "config");
+    assert!(f.reason.contains("privileged"), "{f}");
+
+    let repo = GitRepo::from_fixture("two-service");
+    let mut req = env.request(repo.path());
+    req.branch = Some("no-such-branch".into());
+    let f = fails(&env, req).await;
+    assert_eq!(f.phase.as_str(), "fetch");
+    assert!(f.reason.contains("no-such-branch"), "{f}");
+
+    let empty = tempfile::tempdir().expect("tempdir");
+    std::fs::write(empty.path().join("README"), "nothing to preview").expect("write");
+    let f = fails(&env, env.request(empty.path())).await;
+    assert_eq!(f.phase.as_str(), "config");
+    assert!(f.reason.contains(".previewd.yml"), "{f}");
+}

@@ -1,0 +1,319 @@
+//! Shared set-up for the engine's integration tests: a config with its own instance, gateway
+//! port and data dir per test (so tests run in parallel on one Docker host), git repositories
+//! made from `fixtures/`, HTTP through the gateway, and a cleanup by label that runs even when
+//! a test fails.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, RemoveContainerOptions,
+    RemoveImageOptions,
+};
+use previewd::config::Config;
+use previewd::engine::{DeployFailure, Deployed};
+use previewd::preview::manager::{Manager, Mode, UpRequest};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestEnv {
+    pub config: Config,
+    pub manager: Manager,
+    pub data: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl TestEnv {
+    pub async fn new(name: &str) -> TestEnv {
+        Self::with(name, &[]).await
+    }
+
+    pub async fn with(name: &str, extra: &[(&str, &str)]) -> TestEnv {
+        let suffix: String = nanoid::nanoid!(5, &previewd::ids::PREVIEW_ID_ALPHABET);
+        let instance = format!("t-{name}-{suffix}");
+        let data = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut env: Vec<(String, String)> = vec![
+            ("PREVIEWD_INSTANCE".into(), instance),
+            (
+                "PREVIEWD_DATA_DIR".into(),
+                data.path().display().to_string(),
+            ),
+            ("PREVIEWD_GATEWAY_PORT".into(), port.to_string()),
+            ("PREVIEWD_LIMITS_HEALTH_TIMEOUT".into(), "30s".into()),
+            ("PREVIEWD_LIMITS_BUILD_TIMEOUT".into(), "120s".into()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_parts(None, Path::new("test"), &env).expect("config");
+        let manager = Manager::connect(config.clone()).await.expect("docker");
+        TestEnv {
+            config,
+            manager,
+            data,
+            port,
+        }
+    }
+
+    pub fn request(&self, repo: &Path) -> UpRequest {
+        UpRequest {
+            repo: repo.display().to_string(),
+            branch: None,
+            sha: None,
+            pr: None,
+            forge: "cli".into(),
+            mode: Mode::Preview,
+            key_repo: None,
+        }
+    }
+
+    pub async fn up(&self, repo: &Path) -> Result<Deployed, DeployFailure> {
+        self.up_req(self.request(repo)).await
+    }
+
+    pub async fn up_req(&self, req: UpRequest) -> Result<Deployed, DeployFailure> {
+        self.manager
+            .up(req, Arc::new(|_| {}), CancellationToken::new())
+            .await
+    }
+
+    /// GET through the gateway with the preview's host name.
+    pub async fn get(&self, id: &str, path: &str) -> (u16, String) {
+        let host = format!("{id}.localhost");
+        let addr = format!("127.0.0.1:{}", self.port);
+        match previewd::preview::http::tcp(&addr, &host, "GET", path, Duration::from_secs(5)).await
+        {
+            Ok(r) => (r.status, r.text()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// Containers, networks and images of this instance, by name.
+    pub async fn objects(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        objects(self.config.instance.as_str()).await
+    }
+
+    /// Asserts that nothing of this instance is left: containers, networks, images, worktrees.
+    pub async fn assert_clean(&self) {
+        let (c, n, i) = self.objects().await;
+        assert!(c.is_empty(), "containers left: {c:?}");
+        assert!(n.is_empty(), "networks left: {n:?}");
+        assert!(i.is_empty(), "images left: {i:?}");
+        let wt = self.config.instance_dir().join("worktrees");
+        let left: Vec<_> = std::fs::read_dir(&wt)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "worktrees left: {left:?}");
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let instance = self.config.instance.to_string();
+        // Drop may run inside a runtime: clean up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Runtime::new() {
+                rt.block_on(cleanup(&instance));
+            }
+        })
+        .join();
+    }
+}
+
+fn label_filter(instance: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("dev.previewd.instance={instance}")],
+    )])
+}
+
+pub async fn objects(instance: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let d = Docker::connect_with_defaults().expect("docker");
+    let c = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(instance)),
+            ..Default::default()
+        }))
+        .await
+        .expect("list containers")
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect();
+    let n = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(label_filter(instance)),
+        }))
+        .await
+        .expect("list networks")
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect();
+    let i = d
+        .list_images(Some(ListImagesOptions {
+            filters: Some(label_filter(instance)),
+            ..Default::default()
+        }))
+        .await
+        .expect("list images")
+        .into_iter()
+        .map(|i| i.repo_tags.join(",") + &i.id)
+        .collect();
+    (c, n, i)
+}
+
+async fn cleanup(instance: &str) {
+    let Ok(d) = Docker::connect_with_defaults() else {
+        return;
+    };
+    let filters = label_filter(instance);
+    if let Ok(cs) = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+    {
+        for c in cs.into_iter().filter_map(|c| c.id) {
+            let _ = d
+                .remove_container(
+                    &c,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+    }
+    if let Ok(ns) = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+    {
+        for n in ns.into_iter().filter_map(|n| n.name) {
+            let _ = d.remove_network(&n).await;
+        }
+    }
+    if let Ok(is) = d
+        .list_images(Some(ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+    {
+        for i in is {
+            let _ = d
+                .remove_image(
+                    &i.id,
+                    Some(RemoveImageOptions {
+                        force: true,
+                        ..Default::default()
+                    }),
+                    None,
+                )
+                .await;
+        }
+    }
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// A git repository (branch `main`) holding a copy of `fixtures/<name>`.
+pub struct GitRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl GitRepo {
+    pub fn from_fixture(name: &str) -> GitRepo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&fixture(name), dir.path());
+        let repo = git2::Repository::init_opts(
+            dir.path(),
+            git2::RepositoryInitOptions::new().initial_head("main"),
+        )
+        .expect("git init");
+        drop(repo);
+        let r = GitRepo { dir };
+        r.commit("initial");
+        r
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+
+    /// Commits everything in the folder; returns the new commit id.
+    pub fn commit(&self, message: &str) -> String {
+        let repo = git2::Repository::open(self.dir.path()).expect("open");
+        let mut index = repo.index().expect("index");
+        index
+            .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+            .expect("add");
+        index.write().expect("write index");
+        let tree = repo
+            .find_tree(index.write_tree().expect("tree"))
+            .expect("tree");
+        let sig = git2::Signature::now("test", "test@example.com").expect("sig");
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .expect("commit")
+            .to_string()
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read fixture") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        let ft = e.file_type().expect("type");
+        if ft.is_dir() {
+            copy_dir(&e.path(), &target);
+        } else if ft.is_symlink() {
+            let link = std::fs::read_link(e.path()).expect("link");
+            std::os::unix::fs::symlink(link, &target).expect("symlink");
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

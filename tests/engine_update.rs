@@ -1,0 +1,128 @@
+//! Updates: same id and URL, zero downtime, only changed services rebuilt, and a failed update
+//! that leaves the old generation serving.
+
+mod engine_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use engine_support::{GitRepo, TestEnv};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
+    let env = Arc::new(TestEnv::new("upd").await);
+    let repo = GitRepo::from_fixture("two-service");
+    let first = env.up(repo.path()).await.expect("first up");
+    let id = first.state.id.to_string();
+    let images_before = service_images(&env).await;
+
+    // A client polls the preview for the whole update.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let poller = {
+        let (env, id, stop, ok, failed) = (
+            env.clone(),
+            id.clone(),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+        );
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let (status, body) = env.get(&id, "/api/health").await;
+                if status == 200 {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    failures.push(format!("{status} {body}"));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        })
+    };
+
+    // Change the api only.
+    let serve = std::fs::read_to_string(repo.path().join("api/serve.sh")).expect("serve.sh");
+    repo.write(
+        "api/serve.sh",
+        &serve.replace("hello from api", "hello from api v2"),
+    );
+    let sha2 = repo.commit("api v2");
+    let second = env.up(repo.path()).await.expect("second up");
+    stop.store(true, Ordering::SeqCst);
+    let failures = poller.await.expect("poller");
+    assert!(ok.load(Ordering::SeqCst) > 10, "the poller ran");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during the update: {failures:?}"
+    );
+
+    assert_eq!(second.state.id.to_string(), id, "same id");
+    assert_eq!(second.state.url, first.state.url, "same URL");
+    assert_eq!(second.state.sha.as_ref().map(|s| s.to_string()), Some(sha2));
+    let (_, body) = env.get(&id, "/api/hello").await;
+    assert!(body.contains("hello from api v2"), "{body}");
+    let images_after = service_images(&env).await;
+    assert_eq!(
+        images_before["web"], images_after["web"],
+        "web was not rebuilt"
+    );
+    assert_eq!(
+        images_before["internal"], images_after["internal"],
+        "internal was not rebuilt"
+    );
+    assert_ne!(images_before["api"], images_after["api"], "api was rebuilt");
+    // One generation is left, with its canonical names; the old one is gone.
+    let observed = env.manager.observed().await.expect("observed");
+    assert_eq!(observed[0].generations.len(), 1);
+    assert_eq!(observed[0].live(), Some(2));
+
+    // A broken update fails and leaves generation 2 serving.
+    repo.write(
+        "web/Dockerfile",
+        "FROM busybox\nRUN echo 'error: broken on purpose' && exit 7\n",
+    );
+    repo.commit("break web");
+    let err = env.up(repo.path()).await.expect_err("broken update");
+    assert_eq!(err.phase.as_str(), "build");
+    assert_eq!(err.service.as_deref(), Some("web"));
+    assert!(
+        err.log_tail.iter().any(|l| l.contains("broken on purpose")),
+        "{:?}",
+        err.log_tail
+    );
+    let (status, body) = env.get(&id, "/api/hello").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("hello from api v2"));
+    let observed = env.manager.observed().await.expect("observed");
+    assert_eq!(
+        observed[0].generations.len(),
+        1,
+        "the failed generation left nothing"
+    );
+
+    env.manager.down(&second.state.id).await.expect("down");
+    env.assert_clean().await;
+}
+
+async fn service_images(env: &TestEnv) -> std::collections::HashMap<String, String> {
+    let observed = env.manager.observed().await.expect("observed");
+    let mut out = std::collections::HashMap::new();
+    for m in observed[0].live_members() {
+        let info = env
+            .manager
+            .docker()
+            .inspect_container(
+                &m.container_id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+            .expect("inspect");
+        out.insert(m.service.clone(), info.image.unwrap_or_default());
+    }
+    out
+}
