@@ -1,0 +1,105 @@
+//! Dev mode and reconcile: a mounted worktree served live; routes rebuilt from labels after the
+//! gateway is lost; orphans of a crashed deployment removed.
+
+mod engine_support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use engine_support::{GitRepo, TestEnv, copy_dir, eventually, fixture};
+use previewd::preview::labels;
+use previewd::preview::manager::Mode;
+use previewd::preview::reconcile::reconcile;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_serves_the_mounted_worktree_live() {
+    let env = TestEnv::new("dev").await;
+    let wt = tempfile::tempdir().expect("tempdir");
+    copy_dir(&fixture("dev-mode"), wt.path());
+    let mut req = env.request(wt.path());
+    req.mode = Mode::Dev {
+        worktree: wt.path().to_path_buf(),
+    };
+    let d = env.up_req(req).await.expect("dev up");
+    let id = d.state.id.to_string();
+    let (status, body) = env.get(&id, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("dev mode"), "{body}");
+    assert_eq!(env.get(&id, "/mode.txt").await.0, 404, "nothing was built");
+    // An edit shows at once: the folder is mounted, not copied.
+    std::fs::write(wt.path().join("public/index.html"), "edited live").expect("edit");
+    eventually(Duration::from_secs(10), "the edit to be served", || async {
+        env.get(&id, "/")
+            .await
+            .1
+            .contains("edited live")
+            .then_some(())
+    })
+    .await;
+    let observed = env.manager.observed().await.expect("observed");
+    assert_eq!(observed[0].live_members()[0].mode, "dev");
+    env.manager.down(&d.state.id).await.expect("down");
+    assert!(
+        wt.path().join("public/index.html").exists(),
+        "the user's worktree is kept"
+    );
+    env.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_restores_routes_and_removes_orphans() {
+    let env = TestEnv::new("gc").await;
+    let repo = GitRepo::from_fixture("compose-only");
+    let d = env.up(repo.path()).await.expect("up");
+    let id = d.state.id.to_string();
+    let docker = env.manager.docker();
+
+    // The gateway is lost: reconcile recreates it from the labels, with the route.
+    previewd::preview::docker::remove_container(
+        docker,
+        &labels::gateway_name(&env.config.instance),
+    )
+    .await
+    .expect("remove gateway");
+    assert_eq!(env.get(&id, "/").await.0, 0);
+    // Orphans: a network nothing uses, a worktree of a preview that is gone.
+    let orphan_net = format!("{}-aaaaaaaaaa-1", env.config.instance);
+    previewd::preview::docker::create_network(
+        docker,
+        &orphan_net,
+        HashMap::from([
+            (labels::INSTANCE.to_owned(), env.config.instance.to_string()),
+            (labels::PREVIEW.to_owned(), "aaaaaaaaaa".to_owned()),
+        ]),
+    )
+    .await
+    .expect("orphan network");
+    let orphan_wt = env.config.instance_dir().join("worktrees/bbbbbbbbbb");
+    std::fs::create_dir_all(&orphan_wt).expect("orphan worktree");
+
+    let report = reconcile(&env.manager, Duration::ZERO, &HashSet::new())
+        .await
+        .expect("reconcile");
+    assert!(report.networks.contains(&orphan_net), "{report:?}");
+    assert!(
+        report.worktrees.contains(&"bbbbbbbbbb".to_owned()),
+        "{report:?}"
+    );
+    assert!(!orphan_wt.exists());
+    let (status, body) = env.get(&id, "/").await;
+    assert_eq!(status, 200, "route restored: {body}");
+
+    // A preview past its ttl is removed by the next pass.
+    let short = TestEnv::with("gcttl", &[("PREVIEWD_LIMITS_TTL", "1s")]).await;
+    let repo2 = GitRepo::from_fixture("compose-only");
+    let d2 = short.up(repo2.path()).await.expect("up");
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the ttl itself must pass
+    let report = reconcile(&short.manager, Duration::ZERO, &HashSet::new())
+        .await
+        .expect("reconcile");
+    assert_eq!(report.expired, vec![d2.state.id.to_string()]);
+    short.assert_clean().await;
+
+    env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}
