@@ -1,1 +1,411 @@
-fn main() {}
+//! The `previewd` binary: parses the command line, loads the operator config and calls the
+//! library. Errors become one line on stderr and a non-zero exit.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use previewd::config::Config;
+use previewd::engine::{DeployFailure, PreviewState};
+use previewd::ids::PreviewId;
+use previewd::preview::manager::{Event, Manager, Mode, UpRequest};
+use previewd::preview::reconcile;
+
+#[derive(Parser)]
+#[command(
+    name = "previewd",
+    version,
+    about = "Preview environments for pull requests"
+)]
+struct Cli {
+    /// Operator config (previewd.toml); every key can also come from PREVIEWD_* variables.
+    #[arg(long, global = true, env = "PREVIEWD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Preview,
+    Dev,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Webhook server, workers and reconciler.
+    Serve,
+    /// Start or update the preview of a repository's branch (or of a plain folder).
+    Up {
+        /// A git URL, a local git repository, or a plain folder used as it is.
+        #[arg(long)]
+        repo: String,
+        /// Default: the repository's default branch.
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long, value_enum, default_value = "preview")]
+        mode: ModeArg,
+        /// With --mode dev: the folder mounted into the dev images.
+        #[arg(long)]
+        worktree: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List previews.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one preview, with a health check of each service through the gateway.
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the last lines of a preview's logs.
+    Logs {
+        id: String,
+        service: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Remove a preview (or all of them).
+    Down {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Reconcile now: routes from labels, orphans, expired previews.
+    Gc {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a repository's preview config and print the plan.
+    Check {
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PREVIEWD_LOG")
+                .unwrap_or_else(|_| "previewd=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("previewd: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("previewd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Check { path } => check(&path),
+        Command::Serve => {
+            let manager = Manager::connect(config.clone()).await?;
+            let shutdown = CancellationToken::new();
+            let s = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                s.cancel();
+            });
+            previewd::serve::serve(config, Arc::new(manager), shutdown).await
+        }
+        Command::Up {
+            repo,
+            branch,
+            mode,
+            worktree,
+            json,
+        } => {
+            let mode = match (mode, worktree) {
+                (ModeArg::Preview, None) => Mode::Preview,
+                (ModeArg::Preview, Some(_)) => bail!("--worktree needs --mode dev"),
+                (ModeArg::Dev, Some(w)) => Mode::Dev { worktree: w },
+                (ModeArg::Dev, None) => bail!("--mode dev needs --worktree PATH"),
+            };
+            let manager = Manager::connect(config).await?;
+            let req = UpRequest {
+                repo,
+                branch,
+                sha: None,
+                pr: None,
+                forge: "cli".into(),
+                mode,
+                key_repo: None,
+            };
+            up(&manager, req, json).await
+        }
+        Command::Ls { json } => {
+            let manager = Manager::connect(config).await?;
+            let observed = manager.observed().await?;
+            let states: Vec<(PreviewState, String)> = observed
+                .iter()
+                .map(|p| (manager.state(p, &Default::default()), mode_of(p)))
+                .collect();
+            if json {
+                let all: Vec<_> = states.iter().map(|(s, m)| to_json(s, m)).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if states.is_empty() {
+                println!("no previews");
+            } else {
+                println!(
+                    "{:<12} {:<9} {:<40} {}",
+                    "ID", "STATUS", "URL", "REPO@BRANCH"
+                );
+                for (s, _) in &states {
+                    println!(
+                        "{:<12} {:<9} {:<40} {}@{}",
+                        s.id, s.status, s.url, s.key.repo, s.key.branch
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Status { id, json } => {
+            let id = PreviewId::parse(&id)?;
+            let manager = Manager::connect(config).await?;
+            let p = manager.get(&id).await?;
+            let state = manager.state_with_health(&p).await;
+            print_state(&state, &mode_of(&p), json)?;
+            if state.status != "running" {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Logs { id, service, tail } => {
+            let id = PreviewId::parse(&id)?;
+            let manager = Manager::connect(config).await?;
+            let logs = manager.logs(&id, service.as_deref(), tail).await?;
+            let many = logs.len() > 1;
+            for (svc, lines) in logs {
+                for l in lines {
+                    if many {
+                        println!("{svc} | {l}");
+                    } else {
+                        println!("{l}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Down { id, all } => {
+            let manager = Manager::connect(config).await?;
+            let ids: Vec<PreviewId> = match id {
+                Some(id) => vec![PreviewId::parse(&id)?],
+                None if all => manager
+                    .observed()
+                    .await?
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect(),
+                None => bail!("give a preview id or --all"),
+            };
+            for id in &ids {
+                manager
+                    .down(id)
+                    .await
+                    .with_context(|| format!("removing {id}"))?;
+                println!("removed {id}");
+            }
+            if ids.is_empty() {
+                manager.settle().await?;
+                println!("no previews");
+            }
+            Ok(())
+        }
+        Command::Gc { json } => {
+            let manager = Manager::connect(config.clone()).await?;
+            // Leave alone what a deployment in another process may be creating right now.
+            let grace = config.limits.build_timeout + config.limits.health_timeout;
+            let report = reconcile::reconcile(&manager, grace, &HashSet::new()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else if report.is_empty() {
+                println!("nothing to clean up; routes reloaded");
+            } else {
+                for (what, items) in [
+                    ("expired preview", &report.expired),
+                    ("container", &report.containers),
+                    ("network", &report.networks),
+                    ("image", &report.images),
+                    ("worktree", &report.worktrees),
+                ] {
+                    for i in items {
+                        println!("removed {what} {i}");
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> Result<()> {
+    let spec = previewd::spec::load(path)?;
+    println!("{}: valid", spec.source);
+    for svc in spec.services.values() {
+        let what = match &svc.image {
+            previewd::spec::ImageSource::Image(i) => format!("image {i}"),
+            previewd::spec::ImageSource::Build(b) => {
+                format!("build {} ({})", b.context.display(), b.dockerfile.display())
+            }
+        };
+        let route = match (&svc.route, svc.internal) {
+            (_, true) | (None, _) => "internal".to_owned(),
+            (Some(r), false) => format!(
+                "route {} → port {}, health GET {} = {}",
+                r.as_str(),
+                svc.port.map_or("?".into(), |p| p.to_string()),
+                svc.healthcheck.path,
+                svc.healthcheck.status
+            ),
+        };
+        println!("  {:<12} {what}; {route}", svc.name.as_str());
+    }
+    for d in spec.dev.values() {
+        println!(
+            "  dev {:<8} image {} in {}",
+            d.name.as_str(),
+            d.image,
+            d.workdir
+        );
+    }
+    Ok(())
+}
+
+async fn up(manager: &Manager, req: UpRequest, json: bool) -> Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let progress = Arc::new(move |e: Event| {
+        let mut err = std::io::stderr();
+        match e {
+            Event::Phase(p) => {
+                if tty {
+                    let _ = write!(err, "\r\x1b[2K");
+                }
+                let _ = writeln!(err, "==> {p}");
+            }
+            Event::Line { service, line } if tty => {
+                let short: String = line.chars().take(100).collect();
+                let _ = write!(err, "\r\x1b[2K  {service} | {short}");
+            }
+            Event::Line { service, line } => {
+                let _ = writeln!(err, "  {service} | {line}");
+            }
+        }
+        let _ = err.flush();
+    });
+    let mode = match req.mode {
+        Mode::Preview => "preview",
+        Mode::Dev { .. } => "dev",
+    };
+    let result = manager.up(req, progress, CancellationToken::new()).await;
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    match result {
+        Ok(d) => {
+            if !json {
+                let phases: Vec<String> = d
+                    .timings
+                    .phases
+                    .iter()
+                    .map(|(p, t)| format!("{p} {:.1}s", t.as_secs_f64()))
+                    .collect();
+                eprintln!(
+                    "ready in {:.1}s ({})",
+                    d.timings.total.as_secs_f64(),
+                    phases.join(", ")
+                );
+            }
+            print_state(&d.state, mode, json)
+        }
+        Err(f) => {
+            report_failure(&f);
+            std::process::exit(1);
+        }
+    }
+}
+
+fn mode_of(p: &previewd::preview::labels::Observed) -> String {
+    p.any()
+        .map_or_else(|| "preview".to_owned(), |m| m.mode.clone())
+}
+
+fn report_failure(f: &DeployFailure) {
+    if !f.log_tail.is_empty() {
+        eprintln!("--- last {} lines of the log ---", f.log_tail.len());
+        for l in &f.log_tail {
+            eprintln!("{l}");
+        }
+        eprintln!("---");
+    }
+    eprintln!("previewd: {f}");
+}
+
+fn to_json(s: &PreviewState, mode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "url": s.url,
+        "repo": s.key.repo,
+        "branch": s.key.branch,
+        "sha": s.sha,
+        "mode": mode,
+        "status": s.status,
+        "services": s.services.iter().map(|svc| serde_json::json!({
+            "name": svc.name,
+            "route": svc.route,
+            "url": svc.url,
+            "state": svc.state,
+            "health": {"ok": svc.healthy, "status": svc.status, "latency_ms": svc.latency_ms},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&to_json(s, mode))?);
+        return Ok(());
+    }
+    println!("{}  {}  ({}, {mode} mode)", s.url, s.status, s.id);
+    println!(
+        "  {:<12} {:<10} {:<8} {:<8} {}",
+        "SERVICE", "ROUTE", "STATE", "HEALTH", "LATENCY"
+    );
+    for svc in &s.services {
+        let health = match (svc.route.is_some(), svc.healthy, svc.status) {
+            (false, _, _) => "internal".to_owned(),
+            (true, true, Some(st)) => format!("ok {st}"),
+            (true, true, None) => "ok".to_owned(),
+            (true, false, Some(st)) => format!("FAIL {st}"),
+            (true, false, None) => "FAIL".to_owned(),
+        };
+        println!(
+            "  {:<12} {:<10} {:<8} {:<8} {}",
+            svc.name,
+            svc.route.as_deref().unwrap_or("-"),
+            svc.state,
+            health,
+            svc.latency_ms.map_or("-".into(), |l| format!("{l} ms"))
+        );
+    }
+    Ok(())
+}

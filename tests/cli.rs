@@ -1,0 +1,127 @@
+//! The `previewd` binary as a user runs it: DESIGN.md's CLI contract, exit codes and `--json`.
+
+mod engine_support;
+
+use std::process::{Command, Output};
+
+use engine_support::{GitRepo, TestEnv, fixture};
+
+fn previewd(env: &TestEnv, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .args(args)
+        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
+        .env("PREVIEWD_DATA_DIR", env.data.path())
+        .env("PREVIEWD_GATEWAY_PORT", env.port.to_string())
+        .env("PREVIEWD_LIMITS_HEALTH_TIMEOUT", "30s")
+        .output()
+        .expect("run previewd")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_ls_status_logs_down_follow_the_contract() {
+    let env = TestEnv::new("cli").await;
+    let repo = GitRepo::from_fixture("two-service");
+    let repo_arg = repo.path().display().to_string();
+
+    let up = previewd(&env, &["up", "--repo", &repo_arg, "--json"]);
+    assert!(up.status.success(), "up failed: {}", stderr(&up));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&up)).expect("one JSON object");
+    for key in [
+        "id", "url", "repo", "branch", "sha", "mode", "status", "services",
+    ] {
+        assert!(v.get(key).is_some(), "--json lacks {key}: {v}");
+    }
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["mode"], "preview");
+    assert_eq!(v["branch"], "main");
+    let id = v["id"].as_str().expect("id").to_owned();
+    let api = v["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "api")
+        .expect("api service");
+    assert_eq!(api["route"], "/api");
+    assert_eq!(api["health"]["ok"], true);
+    assert_eq!(api["health"]["status"], 200);
+
+    let ls = previewd(&env, &["ls", "--json"]);
+    assert!(ls.status.success());
+    let all: serde_json::Value = serde_json::from_str(&stdout(&ls)).expect("an array");
+    assert_eq!(all.as_array().map(Vec::len), Some(1));
+    assert_eq!(all[0]["id"], id.as_str());
+
+    let status = previewd(&env, &["status", &id]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(stdout(&status).contains("ok 200"), "{}", stdout(&status));
+
+    let logs = previewd(&env, &["logs", &id, "web", "--tail", "5"]);
+    assert!(logs.status.success(), "{}", stderr(&logs));
+
+    let bad = previewd(&env, &["status", "NOT-AN-ID"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("invalid preview id"),
+        "{}",
+        stderr(&bad)
+    );
+    let unknown = previewd(&env, &["down", "zzzzzzzzzz"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("no preview has the id"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let down = previewd(&env, &["down", "--all"]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(stdout(&down).contains(&format!("removed {id}")));
+    env.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_up_exits_non_zero_with_the_reason_and_check_names_keys() {
+    let env = TestEnv::new("clifail").await;
+    let up = previewd(
+        &env,
+        &["up", "--repo", &fixture("build-fail").display().to_string()],
+    );
+    assert!(!up.status.success());
+    let err = stderr(&up);
+    assert!(err.contains("build failed for service"), "{err}");
+    assert!(
+        err.contains("error: something broke"),
+        "log tail missing: {err}"
+    );
+    env.assert_clean().await;
+
+    let ok = previewd(
+        &env,
+        &["check", &fixture("two-service").display().to_string()],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("route /api"), "{}", stdout(&ok));
+    let hostile = previewd(&env, &["check", &fixture("hostile").display().to_string()]);
+    assert!(!hostile.status.success());
+    assert!(
+        stderr(&hostile).contains("privileged"),
+        "{}",
+        stderr(&hostile)
+    );
+
+    let bad_args = previewd(&env, &["up", "--repo", ".", "--mode", "dev"]);
+    assert!(!bad_args.status.success());
+    assert!(
+        stderr(&bad_args).contains("--worktree"),
+        "{}",
+        stderr(&bad_args)
+    );
+}
