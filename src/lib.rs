@@ -4,6 +4,12 @@
 
 pub mod config;
 pub mod engine;
+pub mod forge;
 pub mod ids;
+pub mod intent;
+pub mod metrics;
 pub mod preview;
+pub mod queue;
+pub mod serve;
 pub mod spec;
+pub mod webhook;

@@ -1,0 +1,186 @@
+//! What people read on a pull request: the sticky comment's markdown (found again by its
+//! hidden marker), command replies, and status descriptions. Pure functions of the engine's
+//! results; nothing here calls a forge, and nothing here may include a secret or an
+//! unescaped log (logs go in a fenced block longer than any backtick run they contain).
+
+use std::fmt::Write;
+
+use crate::engine::{DeployFailure, Deployed, PreviewState, Timings};
+use crate::forge::Repo;
+use crate::ids::CommitSha;
+
+/// The hidden marker that identifies previewd's one comment on a pull request.
+pub fn marker(repo: &Repo, pr: u64) -> String {
+    format!("<!-- previewd:{}#{pr} -->", repo.full_name())
+}
+
+/// Marks previewd's answers to commands, so they are never read as commands themselves.
+pub const REPLY_MARKER: &str = "<!-- previewd:reply -->";
+
+pub fn building(repo: &Repo, pr: u64, sha: &CommitSha) -> String {
+    format!(
+        "{}\n### ⏳ Building preview\n\nCommit `{}`: the preview is being built. This comment \
+         is updated when it is ready.\n",
+        marker(repo, pr),
+        sha.short()
+    )
+}
+
+pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
+    let s = &d.state;
+    let mut out = format!("{}\n### ✅ Preview ready\n\n", marker(repo, pr));
+    let _ = writeln!(out, "**URL:** {}  ", s.url);
+    if let Some(sha) = &s.sha {
+        let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
+    }
+    out.push('\n');
+    out.push_str(&services_table(s));
+    out.push('\n');
+    out.push_str(&timings_line(&d.timings));
+    out
+}
+
+pub fn failed(repo: &Repo, pr: u64, sha: &CommitSha, f: &DeployFailure) -> String {
+    let mut out = format!(
+        "{}\n### ❌ Preview failed\n\n**Commit:** `{}`  \n**{}**\n",
+        marker(repo, pr),
+        sha.short(),
+        one_line(&f.to_string())
+    );
+    if !f.log_tail.is_empty() {
+        let log = f.log_tail.join("\n");
+        let fence = "`".repeat(longest_backtick_run(&log).max(2) + 1);
+        let _ = write!(
+            out,
+            "\n<details><summary>Last {} lines of the {} log</summary>\n\n{fence}text\n{log}\n{fence}\n</details>\n",
+            f.log_tail.len(),
+            f.phase
+        );
+    }
+    out
+}
+
+pub fn superseded(repo: &Repo, pr: u64, sha: &CommitSha, by: &str) -> String {
+    format!(
+        "{}\n### ⏳ Building preview\n\nCommit `{}` was superseded by {by}.\n",
+        marker(repo, pr),
+        sha.short()
+    )
+}
+
+pub fn removed(repo: &Repo, pr: u64) -> String {
+    format!(
+        "{}\n### Preview removed\n\nThe preview for this pull request was stopped and its \
+         containers removed.\n",
+        marker(repo, pr)
+    )
+}
+
+/// The answer to `/preview status`.
+pub fn status_reply(state: Option<&PreviewState>) -> String {
+    let Some(s) = state else {
+        return format!("{REPLY_MARKER}\nNo preview is running for this pull request.\n");
+    };
+    let mut out = format!("{REPLY_MARKER}\n**Preview {}**: {}  \n", s.status, s.url);
+    if let Some(sha) = &s.sha {
+        let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
+    }
+    out.push('\n');
+    out.push_str(&services_table(s));
+    out
+}
+
+/// The answer to an unknown sub-command.
+pub fn help(command: &str) -> String {
+    format!(
+        "{REPLY_MARKER}\nUnknown command. previewd understands:\n\n\
+         - `{command}`: start or redeploy the preview\n\
+         - `{command} stop`: stop it and remove its containers\n\
+         - `{command} status`: show its current state\n"
+    )
+}
+
+/// The answer when a label or command does not count.
+pub fn refused(reason: &str) -> String {
+    format!("{REPLY_MARKER}\npreviewd did nothing: {reason}\n")
+}
+
+fn services_table(s: &PreviewState) -> String {
+    if s.services.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        String::from("| service | route | health | latency |\n| --- | --- | --- | --- |\n");
+    for svc in &s.services {
+        let route = svc
+            .route
+            .as_deref()
+            .map(|r| format!("`{}`", cell(r)))
+            .unwrap_or_else(|| "internal".into());
+        let health = match (svc.healthy, svc.status) {
+            (true, Some(code)) => format!("✅ {code}"),
+            (true, None) => "✅".into(),
+            (false, Some(code)) => format!("❌ {code}"),
+            (false, None) => format!("❌ {}", cell(&svc.state)),
+        };
+        let latency = svc
+            .latency_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "| {} | {route} | {health} | {latency} |",
+            cell(&svc.name)
+        );
+    }
+    out
+}
+
+fn timings_line(t: &Timings) -> String {
+    if t.total.is_zero() {
+        return String::new();
+    }
+    let phases: Vec<String> = t
+        .phases
+        .iter()
+        .map(|(p, d)| format!("{p} {:.1} s", d.as_secs_f64()))
+        .collect();
+    format!(
+        "Time to ready: {:.1} s ({})\n",
+        t.total.as_secs_f64(),
+        phases.join(" · ")
+    )
+}
+
+/// A table cell: no pipes or newlines from outside break the table.
+fn cell(s: &str) -> String {
+    one_line(s).replace('|', "\\|").replace('`', "'")
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").chars().take(300).collect()
+}
+
+fn longest_backtick_run(s: &str) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for c in s.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+/// One line for a commit status, at most 140 characters (GitHub's limit).
+pub fn status_line(s: &str) -> String {
+    truncate(&one_line(s), 140)
+}
+
+/// Cuts `s` to `max` characters, with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}

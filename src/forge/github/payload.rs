@@ -1,0 +1,253 @@
+//! GitHub webhook payloads: private serde structs that mirror only the fields previewd reads,
+//! mapped into the forge-neutral `ForgeEvent`. Unknown events and actions become
+//! `Unsupported`/`Other` (ignored with a reason), never an error; a body that is not JSON or
+//! not the event's shape is a `PayloadError` (answered 400). Nothing here acts on an event.
+
+use serde::Deserialize;
+
+use crate::forge::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo};
+use crate::ids::CommitSha;
+
+/// Why an authentic body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("body is not JSON of the `{event}` event's shape: {reason}")]
+    Shape { event: String, reason: String },
+    #[error("`{event}` event: {reason}")]
+    Invalid { event: String, reason: String },
+}
+
+/// Maps a GitHub delivery (`X-GitHub-Event` and body) to a `ForgeEvent`.
+pub fn parse_event(event: &str, body: &[u8]) -> Result<ForgeEvent, PayloadError> {
+    let shape = |e: serde_json::Error| PayloadError::Shape {
+        event: event.to_owned(),
+        reason: e.to_string(),
+    };
+    let invalid = |reason: String| PayloadError::Invalid {
+        event: event.to_owned(),
+        reason,
+    };
+    match event {
+        "ping" => {
+            // Still require JSON: an authentic ping is an object.
+            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+                .map_err(shape)?;
+            Ok(ForgeEvent::Ping)
+        }
+        "pull_request" => {
+            let p: PullRequestPayload = serde_json::from_slice(body).map_err(shape)?;
+            p.into_event().map_err(invalid)
+        }
+        "push" => {
+            let p: PushPayload = serde_json::from_slice(body).map_err(shape)?;
+            p.into_event().map_err(invalid)
+        }
+        "issue_comment" => {
+            let p: IssueCommentPayload = serde_json::from_slice(body).map_err(shape)?;
+            p.into_event().map_err(invalid)
+        }
+        other => {
+            serde_json::from_slice::<serde_json::Value>(body).map_err(shape)?;
+            Ok(ForgeEvent::Unsupported {
+                event: other.chars().take(64).collect(),
+            })
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct User {
+    login: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+}
+
+impl User {
+    fn actor(self) -> Actor {
+        let is_bot = self.kind.as_deref() == Some("Bot") || self.login.ends_with("[bot]");
+        Actor {
+            login: self.login,
+            is_bot,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+}
+
+impl Repository {
+    fn repo(&self) -> Result<Repo, String> {
+        Repo::parse(&self.full_name)
+            .ok_or_else(|| format!("repository {:?} is not owner/name", cap(&self.full_name)))
+    }
+}
+
+#[derive(Deserialize)]
+struct Label {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct PrRef {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    sha: String,
+    repo: Option<Repository>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PullRequestBody {
+    number: u64,
+    state: String,
+    head: PrRef,
+    base: PrRef,
+    #[serde(default)]
+    labels: Vec<Label>,
+    #[serde(default)]
+    merged: Option<bool>,
+}
+
+impl PullRequestBody {
+    /// Also used to read a pull request back from the REST API (same shape).
+    pub(crate) fn into_pull_request(self) -> Result<PullRequest, String> {
+        let head_sha = CommitSha::parse(&self.head.sha).map_err(|e| e.to_string())?;
+        let head_repo = match &self.head.repo {
+            Some(r) => Some(r.repo()?),
+            None => None,
+        };
+        let base_repo = match &self.base.repo {
+            Some(r) => Some(r.repo()?),
+            None => None,
+        };
+        // A deleted head repository is treated as a fork: its code is not the base's.
+        let fork = match (&head_repo, &base_repo) {
+            (Some(h), Some(b)) => h != b,
+            _ => true,
+        };
+        Ok(PullRequest {
+            number: self.number,
+            open: self.state == "open",
+            head_sha,
+            head_branch: self.head.git_ref,
+            head_repo,
+            fork,
+            labels: self.labels.into_iter().map(|l| l.name).collect(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct PullRequestPayload {
+    action: String,
+    pull_request: PullRequestBody,
+    #[serde(default)]
+    label: Option<Label>,
+    repository: Repository,
+    sender: User,
+}
+
+impl PullRequestPayload {
+    fn into_event(self) -> Result<ForgeEvent, String> {
+        let label = |l: Option<Label>| {
+            l.map(|l| l.name)
+                .ok_or_else(|| format!("`{}` without a `label`", self.action))
+        };
+        let action = match self.action.as_str() {
+            "opened" => PrAction::Opened,
+            "reopened" => PrAction::Reopened,
+            "synchronize" => PrAction::Synchronize,
+            "labeled" => PrAction::Labeled(label(self.label)?),
+            "unlabeled" => PrAction::Unlabeled(label(self.label)?),
+            "closed" => PrAction::Closed {
+                merged: self.pull_request.merged.unwrap_or(false),
+            },
+            other => PrAction::Other(cap(other)),
+        };
+        Ok(ForgeEvent::PullRequest {
+            repo: self.repository.repo()?,
+            sender: self.sender.actor(),
+            action,
+            pr: self.pull_request.into_pull_request()?,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct PushPayload {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    after: String,
+    #[serde(default)]
+    deleted: bool,
+    repository: Repository,
+    sender: User,
+}
+
+impl PushPayload {
+    fn into_event(self) -> Result<ForgeEvent, String> {
+        let zero = self.after.bytes().all(|b| b == b'0');
+        let deleted = self.deleted || zero;
+        let after = if deleted {
+            None
+        } else {
+            Some(CommitSha::parse(&self.after).map_err(|e| e.to_string())?)
+        };
+        Ok(ForgeEvent::Push {
+            repo: self.repository.repo()?,
+            sender: self.sender.actor(),
+            git_ref: self.git_ref,
+            after,
+            deleted,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Issue {
+    number: u64,
+    #[serde(default)]
+    pull_request: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: User,
+}
+
+#[derive(Deserialize)]
+struct IssueCommentPayload {
+    action: String,
+    issue: Issue,
+    comment: Comment,
+    repository: Repository,
+}
+
+impl IssueCommentPayload {
+    fn into_event(self) -> Result<ForgeEvent, String> {
+        let action = match self.action.as_str() {
+            "created" => CommentAction::Created,
+            "edited" => CommentAction::Edited,
+            "deleted" => CommentAction::Deleted,
+            other => CommentAction::Other(cap(other)),
+        };
+        Ok(ForgeEvent::Comment {
+            repo: self.repository.repo()?,
+            author: self.comment.user.actor(),
+            action,
+            number: self.issue.number,
+            on_pull_request: self.issue.pull_request.is_some_and(|v| !v.is_null()),
+            comment_id: self.comment.id,
+            body: self.comment.body.unwrap_or_default(),
+        })
+    }
+}
+
+/// Values from outside are capped before they go into messages.
+fn cap(s: &str) -> String {
+    s.chars().take(80).collect()
+}

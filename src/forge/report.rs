@@ -1,0 +1,196 @@
+//! The reporter: turns a worker's progress into forge calls (commit status, deployment and its
+//! statuses, the sticky comment, reactions). A forge failure here is logged and counted and
+//! then dropped: it must never fail, stop or undo the work on the Docker side, so no method
+//! returns an error.
+
+use std::sync::Arc;
+
+use crate::engine::{DeployFailure, Deployed, PreviewState};
+use crate::forge::{CommitState, DeploymentState, Forge, ForgeResult, Reaction, Repo, comment};
+use crate::ids::CommitSha;
+use crate::metrics::Metrics;
+
+/// Where a deployment is reported: the commit, and the pull request when there is one.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub repo: Repo,
+    pub pr: Option<u64>,
+    pub branch: String,
+    pub sha: CommitSha,
+}
+
+impl Target {
+    pub fn environment(&self) -> String {
+        environment(&self.branch)
+    }
+}
+
+/// The deployment environment of a branch's preview.
+pub fn environment(branch: &str) -> String {
+    format!("preview/{branch}")
+}
+
+#[derive(Clone)]
+pub struct Reporter {
+    forge: Arc<dyn Forge>,
+    metrics: Metrics,
+}
+
+impl Reporter {
+    pub fn new(forge: Arc<dyn Forge>, metrics: Metrics) -> Reporter {
+        Reporter { forge, metrics }
+    }
+
+    pub fn forge(&self) -> &Arc<dyn Forge> {
+        &self.forge
+    }
+
+    fn log<T>(&self, call: &'static str, r: ForgeResult<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(call, error = %e, "report to the forge failed");
+                self.metrics.forge_error(call);
+                None
+            }
+        }
+    }
+
+    /// A deployment starts: pending status, a deployment in progress, the comment says so.
+    /// Returns the deployment's id when the forge made one.
+    pub async fn building(&self, t: &Target) -> Option<u64> {
+        let f = &self.forge;
+        let r = f
+            .commit_status(
+                &t.repo,
+                &t.sha,
+                CommitState::Pending,
+                "Building preview…",
+                None,
+            )
+            .await;
+        self.log("commit-status", r);
+        let r = f.create_deployment(&t.repo, &t.sha, &t.environment()).await;
+        let deployment = self.log("create-deployment", r);
+        if let Some(id) = deployment {
+            let r = f
+                .deployment_status(
+                    &t.repo,
+                    id,
+                    DeploymentState::InProgress,
+                    "Building preview…",
+                    None,
+                )
+                .await;
+            self.log("deployment-status", r);
+        }
+        if let Some(pr) = t.pr {
+            let body = comment::building(&t.repo, pr, &t.sha);
+            self.sticky(&t.repo, pr, &body).await;
+        }
+        deployment
+    }
+
+    pub async fn ready(&self, t: &Target, deployment: Option<u64>, d: &Deployed) {
+        let url = d.state.url.as_str();
+        let f = &self.forge;
+        let r = f
+            .commit_status(
+                &t.repo,
+                &t.sha,
+                CommitState::Success,
+                "Preview ready",
+                Some(url),
+            )
+            .await;
+        self.log("commit-status", r);
+        if let Some(id) = deployment {
+            let r = f
+                .deployment_status(
+                    &t.repo,
+                    id,
+                    DeploymentState::Success,
+                    "Preview ready",
+                    Some(url),
+                )
+                .await;
+            self.log("deployment-status", r);
+        }
+        if let Some(pr) = t.pr {
+            self.sticky(&t.repo, pr, &comment::ready(&t.repo, pr, d))
+                .await;
+        }
+    }
+
+    pub async fn failed(&self, t: &Target, deployment: Option<u64>, failure: &DeployFailure) {
+        let line = comment::status_line(&failure.to_string());
+        let f = &self.forge;
+        let r = f
+            .commit_status(&t.repo, &t.sha, CommitState::Failure, &line, None)
+            .await;
+        self.log("commit-status", r);
+        if let Some(id) = deployment {
+            let r = f
+                .deployment_status(&t.repo, id, DeploymentState::Failure, &line, None)
+                .await;
+            self.log("deployment-status", r);
+        }
+        if let Some(pr) = t.pr {
+            let body = comment::failed(&t.repo, pr, &t.sha, failure);
+            self.sticky(&t.repo, pr, &body).await;
+        }
+    }
+
+    /// A newer intent replaced this one. `by` is a short sha or "a stop request".
+    pub async fn superseded(&self, t: &Target, deployment: Option<u64>, by: &str) {
+        let line = comment::status_line(&format!("superseded by {by}"));
+        let f = &self.forge;
+        let r = f
+            .commit_status(&t.repo, &t.sha, CommitState::Error, &line, None)
+            .await;
+        self.log("commit-status", r);
+        if let Some(id) = deployment {
+            let r = f
+                .deployment_status(&t.repo, id, DeploymentState::Error, &line, None)
+                .await;
+            self.log("deployment-status", r);
+        }
+    }
+
+    /// The preview was torn down: the latest deployment goes inactive, the comment says so.
+    pub async fn removed(&self, repo: &Repo, pr: Option<u64>, branch: &str) {
+        let env = environment(branch);
+        let r = self.forge.latest_deployment(repo, &env).await;
+        if let Some(Some(id)) = self.log("list-deployments", r) {
+            let r = self
+                .forge
+                .deployment_status(repo, id, DeploymentState::Inactive, "Preview removed", None)
+                .await;
+            self.log("deployment-status", r);
+        }
+        if let Some(pr) = pr {
+            self.sticky(repo, pr, &comment::removed(repo, pr)).await;
+        }
+    }
+
+    pub async fn status_reply(&self, repo: &Repo, number: u64, state: Option<&PreviewState>) {
+        self.reply(repo, number, &comment::status_reply(state))
+            .await;
+    }
+
+    pub async fn reply(&self, repo: &Repo, number: u64, body: &str) {
+        let r = self.forge.comment(repo, number, body).await;
+        self.log("create-comment", r);
+    }
+
+    pub async fn react(&self, repo: &Repo, comment_id: u64, reaction: Reaction) {
+        let r = self.forge.react(repo, comment_id, reaction).await;
+        self.log("create-reaction", r);
+    }
+
+    async fn sticky(&self, repo: &Repo, pr: u64, body: &str) {
+        let marker = comment::marker(repo, pr);
+        let r = self.forge.upsert_comment(repo, pr, &marker, body).await;
+        self.log("sticky-comment", r);
+    }
+}

@@ -1,0 +1,155 @@
+//! Prometheus metrics for `/metrics` on the admin listener: webhooks by event and outcome,
+//! queue depth, previews by state (read from the engine at scrape time, so nothing here is a
+//! second source of truth), forge errors, and histograms of the deploy phases. Labels only
+//! take values from small fixed sets; nothing from a payload becomes a label value unchecked.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::engine::{Phase, PreviewState, Timings};
+
+/// Cheap to clone; every clone feeds the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    webhooks: IntCounterVec,
+    queue_depth: IntGauge,
+    previews: IntGaugeVec,
+    forge_errors: IntCounterVec,
+    deploys: IntCounterVec,
+    build: Histogram,
+    start: Histogram,
+    health: Histogram,
+    ready: Histogram,
+}
+
+/// Events counted under their own name; the rest are `other`.
+const KNOWN_EVENTS: &[&str] = &["ping", "pull_request", "push", "issue_comment"];
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("previewd".into()), None)?;
+        let webhooks = IntCounterVec::new(
+            Opts::new("webhooks_total", "Webhook deliveries by event and outcome"),
+            &["event", "outcome"],
+        )?;
+        let queue_depth = IntGauge::new("queue_depth", "Intents queued or running")?;
+        let previews = IntGaugeVec::new(Opts::new("previews", "Previews by state"), &["state"])?;
+        let forge_errors = IntCounterVec::new(
+            Opts::new(
+                "forge_errors_total",
+                "Forge calls that failed after retries",
+            ),
+            &["call"],
+        )?;
+        let deploys = IntCounterVec::new(
+            Opts::new("deploys_total", "Deployments by outcome"),
+            &["outcome"],
+        )?;
+        let buckets = vec![
+            0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+        ];
+        let hist = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.clone()))
+        };
+        let build = hist("build_seconds", "Time to build a preview's images")?;
+        let start = hist("start_seconds", "Time to start a preview's containers")?;
+        let health = hist(
+            "health_seconds",
+            "Time until every public service is healthy",
+        )?;
+        let ready = hist("time_to_ready_seconds", "Time from intent to a healthy URL")?;
+        registry.register(Box::new(webhooks.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(previews.clone()))?;
+        registry.register(Box::new(forge_errors.clone()))?;
+        registry.register(Box::new(deploys.clone()))?;
+        for h in [&build, &start, &health, &ready] {
+            registry.register(Box::new(h.clone()))?;
+        }
+        Ok(Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                webhooks,
+                queue_depth,
+                previews,
+                forge_errors,
+                deploys,
+                build,
+                start,
+                health,
+                ready,
+            }),
+        })
+    }
+
+    pub fn webhook(&self, event: &str, outcome: &'static str) {
+        let event = if KNOWN_EVENTS.contains(&event) {
+            event
+        } else {
+            "other"
+        };
+        self.inner
+            .webhooks
+            .with_label_values(&[event, outcome])
+            .inc();
+    }
+
+    pub fn queue_changed(&self, delta: i64) {
+        self.inner.queue_depth.add(delta);
+    }
+
+    pub fn forge_error(&self, call: &'static str) {
+        self.inner.forge_errors.with_label_values(&[call]).inc();
+    }
+
+    pub fn deploy(&self, outcome: &'static str) {
+        self.inner.deploys.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn timings(&self, t: &Timings) {
+        for (phase, d) in &t.phases {
+            match phase {
+                Phase::Build => self.inner.build.observe(secs(*d)),
+                Phase::Start => self.inner.start.observe(secs(*d)),
+                Phase::Health => self.inner.health.observe(secs(*d)),
+                _ => {}
+            }
+        }
+        self.inner.ready.observe(secs(t.total));
+    }
+
+    /// Sets the previews gauge from the engine's list (called at scrape time).
+    pub fn previews(&self, list: &[PreviewState]) {
+        for state in ["building", "running", "failed", "stopped"] {
+            let n = list.iter().filter(|p| p.status == state).count();
+            self.inner
+                .previews
+                .with_label_values(&[state])
+                .set(n as i64);
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.inner.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}

@@ -1,0 +1,152 @@
+//! `previewd serve`: binds the public webhook listener and the admin listener, builds the
+//! GitHub client, the policy and the queue, and runs until `shutdown` is cancelled, then
+//! drains the workers. It refuses to start without a webhook secret: unsigned webhooks are
+//! never accepted. Nothing here decides policy or talks to Docker itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::engine::PreviewEngine;
+use crate::forge::retry::RetryPolicy;
+use crate::forge::{Forge, ForgeError, github::GitHub};
+use crate::intent::{Policy, PolicyError};
+use crate::metrics::Metrics;
+use crate::queue::{Queue, QueueOptions};
+use crate::webhook::deliveries::Deliveries;
+use crate::webhook::{AppState, admin_router, router};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "no webhook secret configured: set github.webhook_secret (or PREVIEWD_GITHUB_WEBHOOK_SECRET); \
+         previewd never accepts unsigned webhooks"
+    )]
+    NoWebhookSecret,
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Forge(#[from] ForgeError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Knobs that are not in `previewd.toml` (tests shorten the retries).
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub queue: QueueOptions,
+    pub retry: RetryPolicy,
+}
+
+/// A bound, not yet running server: its addresses are known (useful with port 0).
+pub struct Server {
+    webhook: TcpListener,
+    admin: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+/// Runs `previewd serve` until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    engine: Arc<dyn PreviewEngine>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let server = bind(config, engine, ServeOptions::default(), shutdown).await?;
+    tracing::info!(
+        listen = %server.webhook_addr()?,
+        admin = %server.admin_addr()?,
+        "previewd serving webhooks"
+    );
+    server.run().await?;
+    Ok(())
+}
+
+/// Checks the config, builds everything and binds both listeners.
+pub async fn bind(
+    config: Config,
+    engine: Arc<dyn PreviewEngine>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> Result<Server, ServeError> {
+    if config.github.webhook_secrets.is_empty() {
+        return Err(ServeError::NoWebhookSecret);
+    }
+    let github = GitHub::from_config(&config.github)?.with_retry_policy(options.retry.clone());
+    let forge: Arc<dyn Forge> = Arc::new(github);
+    let policy = Policy::new(&config.triggers, &config.github.git_url)?;
+    let metrics = Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?;
+    let queue = Queue::new(
+        engine.clone(),
+        forge,
+        policy.clone(),
+        metrics.clone(),
+        options.queue,
+        shutdown.clone(),
+    );
+    let state = AppState {
+        secrets: Arc::new(config.github.webhook_secrets.clone()),
+        deliveries: Arc::new(Deliveries::default()),
+        metrics,
+        policy: Arc::new(policy),
+        queue,
+        engine,
+    };
+    let listen = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { what, addr, source })
+    };
+    let webhook = listen("listen", config.listen).await?;
+    let admin = listen("admin_listen", config.admin_listen).await?;
+    Ok(Server {
+        webhook,
+        admin,
+        state,
+        shutdown,
+    })
+}
+
+impl Server {
+    pub fn webhook_addr(&self) -> Result<SocketAddr, ServeError> {
+        Ok(self.webhook.local_addr()?)
+    }
+
+    pub fn admin_addr(&self) -> Result<SocketAddr, ServeError> {
+        Ok(self.admin.local_addr()?)
+    }
+
+    /// Serves until `shutdown` is cancelled, then waits for the workers to finish.
+    pub async fn run(self) -> Result<(), ServeError> {
+        let Server {
+            webhook,
+            admin,
+            state,
+            shutdown,
+        } = self;
+        let queue = state.queue.clone();
+        let public = axum::serve(webhook, router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let private = axum::serve(admin, admin_router(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let served = tokio::try_join!(public.into_future(), private.into_future());
+        if served.is_err() {
+            // One listener failed: stop the workers too rather than run half a server.
+            shutdown.cancel();
+        }
+        queue.drained().await;
+        served?;
+        Ok(())
+    }
+}

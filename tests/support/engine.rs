@@ -1,0 +1,254 @@
+//! A controllable fake `PreviewEngine`: in `auto` mode every deploy succeeds at once; in
+//! `manual` mode a deploy waits until the test finishes it (`finish`) or it is cancelled.
+//! Every call is logged, and the number of deploys running at once is tracked.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use previewd::engine::{
+    BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, Phase, PreviewEngine,
+    PreviewKey, PreviewState, ServiceHealth, Timings,
+};
+use previewd::ids::{CommitSha, PreviewId};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Deploy {
+        key: PreviewKey,
+        sha: Option<String>,
+    },
+    Cancelled {
+        key: PreviewKey,
+        sha: Option<String>,
+    },
+    Deployed {
+        key: PreviewKey,
+        sha: Option<String>,
+    },
+    Failed {
+        key: PreviewKey,
+    },
+    Remove {
+        key: PreviewKey,
+    },
+    Status {
+        key: PreviewKey,
+    },
+}
+
+pub enum Outcome {
+    Ready,
+    Fail(&'static str),
+}
+
+#[derive(Default)]
+struct Inner {
+    manual: bool,
+    calls: Vec<Call>,
+    running: usize,
+    max_running: usize,
+    waiting: HashMap<PreviewKey, Vec<oneshot::Sender<Outcome>>>,
+    previews: HashMap<PreviewKey, PreviewState>,
+    /// What a push deploy (no sha) finds as the branch head.
+    branch_heads: HashMap<String, String>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeEngine {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn id_for(key: &PreviewKey) -> PreviewId {
+    let mut h: u64 = 1469598103934665603;
+    for b in key.repo.bytes().chain(key.branch.bytes()) {
+        h = (h ^ b as u64).wrapping_mul(1099511628211);
+    }
+    let alphabet = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let s: String = (0..10)
+        .map(|i| alphabet[((h >> (i * 6)) % 36) as usize] as char)
+        .collect();
+    PreviewId::parse(&s).expect("valid id")
+}
+
+impl FakeEngine {
+    pub fn auto() -> FakeEngine {
+        FakeEngine::default()
+    }
+
+    pub fn manual() -> FakeEngine {
+        let e = FakeEngine::default();
+        e.lock().manual = true;
+        e
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    pub fn max_running(&self) -> usize {
+        self.lock().max_running
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().running
+    }
+
+    pub fn set_branch_head(&self, branch: &str, sha: &str) {
+        self.lock()
+            .branch_heads
+            .insert(branch.to_owned(), sha.to_owned());
+    }
+
+    /// Finishes the oldest waiting deploy of `branch`; `false` if none waits.
+    pub fn finish(&self, branch: &str, outcome: Outcome) -> bool {
+        let mut inner = self.lock();
+        let key = inner.waiting.keys().find(|k| k.branch == branch).cloned();
+        let Some(key) = key else { return false };
+        let list = inner.waiting.get_mut(&key).expect("listed");
+        if list.is_empty() {
+            return false;
+        }
+        let tx = list.remove(0);
+        drop(inner);
+        tx.send(outcome).is_ok()
+    }
+
+    pub fn waiting(&self, branch: &str) -> usize {
+        self.lock()
+            .waiting
+            .iter()
+            .filter(|(k, _)| k.branch == branch)
+            .map(|(_, v)| v.iter().filter(|s| !s.is_closed()).count())
+            .sum()
+    }
+
+    pub fn has_preview(&self, branch: &str) -> bool {
+        self.lock().previews.keys().any(|k| k.branch == branch)
+    }
+
+    fn state(&self, key: &PreviewKey, sha: Option<CommitSha>, pr: Option<u64>) -> PreviewState {
+        let id = id_for(key);
+        PreviewState {
+            url: format!("http://{id}.localhost:8000"),
+            id,
+            key: key.clone(),
+            sha,
+            pr,
+            status: "running".into(),
+            services: vec![ServiceHealth {
+                name: "web".into(),
+                route: Some("/".into()),
+                url: None,
+                state: "running".into(),
+                healthy: true,
+                status: Some(200),
+                latency_ms: Some(12),
+            }],
+        }
+    }
+}
+
+impl PreviewEngine for FakeEngine {
+    fn deploy(
+        &self,
+        req: DeployRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<Deployed, DeployFailure>> {
+        Box::pin(async move {
+            let key = req.key.clone();
+            let sha = req
+                .sha
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .or_else(|| self.lock().branch_heads.get(&key.branch).cloned());
+            let rx = {
+                let mut inner = self.lock();
+                inner.calls.push(Call::Deploy {
+                    key: key.clone(),
+                    sha: sha.clone(),
+                });
+                inner.running += 1;
+                inner.max_running = inner.max_running.max(inner.running);
+                if inner.manual {
+                    let (tx, rx) = oneshot::channel();
+                    inner.waiting.entry(key.clone()).or_default().push(tx);
+                    Some(rx)
+                } else {
+                    None
+                }
+            };
+            let outcome = match rx {
+                None => Some(Outcome::Ready),
+                Some(rx) => tokio::select! {
+                    o = rx => o.ok(),
+                    _ = cancel.cancelled() => None,
+                },
+            };
+            let mut inner = self.lock();
+            inner.running -= 1;
+            let failure = |reason: &str, cancelled: bool| DeployFailure {
+                phase: Phase::Build,
+                service: Some("web".into()),
+                reason: reason.into(),
+                log_tail: vec!["step 1/3".into(), "error: ```boom```".into()],
+                cancelled,
+            };
+            match outcome {
+                None => {
+                    inner.calls.push(Call::Cancelled { key, sha });
+                    Err(failure("cancelled", true))
+                }
+                Some(Outcome::Fail(reason)) => {
+                    inner.calls.push(Call::Failed { key });
+                    Err(failure(reason, false))
+                }
+                Some(Outcome::Ready) => {
+                    inner.calls.push(Call::Deployed {
+                        key: key.clone(),
+                        sha: sha.clone(),
+                    });
+                    let sha = sha.and_then(|s| CommitSha::parse(&s).ok());
+                    let state = self.state(&key, sha, req.pr);
+                    inner.previews.insert(key, state.clone());
+                    Ok(Deployed {
+                        state,
+                        timings: Timings {
+                            phases: vec![
+                                (Phase::Build, Duration::from_millis(1500)),
+                                (Phase::Health, Duration::from_millis(300)),
+                            ],
+                            total: Duration::from_millis(1800),
+                        },
+                    })
+                }
+            }
+        })
+    }
+
+    fn remove(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewId>, EngineError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            inner.calls.push(Call::Remove { key: key.clone() });
+            Ok(inner.previews.remove(&key).map(|p| p.id))
+        })
+    }
+
+    fn status(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewState>, EngineError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            inner.calls.push(Call::Status { key: key.clone() });
+            Ok(inner.previews.get(&key).cloned())
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
+        Box::pin(async move { Ok(self.lock().previews.values().cloned().collect()) })
+    }
+}

@@ -1,0 +1,220 @@
+//! Test support shared by `tests/webhook_*.rs`: the fake GitHub, the fake engine, a running
+//! `previewd serve` on 127.0.0.1:0, real payloads signed with the test secret, and polling
+//! with deadlines (never fixed sleeps).
+#![allow(dead_code)]
+
+pub mod engine;
+pub mod fake_github;
+pub mod fake_github_ops;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hmac::{Hmac, KeyInit, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use previewd::config::Config;
+use previewd::forge::retry::RetryPolicy;
+use previewd::queue::QueueOptions;
+use previewd::serve::{ServeOptions, bind};
+use serde_json::Value;
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+
+use engine::FakeEngine;
+use fake_github::FakeGitHub;
+
+pub const SECRET: &str = "It's a Secret to Everybody";
+pub const TOKEN: &str = "ghp_testtoken0123456789";
+
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+}
+
+/// A real GitHub payload from the fixtures, as bytes.
+pub fn payload(name: &str) -> Vec<u8> {
+    let p = shared_dir()
+        .join("fixtures/forge-payloads/github")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+pub fn payload_json(name: &str) -> Value {
+    serde_json::from_slice(&payload(name)).expect("fixture is JSON")
+}
+
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Polls `f` every 10 ms until it holds, failing the test after 10 s.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn test_env(github_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("PREVIEWD_LISTEN", "127.0.0.1:0"),
+        ("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("PREVIEWD_DATA_DIR", "/tmp/previewd-webhook-tests"),
+        ("PREVIEWD_GITHUB_WEBHOOK_SECRET", SECRET),
+        ("PREVIEWD_GITHUB_TOKEN", TOKEN),
+        ("PREVIEWD_GITHUB_API_URL", github_url),
+        ("PREVIEWD_GITHUB_GIT_URL", "file:///tmp/previewd-test-repos"),
+        ("PREVIEWD_TRIGGERS_LABELS", "bug,preview"),
+        ("PREVIEWD_TRIGGERS_BRANCHES", "*-patch-*,team/phase-*"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.to_string(), v.to_string()));
+    }
+    env
+}
+
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(3),
+        budget: Duration::from_secs(6),
+    }
+}
+
+/// A running `previewd serve` wired to a fake GitHub and a fake engine.
+pub struct Harness {
+    pub github: FakeGitHub,
+    pub engine: FakeEngine,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    deliveries: AtomicU64,
+}
+
+impl Harness {
+    pub async fn start(engine: FakeEngine, extra_env: &[(&str, &str)]) -> Harness {
+        Harness::start_with(engine, extra_env, QueueOptions::default()).await
+    }
+
+    pub async fn start_with(
+        engine: FakeEngine,
+        extra_env: &[(&str, &str)],
+        queue: QueueOptions,
+    ) -> Harness {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let github = FakeGitHub::start().await;
+        let env = test_env(&github.url(), extra_env);
+        let config =
+            Config::from_parts(None, Path::new("previewd.toml"), &env).expect("test config");
+        let shutdown = CancellationToken::new();
+        let options = ServeOptions {
+            queue,
+            retry: fast_retry(),
+        };
+        let server = bind(config, Arc::new(engine.clone()), options, shutdown.clone())
+            .await
+            .expect("bind");
+        let addr = server.webhook_addr().expect("addr");
+        let admin = server.admin_addr().expect("admin addr");
+        let server = tokio::spawn(async move {
+            server.run().await.expect("server runs");
+        });
+        Harness {
+            github,
+            engine,
+            addr,
+            admin,
+            shutdown,
+            server,
+            deliveries: AtomicU64::new(1),
+        }
+    }
+
+    /// Makes the fake GitHub know the fixture's PR (as it is in the payload) and give its
+    /// sender write permission.
+    pub fn seed(&self, fixture: &str) -> Value {
+        let p = payload_json(fixture);
+        self.github.set_pull(p["pull_request"].clone());
+        if let Some(login) = p["sender"]["login"].as_str() {
+            self.github.set_permission(login, "write");
+        }
+        p
+    }
+
+    pub fn delivery_id(&self) -> String {
+        let n = self.deliveries.fetch_add(1, Ordering::SeqCst);
+        format!("72d3162e-cc78-11e3-81ab-{n:012}")
+    }
+
+    /// Posts `body` as event `event`, signed with the test secret, under a fresh delivery id.
+    pub async fn post(&self, event: &str, body: &[u8]) -> (u16, Value) {
+        let id = self.delivery_id();
+        self.post_as(event, &id, body).await
+    }
+
+    pub async fn post_as(&self, event: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
+        let sig = sign(SECRET, body);
+        self.post_raw(
+            &[
+                ("x-github-event", event),
+                ("x-github-delivery", delivery),
+                ("x-hub-signature-256", &sig),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await
+    }
+
+    pub async fn post_raw(&self, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let mut req = hyper::Request::post(format!("http://{}/webhooks/github", self.addr));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("request");
+        let (status, text) = send(req).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, addr: SocketAddr, path: &str) -> (u16, String) {
+        let req = hyper::Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        send(req).await
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
+    }
+}
+
+async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client.request(req).await.expect("request sent");
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
