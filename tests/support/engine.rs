@@ -112,6 +112,8 @@ impl FakeEngine {
         let key = inner.waiting.keys().find(|k| k.branch == branch).cloned();
         let Some(key) = key else { return false };
         let list = inner.waiting.get_mut(&key).expect("listed");
+        // Deploys that were cancelled no longer listen.
+        list.retain(|tx| !tx.is_closed());
         if list.is_empty() {
             return false;
         }

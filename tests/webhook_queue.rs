@@ -1,0 +1,266 @@
+//! The work queue, with a controllable fake engine: per-key order, supersede (cancel, report
+//! `error` "superseded by <short sha>"), parallelism across keys, and the read back from the
+//! forge that keeps late deliveries from deploying a closed PR or an old commit.
+
+mod support;
+
+use previewd::queue::QueueOptions;
+use serde_json::{Value, json};
+use support::engine::{Call, FakeEngine, Outcome};
+use support::{Harness, eventually, payload, payload_json};
+
+const OLD: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+const NEW: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn with_head(fixture: &str, sha: &str) -> Value {
+    let mut v = payload_json(fixture);
+    v["pull_request"]["head"]["sha"] = json!(sha);
+    v
+}
+
+fn statuses_for(h: &Harness, sha: &str) -> Vec<(String, String)> {
+    h.github
+        .lock()
+        .statuses
+        .iter()
+        .filter(|s| s["sha"] == sha)
+        .map(|s| {
+            (
+                s["state"].as_str().unwrap_or("").to_owned(),
+                s["description"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_newer_push_supersedes_a_running_deploy() {
+    let engine = FakeEngine::manual();
+    let h = Harness::start(engine.clone(), &[]).await;
+    h.seed("pull_request.labeled.json");
+    h.post("pull_request", &payload("pull_request.labeled.json"))
+        .await;
+    eventually("first deploy running", || engine.waiting("changes") == 1).await;
+
+    // The PR moves on to NEW, and GitHub says so.
+    let sync = with_head("pull_request.synchronize.json", NEW);
+    h.github.set_pull(sync["pull_request"].clone());
+    let (status, _) = h
+        .post("pull_request", &serde_json::to_vec(&sync).unwrap())
+        .await;
+    assert_eq!(status, 202);
+    eventually("old deploy cancelled", || {
+        engine
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Cancelled { .. }))
+    })
+    .await;
+    eventually("superseded status", || {
+        statuses_for(&h, OLD).last()
+            == Some(&("error".to_owned(), "superseded by bbbbbbb".to_owned()))
+    })
+    .await;
+    eventually("second deploy running", || engine.waiting("changes") == 1).await;
+    assert!(engine.finish("changes", Outcome::Ready));
+    eventually("new commit ready", || {
+        statuses_for(&h, NEW).last().map(|s| s.0.as_str()) == Some("success")
+    })
+    .await;
+    // In order: the old deploy started, was cancelled, then the new one ran.
+    let calls: Vec<Call> = engine.calls();
+    assert!(matches!(&calls[0], Call::Deploy { sha: Some(s), .. } if s == OLD));
+    assert!(matches!(&calls[1], Call::Cancelled { .. }));
+    assert!(matches!(&calls[2], Call::Deploy { sha: Some(s), .. } if s == NEW));
+    assert!(matches!(&calls[3], Call::Deployed { .. }));
+    let states: Vec<String> = h
+        .github
+        .lock()
+        .deployment_statuses
+        .iter()
+        .map(|(_, b)| b["state"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(states, ["in_progress", "error", "in_progress", "success"]);
+    h.github.assert_clean();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn intents_for_one_key_run_in_order() {
+    let engine = FakeEngine::manual();
+    let h = Harness::start(engine.clone(), &[]).await;
+    h.seed("pull_request.labeled.json");
+    h.post("pull_request", &payload("pull_request.labeled.json"))
+        .await;
+    eventually("deploy running", || engine.waiting("changes") == 1).await;
+    // The close arrives while the deploy runs: the deploy is cancelled, then the stop runs.
+    let mut closed = payload_json("pull_request.closed.not-merged.json");
+    closed["pull_request"]["state"] = json!("closed");
+    h.github.set_pull(closed["pull_request"].clone());
+    h.post("pull_request", &serde_json::to_vec(&closed).unwrap())
+        .await;
+    eventually("removed", || {
+        engine
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Remove { .. }))
+    })
+    .await;
+    let calls = engine.calls();
+    assert!(matches!(calls[0], Call::Deploy { .. }));
+    assert!(matches!(calls[1], Call::Cancelled { .. }));
+    assert!(matches!(calls[2], Call::Remove { .. }));
+    eventually("superseded by the stop", || {
+        statuses_for(&h, OLD).last()
+            == Some(&(
+                "error".to_owned(),
+                "superseded by a stop request".to_owned(),
+            ))
+    })
+    .await;
+    h.stop().await;
+}
+
+fn push_to(branch: &str, sha: &str) -> Vec<u8> {
+    let mut v = payload_json("push.branch.json");
+    v["ref"] = json!(format!("refs/heads/{branch}"));
+    v["after"] = json!(sha);
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[tokio::test]
+async fn different_keys_run_in_parallel_up_to_the_limit() {
+    let engine = FakeEngine::manual();
+    let options = QueueOptions {
+        parallel: 2,
+        ..QueueOptions::default()
+    };
+    let h = Harness::start_with(engine.clone(), &[], options).await;
+    let branches = ["a-patch-1", "b-patch-1", "c-patch-1"];
+    for (i, b) in branches.iter().enumerate() {
+        let sha = ["a", "b", "c"][i].repeat(40);
+        engine.set_branch_head(b, &sha);
+        let (status, _) = h.post("push", &push_to(b, &sha)).await;
+        assert_eq!(status, 202);
+    }
+    eventually("two deploys running", || engine.running() == 2).await;
+    // The third waits for a slot.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(engine.running(), 2);
+    let first = branches
+        .iter()
+        .find(|b| engine.waiting(b) == 1)
+        .expect("one waits");
+    assert!(engine.finish(first, Outcome::Ready));
+    eventually("the third starts", || {
+        engine
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Deploy { .. }))
+            .count()
+            == 3
+    })
+    .await;
+    for b in branches {
+        engine.finish(b, Outcome::Ready);
+    }
+    eventually("all ready", || {
+        branches.iter().all(|b| engine.has_preview(b))
+    })
+    .await;
+    assert_eq!(engine.max_running(), 2);
+    h.github.assert_clean();
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_delivery_for_a_closed_pr_starts_nothing() {
+    let h = Harness::start(FakeEngine::auto(), &[]).await;
+    let mut pr = payload_json("pull_request.labeled.json")["pull_request"].clone();
+    pr["state"] = json!("closed");
+    h.github.set_pull(pr);
+    h.github.set_permission("Codertocat", "write");
+    let (status, _) = h
+        .post("pull_request", &payload("pull_request.labeled.json"))
+        .await;
+    assert_eq!(status, 202);
+    eventually("the PR was read back", || {
+        h.github.ops().iter().any(|o| o == "pulls/get")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(h.engine.calls().is_empty(), "{:?}", h.engine.calls());
+    assert!(h.github.lock().statuses.is_empty());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_delivery_for_an_old_commit_deploys_the_current_head() {
+    let h = Harness::start(FakeEngine::auto(), &[]).await;
+    h.seed("pull_request.labeled.json");
+    // GitHub already has NEW as the head; the delivery still names OLD.
+    let current = with_head("pull_request.labeled.json", NEW);
+    h.github.set_pull(current["pull_request"].clone());
+    h.post("pull_request", &payload("pull_request.labeled.json"))
+        .await;
+    eventually("deployed", || h.engine.has_preview("changes")).await;
+    let calls = h.engine.calls();
+    assert!(
+        matches!(&calls[0], Call::Deploy { sha: Some(s), .. } if s == NEW),
+        "{calls:?}"
+    );
+    assert!(statuses_for(&h, OLD).is_empty());
+    // A label removed meanwhile: the late labeled delivery does nothing.
+    let mut unlabeled = payload_json("pull_request.labeled.json")["pull_request"].clone();
+    unlabeled["labels"] = json!([]);
+    h.github.set_pull(unlabeled);
+    h.post("pull_request", &payload("pull_request.labeled.json"))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        h.engine
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Deploy { .. }))
+            .count(),
+        1
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_push_without_a_pr_reports_on_the_commit_and_deploys_the_branch_head() {
+    let h = Harness::start(FakeEngine::auto(), &[]).await;
+    let after = "e238171456e973f696a972b80599a849db5fe540";
+    h.engine.set_branch_head("ailisp-patch-1", after);
+    let (status, json) = h.post("push", &payload("push.branch.json")).await;
+    assert_eq!(status, 202, "{json}");
+    eventually("success on the pushed commit", || {
+        statuses_for(&h, after).last().map(|s| s.0.as_str()) == Some("success")
+    })
+    .await;
+    assert!(h.github.lock().comments.is_empty(), "no PR, no comment");
+    let calls = h.engine.calls();
+    assert!(matches!(&calls[0], Call::Deploy { sha: Some(s), .. } if s == after));
+    // A later push whose delivery came first: the branch head is what runs and is reported.
+    let newer = "cccccccccccccccccccccccccccccccccccccccc";
+    h.engine.set_branch_head("ailisp-patch-1", newer);
+    h.post("push", &payload("push.branch.json")).await;
+    eventually("the older commit is marked superseded", || {
+        statuses_for(&h, after).last()
+            == Some(&("error".to_owned(), "superseded by ccccccc".to_owned()))
+    })
+    .await;
+    eventually("success on the head", || {
+        statuses_for(&h, newer).last().map(|s| s.0.as_str()) == Some("success")
+    })
+    .await;
+    // The branch deleted: the preview goes.
+    let mut deleted = payload_json("push.branch.json");
+    deleted["deleted"] = json!(true);
+    deleted["after"] = json!("0000000000000000000000000000000000000000");
+    h.post("push", &serde_json::to_vec(&deleted).unwrap()).await;
+    eventually("removed", || !h.engine.has_preview("ailisp-patch-1")).await;
+    h.github.assert_clean();
+    h.stop().await;
+}
