@@ -4,10 +4,98 @@
 //! anything is built or started. Nothing here talks to Docker or the forge.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ids::ServiceName;
+
+mod compose;
+mod hostile;
+mod paths;
+mod previewd_yml;
+mod raw;
+mod route;
+mod tree;
+mod validate;
+mod yaml;
+
+pub use validate::{MAX_ENV_VALUE, MAX_ENV_VARS, MAX_SERVICES};
+pub use yaml::{MAX_DEPTH, MAX_FILE_BYTES};
+
+/// previewd's own config file, read first.
+pub const PREVIEWD_FILE: &str = ".previewd.yml";
+/// Compose files read when there is no `.previewd.yml`, in this order (compose's own order).
+pub const COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+
+/// Reads and validates the preview config at the root of `worktree`: `.previewd.yml`, else
+/// the first compose file found. The file must be a regular file: a symbolic link could make
+/// previewd read (and echo in an error on the PR) a file outside the repository.
+pub fn load(worktree: &Path) -> Result<Spec, SpecError> {
+    for name in std::iter::once(PREVIEWD_FILE).chain(COMPOSE_FILES) {
+        let Some(bytes) = read_config(worktree, name)? else {
+            continue;
+        };
+        return if name == PREVIEWD_FILE {
+            parse_previewd_yml(name, &bytes, worktree)
+        } else {
+            parse_compose(name, &bytes, worktree)
+        };
+    }
+    Err(SpecError::Missing)
+}
+
+/// Parses and validates the bytes of a `.previewd.yml`; `file` names it in messages, and build
+/// paths are resolved against `worktree`.
+pub fn parse_previewd_yml(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecError> {
+    previewd_yml::parse(file, bytes, worktree)
+}
+
+/// Parses and validates the bytes of a compose file (the subset described in `compose`).
+pub fn parse_compose(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecError> {
+    compose::parse(file, bytes, worktree)
+}
+
+/// The bytes of `worktree/name`, `None` when it does not exist. Refuses anything but a regular
+/// file, and anything over the size limit before reading it.
+fn read_config(worktree: &Path, name: &str) -> Result<Option<Vec<u8>>, SpecError> {
+    let unreadable = |reason: String| SpecError::Unreadable {
+        file: name.to_owned(),
+        reason,
+    };
+    let path = worktree.join(name);
+    let meta = match std::fs::symlink_metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(unreadable(
+            "it is a symbolic link; previewd reads only a regular file here".to_owned(),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(unreadable("it is not a regular file".to_owned()));
+    }
+    if meta.len() > MAX_FILE_BYTES as u64 {
+        return Err(unreadable(format!(
+            "it is {} bytes, over the limit of {MAX_FILE_BYTES} bytes (1 MiB)",
+            meta.len()
+        )));
+    }
+    let file = std::fs::File::open(&path).map_err(|e| unreadable(e.to_string()))?;
+    let mut bytes = Vec::new();
+    // Bounded even if the file grows after the size check: parse_* refuses the extra byte.
+    file.take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| unreadable(e.to_string()))?;
+    Ok(Some(bytes))
+}
 
 /// The validated plan for one preview: what to build or pull, and how to run and route it.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,14 +185,24 @@ pub struct DevService {
 /// key and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("no preview config: add .previewd.yml (or compose.yaml / docker-compose.yml) at the repository root")]
+    #[error(
+        "no preview config: add .previewd.yml (or compose.yaml / docker-compose.yml) at the repository root"
+    )]
     Missing,
     #[error("{file}: could not be read: {reason}")]
     Unreadable { file: String, reason: String },
     #[error("{file}: invalid YAML: {reason}")]
     Syntax { file: String, reason: String },
     #[error("{file}: `{key}` is not allowed: {reason}")]
-    Refused { file: String, key: String, reason: String },
+    Refused {
+        file: String,
+        key: String,
+        reason: String,
+    },
     #[error("{file}: `{key}`: {reason}")]
-    Invalid { file: String, key: String, reason: String },
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
 }
