@@ -167,10 +167,7 @@ async fn run(cli: Cli) -> Result<()> {
             } else if states.is_empty() {
                 println!("no previews");
             } else {
-                println!(
-                    "{:<12} {:<9} {:<40} {}",
-                    "ID", "STATUS", "URL", "REPO@BRANCH"
-                );
+                println!("{:<12} {:<9} {:<40} REPO@BRANCH", "ID", "STATUS", "URL");
                 for (s, _) in &states {
                     println!(
                         "{:<12} {:<9} {:<40} {}@{}",
@@ -387,8 +384,8 @@ fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<()> {
     }
     println!("{}  {}  ({}, {mode} mode)", s.url, s.status, s.id);
     println!(
-        "  {:<12} {:<10} {:<8} {:<8} {}",
-        "SERVICE", "ROUTE", "STATE", "HEALTH", "LATENCY"
+        "  {:<12} {:<10} {:<8} {:<8} LATENCY",
+        "SERVICE", "ROUTE", "STATE", "HEALTH"
     );
     for svc in &s.services {
         let health = match (svc.route.is_some(), svc.healthy, svc.status) {

@@ -184,14 +184,19 @@ pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> 
         }
     }
     load(config, &cfg).await?;
-    // Leave networks that nothing routed lives on any more (retired generations).
-    for net in joined.difference(&wanted) {
+    // Leave only networks no container of ours is on any more. A retiring generation's network
+    // stays joined until it is removed: requests already sent to it must be able to finish.
+    let present: BTreeSet<String> = previews
+        .iter()
+        .flat_map(|p| {
+            p.generations
+                .keys()
+                .map(|g| labels::network_name(&config.instance, &p.id, *g))
+        })
+        .collect();
+    for net in joined.difference(&present) {
         if net.starts_with(&format!("{}-", config.instance)) {
-            let req = NetworkDisconnectRequest {
-                container: name.clone(),
-                force: Some(true),
-            };
-            let _ = docker.disconnect_network(net, req).await;
+            leave(docker, config, net).await;
         }
     }
     Ok(())
@@ -370,4 +375,140 @@ async fn wait_for_admin(docker: &Docker, config: &Config, name: &str) -> Result<
     }
     let logs = docker::log_tail(docker, name, 20).await.join("\n");
     Err(GatewayError::NotReady(format!("{last}\n{logs}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::ids::PreviewId;
+    use crate::preview::labels::{Member, group};
+
+    fn config(domain: &str) -> Config {
+        let env = vec![
+            ("PREVIEWD_INSTANCE".to_owned(), "pv".to_owned()),
+            ("PREVIEWD_GATEWAY_DOMAIN".to_owned(), domain.to_owned()),
+        ];
+        Config::from_parts(None, Path::new("t"), &env).unwrap()
+    }
+
+    fn member(
+        id: &str,
+        service: &str,
+        generation: u64,
+        route: Option<&str>,
+        canonical: bool,
+    ) -> Member {
+        Member {
+            container_id: format!("{id}{service}{generation}"),
+            name: String::new(),
+            preview: PreviewId::parse(id).unwrap(),
+            service: service.to_owned(),
+            generation,
+            repo: "r".into(),
+            branch: "b".into(),
+            sha: None,
+            pr: None,
+            mode: "preview".into(),
+            route: route.map(str::to_owned),
+            port: route.map(|_| 80),
+            created: String::new(),
+            forge: "cli".into(),
+            health: None,
+            state: "running".into(),
+            image: String::new(),
+            canonical,
+        }
+    }
+
+    /// host → [(path matcher or "", dial)] from a computed config.
+    fn routes(cfg: &Value) -> HashMap<String, Vec<(String, String)>> {
+        let mut out = HashMap::new();
+        let all = cfg["apps"]["http"]["servers"]["previewd"]["routes"]
+            .as_array()
+            .unwrap();
+        for r in all {
+            let Some(host) = r["match"][0]["host"][0].as_str() else {
+                continue;
+            };
+            let sub = r["handle"][0]["routes"].as_array().unwrap();
+            let entries = sub
+                .iter()
+                .map(|s| {
+                    let path = s["match"][0]["path"][0].as_str().unwrap_or("").to_owned();
+                    let dial = s["handle"][0]["upstreams"][0]["dial"]
+                        .as_str()
+                        .unwrap_or("404")
+                        .to_owned();
+                    (path, dial)
+                })
+                .collect();
+            out.insert(host.to_owned(), entries);
+        }
+        out
+    }
+
+    #[test]
+    fn longest_prefix_first_and_root_last() {
+        let previews = group(vec![
+            member("aaaaaaaaaa", "web", 1, Some("/"), true),
+            member("aaaaaaaaaa", "api", 1, Some("/api"), true),
+            member("aaaaaaaaaa", "v2", 1, Some("/api/v2"), true),
+            member("aaaaaaaaaa", "db", 1, None, true),
+        ]);
+        let cfg = caddy_config(&config("localhost"), &previews);
+        let r = routes(&cfg);
+        let host = &r["aaaaaaaaaa.localhost"];
+        let paths: Vec<&str> = host.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, vec!["/api/v2", "/api", ""]);
+        assert_eq!(host[1].1, "aaaaaaaaaa-api-1:80");
+        assert_eq!(cfg["admin"]["listen"], "unix//run/previewd/admin.sock|0600");
+    }
+
+    #[test]
+    fn staging_generation_gets_its_own_host_and_retired_none() {
+        let previews = group(vec![
+            member("aaaaaaaaaa", "web", 1, Some("/"), false),
+            member("aaaaaaaaaa", "web", 2, Some("/"), true),
+            member("aaaaaaaaaa", "web", 3, Some("/"), false),
+        ]);
+        let c = config("localhost");
+        let r = routes(&caddy_config(&c, &previews));
+        assert_eq!(r["aaaaaaaaaa.localhost"][0].1, "aaaaaaaaaa-web-2:80");
+        assert_eq!(r["aaaaaaaaaa-3.localhost"][0].1, "aaaaaaaaaa-web-3:80");
+        assert_eq!(r.len(), 2, "generation 1 is retired: {r:?}");
+        let nets = routed_networks(&c, &previews);
+        assert!(nets.contains("pv-aaaaaaaaaa-2") && nets.contains("pv-aaaaaaaaaa-3"));
+        assert!(!nets.contains("pv-aaaaaaaaaa-1"));
+    }
+
+    #[test]
+    fn unknown_hosts_and_paths_get_a_404_that_names_the_id() {
+        let previews = group(vec![member("aaaaaaaaaa", "api", 1, Some("/api"), true)]);
+        let cfg = caddy_config(&config("preview.example.com"), &previews);
+        let all = cfg["apps"]["http"]["servers"]["previewd"]["routes"]
+            .as_array()
+            .unwrap();
+        let last = &all[all.len() - 1]["handle"][0];
+        assert_eq!(last["status_code"], 404);
+        // preview.example.com has 3 labels, so the id is label 3 counted from the right.
+        assert!(
+            last["body"]
+                .as_str()
+                .unwrap()
+                .contains("{http.request.host.labels.3}")
+        );
+        let r = routes(&cfg);
+        assert_eq!(r["aaaaaaaaaa.preview.example.com"].last().unwrap().1, "404");
+        let empty = caddy_config(&config("localhost"), &[]);
+        assert_eq!(
+            empty["apps"]["http"]["servers"]["previewd"]["routes"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }

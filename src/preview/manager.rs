@@ -11,12 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
-};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, RenameContainerOptions,
+    CreateImageOptions, InspectContainerOptions, RenameContainerOptions,
 };
 use futures_util::StreamExt;
 use futures_util::future::join_all;
@@ -25,15 +21,17 @@ use tokio_util::sync::CancellationToken;
 use super::build;
 use super::docker::{self, DockerError};
 use super::gateway::{self, GatewayError};
-use super::health::{self, Probe};
+use super::health::{self};
 use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
 use crate::config::Config;
-use crate::engine::{
-    DeployFailure, Deployed, Phase, PreviewKey, PreviewState, ServiceHealth, Timings,
-};
+use crate::engine::{DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings};
 use crate::ids::{CommitSha, PreviewId};
 use crate::spec::{self, ImageSource, Spec};
+
+mod containers;
+mod teardown;
+mod view;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -102,6 +100,9 @@ struct Prepared {
     fresh: bool,
     old: Vec<Member>,
 }
+
+/// How long a retired generation keeps running after the routes switch away from it.
+const DRAIN: Duration = Duration::from_secs(2);
 
 pub struct Manager {
     docker: Docker,
@@ -437,130 +438,6 @@ impl Manager {
         Ok((service.to_owned(), image.to_owned()))
     }
 
-    /// Creates the generation's network and starts its containers in dependency order.
-    async fn start(
-        &self,
-        req: &UpRequest,
-        p: &Prepared,
-        spec: &Spec,
-        images: &HashMap<String, String>,
-    ) -> Result<(), DeployFailure> {
-        let inst = &self.config.instance;
-        let net = labels::network_name(inst, &p.id, p.generation);
-        let created = now_rfc3339();
-        let net_labels = HashMap::from([
-            (labels::INSTANCE.to_owned(), inst.to_string()),
-            (labels::PREVIEW.to_owned(), p.id.to_string()),
-            (labels::GENERATION.to_owned(), p.generation.to_string()),
-            (labels::CREATED.to_owned(), created.clone()),
-        ]);
-        docker::create_network(&self.docker, &net, net_labels)
-            .await
-            .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
-        let limits = &self.config.limits;
-        for svc in start_order(spec) {
-            let name = svc.name.as_str();
-            let dev = match req.mode {
-                Mode::Dev { .. } => spec.dev.get(&svc.name),
-                Mode::Preview => None,
-            };
-            let port = dev.and_then(|d| d.port).or(svc.port);
-            let mut l = HashMap::from([
-                (labels::INSTANCE, inst.to_string()),
-                (labels::ROLE, labels::ROLE_SERVICE.to_owned()),
-                (labels::PREVIEW, p.id.to_string()),
-                (labels::SERVICE, name.to_owned()),
-                (labels::REPO, p.key.repo.clone()),
-                (labels::BRANCH, p.key.branch.clone()),
-                (labels::MODE, req.mode.label().to_owned()),
-                (labels::GENERATION, p.generation.to_string()),
-                (labels::CREATED, created.clone()),
-                (labels::FORGE, req.forge.clone()),
-            ]);
-            if let Some(sha) = &p.sha {
-                l.insert(labels::SHA, sha.to_string());
-            }
-            if let Some(pr) = req.pr {
-                l.insert(labels::PR, pr.to_string());
-            }
-            if let (Some(route), Some(port), false) = (&svc.route, port, svc.internal) {
-                l.insert(labels::ROUTE, route.as_str().to_owned());
-                l.insert(labels::PORT, port.to_string());
-                l.insert(
-                    labels::HEALTH,
-                    format!("{} {}", svc.healthcheck.path, svc.healthcheck.status),
-                );
-            }
-            let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let mut cmd = svc.command.clone();
-            let mut working_dir = None;
-            let mut binds = None;
-            if let (Some(d), Mode::Dev { .. }) = (dev, &req.mode) {
-                env.extend(d.env.iter().map(|(k, v)| format!("{k}={v}")));
-                cmd = d.command.clone();
-                working_dir = Some(d.workdir.clone());
-                binds = Some(vec![format!("{}:{}", p.worktree.display(), d.workdir)]);
-            }
-            let image = images.get(name).cloned().unwrap_or_default();
-            let body = ContainerCreateBody {
-                image: Some(image),
-                env: Some(env),
-                cmd,
-                working_dir,
-                hostname: Some(name.to_owned()),
-                labels: Some(l.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
-                host_config: Some(HostConfig {
-                    memory: Some(limits.memory),
-                    nano_cpus: Some((limits.cpus * 1e9) as i64),
-                    pids_limit: Some(limits.pids),
-                    network_mode: Some(net.clone()),
-                    binds,
-                    restart_policy: Some(RestartPolicy {
-                        name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                        maximum_retry_count: None,
-                    }),
-                    security_opt: Some(vec!["no-new-privileges:true".into()]),
-                    log_config: Some(HostConfigLogConfig {
-                        typ: Some("json-file".into()),
-                        config: Some(HashMap::from([
-                            ("max-size".into(), "10m".into()),
-                            ("max-file".into(), "2".into()),
-                        ])),
-                    }),
-                    ..Default::default()
-                }),
-                networking_config: Some(NetworkingConfig {
-                    endpoints_config: Some(HashMap::from([(
-                        net.clone(),
-                        EndpointSettings {
-                            aliases: Some(vec![
-                                name.to_owned(),
-                                labels::upstream_alias(&p.id, name, p.generation),
-                            ]),
-                            ..Default::default()
-                        },
-                    )])),
-                }),
-                ..Default::default()
-            };
-            let cname = labels::staging_name(inst, &p.id, name, p.generation);
-            let opts = CreateContainerOptions {
-                name: Some(cname.clone()),
-                ..Default::default()
-            };
-            self.docker
-                .create_container(Some(opts), body)
-                .await
-                .map_err(|e| fail(Phase::Start, Some(name), DockerError::from(e).to_string()))?;
-            if let Err(e) = self.docker.start_container(&cname, None).await {
-                let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
-                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
-                return Err(f);
-            }
-        }
-        Ok(())
-    }
-
     async fn wait_healthy(
         &self,
         p: &Prepared,
@@ -642,6 +519,10 @@ impl Manager {
             .await?;
         }
         gateway::sync(&self.docker, &self.config).await?;
+        if !p.old.is_empty() {
+            // Requests sent to the old generation just before the switch finish first.
+            tokio::time::sleep(DRAIN).await;
+        }
         let new_images: HashSet<String> = self
             .observed()
             .await?
@@ -671,238 +552,6 @@ impl Manager {
         };
         self.docker.rename_container(container, opts).await?;
         Ok(())
-    }
-
-    /// Removes what a failed or cancelled attempt created: its generation, and the whole
-    /// preview when there was no live generation to fall back on.
-    async fn discard(&self, p: &Prepared) {
-        let result = async {
-            let observed = self.observed().await?;
-            for o in observed.iter().filter(|o| o.id == p.id) {
-                for (g, ms) in &o.generations {
-                    if *g == p.generation || p.fresh {
-                        for m in ms {
-                            docker::remove_container(&self.docker, &m.container_id).await?;
-                        }
-                    }
-                }
-            }
-            self.remove_networks(&p.id, if p.fresh { None } else { Some(p.generation) })
-                .await?;
-            if p.fresh {
-                self.remove_images(&p.id).await?;
-                if p.owned_worktree {
-                    let (dir, id) = (self.config.instance_dir(), p.id.clone());
-                    let _ = tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id))
-                        .await;
-                }
-            }
-            self.settle().await
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(preview = %p.id, error = %e, "cleanup after a failed deployment was incomplete; `previewd gc` will finish it");
-        }
-    }
-
-    async fn remove_networks(
-        &self,
-        id: &PreviewId,
-        generation: Option<u64>,
-    ) -> Result<(), ManagerError> {
-        for (name, l) in docker::networks(&self.docker, &self.config.instance).await? {
-            let ours = l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str());
-            let gen_ok =
-                generation.is_none_or(|g| l.get(labels::GENERATION) == Some(&g.to_string()));
-            if ours && gen_ok {
-                gateway::leave(&self.docker, &self.config, &name).await;
-                docker::remove_network(&self.docker, &name).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn remove_images(&self, id: &PreviewId) -> Result<(), ManagerError> {
-        let prefix = format!("{}-{id}-", self.config.instance);
-        for (_, tags, _) in docker::images(&self.docker, &self.config.instance).await? {
-            for t in tags.iter().filter(|t| t.starts_with(&prefix)) {
-                docker::remove_image(&self.docker, t).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Brings the gateway in line with the labels, or removes it when no preview is left.
-    pub async fn settle(&self) -> Result<(), ManagerError> {
-        let any = !self.observed().await?.is_empty();
-        if any || self.config.gateway.keep_running {
-            gateway::sync(&self.docker, &self.config).await?;
-        } else {
-            gateway::remove(&self.docker, &self.config).await?;
-        }
-        Ok(())
-    }
-
-    /// Removes a preview: containers, networks, images, worktree and routes.
-    pub async fn down(&self, id: &PreviewId) -> Result<(), ManagerError> {
-        let observed = self.observed().await?;
-        let networks = docker::networks(&self.docker, &self.config.instance).await?;
-        let known = observed.iter().any(|o| &o.id == id)
-            || networks
-                .iter()
-                .any(|(_, l)| l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str()));
-        if !known {
-            return Err(ManagerError::NotFound(id.to_string()));
-        }
-        for o in observed.iter().filter(|o| &o.id == id) {
-            for m in o.generations.values().flatten() {
-                docker::remove_container(&self.docker, &m.container_id).await?;
-            }
-        }
-        self.remove_networks(id, None).await?;
-        self.remove_images(id).await?;
-        let (dir, id2) = (self.config.instance_dir(), id.clone());
-        tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id2))
-            .await
-            .map_err(|e| ManagerError::Docker(DockerError::Api(e.to_string())))??;
-        self.settle().await
-    }
-
-    /// The preview for a key, if there is one.
-    pub async fn find(&self, key: &PreviewKey) -> Result<Option<Observed>, DockerError> {
-        Ok(self.observed().await?.into_iter().find(|p| {
-            p.any()
-                .is_some_and(|m| m.repo == key.repo && m.branch == key.branch)
-        }))
-    }
-
-    pub async fn get(&self, id: &PreviewId) -> Result<Observed, ManagerError> {
-        self.observed()
-            .await?
-            .into_iter()
-            .find(|p| &p.id == id)
-            .ok_or_else(|| ManagerError::NotFound(id.to_string()))
-    }
-
-    /// A preview's state from its labels alone (no health probes): what `ls` shows.
-    pub fn state(&self, p: &Observed, probes: &HashMap<String, Probe>) -> PreviewState {
-        let live = p.live_members();
-        let members = if live.is_empty() {
-            p.generations
-                .values()
-                .next_back()
-                .map(Vec::as_slice)
-                .unwrap_or(&[])
-        } else {
-            live
-        };
-        let url = self.config.preview_url(&p.id);
-        let status = if live.is_empty() {
-            "building"
-        } else if live.iter().all(|m| m.state == "running") {
-            "running"
-        } else {
-            "failed"
-        };
-        let first = p.any();
-        let services = members
-            .iter()
-            .map(|m| {
-                let probe = probes.get(&m.service);
-                let expected = m.health.as_ref().map_or(200, |h| h.1);
-                ServiceHealth {
-                    name: m.service.clone(),
-                    route: m.route.clone(),
-                    url: m
-                        .route
-                        .as_ref()
-                        .map(|r| format!("{url}{}", r.trim_end_matches('/'))),
-                    state: m.state.clone(),
-                    healthy: match probe {
-                        Some(pr) => pr.ok(expected),
-                        None => m.state == "running",
-                    },
-                    status: probe.and_then(|pr| pr.status),
-                    latency_ms: probe.map(|pr| pr.latency.as_millis() as u64),
-                }
-            })
-            .collect();
-        PreviewState {
-            id: p.id.clone(),
-            url,
-            key: PreviewKey {
-                repo: first.map(|m| m.repo.clone()).unwrap_or_default(),
-                branch: first.map(|m| m.branch.clone()).unwrap_or_default(),
-            },
-            sha: first
-                .and_then(|m| m.sha.as_deref())
-                .and_then(|s| CommitSha::parse(s).ok()),
-            pr: first.and_then(|m| m.pr),
-            status: status.into(),
-            services,
-        }
-    }
-
-    /// The state with one health probe per public service through the gateway.
-    pub async fn state_with_health(&self, p: &Observed) -> PreviewState {
-        let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
-        let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
-        let jobs: Vec<_> = p
-            .live_members()
-            .iter()
-            .filter(|m| m.route.is_some())
-            .map(|m| {
-                let (addr, host) = (addr.clone(), host.clone());
-                async move {
-                    let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
-                    (m.service.clone(), health::probe(&addr, &host, path).await)
-                }
-            })
-            .collect();
-        let probes = join_all(jobs).await.into_iter().collect();
-        let mut state = self.state(p, &probes);
-        if state.status == "running" && state.services.iter().any(|s| !s.healthy) {
-            state.status = "failed".into();
-        }
-        state
-    }
-
-    /// The last `tail` lines of each service's log (or of one service).
-    pub async fn logs(
-        &self,
-        id: &PreviewId,
-        service: Option<&str>,
-        tail: usize,
-    ) -> Result<Vec<(String, Vec<String>)>, ManagerError> {
-        let p = self.get(id).await?;
-        let members: Vec<&Member> = match p.live() {
-            Some(_) => p.live_members().iter().collect(),
-            None => p
-                .generations
-                .values()
-                .next_back()
-                .into_iter()
-                .flatten()
-                .collect(),
-        };
-        let chosen: Vec<&Member> = members
-            .into_iter()
-            .filter(|m| service.is_none_or(|s| s == m.service))
-            .collect();
-        if let (Some(s), true) = (service, chosen.is_empty()) {
-            return Err(ManagerError::NoService {
-                id: id.to_string(),
-                service: s.to_owned(),
-            });
-        }
-        let mut out = Vec::new();
-        for m in chosen {
-            out.push((
-                m.service.clone(),
-                docker::log_tail(&self.docker, &m.container_id, tail).await,
-            ));
-        }
-        Ok(out)
     }
 }
 
@@ -939,33 +588,6 @@ fn cancelled(phase: Phase) -> DeployFailure {
         log_tail: Vec::new(),
         cancelled: true,
     }
-}
-
-/// Services ordered so that each comes after what it depends on (the spec has no cycles).
-fn start_order(spec: &Spec) -> Vec<&spec::Service> {
-    let mut done: HashSet<&str> = HashSet::new();
-    let mut out = Vec::new();
-    while out.len() < spec.services.len() {
-        let before = out.len();
-        for svc in spec.services.values() {
-            if !done.contains(svc.name.as_str())
-                && svc.depends_on.iter().all(|d| done.contains(d.as_str()))
-            {
-                done.insert(svc.name.as_str());
-                out.push(svc);
-            }
-        }
-        if out.len() == before {
-            // A cycle slipped through validation: start the rest in name order.
-            out.extend(
-                spec.services
-                    .values()
-                    .filter(|s| !done.contains(s.name.as_str())),
-            );
-            break;
-        }
-    }
-    out
 }
 
 pub fn now_rfc3339() -> String {

@@ -1,0 +1,104 @@
+//! Removing things: what a failed attempt made, a whole preview, and the gateway when the last
+//! preview is gone. Everything is found by label, so a removal also works after a crash.
+
+use super::{Manager, ManagerError, Prepared};
+use crate::ids::PreviewId;
+use crate::preview::docker::{self, DockerError};
+use crate::preview::{gateway, labels, source};
+
+impl Manager {
+    /// Removes what a failed or cancelled attempt created: its generation, and the whole
+    /// preview when there was no live generation to fall back on.
+    pub(super) async fn discard(&self, p: &Prepared) {
+        let result = async {
+            let observed = self.observed().await?;
+            for o in observed.iter().filter(|o| o.id == p.id) {
+                for (g, ms) in &o.generations {
+                    if *g == p.generation || p.fresh {
+                        for m in ms {
+                            docker::remove_container(&self.docker, &m.container_id).await?;
+                        }
+                    }
+                }
+            }
+            self.remove_networks(&p.id, if p.fresh { None } else { Some(p.generation) })
+                .await?;
+            if p.fresh {
+                self.remove_images(&p.id).await?;
+                if p.owned_worktree {
+                    let (dir, id) = (self.config.instance_dir(), p.id.clone());
+                    let _ = tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id))
+                        .await;
+                }
+            }
+            self.settle().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(preview = %p.id, error = %e, "cleanup after a failed deployment was incomplete; `previewd gc` will finish it");
+        }
+    }
+
+    async fn remove_networks(
+        &self,
+        id: &PreviewId,
+        generation: Option<u64>,
+    ) -> Result<(), ManagerError> {
+        for (name, l) in docker::networks(&self.docker, &self.config.instance).await? {
+            let ours = l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str());
+            let gen_ok =
+                generation.is_none_or(|g| l.get(labels::GENERATION) == Some(&g.to_string()));
+            if ours && gen_ok {
+                gateway::leave(&self.docker, &self.config, &name).await;
+                docker::remove_network(&self.docker, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove_images(&self, id: &PreviewId) -> Result<(), ManagerError> {
+        let prefix = format!("{}-{id}-", self.config.instance);
+        for (_, tags, _) in docker::images(&self.docker, &self.config.instance).await? {
+            for t in tags.iter().filter(|t| t.starts_with(&prefix)) {
+                docker::remove_image(&self.docker, t).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the gateway in line with the labels, or removes it when no preview is left.
+    pub async fn settle(&self) -> Result<(), ManagerError> {
+        let any = !self.observed().await?.is_empty();
+        if any || self.config.gateway.keep_running {
+            gateway::sync(&self.docker, &self.config).await?;
+        } else {
+            gateway::remove(&self.docker, &self.config).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a preview: containers, networks, images, worktree and routes.
+    pub async fn down(&self, id: &PreviewId) -> Result<(), ManagerError> {
+        let observed = self.observed().await?;
+        let networks = docker::networks(&self.docker, &self.config.instance).await?;
+        let known = observed.iter().any(|o| &o.id == id)
+            || networks
+                .iter()
+                .any(|(_, l)| l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str()));
+        if !known {
+            return Err(ManagerError::NotFound(id.to_string()));
+        }
+        for o in observed.iter().filter(|o| &o.id == id) {
+            for m in o.generations.values().flatten() {
+                docker::remove_container(&self.docker, &m.container_id).await?;
+            }
+        }
+        self.remove_networks(id, None).await?;
+        self.remove_images(id).await?;
+        let (dir, id2) = (self.config.instance_dir(), id.clone());
+        tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id2))
+            .await
+            .map_err(|e| ManagerError::Docker(DockerError::Api(e.to_string())))??;
+        self.settle().await
+    }
+}

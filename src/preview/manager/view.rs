@@ -1,0 +1,152 @@
+//! Reading previews back: by key or id, their state for `ls`/`status`/`--json`, and logs.
+
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+
+use super::{Manager, ManagerError};
+use crate::engine::{PreviewKey, PreviewState, ServiceHealth};
+use crate::ids::{CommitSha, PreviewId};
+use crate::preview::docker::{self, DockerError};
+use crate::preview::gateway;
+use crate::preview::health::{self, Probe};
+use crate::preview::labels::{Member, Observed};
+
+impl Manager {
+    /// The preview for a key, if there is one.
+    pub async fn find(&self, key: &PreviewKey) -> Result<Option<Observed>, DockerError> {
+        Ok(self.observed().await?.into_iter().find(|p| {
+            p.any()
+                .is_some_and(|m| m.repo == key.repo && m.branch == key.branch)
+        }))
+    }
+
+    pub async fn get(&self, id: &PreviewId) -> Result<Observed, ManagerError> {
+        self.observed()
+            .await?
+            .into_iter()
+            .find(|p| &p.id == id)
+            .ok_or_else(|| ManagerError::NotFound(id.to_string()))
+    }
+
+    /// A preview's state from its labels alone (no health probes): what `ls` shows.
+    pub fn state(&self, p: &Observed, probes: &HashMap<String, Probe>) -> PreviewState {
+        let live = p.live_members();
+        let members = if live.is_empty() {
+            p.generations
+                .values()
+                .next_back()
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+        } else {
+            live
+        };
+        let url = self.config.preview_url(&p.id);
+        let status = if live.is_empty() {
+            "building"
+        } else if live.iter().all(|m| m.state == "running") {
+            "running"
+        } else {
+            "failed"
+        };
+        let first = p.any();
+        let services = members
+            .iter()
+            .map(|m| {
+                let probe = probes.get(&m.service);
+                let expected = m.health.as_ref().map_or(200, |h| h.1);
+                ServiceHealth {
+                    name: m.service.clone(),
+                    route: m.route.clone(),
+                    url: m
+                        .route
+                        .as_ref()
+                        .map(|r| format!("{url}{}", r.trim_end_matches('/'))),
+                    state: m.state.clone(),
+                    healthy: match probe {
+                        Some(pr) => pr.ok(expected),
+                        None => m.state == "running",
+                    },
+                    status: probe.and_then(|pr| pr.status),
+                    latency_ms: probe.map(|pr| pr.latency.as_millis() as u64),
+                }
+            })
+            .collect();
+        PreviewState {
+            id: p.id.clone(),
+            url,
+            key: PreviewKey {
+                repo: first.map(|m| m.repo.clone()).unwrap_or_default(),
+                branch: first.map(|m| m.branch.clone()).unwrap_or_default(),
+            },
+            sha: first
+                .and_then(|m| m.sha.as_deref())
+                .and_then(|s| CommitSha::parse(s).ok()),
+            pr: first.and_then(|m| m.pr),
+            status: status.into(),
+            services,
+        }
+    }
+
+    /// The state with one health probe per public service through the gateway.
+    pub async fn state_with_health(&self, p: &Observed) -> PreviewState {
+        let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
+        let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
+        let jobs: Vec<_> = p
+            .live_members()
+            .iter()
+            .filter(|m| m.route.is_some())
+            .map(|m| {
+                let (addr, host) = (addr.clone(), host.clone());
+                async move {
+                    let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
+                    (m.service.clone(), health::probe(&addr, &host, path).await)
+                }
+            })
+            .collect();
+        let probes = join_all(jobs).await.into_iter().collect();
+        let mut state = self.state(p, &probes);
+        if state.status == "running" && state.services.iter().any(|s| !s.healthy) {
+            state.status = "failed".into();
+        }
+        state
+    }
+
+    /// The last `tail` lines of each service's log (or of one service).
+    pub async fn logs(
+        &self,
+        id: &PreviewId,
+        service: Option<&str>,
+        tail: usize,
+    ) -> Result<Vec<(String, Vec<String>)>, ManagerError> {
+        let p = self.get(id).await?;
+        let members: Vec<&Member> = match p.live() {
+            Some(_) => p.live_members().iter().collect(),
+            None => p
+                .generations
+                .values()
+                .next_back()
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        let chosen: Vec<&Member> = members
+            .into_iter()
+            .filter(|m| service.is_none_or(|s| s == m.service))
+            .collect();
+        if let (Some(s), true) = (service, chosen.is_empty()) {
+            return Err(ManagerError::NoService {
+                id: id.to_string(),
+                service: s.to_owned(),
+            });
+        }
+        let mut out = Vec::new();
+        for m in chosen {
+            out.push((
+                m.service.clone(),
+                docker::log_tail(&self.docker, &m.container_id, tail).await,
+            ));
+        }
+        Ok(out)
+    }
+}
