@@ -141,6 +141,23 @@ pub trait PreviewEngine: Send + Sync + 'static {
 
     /// Every preview of this instance (for the reconciler's comparison with the forge).
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>>;
+
+    /// Brings the Docker side in line with its labels: routes, orphans, expired previews.
+    /// `startup` is true for the pass before any work starts, when whatever a previous
+    /// process left half-made can go at once. Engines without such state need not override it.
+    fn reconcile(&self, startup: bool) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
+        let _ = startup;
+        Box::pin(async { Ok(ReconcileSummary::default()) })
+    }
+}
+
+/// What a reconcile pass removed, by kind, for the log and the metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReconcileSummary {
+    /// Previews removed for being older than `limits.ttl`.
+    pub expired: Vec<PreviewKey>,
+    /// Containers, networks, images and worktrees removed as orphans.
+    pub orphans: usize,
 }
 
 /// A failure outside a deployment (listing, removing): the Docker engine unreachable, mostly.

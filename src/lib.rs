@@ -10,6 +10,7 @@ pub mod intent;
 pub mod metrics;
 pub mod preview;
 pub mod queue;
+pub mod reconciler;
 pub mod serve;
 pub mod spec;
 pub mod webhook;

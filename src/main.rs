@@ -124,7 +124,10 @@ async fn run(cli: Cli) -> Result<()> {
             let shutdown = CancellationToken::new();
             let s = shutdown.clone();
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
+                wait_for_signal().await;
+                tracing::info!(
+                    "shutting down: no new work; running work finishes or is reconciled at the next start"
+                );
                 s.cancel();
             });
             previewd::serve::serve(config, Arc::new(manager), shutdown).await
@@ -252,6 +255,22 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+    }
+}
+
+/// SIGTERM (systemd, docker stop) or SIGINT (a terminal).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

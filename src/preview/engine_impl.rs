@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::manager::{Event, Manager, Mode, UpRequest};
 use crate::engine::{
     BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, PreviewEngine, PreviewKey,
-    PreviewState,
+    PreviewState, ReconcileSummary,
 };
 use crate::ids::PreviewId;
 
@@ -57,6 +57,10 @@ impl PreviewEngine for Manager {
         })
     }
 
+    fn reconcile(&self, startup: bool) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
+        Box::pin(self.reconcile_pass(startup))
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
         Box::pin(async move {
             let observed = self.observed().await.map_err(err)?;
@@ -64,6 +68,44 @@ impl PreviewEngine for Manager {
                 .iter()
                 .map(|p| self.state(p, &Default::default()))
                 .collect())
+        })
+    }
+}
+
+impl Manager {
+    async fn reconcile_pass(&self, startup: bool) -> Result<ReconcileSummary, EngineError> {
+        // At start-up nothing of this process is running, so a half-made generation is a
+        // leftover at once; later, give a deployment of another process (the CLI) its time.
+        let limits = &self.config().limits;
+        let grace = if startup {
+            std::time::Duration::ZERO
+        } else {
+            limits.build_timeout + limits.health_timeout
+        };
+        let keys: std::collections::HashMap<String, PreviewKey> = self
+            .observed()
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|p| (p.id.to_string(), self.state(p, &Default::default()).key))
+            .collect();
+        let report = super::reconcile::reconcile(self, grace, &self.busy())
+            .await
+            .map_err(err)?;
+        let orphans = report.containers.len()
+            + report.networks.len()
+            + report.images.len()
+            + report.worktrees.len();
+        if !report.is_empty() {
+            tracing::info!(?report, "reconciled");
+        }
+        Ok(ReconcileSummary {
+            expired: report
+                .expired
+                .iter()
+                .filter_map(|id| keys.get(id).cloned())
+                .collect(),
+            orphans,
         })
     }
 }

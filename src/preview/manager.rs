@@ -107,6 +107,23 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub struct Manager {
     docker: Docker,
     config: Arc<Config>,
+    /// Previews with a deployment running in this process: a cache for the reconciler, so it
+    /// never removes what is being built. Lost on restart, which is right: then nothing is.
+    busy: Arc<Mutex<HashSet<PreviewId>>>,
+}
+
+/// Marks a preview busy for as long as it lives.
+struct BusyGuard {
+    set: Arc<Mutex<HashSet<PreviewId>>>,
+    id: PreviewId,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.id);
+        }
+    }
 }
 
 fn fail(phase: Phase, service: Option<&str>, reason: impl Into<String>) -> DeployFailure {
@@ -124,7 +141,13 @@ impl Manager {
         Ok(Manager {
             docker: docker::connect().await?,
             config: Arc::new(config),
+            busy: Arc::default(),
         })
+    }
+
+    /// Previews with a deployment running in this process right now.
+    pub fn busy(&self) -> HashSet<PreviewId> {
+        self.busy.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn config(&self) -> &Config {
@@ -159,6 +182,13 @@ impl Manager {
             _ = cancel.cancelled() => return Err(cancelled(Phase::Fetch)),
         };
         timings.phases.push((Phase::Fetch, t.elapsed()));
+        if let Ok(mut s) = self.busy.lock() {
+            s.insert(prepared.id.clone());
+        }
+        let _busy = BusyGuard {
+            set: self.busy.clone(),
+            id: prepared.id.clone(),
+        };
         let attempt = self.attempt(&req, &prepared, &progress, &phase, &mut timings);
         let result = tokio::select! {
             r = attempt => r,

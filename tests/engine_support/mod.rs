@@ -235,39 +235,53 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A git repository (branch `main`) holding a copy of `fixtures/<name>`.
+/// A git repository holding a copy of `fixtures/<name>`, removed with the value.
 pub struct GitRepo {
-    pub dir: tempfile::TempDir,
+    _root: tempfile::TempDir,
+    path: PathBuf,
 }
 
 impl GitRepo {
+    /// On branch `main`, at the root of a temporary folder.
     pub fn from_fixture(name: &str) -> GitRepo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(&fixture(name), dir.path());
+        Self::at(name, ".", "main")
+    }
+
+    /// At `<tmp>/<rel>` on branch `branch`, e.g. `Codertocat/Hello-World.git` for a
+    /// `file://<tmp>` git_url.
+    pub fn at(name: &str, rel: &str, branch: &str) -> GitRepo {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join(rel);
+        copy_dir(&fixture(name), &path);
         let repo = git2::Repository::init_opts(
-            dir.path(),
-            git2::RepositoryInitOptions::new().initial_head("main"),
+            &path,
+            git2::RepositoryInitOptions::new().initial_head(branch),
         )
         .expect("git init");
         drop(repo);
-        let r = GitRepo { dir };
+        let r = GitRepo { _root: root, path };
         r.commit("initial");
         r
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
+    }
+
+    /// The folder to use as `github.git_url` (`file://` + this).
+    pub fn root(&self) -> &Path {
+        self._root.path()
     }
 
     pub fn write(&self, rel: &str, text: &str) {
-        let p = self.dir.path().join(rel);
+        let p = self.path.join(rel);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(p, text).expect("write");
     }
 
     /// Commits everything in the folder; returns the new commit id.
     pub fn commit(&self, message: &str) -> String {
-        let repo = git2::Repository::open(self.dir.path()).expect("open");
+        let repo = git2::Repository::open(&self.path).expect("open");
         let mut index = repo.index().expect("index");
         index
             .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)

@@ -1,0 +1,419 @@
+//! End to end, as a team runs previewd: a real `serve` with the real engine, the real Caddy
+//! gateway and real git repositories (`github.git_url = file://...`), driven by real GitHub
+//! payloads signed with the test secret, reporting to the fake GitHub that rejects any request
+//! the real API would reject. Each test asserts what a user would see on the pull request.
+
+mod engine_support;
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use previewd::preview::manager::Manager;
+use previewd::serve::{ServeOptions, bind};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use engine_support::{GitRepo, TestEnv, copy_dir, eventually};
+use support::fake_github::FakeGitHub;
+use support::{SECRET, TOKEN, fast_retry, payload_json, send, sign};
+
+const REPO: &str = "Codertocat/Hello-World";
+const DEADLINE: Duration = Duration::from_secs(150);
+
+struct E2e {
+    env: TestEnv,
+    github: FakeGitHub,
+    repo: GitRepo,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl E2e {
+    async fn start(name: &str, fixture: &str, branch: &str) -> E2e {
+        let github = FakeGitHub::start().await;
+        let repo = GitRepo::at(fixture, &format!("{REPO}.git"), branch);
+        let git_url = format!("file://{}", repo.root().display());
+        let api = github.url();
+        let env = TestEnv::with(
+            name,
+            &[
+                ("PREVIEWD_LISTEN", "127.0.0.1:0"),
+                ("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0"),
+                ("PREVIEWD_GITHUB_WEBHOOK_SECRET", SECRET),
+                ("PREVIEWD_GITHUB_TOKEN", TOKEN),
+                ("PREVIEWD_GITHUB_API_URL", &api),
+                ("PREVIEWD_GITHUB_GIT_URL", &git_url),
+                ("PREVIEWD_TRIGGERS_LABELS", "preview"),
+                ("PREVIEWD_TRIGGERS_BRANCHES", "*/phase-*"),
+            ],
+        )
+        .await;
+        let engine = Manager::connect(env.config.clone()).await.expect("docker");
+        let shutdown = CancellationToken::new();
+        let options = ServeOptions {
+            retry: fast_retry(),
+            ..Default::default()
+        };
+        let server = bind(
+            env.config.clone(),
+            Arc::new(engine),
+            options,
+            shutdown.clone(),
+        )
+        .await
+        .expect("bind");
+        let addr = server.webhook_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            server.run().await.expect("serve runs");
+        });
+        E2e {
+            env,
+            github,
+            repo,
+            addr,
+            shutdown,
+            server,
+        }
+    }
+
+    /// The fixture's `pull_request` event for our repository at `sha`, labelled `preview`;
+    /// the fake GitHub is told the same PR, and `sender` gets `permission`.
+    fn pr_event(&self, action: &str, sha: &str, sender: &str, permission: &str) -> Vec<u8> {
+        let mut p = payload_json("pull_request.labeled.json");
+        let label = json!({"id": 1, "node_id": "L1", "url": "", "name": "preview", "color": "ffffff", "default": false, "description": null});
+        p["action"] = json!(action);
+        p["label"] = label.clone();
+        p["pull_request"]["labels"] = json!([label]);
+        p["pull_request"]["head"]["sha"] = json!(sha);
+        p["pull_request"]["state"] = json!(if action == "closed" { "closed" } else { "open" });
+        p["sender"]["login"] = json!(sender);
+        self.github.set_pull(p["pull_request"].clone());
+        self.github.set_permission(sender, permission);
+        serde_json::to_vec(&p).expect("json")
+    }
+
+    fn comment_event(&self, body: &str, sender: &str, permission: &str) -> Vec<u8> {
+        let mut p = payload_json("issue_comment.created.json");
+        let base = payload_json("pull_request.labeled.json");
+        p["repository"] = base["repository"].clone();
+        p["issue"]["number"] = json!(2);
+        p["comment"]["body"] = json!(body);
+        p["comment"]["user"]["login"] = json!(sender);
+        p["comment"]["user"]["type"] = json!("User");
+        p["sender"]["login"] = json!(sender);
+        p["sender"]["type"] = json!("User");
+        self.github.set_permission(sender, permission);
+        serde_json::to_vec(&p).expect("json")
+    }
+
+    async fn post(&self, event: &str, body: &[u8]) -> u16 {
+        self.post_json(event, body).await.0
+    }
+
+    async fn post_json(&self, event: &str, body: &[u8]) -> (u16, Value) {
+        let id = format!("e2e-{}", nanoid::nanoid!(12));
+        let req = hyper::Request::post(format!("http://{}/webhooks/github", self.addr))
+            .header("x-github-event", event)
+            .header("x-github-delivery", id)
+            .header("x-hub-signature-256", sign(SECRET, body))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("request");
+        let (status, text) = send(req).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    fn statuses(&self, sha: &str) -> Vec<Value> {
+        let st = self.github.lock();
+        st.statuses
+            .iter()
+            .filter(|s| s["sha"] == sha)
+            .cloned()
+            .collect()
+    }
+
+    async fn status(&self, sha: &str, state: &str) -> Value {
+        eventually(DEADLINE, &format!("status {state} on {sha}"), || async {
+            self.statuses(sha).into_iter().find(|s| s["state"] == state)
+        })
+        .await
+    }
+
+    fn comments(&self) -> Vec<support::fake_github::Comment> {
+        self.github.lock().comments.clone()
+    }
+
+    /// GET a preview URL through the gateway (the URL's host routes; no DNS needed).
+    async fn get(&self, url: &str, path: &str) -> (u16, String) {
+        let id = url
+            .trim_start_matches("http://")
+            .split('.')
+            .next()
+            .expect("id in URL");
+        self.env.get(id, path).await
+    }
+
+    async fn stop(self) {
+        self.github.assert_clean();
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.server).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
+    let e = E2e::start("e2e-life", "two-service", "changes").await;
+    let sha1 = e.repo.commit("nothing new").to_string();
+
+    // (a) labeled → 202 → pending → success whose target_url answers through the gateway.
+    assert_eq!(
+        e.post(
+            "pull_request",
+            &e.pr_event("labeled", &sha1, "Codertocat", "write")
+        )
+        .await,
+        202
+    );
+    e.status(&sha1, "pending").await;
+    let ok = e.status(&sha1, "success").await;
+    let url = ok["target_url"].as_str().expect("target_url").to_owned();
+    assert!(
+        url.starts_with("http://") && url.contains(".localhost:"),
+        "{url}"
+    );
+    let (status, body) = e.get(&url, "/").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("previewd sample: web"));
+    let deployments = e.github.lock().deployments.clone();
+    assert_eq!(deployments.len(), 1);
+    assert_eq!(deployments[0]["environment"], "preview/changes");
+    let ds = e.github.lock().deployment_statuses.clone();
+    assert!(
+        ds.iter()
+            .any(|(_, s)| s["state"] == "success" && s["environment_url"] == url.as_str()),
+        "{ds:?}"
+    );
+    let comments = e.comments();
+    assert_eq!(comments.len(), 1, "one sticky comment");
+    let c = &comments[0].body;
+    assert!(c.contains(&url), "{c}");
+    assert!(c.contains("api") && c.contains("/api"), "health table: {c}");
+    assert!(c.contains("build"), "time split by phase: {c}");
+
+    // (b) a new commit: same URL, new content, the same comment edited, statuses on the new sha.
+    e.repo
+        .write("web/index.html", "<h1>previewd sample: web v2</h1>");
+    let sha2 = e.repo.commit("web v2");
+    assert_eq!(
+        e.post(
+            "pull_request",
+            &e.pr_event("synchronize", &sha2, "Codertocat", "write")
+        )
+        .await,
+        202
+    );
+    let ok2 = e.status(&sha2, "success").await;
+    assert_eq!(ok2["target_url"], url.as_str(), "same URL");
+    let (_, body) = e.get(&url, "/").await;
+    assert!(body.contains("web v2"), "{body}");
+    let comments = e.comments();
+    assert_eq!(comments.len(), 1, "still one comment");
+    assert!(
+        comments[0].edits >= 1 && comments[0].body.contains(&sha2[..7]),
+        "{}",
+        comments[0].body
+    );
+
+    // (d) closed → everything gone, deployment inactive, the comment says so.
+    assert_eq!(
+        e.post(
+            "pull_request",
+            &e.pr_event("closed", &sha2, "Codertocat", "write")
+        )
+        .await,
+        202
+    );
+    eventually(DEADLINE, "the deployment to go inactive", || async {
+        let ds = e.github.lock().deployment_statuses.clone();
+        ds.iter()
+            .any(|(_, s)| s["state"] == "inactive")
+            .then_some(())
+    })
+    .await;
+    eventually(DEADLINE, "everything to be removed", || async {
+        let (c, n, _) = e.env.objects().await;
+        (c.is_empty() && n.is_empty()).then_some(())
+    })
+    .await;
+    e.env.assert_clean().await;
+    let c = &e.comments()[0].body;
+    assert!(c.to_lowercase().contains("removed"), "{c}");
+    assert_eq!(
+        e.get(&url, "/").await.0,
+        0,
+        "gateway gone with the last preview"
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_stop_obeys_writers_only_and_build_failures_show_the_log() {
+    // (f) a build failure: failure status, the log tail in the comment, nothing running.
+    let e = E2e::start("e2e-fail", "build-fail", "changes").await;
+    let sha = e.repo.commit("broken").to_string();
+    assert_eq!(
+        e.post(
+            "pull_request",
+            &e.pr_event("labeled", &sha, "Codertocat", "write")
+        )
+        .await,
+        202
+    );
+    let failed = e.status(&sha, "failure").await;
+    let description = failed["description"].as_str().unwrap_or("");
+    assert!(description.chars().count() <= 140, "{description}");
+    assert!(
+        description.contains("build"),
+        "the reason names the step: {description}"
+    );
+    eventually(DEADLINE, "the comment to show the log", || async {
+        e.comments()
+            .first()
+            .filter(|c| c.body.contains("error: something broke"))
+            .map(|_| ())
+    })
+    .await;
+    e.env.assert_clean().await;
+    e.stop().await;
+
+    // (c) /preview stop by a reader is refused with a reply; by a writer it tears down.
+    let e = E2e::start("e2e-stop", "compose-only", "changes").await;
+    let sha = e.repo.commit("ok").to_string();
+    assert_eq!(
+        e.post(
+            "pull_request",
+            &e.pr_event("labeled", &sha, "Codertocat", "write")
+        )
+        .await,
+        202
+    );
+    e.status(&sha, "success").await;
+    assert_eq!(
+        e.post(
+            "issue_comment",
+            &e.comment_event("/preview stop", "reader", "read")
+        )
+        .await,
+        202
+    );
+    eventually(DEADLINE, "a refusal reply", || async {
+        e.comments()
+            .iter()
+            .any(|c| c.body.contains("reader") || c.body.to_lowercase().contains("permission"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        e.env.manager.observed().await.expect("ls").len(),
+        1,
+        "still running"
+    );
+    assert_eq!(
+        e.post(
+            "issue_comment",
+            &e.comment_event("/preview stop", "writer", "write")
+        )
+        .await,
+        202
+    );
+    eventually(DEADLINE, "the preview to be removed", || async {
+        e.env
+            .manager
+            .observed()
+            .await
+            .ok()?
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    eventually(DEADLINE, "the deployment to go inactive", || async {
+        let ds = e.github.lock().deployment_statuses.clone();
+        ds.iter()
+            .any(|(_, s)| s["state"] == "inactive")
+            .then_some(())
+    })
+    .await;
+    e.env.assert_clean().await;
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phase_branch_push_without_pr_and_fork_rules() {
+    // (e) a push to a phase branch with no PR: status on the pushed commit, preview up.
+    let e = E2e::start("e2e-push", "compose-only", "team/phase-1").await;
+    let sha = e.repo.commit("phase 1 ready").to_string();
+    let mut p = payload_json("push.branch.json");
+    p["repository"] = payload_json("pull_request.labeled.json")["repository"].clone();
+    p["ref"] = json!("refs/heads/team/phase-1");
+    p["after"] = json!(sha);
+    p["head_commit"]["id"] = json!(sha);
+    assert_eq!(
+        e.post("push", &serde_json::to_vec(&p).expect("json")).await,
+        202
+    );
+    let ok = e.status(&sha, "success").await;
+    let url = ok["target_url"].as_str().expect("url").to_owned();
+    assert_eq!(e.get(&url, "/").await.0, 200);
+    let observed = e.env.manager.observed().await.expect("ls");
+    assert_eq!(observed.len(), 1);
+    e.env.manager.down(&observed[0].id).await.expect("down");
+    e.stop().await;
+
+    // (h) fork PRs: opened with the label by its author (no write) → nothing; labelled by a
+    // writer → a preview.
+    let e = E2e::start("e2e-fork", "compose-only", "changes").await;
+    let sha = e.repo.commit("from a fork").to_string();
+    copy_dir(e.repo.path(), &e.repo.root().join("forker/Hello-World.git"));
+    let fork = |action: &str, sender: &str, permission: &str| {
+        let body = e.pr_event(action, &sha, sender, permission);
+        let mut p: Value = serde_json::from_slice(&body).expect("json");
+        p["pull_request"]["head"]["repo"]["full_name"] = json!("forker/Hello-World");
+        p["pull_request"]["head"]["repo"]["name"] = json!("Hello-World");
+        p["pull_request"]["head"]["repo"]["owner"]["login"] = json!("forker");
+        p["pull_request"]["head"]["repo"]["fork"] = json!(true);
+        p["pull_request"]["head"]["label"] = json!("forker:changes");
+        e.github.set_pull(p["pull_request"].clone());
+        serde_json::to_vec(&p).expect("json")
+    };
+    // The author's own label on opening is not enough: answered "ignored", nothing queued.
+    let (status, answer) = e
+        .post_json("pull_request", &fork("opened", "forker", "read"))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["ignored"].as_str().unwrap_or("").contains("fork"),
+        "{answer}"
+    );
+    assert!(
+        e.statuses(&sha).is_empty(),
+        "nothing reported for the refused event"
+    );
+    assert_eq!(
+        e.post("pull_request", &fork("labeled", "Codertocat", "write"))
+            .await,
+        202
+    );
+    let ok = e.status(&sha, "success").await;
+    let url = ok["target_url"].as_str().expect("url").to_owned();
+    assert_eq!(e.get(&url, "/").await.0, 200);
+    let observed = e.env.manager.observed().await.expect("ls");
+    assert_eq!(observed.len(), 1, "exactly one preview: the writer's label");
+    e.env.manager.down(&observed[0].id).await.expect("down");
+    e.env.assert_clean().await;
+    e.stop().await;
+}
