@@ -180,6 +180,11 @@ pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> 
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 403, ..
             }) => {}
+            // A leftover whose network is gone (a crash between steps) must not keep every
+            // other preview from being routed; reconcile removes the leftover itself.
+            Err(e) if docker::is_not_found(&e) => {
+                tracing::warn!(network = %net, "not routing a generation whose network is gone");
+            }
             Err(e) => return Err(DockerError::from(e).into()),
         }
     }
