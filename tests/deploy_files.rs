@@ -1,0 +1,422 @@
+//! What this machine can check of `deploy/` and the operator docs: the example config loads
+//! and documents every key of `src/config.rs` with its default; the compose file is valid and
+//! keeps the data directory at the same path inside and outside; the systemd unit passes
+//! `systemd-analyze verify`; the Dockerfile's inputs exist; the docs' links resolve. The tools
+//! that may be missing (docker-compose, systemd-analyze) are skipped with a printed note; the
+//! image itself is not built (no registry here).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use previewd::config::Config;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    let p = root().join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()))
+}
+
+const EXAMPLE: &str = "deploy/previewd.toml.example";
+
+/// Keys the example shows commented out: secrets, and values with no fixed default.
+const OPTIONAL_KEYS: &[&str] = &[
+    "data_dir",
+    "gateway.public_url",
+    "github.webhook_secret",
+    "github.webhook_secrets",
+    "github.token",
+    "github.app_id",
+    "github.private_key_path",
+];
+
+fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {
+    Config::from_parts(Some(text), Path::new(EXAMPLE), &[])
+}
+
+/// The example with every `# key = value` line uncommented, so commented keys are checked too.
+fn uncommented(text: &str) -> (String, Vec<String>) {
+    let mut keys = Vec::new();
+    let out = text
+        .lines()
+        .map(|line| {
+            if let Some(rest) = line.strip_prefix("# ")
+                && let Some((key, _)) = rest.split_once(" = ")
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                keys.push(key.to_owned());
+                return rest.to_owned();
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (out, keys)
+}
+
+/// `section.key` (or `key` at the top level) for every key of a TOML document.
+fn toml_keys(text: &str) -> BTreeSet<String> {
+    let table: toml::Table = toml::from_str(text).expect("the example is TOML");
+    let mut out = BTreeSet::new();
+    for (k, v) in &table {
+        match v {
+            toml::Value::Table(t) => out.extend(t.keys().map(|s| format!("{k}.{s}"))),
+            _ => {
+                out.insert(k.clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn example_config_loads_and_means_the_defaults() {
+    let text = read(EXAMPLE);
+    let example = load(&text).unwrap_or_else(|e| panic!("{EXAMPLE} does not load: {e}"));
+    let defaults = Config::from_parts(None, Path::new(EXAMPLE), &[]).unwrap();
+    // Config has no PartialEq; its Debug form shows every value (secrets redacted).
+    assert_eq!(
+        format!("{example:#?}"),
+        format!("{defaults:#?}"),
+        "{EXAMPLE} claims to show every default: a value in it differs from src/config.rs"
+    );
+    // Every key is set (so loading the file checks it), except those without a fixed default
+    // or that hold secrets, which are shown commented out.
+    let active = toml_keys(&text);
+    let optional: BTreeSet<String> = OPTIONAL_KEYS.iter().map(|k| k.to_string()).collect();
+    let unset: BTreeSet<String> = config_rs_keys().difference(&active).cloned().collect();
+    assert!(
+        unset.is_subset(&optional),
+        "{EXAMPLE} should set every key that has a default; it leaves {:?} commented",
+        unset.difference(&optional).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn every_key_in_the_example_is_real_even_commented_ones() {
+    let text = read(EXAMPLE);
+    let (all, commented) = uncommented(&text);
+    assert!(
+        commented.len() >= 5,
+        "expected the optional keys commented out: {commented:?}"
+    );
+    let c = load(&all).unwrap_or_else(|e| {
+        panic!("{EXAMPLE} with its commented keys ({commented:?}) uncommented does not load: {e}")
+    });
+    assert_eq!(
+        c.gateway.public_url.as_deref(),
+        Some("https://{id}.preview.example.com")
+    );
+    assert_eq!(c.data_dir, Path::new("/var/lib/previewd"));
+    // The check has teeth: the parser refuses a key it does not know.
+    let bogus = format!("{all}\nbogus_key = 1\n");
+    let err = load(&bogus)
+        .expect_err("an unknown key must be refused")
+        .to_string();
+    assert!(err.contains("bogus_key"), "{err}");
+}
+
+/// The keys `src/config.rs` accepts, read from its `Raw*` structs (the file's shape).
+fn config_rs_keys() -> BTreeSet<String> {
+    let src = read("src/config.rs");
+    let mut structs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in src.lines() {
+        let t = line.trim();
+        if let Some(rest) = t.strip_prefix("struct Raw") {
+            let name = rest.trim_end_matches(['{', ' ']);
+            current = Some(format!("Raw{name}"));
+            structs.entry(format!("Raw{name}")).or_default();
+            continue;
+        }
+        if t == "}" {
+            current = None;
+            continue;
+        }
+        if let Some(s) = &current
+            && !t.starts_with("//")
+            && !t.starts_with('#')
+            && let Some((field, ty)) = t.split_once(':')
+            && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            let ty = ty.trim().trim_end_matches(',').to_owned();
+            structs.get_mut(s).unwrap().push((field.to_owned(), ty));
+        }
+    }
+    let top = structs
+        .get("RawConfig")
+        .expect("src/config.rs has no `struct RawConfig`: update this test");
+    let mut keys = BTreeSet::new();
+    for (field, ty) in top {
+        match structs.get(ty) {
+            Some(section) => {
+                keys.extend(section.iter().map(|(f, _)| format!("{field}.{f}")));
+            }
+            None => {
+                keys.insert(field.clone());
+            }
+        }
+    }
+    assert!(
+        keys.len() >= 20,
+        "could not read src/config.rs's keys: {keys:?}"
+    );
+    keys
+}
+
+#[test]
+fn example_documents_every_key_of_config_rs() {
+    let (all, _) = uncommented(&read(EXAMPLE));
+    let documented = toml_keys(&all);
+    let known = config_rs_keys();
+    let missing: Vec<_> = known.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "{EXAMPLE} does not document {missing:?}: add each with its default and meaning"
+    );
+}
+
+fn run(cmd: &mut Command) -> Option<Output> {
+    cmd.output().ok()
+}
+
+/// `docker-compose` (v1) or `docker compose` (v2), when either is installed.
+fn compose() -> Option<Vec<&'static str>> {
+    if run(Command::new("docker-compose").arg("version")).is_some_and(|o| o.status.success()) {
+        return Some(vec!["docker-compose"]);
+    }
+    if run(Command::new("docker").args(["compose", "version"])).is_some_and(|o| o.status.success())
+    {
+        return Some(vec!["docker", "compose"]);
+    }
+    None
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn compose_file_keeps_paths_and_needs_no_gateway_service() {
+    let doc: serde_yaml::Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let services = doc["services"].as_mapping().expect("services");
+    assert_eq!(
+        services.len(),
+        1,
+        "previewd creates its gateway itself; compose runs previewd only"
+    );
+    let p = &doc["services"]["previewd"];
+    assert_eq!(
+        p["network_mode"].as_str(),
+        Some("host"),
+        "health checks go to the gateway's published port on the host"
+    );
+    let data_dir = p["environment"]["PREVIEWD_DATA_DIR"]
+        .as_str()
+        .expect("PREVIEWD_DATA_DIR");
+    let volumes: Vec<&str> = p["volumes"]
+        .as_sequence()
+        .expect("volumes")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        volumes.contains(&format!("{data_dir}:{data_dir}").as_str()),
+        "the data dir must be mounted at the same path: {volumes:?}"
+    );
+    assert!(volumes.iter().any(|v| v.ends_with(":/var/run/docker.sock")));
+    let config = p["environment"]["PREVIEWD_CONFIG"]
+        .as_str()
+        .expect("PREVIEWD_CONFIG");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.ends_with(&format!(":{config}:ro"))),
+        "the config is mounted read-only at PREVIEWD_CONFIG: {volumes:?}"
+    );
+    // The Dockerfile it builds exists.
+    let df = p["build"]["dockerfile"].as_str().expect("build.dockerfile");
+    assert!(root().join(df).is_file(), "{df} is missing");
+}
+
+#[test]
+fn compose_file_is_valid() {
+    let Some(cmd) = compose() else {
+        println!(
+            "note: neither docker-compose nor `docker compose` is installed; compose check skipped"
+        );
+        return;
+    };
+    let file = root().join("deploy/compose.yaml");
+    let check = |secret: Option<&str>| {
+        let mut c = Command::new(cmd[0]);
+        c.args(&cmd[1..])
+            .arg("-f")
+            .arg(&file)
+            .args(["config", "-q"]);
+        c.env_remove("PREVIEWD_GITHUB_WEBHOOK_SECRET");
+        if let Some(s) = secret {
+            c.env("PREVIEWD_GITHUB_WEBHOOK_SECRET", s);
+        }
+        run(&mut c).expect("run compose")
+    };
+    let ok = check(Some("not-a-real-secret"));
+    assert!(ok.status.success(), "{cmd:?} config: {}", text(&ok));
+    // Without the webhook secret compose refuses to start previewd (unless deploy/.env has one).
+    if !root().join("deploy/.env").exists() {
+        let no_secret = check(None);
+        assert!(
+            !no_secret.status.success(),
+            "compose should refuse to run without PREVIEWD_GITHUB_WEBHOOK_SECRET"
+        );
+    }
+}
+
+const UNIT: &str = "deploy/previewd.service";
+
+#[test]
+fn unit_has_what_an_operator_relies_on() {
+    let unit = read(UNIT);
+    for line in [
+        "Restart=on-failure",
+        "KillSignal=SIGTERM",
+        "SupplementaryGroups=docker",
+        "StateDirectory=previewd",
+        "Environment=PREVIEWD_DATA_DIR=/var/lib/previewd",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{UNIT} lacks {line}");
+    }
+    for prefix in [
+        "EnvironmentFile=",
+        "TimeoutStopSec=",
+        "ExecStart=/usr/local/bin/previewd serve",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.starts_with(prefix)),
+            "{UNIT} lacks {prefix}"
+        );
+    }
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify() {
+    if run(Command::new("systemd-analyze").arg("--version")).is_none_or(|o| !o.status.success()) {
+        println!("note: systemd-analyze is not installed; unit check skipped");
+        return;
+    }
+    // verify checks that ExecStart's binary exists: point it at the one cargo just built.
+    let unit = read(UNIT);
+    assert!(unit.contains("ExecStart=/usr/local/bin/previewd "));
+    let unit = unit.replace(
+        "ExecStart=/usr/local/bin/previewd ",
+        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_previewd")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("previewd.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = run(Command::new("systemd-analyze").arg("verify").arg(&path)).unwrap();
+    // verify exits 0 on unknown keys and unparsable values, and only warns: any line about our
+    // file is a failure.
+    let about_us: Vec<String> = text(&out)
+        .lines()
+        .filter(|l| l.contains("previewd.service"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        out.status.success() && about_us.is_empty(),
+        "systemd-analyze verify {UNIT}:\n{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn dockerfile_builds_from_what_the_repository_has() {
+    let df = read("deploy/Dockerfile");
+    assert!(df.contains("FROM rust:1-bookworm AS build"));
+    assert!(df.contains("FROM debian:bookworm-slim"));
+    assert!(df.contains("ca-certificates libssl3"));
+    assert!(df.contains(r#"ENTRYPOINT ["/usr/local/bin/previewd"]"#));
+    assert!(df.contains(r#"CMD ["serve"]"#));
+    // Everything it copies exists and is let through its .dockerignore.
+    let ignore = read("deploy/Dockerfile.dockerignore");
+    for line in df
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for src in &words[1..words.len() - 1] {
+            assert!(
+                root().join(src).exists(),
+                "COPY {src}: not in the repository"
+            );
+            assert!(
+                ignore.lines().any(|l| l == format!("!{src}")),
+                "COPY {src}: excluded by deploy/Dockerfile.dockerignore"
+            );
+        }
+    }
+}
+
+const DOCS: &[&str] = &[
+    "docs/github.md",
+    "docs/tls.md",
+    "docs/operations.md",
+    "docs/security.md",
+];
+
+/// Relative link targets of a markdown file: `](target)` without a scheme or an anchor-only.
+fn links(md: &str) -> Vec<String> {
+    md.split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(t, _)| t))
+        .filter(|t| !t.contains("://") && !t.starts_with('#') && !t.starts_with("mailto:"))
+        .map(|t| t.split('#').next().unwrap_or("").to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+#[test]
+fn docs_links_resolve_and_readme_lists_them() {
+    for doc in DOCS {
+        let md = read(doc);
+        let base = root().join(doc).parent().unwrap().to_path_buf();
+        for l in links(&md) {
+            assert!(base.join(&l).exists(), "{doc}: link {l} leads nowhere");
+        }
+    }
+    let readme = read("README.md");
+    let further = readme
+        .split("## Further reading")
+        .nth(1)
+        .expect("README.md has a Further reading section");
+    for doc in DOCS.iter().chain(["docs/config.md"].iter()) {
+        assert!(
+            further.contains(&format!("]({doc})")),
+            "README's Further reading lacks {doc}"
+        );
+    }
+}
+
+#[test]
+fn tls_doc_says_planned_exactly_while_the_ask_endpoint_is_missing() {
+    let served = ["src/webhook/mod.rs", "src/serve.rs"]
+        .iter()
+        .filter(|f| root().join(f).exists())
+        .any(|f| read(f).contains("\"/tls/ask\""));
+    let doc = read("docs/tls.md");
+    let planned = doc.contains("(planned)");
+    assert_ne!(
+        served, planned,
+        "docs/tls.md marks /tls/ask as planned: {planned}, but src/ serves it: {served}; update docs/tls.md"
+    );
+}
