@@ -52,6 +52,28 @@ pub struct GatewayConfig {
     pub public_url: Option<String>,
     /// Keep the gateway running when the last preview goes.
     pub keep_running: bool,
+    /// How the gateway serves HTTPS, if at all.
+    pub tls: Tls,
+    /// Host port for HTTPS (when `tls` is not off).
+    pub tls_port: u16,
+}
+
+/// The three ways to give previews HTTPS (docs/tls.md).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tls {
+    /// Plain HTTP; TLS, if any, is terminated in front of the gateway (a CDN, a load balancer).
+    Off,
+    /// Caddy gets a certificate for each preview host at its first handshake, and only for
+    /// hosts of live previews. `issuer` is `acme` (Let's Encrypt) or `internal` (Caddy's own CA).
+    OnDemand {
+        issuer: String,
+        email: Option<String>,
+    },
+    /// One operator-supplied wildcard certificate for `*.<domain>`.
+    Wildcard {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +87,8 @@ pub struct Limits {
     pub keep_label: String,
     pub build_timeout: Duration,
     pub health_timeout: Duration,
+    /// Previews (repository, branch) the queue works on at once; at least 1.
+    pub parallel: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +139,15 @@ struct RawGateway {
     domain: Option<String>,
     public_url: Option<String>,
     keep_running: Option<bool>,
+    /// `off`, `on_demand` or `wildcard`.
+    tls: Option<String>,
+    tls_port: Option<u16>,
+    /// For on_demand: `acme` (default) or `internal`.
+    tls_issuer: Option<String>,
+    acme_email: Option<String>,
+    /// For wildcard: PEM files on this host.
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +161,7 @@ struct RawLimits {
     keep_label: Option<String>,
     build_timeout: Option<String>,
     health_timeout: Option<String>,
+    parallel: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,8 +226,11 @@ impl Config {
 
     /// The URL people are given for a preview.
     pub fn preview_url(&self, id: &crate::ids::PreviewId) -> String {
-        match &self.gateway.public_url {
+        let g = &self.gateway;
+        match &g.public_url {
             Some(template) => template.replace("{id}", id.as_str()),
+            None if g.tls != Tls::Off && g.tls_port == 443 => format!("https://{id}.{}", g.domain),
+            None if g.tls != Tls::Off => format!("https://{id}.{}:{}", g.domain, g.tls_port),
             None if self.gateway.port == 80 => format!("http://{id}.{}", self.gateway.domain),
             None => format!("http://{id}.{}:{}", self.gateway.domain, self.gateway.port),
         }
@@ -247,6 +284,15 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)]) -> Result<(), Config
             "GATEWAY_DOMAIN" => raw.gateway.domain = Some(v),
             "GATEWAY_PUBLIC_URL" => raw.gateway.public_url = Some(v),
             "GATEWAY_KEEP_RUNNING" => raw.gateway.keep_running = Some(parse_bool(&v)?),
+            "GATEWAY_TLS" => raw.gateway.tls = Some(v),
+            "GATEWAY_TLS_PORT" => {
+                raw.gateway.tls_port =
+                    Some(v.parse().map_err(|_| bad(format!("not a port: {v:?}")))?)
+            }
+            "GATEWAY_TLS_ISSUER" => raw.gateway.tls_issuer = Some(v),
+            "GATEWAY_ACME_EMAIL" => raw.gateway.acme_email = Some(v),
+            "GATEWAY_CERT_FILE" => raw.gateway.cert_file = Some(v),
+            "GATEWAY_KEY_FILE" => raw.gateway.key_file = Some(v),
             "LIMITS_MEMORY" => raw.limits.memory = Some(v),
             "LIMITS_CPUS" => {
                 raw.limits.cpus = Some(v.parse().map_err(|_| bad(format!("not a number: {v:?}")))?)
@@ -256,6 +302,10 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)]) -> Result<(), Config
             }
             "LIMITS_MAX_PREVIEWS" => {
                 raw.limits.max_previews =
+                    Some(v.parse().map_err(|_| bad(format!("not a number: {v:?}")))?)
+            }
+            "LIMITS_PARALLEL" => {
+                raw.limits.parallel =
                     Some(v.parse().map_err(|_| bad(format!("not a number: {v:?}")))?)
             }
             "LIMITS_TTL" => raw.limits.ttl = Some(v),
@@ -355,6 +405,44 @@ impl RawConfig {
         if port == 0 {
             return Err(invalid("gateway.port", "must be 1-65535"));
         }
+        let tls = match g.tls.as_deref().unwrap_or("off") {
+            "off" => Tls::Off,
+            "on_demand" => {
+                let issuer = g.tls_issuer.unwrap_or_else(|| "acme".to_owned());
+                if issuer != "acme" && issuer != "internal" {
+                    return Err(invalid("gateway.tls_issuer", "must be acme or internal"));
+                }
+                Tls::OnDemand {
+                    issuer,
+                    email: g.acme_email,
+                }
+            }
+            "wildcard" => match (g.cert_file, g.key_file) {
+                (Some(c), Some(k)) => Tls::Wildcard {
+                    cert_file: expand_home(&c),
+                    key_file: expand_home(&k),
+                },
+                _ => {
+                    return Err(invalid(
+                        "gateway.cert_file",
+                        "tls = \"wildcard\" needs cert_file and key_file",
+                    ));
+                }
+            },
+            other => {
+                return Err(invalid(
+                    "gateway.tls",
+                    format!("{other:?}: use off, on_demand or wildcard"),
+                ));
+            }
+        };
+        let tls_port = g.tls_port.unwrap_or(8443);
+        if tls_port == 0 || (tls != Tls::Off && tls_port == port) {
+            return Err(invalid(
+                "gateway.tls_port",
+                "must be 1-65535 and differ from gateway.port",
+            ));
+        }
         let gateway = GatewayConfig {
             image: g.image.unwrap_or_else(|| "caddy:2".to_owned()),
             port,
@@ -362,6 +450,8 @@ impl RawConfig {
             domain,
             public_url: g.public_url,
             keep_running: g.keep_running.unwrap_or(false),
+            tls,
+            tls_port,
         };
 
         let l = self.limits;
@@ -382,6 +472,10 @@ impl RawConfig {
         if pids < 16 {
             return Err(invalid("limits.pids", "must be at least 16"));
         }
+        let parallel = l.parallel.unwrap_or(2);
+        if parallel == 0 {
+            return Err(invalid("limits.parallel", "must be at least 1"));
+        }
         let limits = Limits {
             memory,
             cpus,
@@ -391,6 +485,7 @@ impl RawConfig {
             keep_label: l.keep_label.unwrap_or_else(|| "preview:keep".to_owned()),
             build_timeout: duration("limits.build_timeout", l.build_timeout, "15m")?,
             health_timeout: duration("limits.health_timeout", l.health_timeout, "120s")?,
+            parallel,
         };
 
         let t = self.triggers;
@@ -477,6 +572,7 @@ mod tests {
         assert_eq!(c.gateway.domain, "localhost");
         assert_eq!(c.limits.memory, 512 << 20);
         assert_eq!(c.limits.ttl, Duration::from_secs(72 * 3600));
+        assert_eq!(c.limits.parallel, 2);
         assert_eq!(c.triggers.labels, vec!["preview"]);
         assert!(c.github.webhook_secrets.is_empty());
         let id = crate::ids::PreviewId::parse("abc1234567").unwrap();
@@ -529,11 +625,30 @@ mod tests {
             ),
             (None, &[("PREVIEWD_LISTEN", "nowhere")], "listen"),
             (None, &[("PREVIEWD_GITHUB_APP_ID", "12")], "github.app_id"),
+            (Some("[limits]\nparallel = 0"), &[], "limits.parallel"),
+            (
+                None,
+                &[("PREVIEWD_LIMITS_PARALLEL", "0")],
+                "limits.parallel",
+            ),
+            (
+                None,
+                &[("PREVIEWD_LIMITS_PARALLEL", "many")],
+                "PREVIEWD_LIMITS_PARALLEL",
+            ),
         ];
         for (text, env, key) in cases {
             let err = load(*text, env).expect_err(key).to_string();
             assert!(err.contains(key), "{err:?} does not name {key}");
         }
+    }
+
+    #[test]
+    fn parallel_comes_from_file_then_env() {
+        let file = Some("[limits]\nparallel = 3\n");
+        assert_eq!(load(file, &[]).unwrap().limits.parallel, 3);
+        let c = load(file, &[("PREVIEWD_LIMITS_PARALLEL", "5")]).unwrap();
+        assert_eq!(c.limits.parallel, 5);
     }
 
     #[test]

@@ -22,12 +22,20 @@ use serde_json::{Value, json};
 use super::docker::{self, DockerError};
 use super::http;
 use super::labels::{self, Observed};
-use crate::config::Config;
+use crate::config::{Config, Tls};
 
 /// Where the admin directory is mounted inside the gateway container.
 const MOUNT: &str = "/run/previewd";
 /// The port Caddy listens on inside the container (unprivileged: Caddy runs as our user).
 const LISTEN_PORT: u16 = 8080;
+/// The HTTPS port inside the container, when TLS is on.
+const TLS_PORT: u16 = 8443;
+/// On-demand TLS asks here before each certificate: a listener inside the gateway container
+/// only, answering from the same labels as the routes, so TLS never depends on previewd being
+/// up at handshake time and no preview can reach it.
+const ASK_LISTEN: &str = "127.0.0.1:2020";
+/// Where a wildcard certificate is copied for the gateway to load.
+const CERT_DIR: &str = "certs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -139,6 +147,7 @@ pub fn caddy_config(config: &Config, previews: &[Observed]) -> Value {
             }));
         }
     }
+    let hosts: Vec<String> = live_hosts(config, previews).into_iter().collect();
     // The id is the host label just left of the domain.
     let id_label = domain.split('.').count();
     routes.push(json!({"handle": [{
@@ -146,18 +155,101 @@ pub fn caddy_config(config: &Config, previews: &[Observed]) -> Value {
         "status_code": 404,
         "body": format!("previewd: no preview has the id \"{{http.request.host.labels.{id_label}}}\"\n"),
     }]}));
+    let mut servers = serde_json::Map::new();
+    servers.insert(
+        "previewd".into(),
+        json!({
+            "listen": [format!(":{LISTEN_PORT}")],
+            "automatic_https": {"disable": true},
+            "routes": routes,
+        }),
+    );
+    let mut apps = serde_json::Map::new();
+    match &config.gateway.tls {
+        Tls::Off => {}
+        Tls::OnDemand { issuer, email } => {
+            servers.insert(
+                "previewd_tls".into(),
+                json!({
+                    "listen": [format!(":{TLS_PORT}")],
+                    "automatic_https": {"disable_redirects": true},
+                    "tls_connection_policies": [{}],
+                    "routes": routes,
+                }),
+            );
+            let approve = if hosts.is_empty() {
+                Vec::new()
+            } else {
+                vec![json!({
+                    "match": [{"path": ["/tls/ask"], "query": {"domain": hosts}}],
+                    "handle": [{"handler": "static_response", "status_code": 200}],
+                })]
+            };
+            let mut ask_routes = approve;
+            ask_routes
+                .push(json!({"handle": [{"handler": "static_response", "status_code": 403}]}));
+            servers.insert(
+                "previewd_ask".into(),
+                json!({
+                    "listen": [ASK_LISTEN],
+                    "automatic_https": {"disable": true},
+                    "routes": ask_routes,
+                }),
+            );
+            let issuer = match (issuer.as_str(), email) {
+                ("internal", _) => json!({"module": "internal"}),
+                (_, Some(e)) => json!({"module": "acme", "email": e}),
+                (_, None) => json!({"module": "acme"}),
+            };
+            apps.insert(
+                "tls".into(),
+                json!({"automation": {
+                    "policies": [{"on_demand": true, "issuers": [issuer]}],
+                    "on_demand": {"permission": {
+                        "module": "http",
+                        "endpoint": format!("http://{ASK_LISTEN}/tls/ask"),
+                    }},
+                }}),
+            );
+        }
+        Tls::Wildcard { .. } => {
+            servers.insert(
+                "previewd_tls".into(),
+                json!({
+                    "listen": [format!(":{TLS_PORT}")],
+                    "automatic_https": {"disable": true},
+                    "tls_connection_policies": [{"certificate_selection": {"any_tag": ["previewd"]}}],
+                    "routes": routes,
+                }),
+            );
+            apps.insert(
+                "tls".into(),
+                json!({"certificates": {"load_files": [{
+                    "certificate": format!("{MOUNT}/{CERT_DIR}/cert.pem"),
+                    "key": format!("{MOUNT}/{CERT_DIR}/key.pem"),
+                    "tags": ["previewd"],
+                }]}}),
+            );
+        }
+    }
+    apps.insert("http".into(), json!({"servers": servers}));
     json!({
         // Every loaded config carries its admin block, or Caddy falls back to localhost:2019.
         "admin": {
             "listen": format!("unix/{MOUNT}/admin.sock|0600"),
             "config": {"persist": false},
         },
-        "apps": {"http": {"servers": {"previewd": {
-            "listen": [format!(":{LISTEN_PORT}")],
-            "automatic_https": {"disable": true},
-            "routes": routes,
-        }}}},
+        "apps": apps,
     })
+}
+
+/// The hosts of live previews: the only names on-demand TLS may get certificates for.
+pub fn live_hosts(config: &Config, previews: &[Observed]) -> BTreeSet<String> {
+    previews
+        .iter()
+        .filter(|p| p.live().is_some())
+        .map(|p| live_host(p.id.as_str(), &config.gateway.domain))
+        .collect()
 }
 
 /// Recomputes the config from Docker, makes sure the gateway runs and has joined every routed
@@ -252,6 +344,20 @@ fn write_config_file(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
     std::fs::create_dir_all(&dir).map_err(err)?;
     // Only previewd's user (and so the gateway, which runs as that user) may enter.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    if let Tls::Wildcard {
+        cert_file,
+        key_file,
+    } = &config.gateway.tls
+    {
+        let certs = dir.join(CERT_DIR);
+        std::fs::create_dir_all(&certs).map_err(err)?;
+        for (from, to) in [(cert_file, "cert.pem"), (key_file, "key.pem")] {
+            std::fs::copy(from, certs.join(to)).map_err(|source| GatewayError::Dir {
+                path: from.clone(),
+                source,
+            })?;
+        }
+    }
     let tmp = dir.join("caddy.json.tmp");
     let body = serde_json::to_vec_pretty(cfg).unwrap_or_default();
     std::fs::write(&tmp, body).map_err(err)?;
@@ -313,6 +419,25 @@ async fn create(docker: &Docker, config: &Config, name: &str) -> Result<(), Gate
         });
     }
     let port_key = format!("{LISTEN_PORT}/tcp");
+    let tls_key = format!("{TLS_PORT}/tcp");
+    let mut bindings = HashMap::from([(
+        port_key.clone(),
+        Some(vec![PortBinding {
+            host_ip: Some(config.gateway.bind.clone()),
+            host_port: Some(config.gateway.port.to_string()),
+        }]),
+    )]);
+    let mut exposed = vec![port_key];
+    if config.gateway.tls != Tls::Off {
+        bindings.insert(
+            tls_key.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some(config.gateway.bind.clone()),
+                host_port: Some(config.gateway.tls_port.to_string()),
+            }]),
+        );
+        exposed.push(tls_key);
+    }
     let labels = HashMap::from([
         (labels::INSTANCE.to_owned(), config.instance.to_string()),
         (labels::ROLE.to_owned(), labels::ROLE_GATEWAY.to_owned()),
@@ -333,16 +458,10 @@ async fn create(docker: &Docker, config: &Config, name: &str) -> Result<(), Gate
         // Caddy runs as previewd's own user, so the socket it makes is ours to use.
         user: Some(format!("{}:{}", meta.uid(), meta.gid())),
         labels: Some(labels),
-        exposed_ports: Some(vec![port_key.clone()]),
+        exposed_ports: Some(exposed),
         host_config: Some(HostConfig {
             binds: Some(vec![format!("{}:{MOUNT}", dir.display())]),
-            port_bindings: Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding {
-                    host_ip: Some(config.gateway.bind.clone()),
-                    host_port: Some(config.gateway.port.to_string()),
-                }]),
-            )])),
+            port_bindings: Some(bindings),
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                 maximum_retry_count: None,
