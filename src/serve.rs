@@ -83,7 +83,7 @@ pub async fn bind(
     if config.github.webhook_secrets.is_empty() {
         return Err(ServeError::NoWebhookSecret);
     }
-    let github = GitHub::from_config(&config.github)?.with_retry_policy(options.retry.clone());
+    let github = GitHub::with_policy(&config.github, options.retry.clone())?;
     let forge: Arc<dyn Forge> = Arc::new(github);
     let policy = Policy::new(&config.triggers, &config.github.git_url)?;
     let metrics = Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?;

@@ -249,6 +249,9 @@ pub enum ForgeError {
     Decode { call: &'static str, reason: String },
     #[error("forge client setup: {0}")]
     Setup(String),
+    /// previewd could not authenticate (e.g. sign a GitHub App JWT); never holds a secret.
+    #[error("forge authentication: {0}")]
+    Auth(String),
 }
 
 impl ForgeError {

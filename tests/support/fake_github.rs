@@ -45,6 +45,8 @@ pub struct State {
     pub reactions: Vec<(u64, String)>,
     /// Forced answers: (operation id, status, headers), used once each, in order.
     pub faults: VecDeque<Fault>,
+    /// Set by `enable_app`: the fake then checks App credentials (see `fake_app`).
+    pub app: Option<super::fake_app::AppAuth>,
     next_id: u64,
 }
 
@@ -286,6 +288,10 @@ impl FakeGitHub {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let refused =
+            self.lock().app.as_mut().and_then(|app| {
+                super::fake_app::check(app, &op.id, authorization.as_deref()).err()
+            });
         self.lock().requests.push(Recorded {
             op: op.id.clone(),
             method: method.to_string(),
@@ -294,6 +300,16 @@ impl FakeGitHub {
             body: json_body.clone(),
             authorization,
         });
+        if let Some(r) = refused {
+            if r.violation {
+                self.lock().violations.push(r.message.clone());
+            }
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"message": "Bad credentials", "detail": r.message})),
+            )
+                .into_response();
+        }
         if !problems.is_empty() {
             return self.violation(
                 format!("{} {path}: {}", op.id, problems.join("; ")),

@@ -139,6 +139,18 @@ pub fn answer(
                 json!({"id": gh.next_id(), "content": content}),
             )
         }
+        "apps/get-repo-installation" | "apps/create-installation-access-token"
+            if gh.lock().app.is_some() =>
+        {
+            let installation = params.get("installation_id").and_then(|v| v.parse().ok());
+            match super::fake_app::answer(gh, op, installation) {
+                Some((status, v)) => ok(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    v,
+                ),
+                None => not_found(),
+            }
+        }
         "apps/get-repo-installation" => ok(StatusCode::OK, json!({"id": 4242})),
         "apps/create-installation-access-token" => ok(
             StatusCode::CREATED,

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod fake_app;
 pub mod fake_github;
 pub mod fake_github_ops;
 

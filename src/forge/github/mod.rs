@@ -1,151 +1,82 @@
 //! GitHub at the edge: webhook payloads (`payload`) in, REST calls out through octocrab
 //! (`api_url` configurable for GitHub Enterprise and tests), authenticated by a token or as a
-//! GitHub App (JWT, then installation tokens that octocrab refreshes before they expire).
+//! GitHub App (`auth`: JWT, then installation tokens refreshed before they expire).
 //! Every call goes through the bounded retry of `forge::retry`. Tokens never appear in an
 //! error, a log line or a comment: errors carry the call's name and GitHub's message only.
 
+pub mod auth;
+mod http;
 pub mod payload;
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderName, Method, header};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use octocrab::Octocrab;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::GithubConfig;
 use crate::engine::BoxFuture;
-use crate::forge::retry::{Attempt, RetryPolicy, classify, retry};
+use crate::forge::retry::RetryPolicy;
 use crate::forge::{
     CommitState, DeploymentState, Forge, ForgeError, ForgeResult, Permission, PullRequest,
     Reaction, Repo,
 };
 use crate::ids::CommitSha;
+use auth::Credentials;
+use http::{decode, send};
 
 /// GitHub's limit on a status or deployment status description.
 pub const DESCRIPTION_MAX: usize = 140;
 
-enum Auth {
-    /// A token (or none: read-only calls to public repositories).
-    Token(Octocrab),
-    /// A GitHub App: the JWT client, and one installation client per repository owner.
-    App {
-        app: Octocrab,
-        installations: Mutex<HashMap<String, Octocrab>>,
-    },
-}
-
 /// The GitHub REST client previewd reports through.
 pub struct GitHub {
-    auth: Auth,
+    /// Holds no credentials: each request carries the header `credentials` gives.
+    http: Octocrab,
+    credentials: Credentials,
     status_context: String,
     policy: RetryPolicy,
 }
 
+/// An unauthenticated octocrab client for `api_url`, with GitHub's API headers and timeouts.
+pub fn http_client(api_url: &str) -> ForgeResult<Octocrab> {
+    Octocrab::builder()
+        .base_uri(api_url)
+        .map_err(|e| ForgeError::Setup(format!("github.api_url {api_url:?}: {e}")))?
+        .add_header(header::ACCEPT, "application/vnd.github+json".into())
+        .add_header(
+            HeaderName::from_static("x-github-api-version"),
+            "2022-11-28".into(),
+        )
+        .set_connect_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .build()
+        .map_err(|e| ForgeError::Setup(e.to_string()))
+}
+
 impl GitHub {
     pub fn from_config(cfg: &GithubConfig) -> ForgeResult<GitHub> {
-        let builder = || -> ForgeResult<octocrab::OctocrabBuilder<_, _, _, _>> {
-            Octocrab::builder()
-                .base_uri(cfg.api_url.as_str())
-                .map_err(|e| ForgeError::Setup(format!("github.api_url {:?}: {e}", cfg.api_url)))
-                .map(|b| {
-                    b.add_header(header::ACCEPT, "application/vnd.github+json".into())
-                        .add_header(
-                            HeaderName::from_static("x-github-api-version"),
-                            "2022-11-28".into(),
-                        )
-                        .set_connect_timeout(Some(Duration::from_secs(10)))
-                        .set_read_timeout(Some(Duration::from_secs(30)))
-                })
-        };
-        let setup = |e: octocrab::Error| ForgeError::Setup(e.to_string());
-        let auth = match (&cfg.app_id, &cfg.private_key_path, &cfg.token) {
-            (Some(app_id), Some(key_path), _) => {
-                let pem = std::fs::read(key_path).map_err(|e| {
-                    ForgeError::Setup(format!(
-                        "github.private_key_path {}: {e}",
-                        key_path.display()
-                    ))
-                })?;
-                let key = octocrab::EncodingKey::from_rsa_pem(&pem).map_err(|_| {
-                    ForgeError::Setup(format!(
-                        "github.private_key_path {}: not an RSA private key in PEM form",
-                        key_path.display()
-                    ))
-                })?;
-                let app = builder()?
-                    .app(octocrab::models::AppId(*app_id), key)
-                    .build()
-                    .map_err(setup)?;
-                Auth::App {
-                    app,
-                    installations: Mutex::new(HashMap::new()),
-                }
-            }
-            (_, _, Some(token)) => {
-                let t = token.expose_secret();
-                // octocrab turns the token into a header value and panics on a bad one.
-                if t.is_empty() || !t.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-                    return Err(ForgeError::Setup(
-                        "github.token has characters a token cannot have".into(),
-                    ));
-                }
-                Auth::Token(
-                    builder()?
-                        .personal_token(t.to_owned())
-                        .build()
-                        .map_err(setup)?,
-                )
-            }
-            _ => Auth::Token(builder()?.build().map_err(setup)?),
-        };
+        GitHub::with_policy(cfg, RetryPolicy::default())
+    }
+
+    /// As `from_config`, with a retry policy (tests use short waits) that the App's token
+    /// requests follow too.
+    pub fn with_policy(cfg: &GithubConfig, policy: RetryPolicy) -> ForgeResult<GitHub> {
+        let http = http_client(&cfg.api_url)?;
+        let credentials = Credentials::from_config(cfg, http.clone(), policy.clone())?;
         Ok(GitHub {
-            auth,
+            http,
+            credentials,
             status_context: cfg.status_context.clone(),
-            policy: RetryPolicy::default(),
+            policy,
         })
     }
 
-    /// Replaces the retry policy (tests use short waits).
-    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// The client for `repo`: the token client, or the App's installation client for its owner.
-    async fn client(&self, repo: &Repo) -> ForgeResult<Octocrab> {
-        let (app, installations) = match &self.auth {
-            Auth::Token(c) => return Ok(c.clone()),
-            Auth::App { app, installations } => (app, installations),
-        };
-        if let Some(c) = lock(installations).get(&repo.owner) {
-            return Ok(c.clone());
-        }
-        #[derive(Deserialize)]
-        struct Installation {
-            id: u64,
-        }
-        let path = format!("/repos/{}/{}/installation", repo.owner, repo.name);
-        let body = send(
-            app,
-            &self.policy,
-            "get-repo-installation",
-            Method::GET,
-            &path,
-            None,
-        )
-        .await?;
-        let inst: Installation = decode("get-repo-installation", &body)?;
-        let client = app
-            .installation(octocrab::models::InstallationId(inst.id))
-            .map_err(|e| ForgeError::Setup(e.to_string()))?;
-        lock(installations).insert(repo.owner.clone(), client.clone());
-        Ok(client)
+    /// The credentials every call uses; clones share the installation-token cache. Give them
+    /// to git fetches (`Credentials::git_token`).
+    pub fn credentials(&self) -> Credentials {
+        self.credentials.clone()
     }
 
     async fn call(
@@ -156,8 +87,36 @@ impl GitHub {
         path: &str,
         body: Option<Value>,
     ) -> ForgeResult<Bytes> {
-        let client = self.client(repo).await?;
-        send(&client, &self.policy, call, method, path, body.as_ref()).await
+        let auth = self.credentials.authorization(repo).await?;
+        let first = send(
+            &self.http,
+            &self.policy,
+            call,
+            method.clone(),
+            path,
+            body.as_ref(),
+            auth.as_ref(),
+        )
+        .await;
+        match first {
+            // An App's token was refused (revoked, or the clocks disagree): once more with a
+            // new one.
+            Err(ForgeError::Status { status: 401, .. }) if self.credentials.is_app() => {
+                self.credentials.forget(repo).await;
+                let auth = self.credentials.authorization(repo).await?;
+                send(
+                    &self.http,
+                    &self.policy,
+                    call,
+                    method,
+                    path,
+                    body.as_ref(),
+                    auth.as_ref(),
+                )
+                .await
+            }
+            other => other,
+        }
     }
 
     async fn find_comment(
@@ -194,92 +153,6 @@ impl GitHub {
         }
         Ok(None)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One REST call with the bounded retry; returns the body of a 2xx answer.
-async fn send(
-    client: &Octocrab,
-    policy: &RetryPolicy,
-    call: &'static str,
-    method: Method,
-    path: &str,
-    body: Option<&Value>,
-) -> ForgeResult<Bytes> {
-    retry(policy, || {
-        let method = method.clone();
-        async move {
-            let answer = match method {
-                Method::GET => client._get(path).await,
-                Method::PATCH => client._patch(path, body).await,
-                _ => client._post(path, body).await,
-            };
-            let resp = match answer {
-                Ok(r) => r,
-                Err(e) => {
-                    return Attempt::Retry {
-                        error: ForgeError::Transport {
-                            call,
-                            reason: short(&e.to_string()),
-                        },
-                        after: None,
-                    };
-                }
-            };
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let bytes = match resp.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    return Attempt::Retry {
-                        error: ForgeError::Transport {
-                            call,
-                            reason: short(&e.to_string()),
-                        },
-                        after: None,
-                    };
-                }
-            };
-            if status.is_success() {
-                return Attempt::Done(bytes);
-            }
-            let error = ForgeError::Status {
-                call,
-                status: status.as_u16(),
-                message: github_message(status, &bytes),
-            };
-            match classify(status.as_u16(), &headers) {
-                Some(after) => Attempt::Retry { error, after },
-                None => Attempt::Fail(error),
-            }
-        }
-    })
-    .await
-}
-
-fn github_message(status: StatusCode, body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Msg {
-        message: String,
-    }
-    match serde_json::from_slice::<Msg>(body) {
-        Ok(m) => short(&m.message),
-        Err(_) => status.canonical_reason().unwrap_or("error").to_owned(),
-    }
-}
-
-fn decode<T: serde::de::DeserializeOwned>(call: &'static str, body: &[u8]) -> ForgeResult<T> {
-    serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
-        call,
-        reason: short(&e.to_string()),
-    })
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(200).collect()
 }
 
 /// Cuts a description to GitHub's 140 characters, with an ellipsis when cut.
