@@ -42,7 +42,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Knobs that are not in `previewd.toml` (tests shorten the retries).
+/// Knobs that are not in `previewd.toml` (tests shorten the retries). The queue's `parallel`
+/// is replaced by the config's `limits.parallel`.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     pub queue: QueueOptions,
@@ -92,7 +93,10 @@ pub async fn bind(
         forge,
         policy.clone(),
         metrics.clone(),
-        options.queue,
+        QueueOptions {
+            parallel: config.limits.parallel,
+            ..options.queue
+        },
         shutdown.clone(),
     );
     let state = AppState {

@@ -128,14 +128,19 @@ fn push_to(branch: &str, sha: &str) -> Vec<u8> {
     serde_json::to_vec(&v).unwrap()
 }
 
-#[tokio::test]
-async fn different_keys_run_in_parallel_up_to_the_limit() {
+/// Three keys are queued at once; `limit` of them run together (`limits.parallel`, set
+/// through the environment when `env` is), and the others start as slots free up.
+async fn three_keys_run_at_most(limit: usize, env: Option<&str>) {
     let engine = FakeEngine::manual();
+    let env: Vec<(&str, &str)> = env
+        .map(|v| vec![("PREVIEWD_LIMITS_PARALLEL", v)])
+        .unwrap_or_default();
+    // The queue's own option is overridden by the config.
     let options = QueueOptions {
-        parallel: 2,
+        parallel: 8,
         ..QueueOptions::default()
     };
-    let h = Harness::start_with(engine.clone(), &[], options).await;
+    let h = Harness::start_with(engine.clone(), &env, options).await;
     let branches = ["a-patch-1", "b-patch-1", "c-patch-1"];
     for (i, b) in branches.iter().enumerate() {
         let sha = ["a", "b", "c"][i].repeat(40);
@@ -143,24 +148,26 @@ async fn different_keys_run_in_parallel_up_to_the_limit() {
         let (status, _) = h.post("push", &push_to(b, &sha)).await;
         assert_eq!(status, 202);
     }
-    eventually("two deploys running", || engine.running() == 2).await;
-    // The third waits for a slot.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(engine.running(), 2);
-    let first = branches
-        .iter()
-        .find(|b| engine.waiting(b) == 1)
-        .expect("one waits");
-    assert!(engine.finish(first, Outcome::Ready));
-    eventually("the third starts", || {
+    let deploys = || {
         engine
             .calls()
             .iter()
             .filter(|c| matches!(c, Call::Deploy { .. }))
             .count()
-            == 3
-    })
-    .await;
+    };
+    eventually("the first slots fill", || engine.running() == limit).await;
+    for started in limit..branches.len() {
+        // The others wait for a slot.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(engine.running(), limit);
+        assert_eq!(deploys(), started);
+        let first = branches
+            .iter()
+            .find(|b| engine.waiting(b) == 1)
+            .expect("one waits");
+        assert!(engine.finish(first, Outcome::Ready));
+        eventually("the next starts", || deploys() == started + 1).await;
+    }
     for b in branches {
         engine.finish(b, Outcome::Ready);
     }
@@ -168,9 +175,24 @@ async fn different_keys_run_in_parallel_up_to_the_limit() {
         branches.iter().all(|b| engine.has_preview(b))
     })
     .await;
-    assert_eq!(engine.max_running(), 2);
+    assert_eq!(engine.max_running(), limit);
     h.github.assert_clean();
     h.stop().await;
+}
+
+#[tokio::test]
+async fn different_keys_run_two_at_a_time_by_default() {
+    three_keys_run_at_most(2, None).await;
+}
+
+#[tokio::test]
+async fn limits_parallel_1_runs_one_key_at_a_time() {
+    three_keys_run_at_most(1, Some("1")).await;
+}
+
+#[tokio::test]
+async fn limits_parallel_3_runs_three_keys_at_once() {
+    three_keys_run_at_most(3, Some("3")).await;
 }
 
 #[tokio::test]
