@@ -4,6 +4,7 @@
 //! to the forge or to Docker, except `/metrics` asking the engine for its list.
 
 pub mod deliveries;
+pub mod form;
 pub mod github;
 pub mod verify;
 

@@ -1,7 +1,9 @@
 //! `VerifiedWebhook`: the axum extractor that makes an unsigned request unreachable. It reads
 //! the raw body (at most 25 MiB, else 413), checks `X-Hub-Signature-256` with HMAC-SHA256
 //! against every configured secret in constant time (`Mac::verify_slice`), and only then hands
-//! the bytes on. It never parses the body, and never logs a secret or a signature.
+//! the bytes on: a JSON body as it came, a form body (`application/x-www-form-urlencoded`) as
+//! its `payload` field, the signature having been checked over the raw form. It never parses
+//! the JSON, and never logs a secret or a signature.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,8 +13,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 
-use super::AppState;
 use super::deliveries::Record;
+use super::{AppState, form};
 
 /// The largest body GitHub sends (25 MiB); anything larger is refused with 413.
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -132,6 +134,12 @@ impl FromRequest<AppState> for VerifiedWebhook {
                 "signature does not match any configured secret",
             ));
         }
+        let body = if form::is_form(header_str(&headers, "content-type")) {
+            form::payload(&body)
+                .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.reason()))?
+        } else {
+            body
+        };
         let (Some(event), Some(delivery)) = (event.clone(), delivery.clone()) else {
             return Err(refuse(
                 StatusCode::BAD_REQUEST,
