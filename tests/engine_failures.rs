@@ -72,3 +72,30 @@ async fn hostile_config_unknown_branch_and_missing_config_are_refused() {
     assert_eq!(f.phase.as_str(), "config");
     assert!(f.reason.contains(".previewd.yml"), "{f}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_cannot_borrow_another_previews_built_image() {
+    let env = TestEnv::new("fborrow").await;
+    let victim = GitRepo::from_fixture("compose-only");
+    let d = env.up(victim.path()).await.expect("up victim");
+    let observed = env.manager.observed().await.expect("observed");
+    let image = observed[0].live_members()[0].image.clone();
+    assert!(image.starts_with(env.config.instance.as_str()), "{image}");
+
+    let thief = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        thief.path().join(".previewd.yml"),
+        format!("services:\n  web:\n    image: {image}\n    port: 8080\n"),
+    )
+    .expect("write config");
+    let f = env.up(thief.path()).await.expect_err("refused");
+    assert_eq!(f.phase.as_str(), "config");
+    assert!(f.reason.contains("built by previewd"), "{f}");
+    assert_eq!(
+        env.manager.observed().await.expect("ls").len(),
+        1,
+        "only the victim runs"
+    );
+    env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}

@@ -97,6 +97,9 @@ pub async fn build(
         buildargs: Some(spec.args.clone().into_iter().collect()),
         labels: Some(image_labels),
         memory: i32::try_from(config.limits.memory).ok(),
+        // The same CPU share as the containers: a build is untrusted code too.
+        cpuperiod: Some(100_000),
+        cpuquota: i32::try_from((config.limits.cpus * 100_000.0) as i64).ok(),
         ..Default::default()
     };
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);

@@ -446,7 +446,22 @@ impl Manager {
         service: &str,
         image: &str,
     ) -> Result<(String, String), DeployFailure> {
-        if self.docker.inspect_image(image).await.is_ok() {
+        if let Ok(info) = self.docker.inspect_image(image).await {
+            // An image previewd built holds some branch's code: a config must not borrow another
+            // preview's (perhaps another repository's) build by naming it.
+            let built_by_us = info
+                .config
+                .and_then(|c| c.labels)
+                .is_some_and(|l| l.keys().any(|k| k.starts_with(labels::PREFIX)));
+            if built_by_us {
+                return Err(fail(
+                    Phase::Config,
+                    Some(service),
+                    format!(
+                        "image {image} was built by previewd for a preview; name a base image or use build:"
+                    ),
+                ));
+            }
             return Ok((service.to_owned(), image.to_owned()));
         }
         let opts = CreateImageOptions {
