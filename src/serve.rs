@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,8 @@ pub enum ServeError {
 pub struct ServeOptions {
     pub queue: QueueOptions,
     pub retry: RetryPolicy,
+    /// How often the reconciler runs; `None` for [`crate::reconciler::DEFAULT_INTERVAL`].
+    pub reconcile_interval: Option<Duration>,
 }
 
 /// A bound, not yet running server: its addresses are known (useful with port 0).
@@ -56,6 +59,7 @@ pub struct Server {
     admin: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    reconcile_interval: Duration,
 }
 
 /// Runs `previewd serve` until `shutdown` is cancelled.
@@ -119,6 +123,9 @@ pub async fn bind(
         admin,
         state,
         shutdown,
+        reconcile_interval: options
+            .reconcile_interval
+            .unwrap_or(crate::reconciler::DEFAULT_INTERVAL),
     })
 }
 
@@ -138,8 +145,14 @@ impl Server {
             admin,
             state,
             shutdown,
+            reconcile_interval,
         } = self;
         let queue = state.queue.clone();
+        let reconciler = tokio::spawn(crate::reconciler::run(
+            state.engine.clone(),
+            reconcile_interval,
+            shutdown.clone(),
+        ));
         let public = axum::serve(webhook, router(state.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let private = axum::serve(admin, admin_router(state))
@@ -150,6 +163,7 @@ impl Server {
             shutdown.cancel();
         }
         queue.drained().await;
+        let _ = reconciler.await;
         served?;
         Ok(())
     }

@@ -29,6 +29,7 @@ struct E2e {
     github: FakeGitHub,
     repo: GitRepo,
     addr: SocketAddr,
+    admin: SocketAddr,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -68,6 +69,7 @@ impl E2e {
         .await
         .expect("bind");
         let addr = server.webhook_addr().expect("addr");
+        let admin = server.admin_addr().expect("admin addr");
         let server = tokio::spawn(async move {
             server.run().await.expect("serve runs");
         });
@@ -76,6 +78,7 @@ impl E2e {
             github,
             repo,
             addr,
+            admin,
             shutdown,
             server,
         }
@@ -148,6 +151,14 @@ impl E2e {
         self.github.lock().comments.clone()
     }
 
+    /// previewd's on-demand TLS permission answer for `domain`.
+    async fn tls_ask(&self, domain: &str) -> u16 {
+        let req = hyper::Request::get(format!("http://{}/tls/ask?domain={domain}", self.admin))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        send(req).await.0
+    }
+
     /// GET a preview URL through the gateway (the URL's host routes; no DNS needed).
     async fn get(&self, url: &str, path: &str) -> (u16, String) {
         let id = url
@@ -198,6 +209,18 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
             .any(|(_, s)| s["state"] == "success" && s["environment_url"] == url.as_str()),
         "{ds:?}"
     );
+    let host = url
+        .trim_start_matches("http://")
+        .split(':')
+        .next()
+        .expect("host");
+    assert_eq!(
+        e.tls_ask(host).await,
+        200,
+        "a live preview's host may get a certificate"
+    );
+    assert_eq!(e.tls_ask("zzzzzzzzzz.localhost").await, 403);
+    assert_eq!(e.tls_ask("example.com").await, 403);
     let comments = e.comments();
     assert_eq!(comments.len(), 1, "one sticky comment");
     let c = &comments[0].body;

@@ -6,6 +6,7 @@
 pub mod deliveries;
 pub mod form;
 pub mod github;
+pub mod tls_ask;
 pub mod verify;
 
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/deliveries", get(deliveries))
         .route("/healthz", get(healthz))
+        .route("/tls/ask", get(tls_ask::ask))
         .with_state(state)
 }
 

@@ -131,6 +131,7 @@ impl Harness {
         let options = ServeOptions {
             queue,
             retry: fast_retry(),
+            ..Default::default()
         };
         let server = bind(config, Arc::new(engine.clone()), options, shutdown.clone())
             .await
@@ -212,7 +213,7 @@ impl Harness {
     }
 }
 
-async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
+pub async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
     let client = Client::builder(TokioExecutor::new()).build_http();
     let resp = client.request(req).await.expect("request sent");
     let status = resp.status().as_u16();
