@@ -178,6 +178,15 @@ async fn a_revoked_token_is_replaced_at_once() {
         .expect("second call, with a new token");
     assert_eq!(github.issued().len(), 2);
     assert_eq!(github.lock().statuses.len(), 2);
+    let lookups = github
+        .ops()
+        .iter()
+        .filter(|o| *o == "apps/get-repo-installation")
+        .count();
+    assert_eq!(
+        lookups, 2,
+        "the installation is looked up again (it may be a new one)"
+    );
     github.assert_clean();
 }
 

@@ -173,13 +173,14 @@ impl Credentials {
         })
     }
 
-    /// Drops the cached token for `repo`'s installation (GitHub refused it: revoked, or the
-    /// clock is off), so the next call asks for a new one.
+    /// Drops the cached token for `repo`'s installation, and which installation it is (GitHub
+    /// refused the token: revoked, the App reinstalled, or the clock is off), so the next call
+    /// looks both up again.
     pub async fn forget(&self, repo: &Repo) {
         let Inner::App(app) = &*self.inner else {
             return;
         };
-        let id = lock(&app.installations).get(&repo.full_name()).copied();
+        let id = lock(&app.installations).remove(&repo.full_name());
         if let Some(id) = id {
             *app.slot(id).lock().await = None;
         }
