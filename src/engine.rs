@@ -89,6 +89,8 @@ pub struct PreviewState {
     pub pr: Option<u64>,
     /// `building`, `running`, `failed`, `stopped` (DESIGN.md's `--json` contract).
     pub status: String,
+    /// When the live generation was deployed (RFC 3339): the start of its `limits.ttl`.
+    pub created: Option<String>,
     pub services: Vec<ServiceHealth>,
 }
 
@@ -144,9 +146,14 @@ pub trait PreviewEngine: Send + Sync + 'static {
 
     /// Brings the Docker side in line with its labels: routes, orphans, expired previews.
     /// `startup` is true for the pass before any work starts, when whatever a previous
-    /// process left half-made can go at once. Engines without such state need not override it.
-    fn reconcile(&self, startup: bool) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
-        let _ = startup;
+    /// process left half-made can go at once. Previews of `keep` are exempt from `limits.ttl`.
+    /// Engines without such state need not override it.
+    fn reconcile(
+        &self,
+        startup: bool,
+        keep: Vec<PreviewKey>,
+    ) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
+        let _ = (startup, keep);
         Box::pin(async { Ok(ReconcileSummary::default()) })
     }
 }

@@ -236,7 +236,8 @@ async fn run(cli: Cli) -> Result<()> {
             let manager = Manager::connect(config.clone()).await?;
             // Leave alone what a deployment in another process may be creating right now.
             let grace = config.limits.build_timeout + config.limits.health_timeout;
-            let report = reconcile::reconcile(&manager, grace, &HashSet::new()).await?;
+            let report =
+                reconcile::reconcile(&manager, grace, &HashSet::new(), &HashSet::new()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.is_empty() {

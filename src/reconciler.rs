@@ -1,43 +1,255 @@
-//! The reconciler that `serve` runs: once at start, before any work could have been left
-//! half-made by this process, then every `interval`. It asks the engine to bring Docker in
-//! line with its labels (routes, orphans, expired previews). It never blocks the webhook path
-//! and a failed pass (Docker down) is logged and retried at the next tick.
+//! The reconciler that `serve` runs: once at start, then every `interval`. It compares the
+//! previews with the forge and the Docker side with its labels:
+//! - a preview whose PR was closed while previewd was down is stopped (and reported, by the
+//!   queue, as any stop is);
+//! - an open PR that carries a trigger label but has no preview gets one (through the queue,
+//!   which applies the same rules as a webhook: a fork PR needs `allow_forks`);
+//! - a preview near the end of `limits.ttl` gets a warning comment, and one whose PR carries
+//!   `limits.keep_label` is exempt from the ttl;
+//! - then the engine removes orphans and expired previews and reloads the routes.
+//!
+//! Which repositories it looks at: those with previews, and those previewd has cloned (its
+//! clones under `data_dir` remember their URL), so a PR labelled while previewd was down is
+//! found too. A failed pass (forge or Docker down) is logged and retried at the next tick; it
+//! never blocks the webhook path.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::PreviewEngine;
+use crate::config::Config;
+use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
+use crate::forge::{Forge, Repo};
+use crate::intent::{Action, Cause, Intent, Subject};
+use crate::queue::Queue;
 
 /// How often the periodic pass runs unless told otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
-pub async fn run(engine: Arc<dyn PreviewEngine>, interval: Duration, shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut startup = true;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => {}
+/// The longest warning ahead of a ttl removal.
+const WARN_AHEAD: Duration = Duration::from_secs(24 * 3600);
+
+pub struct Reconciler {
+    pub engine: Arc<dyn PreviewEngine>,
+    pub forge: Arc<dyn Forge>,
+    pub queue: Queue,
+    pub config: Config,
+    /// Warnings already given, by (repository, PR, generation's created time): a cache, so a
+    /// restart costs at most one more (identical) edit of the warning comment.
+    warned: Mutex<HashSet<(String, u64, String)>>,
+}
+
+/// What one pass did, for the log and the tests.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub stopped: Vec<PreviewKey>,
+    pub started: Vec<(String, u64)>,
+    pub warned: Vec<(String, u64)>,
+    pub kept: Vec<PreviewKey>,
+    pub expired: Vec<PreviewKey>,
+    pub orphans: usize,
+}
+
+impl Reconciler {
+    pub fn new(
+        engine: Arc<dyn PreviewEngine>,
+        forge: Arc<dyn Forge>,
+        queue: Queue,
+        config: Config,
+    ) -> Reconciler {
+        Reconciler {
+            engine,
+            forge,
+            queue,
+            config,
+            warned: Mutex::default(),
         }
-        match engine.reconcile(startup).await {
-            Ok(summary) => {
-                if !summary.expired.is_empty() || summary.orphans > 0 {
-                    tracing::info!(
-                        expired = summary.expired.len(),
-                        orphans = summary.orphans,
-                        startup,
-                        "reconcile removed leftovers"
-                    );
-                }
-                startup = false;
+    }
+
+    pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut startup = true;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
             }
-            // The start-up pass is retried until it succeeds: it is the one that may remove
-            // leftovers at once.
-            Err(e) => tracing::warn!(error = %e, startup, "reconcile failed; retrying later"),
+            match self.pass(startup).await {
+                Ok(p) => {
+                    tracing::debug!(?p, startup, "reconciled");
+                    // The start-up pass is retried until it succeeds: it is the one that may
+                    // remove leftovers at once.
+                    startup = false;
+                }
+                Err(e) => tracing::warn!(error = %e, startup, "reconcile failed; retrying later"),
+            }
         }
+    }
+
+    /// One pass: the forge's view of existing previews, the engine's own reconcile, then
+    /// previews that should exist and do not.
+    pub async fn pass(&self, startup: bool) -> Result<Pass, String> {
+        let mut out = Pass::default();
+        let previews = self.engine.list().await.map_err(|e| e.to_string())?;
+        let ours = |p: &&PreviewState| p.pr.is_some() && Repo::parse(&p.key.repo).is_some();
+        for p in previews.iter().filter(ours) {
+            let (Some(repo), Some(number)) = (Repo::parse(&p.key.repo), p.pr) else {
+                continue;
+            };
+            let pr = match self.forge.pull_request(&repo, number).await {
+                Ok(pr) => pr,
+                Err(e) => {
+                    // The forge is down or the PR unreadable: change nothing for it.
+                    tracing::warn!(repo = %repo, pr = number, error = %e, "reconcile: cannot read PR");
+                    continue;
+                }
+            };
+            if !pr.open {
+                self.queue
+                    .submit(intent(&repo, number, Action::Stop, Cause::Closed));
+                out.stopped.push(p.key.clone());
+                continue;
+            }
+            if pr.labels.contains(&self.config.limits.keep_label) {
+                out.kept.push(p.key.clone());
+                continue;
+            }
+            if self.warn_if_expiring(&repo, number, p).await {
+                out.warned.push((repo.full_name(), number));
+            }
+        }
+
+        // Previews just handed to the queue to stop are left to it, not expired here as well.
+        let exempt: Vec<PreviewKey> = out.kept.iter().chain(&out.stopped).cloned().collect();
+        let summary = self
+            .engine
+            .reconcile(startup, exempt)
+            .await
+            .map_err(|e| e.to_string())?;
+        out.expired = summary.expired;
+        out.orphans = summary.orphans;
+        // New deployments are queued only after the engine has cleaned up, so nothing a
+        // previous process left behind is mistaken for them.
+        let have: HashSet<(String, String)> = previews
+            .iter()
+            .map(|p| (p.key.repo.clone(), p.key.branch.clone()))
+            .collect();
+        for repo in self.repositories(&previews) {
+            let open = match self.forge.open_pull_requests(&repo).await {
+                Ok(list) => list,
+                Err(e) => {
+                    tracing::warn!(repo = %repo, error = %e, "reconcile: cannot list PRs");
+                    continue;
+                }
+            };
+            for pr in open {
+                let labelled = pr
+                    .labels
+                    .iter()
+                    .any(|l| self.config.triggers.labels.contains(l));
+                let missing = !have.contains(&(repo.full_name(), pr.head_branch.clone()));
+                if labelled && missing {
+                    // As if the PR had just been updated: the queue re-reads it and applies the
+                    // fork rule, so a fork PR starts here only with `allow_forks`.
+                    let i = intent(&repo, pr.number, Action::Deploy, Cause::PullRequestUpdate);
+                    self.queue.submit(i);
+                    out.started.push((repo.full_name(), pr.number));
+                }
+            }
+        }
+
+        if !out.stopped.is_empty() || !out.started.is_empty() || !out.expired.is_empty() {
+            tracing::info!(
+                stopped = out.stopped.len(),
+                started = out.started.len(),
+                expired = out.expired.len(),
+                orphans = out.orphans,
+                "reconcile acted"
+            );
+        }
+        Ok(out)
+    }
+
+    /// Repositories to compare: those with previews and those previewd has cloned.
+    fn repositories(&self, previews: &[PreviewState]) -> BTreeSet<Repo> {
+        let mut repos: BTreeSet<Repo> = previews
+            .iter()
+            .filter_map(|p| Repo::parse(&p.key.repo))
+            .collect();
+        let prefix = format!("{}/", self.config.github.git_url);
+        let clones: PathBuf = self.config.instance_dir().join("repos");
+        for url in crate::preview::source::cloned_urls(&clones) {
+            let name = url
+                .strip_prefix(&prefix)
+                .map(|rest| rest.trim_end_matches(".git"));
+            if let Some(repo) = name.and_then(Repo::parse) {
+                repos.insert(repo);
+            }
+        }
+        repos
+    }
+
+    /// Posts (once per generation) a warning when the preview will be removed within a day.
+    async fn warn_if_expiring(&self, repo: &Repo, number: u64, p: &PreviewState) -> bool {
+        let ttl = self.config.limits.ttl;
+        let Some(created) = p.created.as_deref() else {
+            return false;
+        };
+        let Some(age) = crate::preview::manager::age(created) else {
+            return false;
+        };
+        let ahead = WARN_AHEAD.min(ttl / 2);
+        if age + ahead < ttl || age >= ttl {
+            return false;
+        }
+        let key = (repo.full_name(), number, created.to_owned());
+        if self.warned.lock().is_ok_and(|w| w.contains(&key)) {
+            return false;
+        }
+        let left = humantime::format_duration(Duration::from_secs((ttl - age).as_secs()));
+        let marker = format!("<!-- previewd:ttl:{}#{number} -->", repo.full_name());
+        let body = format!(
+            "{marker}\n:hourglass: The preview at {} has not been redeployed for {} and will be \
+             removed in about {left} (`limits.ttl`). Push a commit or comment `{}` to keep it \
+             running, or add the label `{}` to exempt it.",
+            p.url,
+            humantime::format_duration(Duration::from_secs(age.as_secs())),
+            self.config.triggers.command,
+            self.config.limits.keep_label,
+        );
+        match self
+            .forge
+            .upsert_comment(repo, number, &marker, &body)
+            .await
+        {
+            Ok(()) => {
+                if let Ok(mut w) = self.warned.lock() {
+                    w.insert(key);
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo, pr = number, error = %e, "cannot post the ttl warning");
+                false
+            }
+        }
+    }
+}
+
+fn intent(repo: &Repo, number: u64, action: Action, cause: Cause) -> Intent {
+    Intent {
+        repo: repo.clone(),
+        subject: Subject::PullRequest { number },
+        action,
+        cause,
+        sha: None,
+        sender: "previewd".into(),
+        needs_permission: false,
+        comment_id: None,
     }
 }

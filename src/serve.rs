@@ -17,6 +17,7 @@ use crate::forge::{Forge, ForgeError, github::GitHub};
 use crate::intent::{Policy, PolicyError};
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueOptions};
+use crate::reconciler::Reconciler;
 use crate::webhook::deliveries::Deliveries;
 use crate::webhook::{AppState, admin_router, router};
 
@@ -59,6 +60,7 @@ pub struct Server {
     admin: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    reconciler: Reconciler,
     reconcile_interval: Duration,
 }
 
@@ -90,6 +92,7 @@ pub async fn bind(
     }
     let github = GitHub::with_policy(&config.github, options.retry.clone())?;
     let forge: Arc<dyn Forge> = Arc::new(github);
+    let reconcile_forge = forge.clone();
     let policy = Policy::new(&config.triggers, &config.github.git_url)?;
     let metrics = Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?;
     let queue = Queue::new(
@@ -102,6 +105,12 @@ pub async fn bind(
             ..options.queue
         },
         shutdown.clone(),
+    );
+    let reconciler = Reconciler::new(
+        engine.clone(),
+        reconcile_forge,
+        queue.clone(),
+        config.clone(),
     );
     let state = AppState {
         secrets: Arc::new(config.github.webhook_secrets.clone()),
@@ -123,6 +132,7 @@ pub async fn bind(
         admin,
         state,
         shutdown,
+        reconciler,
         reconcile_interval: options
             .reconcile_interval
             .unwrap_or(crate::reconciler::DEFAULT_INTERVAL),
@@ -145,14 +155,11 @@ impl Server {
             admin,
             state,
             shutdown,
+            reconciler,
             reconcile_interval,
         } = self;
         let queue = state.queue.clone();
-        let reconciler = tokio::spawn(crate::reconciler::run(
-            state.engine.clone(),
-            reconcile_interval,
-            shutdown.clone(),
-        ));
+        let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
         let public = axum::serve(webhook, router(state.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let private = axum::serve(admin, admin_router(state))

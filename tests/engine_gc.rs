@@ -77,9 +77,14 @@ async fn gc_restores_routes_and_removes_orphans() {
     let orphan_wt = env.config.instance_dir().join("worktrees/bbbbbbbbbb");
     std::fs::create_dir_all(&orphan_wt).expect("orphan worktree");
 
-    let report = reconcile(&env.manager, Duration::ZERO, &HashSet::new())
-        .await
-        .expect("reconcile");
+    let report = reconcile(
+        &env.manager,
+        Duration::ZERO,
+        &HashSet::new(),
+        &HashSet::new(),
+    )
+    .await
+    .expect("reconcile");
     assert!(report.networks.contains(&orphan_net), "{report:?}");
     assert!(
         report.worktrees.contains(&"bbbbbbbbbb".to_owned()),
@@ -94,9 +99,14 @@ async fn gc_restores_routes_and_removes_orphans() {
     let repo2 = GitRepo::from_fixture("compose-only");
     let d2 = short.up(repo2.path()).await.expect("up");
     tokio::time::sleep(Duration::from_millis(2100)).await; // the ttl itself must pass
-    let report = reconcile(&short.manager, Duration::ZERO, &HashSet::new())
-        .await
-        .expect("reconcile");
+    let report = reconcile(
+        &short.manager,
+        Duration::ZERO,
+        &HashSet::new(),
+        &HashSet::new(),
+    )
+    .await
+    .expect("reconcile");
     assert_eq!(report.expired, vec![d2.state.id.to_string()]);
     short.assert_clean().await;
 

@@ -173,20 +173,30 @@ async fn reconcile_removes_a_generation_that_never_finished() {
         .expect("create leftover");
 
     // Young leftovers may be another process's deployment in progress: kept.
-    let report = reconcile(&env.manager, Duration::from_secs(3600), &HashSet::new())
-        .await
-        .expect("reconcile");
+    let report = reconcile(
+        &env.manager,
+        Duration::from_secs(3600),
+        &HashSet::new(),
+        &HashSet::new(),
+    )
+    .await
+    .expect("reconcile");
     assert!(report.containers.is_empty(), "{report:?}");
     // A preview with a deployment running in this process is never touched, whatever its age.
     let busy = HashSet::from([id.clone()]);
-    let report = reconcile(&env.manager, Duration::ZERO, &busy)
+    let report = reconcile(&env.manager, Duration::ZERO, &busy, &HashSet::new())
         .await
         .expect("reconcile");
     assert!(report.containers.is_empty(), "{report:?}");
     // Past the grace (or at start-up), removed; the live generation is untouched.
-    let report = reconcile(&env.manager, Duration::ZERO, &HashSet::new())
-        .await
-        .expect("reconcile");
+    let report = reconcile(
+        &env.manager,
+        Duration::ZERO,
+        &HashSet::new(),
+        &HashSet::new(),
+    )
+    .await
+    .expect("reconcile");
     assert_eq!(report.containers, vec![name]);
     assert_eq!(env.get(id.as_str(), "/").await.0, 200);
     let observed = env.manager.observed().await.expect("observed");

@@ -15,7 +15,7 @@ use crate::engine::BoxFuture;
 use crate::ids::CommitSha;
 
 /// A repository on a forge, `owner/name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Repo {
     pub owner: String,
     pub name: String,
@@ -277,6 +277,13 @@ pub trait Forge: Send + Sync + 'static {
 
     /// The pull request as it is now (state, labels, head).
     fn pull_request(&self, repo: &Repo, number: u64) -> BoxFuture<'_, ForgeResult<PullRequest>>;
+
+    /// The open pull requests of `repo` (the first 100), for the reconciler's comparison with
+    /// the previews it runs. A forge that cannot list answers none.
+    fn open_pull_requests(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Vec<PullRequest>>> {
+        let _ = repo;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// `user`'s permission on `repo`.
     fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>>;

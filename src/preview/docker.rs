@@ -161,6 +161,11 @@ pub async fn remove_container(docker: &Docker, name_or_id: &str) -> Result<(), D
     match docker.remove_container(name_or_id, Some(opts)).await {
         Ok(()) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
+        // Someone else (a stop and a ttl expiry at once) is already removing it.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message,
+        }) if message.contains("already in progress") => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

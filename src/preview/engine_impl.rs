@@ -57,8 +57,12 @@ impl PreviewEngine for Manager {
         })
     }
 
-    fn reconcile(&self, startup: bool) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
-        Box::pin(self.reconcile_pass(startup))
+    fn reconcile(
+        &self,
+        startup: bool,
+        keep: Vec<PreviewKey>,
+    ) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
+        Box::pin(self.reconcile_pass(startup, keep))
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
@@ -73,7 +77,11 @@ impl PreviewEngine for Manager {
 }
 
 impl Manager {
-    async fn reconcile_pass(&self, startup: bool) -> Result<ReconcileSummary, EngineError> {
+    async fn reconcile_pass(
+        &self,
+        startup: bool,
+        keep: Vec<PreviewKey>,
+    ) -> Result<ReconcileSummary, EngineError> {
         // At start-up nothing of this process is running, so a half-made generation is a
         // leftover at once; later, give a deployment of another process (the CLI) its time.
         let limits = &self.config().limits;
@@ -82,14 +90,17 @@ impl Manager {
         } else {
             limits.build_timeout + limits.health_timeout
         };
-        let keys: std::collections::HashMap<String, PreviewKey> = self
-            .observed()
-            .await
-            .map_err(err)?
+        let observed = self.observed().await.map_err(err)?;
+        let keys: std::collections::HashMap<String, PreviewKey> = observed
             .iter()
             .map(|p| (p.id.to_string(), self.state(p, &Default::default()).key))
             .collect();
-        let report = super::reconcile::reconcile(self, grace, &self.busy())
+        let kept: std::collections::HashSet<PreviewId> = observed
+            .iter()
+            .filter(|p| keep.contains(&self.state(p, &Default::default()).key))
+            .map(|p| p.id.clone())
+            .collect();
+        let report = super::reconcile::reconcile(self, grace, &self.busy(), &kept)
             .await
             .map_err(err)?;
         let orphans = report.containers.len()

@@ -99,6 +99,8 @@ struct Prepared {
     /// No live generation existed: a failure removes the whole preview.
     fresh: bool,
     old: Vec<Member>,
+    /// Marks the preview busy from the moment its id is known until the attempt is over.
+    _busy: BusyGuard,
 }
 
 /// How long a retired generation keeps running after the routes switch away from it.
@@ -182,13 +184,6 @@ impl Manager {
             _ = cancel.cancelled() => return Err(cancelled(Phase::Fetch)),
         };
         timings.phases.push((Phase::Fetch, t.elapsed()));
-        if let Ok(mut s) = self.busy.lock() {
-            s.insert(prepared.id.clone());
-        }
-        let _busy = BusyGuard {
-            set: self.busy.clone(),
-            id: prepared.id.clone(),
-        };
         let attempt = self.attempt(&req, &prepared, &progress, &phase, &mut timings);
         let result = tokio::select! {
             r = attempt => r,
@@ -281,6 +276,13 @@ impl Manager {
                 (id, 1, true, Vec::new())
             }
         };
+        if let Ok(mut s) = self.busy.lock() {
+            s.insert(id.clone());
+        }
+        let busy = BusyGuard {
+            set: self.busy.clone(),
+            id: id.clone(),
+        };
         let (worktree, owned_worktree) = match (&req.mode, &origin, fetched) {
             (Mode::Dev { worktree }, _, _) => (
                 worktree.canonicalize().map_err(|e| {
@@ -314,6 +316,7 @@ impl Manager {
             sha,
             fresh,
             old,
+            _busy: busy,
         })
     }
 

@@ -41,11 +41,13 @@ fn older(created: &str, grace: Duration) -> bool {
 }
 
 /// One reconcile pass. `busy` lists previews with a deployment running in this process, which
-/// are left alone whatever their age.
+/// are left alone whatever their age; `keep` lists previews exempt from `limits.ttl` (their PR
+/// carries `limits.keep_label`).
 pub async fn reconcile(
     m: &Manager,
     grace: Duration,
     busy: &HashSet<PreviewId>,
+    keep: &HashSet<PreviewId>,
 ) -> Result<Report, ManagerError> {
     let config = m.config();
     let d = m.docker();
@@ -54,7 +56,7 @@ pub async fn reconcile(
 
     // Expired previews go whole.
     for p in m.observed().await? {
-        if busy.contains(&p.id) {
+        if busy.contains(&p.id) || keep.contains(&p.id) {
             continue;
         }
         let expired = p

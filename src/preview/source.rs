@@ -304,3 +304,19 @@ pub fn remove_worktree(instance_dir: &Path, id: &PreviewId) -> Result<(), Source
     }
     Ok(())
 }
+
+/// The origin URL of every clone under `repos_dir`: the repositories previewd serves, which
+/// the reconciler compares with the forge after a restart.
+pub fn cloned_urls(repos_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(repos_dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let repo = Repository::open_bare(e.path()).ok()?;
+            let remote = repo.find_remote("origin").ok()?;
+            remote.url().ok().map(str::to_owned)
+        })
+        .collect()
+}

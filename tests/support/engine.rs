@@ -144,6 +144,7 @@ impl FakeEngine {
             sha,
             pr,
             status: "running".into(),
+            created: None,
             services: vec![ServiceHealth {
                 name: "web".into(),
                 route: Some("/".into()),

@@ -31,6 +31,16 @@ pub fn answer(
     body: Value,
 ) -> Response {
     match op {
+        "pulls/list" => {
+            let open: Vec<Value> = gh
+                .lock()
+                .pulls
+                .values()
+                .filter(|pr| pr["state"] == "open")
+                .cloned()
+                .collect();
+            ok(StatusCode::OK, json!(open))
+        }
         "pulls/get" => match gh.lock().pulls.get(&num(params, "pull_number")) {
             Some(pr) => ok(StatusCode::OK, pr.clone()),
             None => not_found(),

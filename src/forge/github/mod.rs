@@ -201,6 +201,28 @@ impl Forge for GitHub {
         })
     }
 
+    fn open_pull_requests(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Vec<PullRequest>>> {
+        let repo = repo.clone();
+        Box::pin(async move {
+            let path = format!(
+                "/repos/{}/{}/pulls?state=open&per_page=100",
+                repo.owner, repo.name
+            );
+            let body = self
+                .call(&repo, "pulls/list", Method::GET, &path, None)
+                .await?;
+            let prs: Vec<payload::PullRequestBody> = decode("pulls/list", &body)?;
+            prs.into_iter()
+                .map(|pr| {
+                    pr.into_pull_request().map_err(|reason| ForgeError::Decode {
+                        call: "pulls/list",
+                        reason,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>> {
         let repo = repo.clone();
         let user = user.to_owned();

@@ -88,6 +88,14 @@ impl Manager {
         if !known {
             return Err(ManagerError::NotFound(id.to_string()));
         }
+        // A reconcile pass in this process leaves a preview being removed alone.
+        if let Ok(mut s) = self.busy.lock() {
+            s.insert(id.clone());
+        }
+        let _busy = super::BusyGuard {
+            set: self.busy.clone(),
+            id: id.clone(),
+        };
         for o in observed.iter().filter(|o| &o.id == id) {
             for m in o.generations.values().flatten() {
                 docker::remove_container(&self.docker, &m.container_id).await?;

@@ -84,6 +84,7 @@ impl Manager {
                 .and_then(|s| CommitSha::parse(s).ok()),
             pr: first.and_then(|m| m.pr),
             status: status.into(),
+            created: live.first().map(|m| m.created.clone()),
             services,
         }
     }
