@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::{Forge, Repo};
 use crate::intent::{Action, Cause, Intent, Subject};
+use crate::preview::source;
 use crate::queue::Queue;
 
 /// How often the periodic pass runs unless told otherwise.
@@ -181,13 +182,10 @@ impl Reconciler {
             .iter()
             .filter_map(|p| Repo::parse(&p.key.repo))
             .collect();
-        let prefix = format!("{}/", self.config.github.git_url);
         let clones: PathBuf = self.config.instance_dir().join("repos");
-        for url in crate::preview::source::cloned_urls(&clones) {
-            let name = url
-                .strip_prefix(&prefix)
-                .map(|rest| rest.trim_end_matches(".git"));
-            if let Some(repo) = name.and_then(Repo::parse) {
+        for url in source::cloned_urls(&clones) {
+            let path = source::forge_path(&self.config.github.git_url, &url);
+            if let Some(repo) = path.and_then(Repo::parse) {
                 repos.insert(repo);
             }
         }

@@ -26,6 +26,8 @@ use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
 use crate::config::Config;
 use crate::engine::{DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings};
+use crate::forge::Repo;
+use crate::forge::github::auth::Credentials;
 use crate::ids::{CommitSha, PreviewId};
 use crate::spec::{self, ImageSource, Spec};
 
@@ -112,6 +114,8 @@ pub struct Manager {
     /// Previews with a deployment running in this process: a cache for the reconciler, so it
     /// never removes what is being built. Lost on restart, which is right: then nothing is.
     busy: Arc<Mutex<HashSet<PreviewId>>>,
+    /// The forge's credentials for git over HTTPS (an App's installation tokens, refreshed).
+    credentials: Option<Credentials>,
 }
 
 /// Marks a preview busy for as long as it lives.
@@ -142,8 +146,10 @@ impl Manager {
     pub async fn connect(config: Config) -> Result<Manager, ManagerError> {
         Ok(Manager {
             docker: docker::connect().await?,
-            config: Arc::new(config),
+            config: Arc::new(config.clone()),
             busy: Arc::default(),
+            // Without usable forge credentials, fetches are anonymous (local repositories).
+            credentials: Credentials::new(&config.github).ok(),
         })
     }
 
@@ -221,7 +227,7 @@ impl Manager {
                     req.sha.clone(),
                     req.pr,
                 );
-                let token = self.config.github.token.clone();
+                let token = self.git_token(req, &url).await?;
                 let f = tokio::task::spawn_blocking(move || {
                     source::fetch(
                         &dir,
@@ -318,6 +324,33 @@ impl Manager {
             old,
             _busy: busy,
         })
+    }
+
+    /// The token for fetching `url`: only ever for the forge's own git host, so a `--repo` URL
+    /// elsewhere never receives it; an App's installation token for the repository.
+    async fn git_token(
+        &self,
+        req: &UpRequest,
+        url: &str,
+    ) -> Result<Option<secrecy::SecretString>, DeployFailure> {
+        let Some(path) = source::forge_path(&self.config.github.git_url, url) else {
+            return Ok(None);
+        };
+        let repo = req
+            .key_repo
+            .as_deref()
+            .and_then(Repo::parse)
+            .or_else(|| Repo::parse(path));
+        match (&self.credentials, repo) {
+            (Some(c), Some(repo)) => c.git_token(&repo).await.map_err(|e| {
+                fail(
+                    Phase::Fetch,
+                    None,
+                    format!("no git credentials for {repo}: {e}"),
+                )
+            }),
+            _ => Ok(self.config.github.token.clone()),
+        }
     }
 
     async fn attempt(
