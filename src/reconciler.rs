@@ -97,6 +97,31 @@ impl Reconciler {
     pub async fn pass(&self, startup: bool) -> Result<Pass, String> {
         let mut out = Pass::default();
         let previews = self.engine.list().await.map_err(|e| e.to_string())?;
+        for p in previews
+            .iter()
+            .filter(|p| p.pr.is_none() && !p.key.branch.is_empty())
+        {
+            if self.branch_deleted(p).await {
+                let Some(repo) = Repo::parse(&p.key.repo) else {
+                    continue;
+                };
+                self.queue.submit(Intent {
+                    repo: repo.clone(),
+                    subject: Subject::Branch {
+                        key: p.key.clone(),
+                        source: self.clone_url(&repo),
+                        pr: None,
+                    },
+                    action: Action::Stop,
+                    cause: Cause::BranchDeleted,
+                    sha: None,
+                    sender: "previewd".into(),
+                    needs_permission: false,
+                    comment_id: None,
+                });
+                out.stopped.push(p.key.clone());
+            }
+        }
         let ours = |p: &&PreviewState| p.pr.is_some() && Repo::parse(&p.key.repo).is_some();
         for p in previews.iter().filter(ours) {
             let (Some(repo), Some(number)) = (Repo::parse(&p.key.repo), p.pr) else {
@@ -174,6 +199,33 @@ impl Reconciler {
             );
         }
         Ok(out)
+    }
+
+    fn clone_url(&self, repo: &Repo) -> String {
+        format!("{}/{}.git", self.config.github.git_url, repo.full_name())
+    }
+
+    /// A branch preview (a push, no PR) whose branch is gone from the forge. Only a clear "no"
+    /// from the remote counts: an unreachable forge removes nothing.
+    async fn branch_deleted(&self, p: &PreviewState) -> bool {
+        let Some(repo) = Repo::parse(&p.key.repo) else {
+            return false;
+        };
+        let url = self.clone_url(&repo);
+        let branch = p.key.branch.clone();
+        let token = self.config.github.token.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            source::branch_exists(&url, &branch, token.as_ref())
+        })
+        .await;
+        match answer {
+            Ok(Ok(exists)) => !exists,
+            Ok(Err(e)) => {
+                tracing::warn!(repo = %repo, error = %e, "reconcile: cannot list branches");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Repositories to compare: those with previews and those previewd has cloned.

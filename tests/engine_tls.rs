@@ -63,3 +63,63 @@ async fn on_demand_tls_serves_live_previews_only() {
     env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_certificate_serves_every_preview() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=*.localhost",
+            "-addext",
+            "subjectAltName=DNS:*.localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (./run installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let tls_port = free_port().to_string();
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let env = TestEnv::with(
+        "wild",
+        &[
+            ("PREVIEWD_GATEWAY_TLS", "wildcard"),
+            ("PREVIEWD_GATEWAY_CERT_FILE", &cert_s),
+            ("PREVIEWD_GATEWAY_KEY_FILE", &key_s),
+            ("PREVIEWD_GATEWAY_TLS_PORT", &tls_port),
+        ],
+    )
+    .await;
+    let port: u16 = tls_port.parse().expect("port");
+    let repo = GitRepo::from_fixture("compose-only");
+    let d = env.up(repo.path()).await.expect("up");
+    let host = format!("{}.localhost", d.state.id);
+    let (code, body) = https_get(&host, port);
+    assert_eq!(
+        code, 0,
+        "TLS with the wildcard certificate failed (curl exit {code})"
+    );
+    assert!(body.contains("previewd sample: compose-only"), "{body}");
+    // The certificate served is the operator's: its subject is the wildcard.
+    let out = Command::new("curl")
+        .args(["-skv", "--max-time", "20", "--resolve"])
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .expect("curl");
+    let verbose = String::from_utf8_lossy(&out.stderr);
+    assert!(verbose.contains("CN=*.localhost"), "{verbose}");
+    env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}

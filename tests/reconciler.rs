@@ -126,6 +126,49 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
         },
     )
     .await;
+    // A phase-branch preview (a push, no PR) whose branch was deleted: stopped too.
+    {
+        let git = git2::Repository::open(repo.path()).expect("open");
+        let head = git.head().expect("head").peel_to_commit().expect("commit");
+        git.branch("team/phase-1", &head, true).expect("branch");
+    }
+    let push = UpRequest {
+        repo: format!("{git_url}/{REPO}.git"),
+        branch: Some("team/phase-1".into()),
+        sha: None,
+        pr: None,
+        forge: "github".into(),
+        mode: Mode::Preview,
+        key_repo: Some(REPO.into()),
+    };
+    let phase = env.up_req(push).await.expect("phase preview");
+    let p = rec.pass(false).await.expect("pass");
+    assert!(
+        !p.stopped.iter().any(|k| k.branch == "team/phase-1"),
+        "the branch still exists: {p:?}"
+    );
+    git2::Repository::open(repo.path())
+        .expect("open")
+        .find_branch("team/phase-1", git2::BranchType::Local)
+        .expect("branch")
+        .delete()
+        .expect("delete branch");
+    let p = rec.pass(false).await.expect("pass");
+    assert!(
+        p.stopped.iter().any(|k| k.branch == "team/phase-1"),
+        "{p:?}"
+    );
+    let phase_id = phase.state.id.to_string();
+    eventually(
+        Duration::from_secs(60),
+        "the phase preview to go",
+        || async {
+            let left = engine.observed().await.ok()?;
+            (!left.iter().any(|o| o.id.as_str() == phase_id)).then_some(())
+        },
+    )
+    .await;
+
     // PR 3's preview may be on its way: stop the workers, then remove whatever is left.
     shutdown.cancel();
     queue.drained().await;

@@ -305,6 +305,27 @@ pub fn remove_worktree(instance_dir: &Path, id: &PreviewId) -> Result<(), Source
     Ok(())
 }
 
+/// Whether `branch` still exists at `url`, asked of the remote itself (`git ls-remote`), so it
+/// works for any forge. Errors (the remote unreachable) are not a "no".
+pub fn branch_exists(
+    url: &str,
+    branch: &str,
+    token: Option<&SecretString>,
+) -> Result<bool, SourceError> {
+    let mut remote = git2::Remote::create_detached(url).map_err(git(format!("opening {url}")))?;
+    remote
+        .connect_auth(git2::Direction::Fetch, Some(callbacks(token)), None)
+        .map_err(git(format!("connecting to {url}")))?;
+    let wanted = format!("refs/heads/{branch}");
+    let found = remote
+        .list()
+        .map_err(git(format!("listing {url}")))?
+        .iter()
+        .any(|h| h.name() == wanted);
+    let _ = remote.disconnect();
+    Ok(found)
+}
+
 /// `owner/name` when `url` is a repository on the forge at `git_url`; `None` for anything
 /// else, which must never be sent the forge's token.
 pub fn forge_path<'a>(git_url: &str, url: &'a str) -> Option<&'a str> {
