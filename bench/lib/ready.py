@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Time to ready for fixtures/two-service, and a redeploy under a steady client.
+
+previewd: `previewd up --repo COPY` (real Docker, real Caddy gateway). By hand: the same steps
+one after another with the docker CLI (build the three images, create the network, start the
+containers, poll the URL until 200). Both work on copies of the fixture whose files carry a
+fresh nonce, so no build-cache layer of an earlier run can be hit ("cold"); the busybox base
+image is local for both. "warm": one service (web) changed, the others unchanged (cache hits).
+During previewd's warm update a client polls the live URL every 10 ms: failed requests must be 0.
+"""
+import argparse, json, os, pathlib, re, shutil, subprocess, sys, tempfile, threading, time, uuid
+import urllib.request, urllib.error
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--previewd", required=True)
+ap.add_argument("--fixture", required=True)
+ap.add_argument("--out", required=True)
+ap.add_argument("--reps", type=int, default=1)
+a = ap.parse_args()
+work = pathlib.Path(tempfile.mkdtemp(prefix="previewd-bench-ready-"))
+inst = f"bench{uuid.uuid4().hex[:6]}"
+gw_port = 18000 + os.getpid() % 1000
+env = dict(os.environ, PREVIEWD_INSTANCE=inst, PREVIEWD_DATA_DIR=str(work / "data"),
+           PREVIEWD_GATEWAY_PORT=str(gw_port), PREVIEWD_GATEWAY_KEEP_RUNNING="true")
+env.pop("PREVIEWD_CONFIG", None)
+results = []
+
+
+def emit(**kw):
+    results.append(kw)
+    with open(a.out, "a") as f:
+        f.write(json.dumps(kw) + "\n")
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def copy_fixture(name):
+    d = work / name
+    shutil.copytree(a.fixture, d)
+    stamp(d, "web"); stamp(d, "api"); stamp(d, "internal")
+    return d
+
+
+def stamp(d, service):
+    nonce = uuid.uuid4().hex
+    if service == "api":
+        with open(d / "api" / "serve.sh", "a") as f:
+            f.write(f"# nonce {nonce}\n")
+    else:
+        with open(d / service / "index.html", "a") as f:
+            f.write(f"<!-- nonce {nonce} -->\n")
+    return nonce
+
+
+def get(url, timeout=2.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+    except Exception:
+        return 0, b""
+
+
+def previewd_up(repo):
+    t0 = time.monotonic()
+    p = subprocess.run([a.previewd, "up", "--repo", str(repo)], env=env, capture_output=True, text=True)
+    dt = time.monotonic() - t0
+    if p.returncode != 0:
+        sys.exit(f"previewd up failed:\n{p.stdout}\n{p.stderr}")
+    m = re.search(r"ready in ([\d.]+)s \(([^)]*)\)", p.stderr)
+    phases = dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)s", m.group(2))) if m else {}
+    url = re.search(r"(http://\S+)", p.stdout).group(1)
+    return dt, phases, url
+
+
+def by_hand(repo, tag, warm_only=None):
+    """The same steps with the docker CLI, one after another. Returns seconds to 200."""
+    net = f"{tag}-net"
+    port = gw_port + 500
+    t0 = time.monotonic()
+    for s in ["web", "api", "internal"]:
+        sh("docker", "build", "-q", "-t", f"{tag}-{s}", str(repo / s))
+    if warm_only is None:
+        sh("docker", "network", "create", net)
+        sh("docker", "run", "-d", "--name", f"{tag}-internal", "--network", net,
+           "--network-alias", "internal", f"{tag}-internal")
+        sh("docker", "run", "-d", "--name", f"{tag}-api", "--network", net, "--network-alias", "api",
+           "-e", "INTERNAL_URL=http://internal:7000", "-p", f"127.0.0.1:{port + 1}:3000", f"{tag}-api")
+    if warm_only in (None, "web"):
+        if warm_only:
+            sh("docker", "rm", "-f", f"{tag}-web")
+        sh("docker", "run", "-d", "--name", f"{tag}-web", "--network", net, "--network-alias", "web",
+           "-p", f"127.0.0.1:{port}:8080", f"{tag}-web")
+    for url in [f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port + 1}/api/health"]:
+        end = time.monotonic() + 60
+        while get(url, 1)[0] != 200:
+            if time.monotonic() > end:
+                sys.exit(f"by hand: {url} never answered")
+            time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def cleanup_hand(tag):
+    subprocess.run(["docker", "rm", "-f", f"{tag}-web", f"{tag}-api", f"{tag}-internal"], capture_output=True)
+    subprocess.run(["docker", "network", "rm", f"{tag}-net"], capture_output=True)
+    subprocess.run(["docker", "rmi", "-f", f"{tag}-web", f"{tag}-api", f"{tag}-internal"], capture_output=True)
+
+
+def poller(url, stop, log):
+    while not stop.is_set():
+        t = time.monotonic()
+        code, body = get(url, 5)
+        log.append((t, code, b"nonce" in body and body[-60:]))
+        time.sleep(0.01)
+
+
+try:
+    # A first preview creates the gateway container; reported on its own, not as "cold".
+    first, fphases, _ = previewd_up(copy_fixture("prime"))
+    emit(kind="first_ever", previewd_s=first, phases=fphases)
+    subprocess.run([a.previewd, "down", "--all"], env=env, capture_output=True)
+    print(f"  first preview on a fresh instance (gateway created): {first:.1f}s {fphases}", flush=True)
+    for rep in range(a.reps):
+        repo = copy_fixture(f"cold{rep}")
+        pd, phases, url = previewd_up(repo)
+        tag = f"{inst}-hand{rep}"
+        hand = by_hand(copy_fixture(f"hand{rep}"), tag)
+        emit(kind="cold", rep=rep, previewd_s=pd, hand_s=hand, phases=phases)
+        print(f"  cold  previewd {pd:6.2f}s  by hand {hand:6.2f}s  ratio {pd / hand:.2f}x  {phases}", flush=True)
+        # warm: change web only, a client polling the live URL all along
+        nonce = stamp(repo, "web")
+        stop, log = threading.Event(), []
+        th = threading.Thread(target=poller, args=(url, stop, log)); th.start()
+        time.sleep(0.3)
+        t_up = time.monotonic()
+        wd, wphases, _ = previewd_up(repo)
+        time.sleep(0.3)
+        stop.set(); th.join()
+        failed = sum(1 for _, c, _ in log if c != 200)
+        first_new = next((t for t, c, b in log if c == 200 and b and nonce.encode() in b), None)
+        hand_dir = work / f"hand{rep}"
+        stamp(hand_dir, "web")
+        hw = by_hand(hand_dir, tag, warm_only="web")
+        emit(kind="warm", rep=rep, previewd_s=wd, hand_s=hw, phases=wphases, cold_s=pd,
+             polled=len(log), failed=failed,
+             new_seen_after_s=(first_new - t_up) if first_new else None)
+        print(f"  warm  previewd {wd:6.2f}s  by hand {hw:6.2f}s  ratio {wd / hw:.2f}x  warm/cold {wd / pd:.2f}  {wphases}", flush=True)
+        print(f"  redeploy: {len(log)} polls, {failed} failed, new commit served {first_new - t_up if first_new else float('nan'):.2f}s after `up` started", flush=True)
+        subprocess.run([a.previewd, "down", "--all"], env=env, capture_output=True)
+        cleanup_hand(tag)
+finally:
+    subprocess.run([a.previewd, "down", "--all"], env=env, capture_output=True)
+    subprocess.run(["docker", "rm", "-f", f"{inst}-gateway"], capture_output=True)
+    imgs = subprocess.run(["docker", "images", "-q", "--filter", f"reference={inst}-*"],
+                          capture_output=True, text=True).stdout.split()
+    if imgs:
+        subprocess.run(["docker", "rmi", "-f", *imgs], capture_output=True)
+    for rep in range(a.reps):
+        cleanup_hand(f"{inst}-hand{rep}")
