@@ -100,6 +100,16 @@ impl E2e {
         serde_json::to_vec(&p).expect("json")
     }
 
+    /// Posts the PR event (see [`E2e::pr_event`]) and expects it queued.
+    async fn pr(&self, action: &str, sha: &str, sender: &str, permission: &str) {
+        let body = self.pr_event(action, sha, sender, permission);
+        assert_eq!(
+            self.post("pull_request", &body).await,
+            202,
+            "{action} not queued"
+        );
+    }
+
     fn comment_event(&self, body: &str, sender: &str, permission: &str) -> Vec<u8> {
         let mut p = payload_json("issue_comment.created.json");
         let base = payload_json("pull_request.labeled.json");
@@ -182,14 +192,7 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
     let sha1 = e.repo.commit("nothing new").to_string();
 
     // (a) labeled → 202 → pending → success whose target_url answers through the gateway.
-    assert_eq!(
-        e.post(
-            "pull_request",
-            &e.pr_event("labeled", &sha1, "Codertocat", "write")
-        )
-        .await,
-        202
-    );
+    e.pr("labeled", &sha1, "Codertocat", "write").await;
     e.status(&sha1, "pending").await;
     let ok = e.status(&sha1, "success").await;
     let url = ok["target_url"].as_str().expect("target_url").to_owned();
@@ -232,14 +235,7 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
     e.repo
         .write("web/index.html", "<h1>previewd sample: web v2</h1>");
     let sha2 = e.repo.commit("web v2");
-    assert_eq!(
-        e.post(
-            "pull_request",
-            &e.pr_event("synchronize", &sha2, "Codertocat", "write")
-        )
-        .await,
-        202
-    );
+    e.pr("synchronize", &sha2, "Codertocat", "write").await;
     let ok2 = e.status(&sha2, "success").await;
     assert_eq!(ok2["target_url"], url.as_str(), "same URL");
     let (_, body) = e.get(&url, "/").await;
@@ -253,14 +249,7 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
     );
 
     // (d) closed → everything gone, deployment inactive, the comment says so.
-    assert_eq!(
-        e.post(
-            "pull_request",
-            &e.pr_event("closed", &sha2, "Codertocat", "write")
-        )
-        .await,
-        202
-    );
+    e.pr("closed", &sha2, "Codertocat", "write").await;
     eventually(DEADLINE, "the deployment to go inactive", || async {
         let ds = e.github.lock().deployment_statuses.clone();
         ds.iter()
@@ -289,14 +278,7 @@ async fn preview_stop_obeys_writers_only_and_build_failures_show_the_log() {
     // (f) a build failure: failure status, the log tail in the comment, nothing running.
     let e = E2e::start("e2e-fail", "build-fail", "changes").await;
     let sha = e.repo.commit("broken").to_string();
-    assert_eq!(
-        e.post(
-            "pull_request",
-            &e.pr_event("labeled", &sha, "Codertocat", "write")
-        )
-        .await,
-        202
-    );
+    e.pr("labeled", &sha, "Codertocat", "write").await;
     let failed = e.status(&sha, "failure").await;
     let description = failed["description"].as_str().unwrap_or("");
     assert!(description.chars().count() <= 140, "{description}");
@@ -317,14 +299,7 @@ async fn preview_stop_obeys_writers_only_and_build_failures_show_the_log() {
     // (c) /preview stop by a reader is refused with a reply; by a writer it tears down.
     let e = E2e::start("e2e-stop", "compose-only", "changes").await;
     let sha = e.repo.commit("ok").to_string();
-    assert_eq!(
-        e.post(
-            "pull_request",
-            &e.pr_event("labeled", &sha, "Codertocat", "write")
-        )
-        .await,
-        202
-    );
+    e.pr("labeled", &sha, "Codertocat", "write").await;
     e.status(&sha, "success").await;
     assert_eq!(
         e.post(

@@ -14,7 +14,7 @@ use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions}
 use engine_support::{GitRepo, TestEnv};
 use previewd::engine::Phase;
 use previewd::preview::labels;
-use previewd::preview::manager::Event;
+use previewd::preview::manager::{Event, Progress};
 use previewd::preview::reconcile::reconcile;
 use tokio_util::sync::CancellationToken;
 
@@ -83,22 +83,28 @@ async fn adding_and_removing_a_preview_never_disturbs_another() {
     env.assert_clean().await;
 }
 
+/// A token cancelled as soon as a deployment reports `phase`, and that progress callback.
+fn cancel_at(phase: Phase) -> (CancellationToken, Progress) {
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let progress: Progress = Arc::new(move |e: Event| {
+        if matches!(e, Event::Phase(p) if p == phase) {
+            c.cancel();
+        }
+    });
+    (cancel, progress)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_deployment_leaves_nothing_and_an_old_generation_keeps_serving() {
     let env = TestEnv::new("cancel").await;
     let repo = GitRepo::from_fixture("compose-only");
 
     // A first deployment cancelled once its containers start: nothing may remain.
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let progress = Arc::new(move |e: Event| {
-        if matches!(e, Event::Phase(Phase::Health)) {
-            c.cancel();
-        }
-    });
+    let (cancel, progress) = cancel_at(Phase::Health);
     let f = env
         .manager
-        .up(env.request(repo.path()), progress.clone(), cancel)
+        .up(env.request(repo.path()), progress, cancel)
         .await
         .expect_err("cancelled");
     assert!(f.cancelled, "{f}");
@@ -109,13 +115,7 @@ async fn a_cancelled_deployment_leaves_nothing_and_an_old_generation_keeps_servi
     let id = live.state.id.to_string();
     repo.write("app/extra.txt", "v2");
     repo.commit("v2");
-    let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let progress = Arc::new(move |e: Event| {
-        if matches!(e, Event::Phase(Phase::Health)) {
-            c.cancel();
-        }
-    });
+    let (cancel, progress) = cancel_at(Phase::Health);
     let f = env
         .manager
         .up(env.request(repo.path()), progress, cancel)

@@ -241,14 +241,7 @@ pub fn checkout(
         Ok(r) => r,
         Err(_) => {
             // Forget a worktree whose folder is gone, then add it afresh.
-            if let Ok(wt) = repo.find_worktree(id.as_str()) {
-                let mut opts = git2::WorktreePruneOptions::new();
-                opts.valid(true).working_tree(true);
-                let _ = wt.prune(Some(&mut opts));
-            }
-            if let Ok(mut b) = repo.find_branch(id.as_str(), git2::BranchType::Local) {
-                let _ = b.delete();
-            }
+            forget_worktree(&repo, id);
             if path.exists() {
                 std::fs::remove_dir_all(&path).map_err(|source| SourceError::Io {
                     path: path.clone(),
@@ -283,6 +276,19 @@ pub fn checkout(
     Ok(path)
 }
 
+/// Drops the clone's record of a preview's worktree and its branch (best effort: what is
+/// already gone is fine).
+fn forget_worktree(repo: &Repository, id: &PreviewId) {
+    if let Ok(wt) = repo.find_worktree(id.as_str()) {
+        let mut opts = git2::WorktreePruneOptions::new();
+        opts.valid(true).working_tree(true);
+        let _ = wt.prune(Some(&mut opts));
+    }
+    if let Ok(mut b) = repo.find_branch(id.as_str(), git2::BranchType::Local) {
+        let _ = b.delete();
+    }
+}
+
 /// Removes a preview's worktree and its bookkeeping in the clone it came from.
 pub fn remove_worktree(instance_dir: &Path, id: &PreviewId) -> Result<(), SourceError> {
     let path = worktree_dir(instance_dir, id);
@@ -290,14 +296,7 @@ pub fn remove_worktree(instance_dir: &Path, id: &PreviewId) -> Result<(), Source
         && let Some(common) = wt_repo.commondir().canonicalize().ok()
         && let Ok(repo) = Repository::open_bare(&common)
     {
-        if let Ok(wt) = repo.find_worktree(id.as_str()) {
-            let mut opts = git2::WorktreePruneOptions::new();
-            opts.valid(true).working_tree(true);
-            let _ = wt.prune(Some(&mut opts));
-        }
-        if let Ok(mut b) = repo.find_branch(id.as_str(), git2::BranchType::Local) {
-            let _ = b.delete();
-        }
+        forget_worktree(&repo, id);
     }
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(|source| SourceError::Io { path, source })?;
