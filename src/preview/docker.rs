@@ -33,6 +33,10 @@ impl From<bollard::errors::Error> for DockerError {
             E::IOError { .. } | E::HyperResponseError { .. } | E::SocketNotFoundError(_) => {
                 DockerError::Unavailable(e.to_string())
             }
+            // A socket that is gone or refuses connections (the daemon died or restarts).
+            E::HyperLegacyError { ref err } if err.is_connect() => {
+                DockerError::Unavailable(e.to_string())
+            }
             E::DockerResponseServerError {
                 status_code,
                 message,
