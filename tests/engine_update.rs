@@ -44,6 +44,28 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
         })
     };
 
+    // Slow requests (3 s each) start all along the update: those in flight at the switch must
+    // finish on the old generation before it goes.
+    let slow = {
+        let (env, id, stop) = (env.clone(), id.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut running = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let (env, id) = (env.clone(), id.clone());
+                running.push(tokio::spawn(async move { env.get(&id, "/api/slow").await }));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let mut failures = Vec::new();
+            for r in running {
+                let (status, body) = r.await.expect("slow request");
+                if status != 200 || body != "slow answer" {
+                    failures.push(format!("{status} {body}"));
+                }
+            }
+            failures
+        })
+    };
+
     // Change the api only.
     let serve = std::fs::read_to_string(repo.path().join("api/serve.sh")).expect("serve.sh");
     repo.write(
@@ -54,6 +76,11 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
     let second = env.up(repo.path()).await.expect("second up");
     stop.store(true, Ordering::SeqCst);
     let failures = poller.await.expect("poller");
+    let slow_failures = slow.await.expect("slow requests");
+    assert!(
+        slow_failures.is_empty(),
+        "slow requests cut off by the switch: {slow_failures:?}"
+    );
     assert!(ok.load(Ordering::SeqCst) > 10, "the poller ran");
     assert_eq!(
         failed.load(Ordering::SeqCst),

@@ -299,6 +299,42 @@ pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> 
     Ok(())
 }
 
+/// Waits until the gateway has no request in flight to any upstream whose address starts with
+/// one of `prefixes` (a retiring generation's), at least `min` (a request accepted just before
+/// the switch may not be counted yet) and at most `max`. Caddy reports in-flight requests per
+/// upstream on its admin API, so this is exact where a fixed pause is a guess.
+pub async fn drain(config: &Config, prefixes: &[String], min: Duration, max: Duration) {
+    let start = tokio::time::Instant::now();
+    tokio::time::sleep(min).await;
+    while start.elapsed() < max {
+        let busy = match http::unix(
+            &admin_socket(config),
+            "GET",
+            "/reverse_proxy/upstreams",
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(r) if r.status == 200 => serde_json::from_slice::<Vec<Value>>(&r.body)
+                .map(|ups| {
+                    ups.iter().any(|u| {
+                        let addr = u["address"].as_str().unwrap_or("");
+                        let n = u["num_requests"].as_u64().unwrap_or(0);
+                        n > 0 && prefixes.iter().any(|p| addr.starts_with(p.as_str()))
+                    })
+                })
+                .unwrap_or(false),
+            // No answer: nothing better to go on than the time already waited.
+            _ => false,
+        };
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Disconnects the gateway from a network so the network can be removed.
 pub async fn leave(docker: &Docker, config: &Config, network: &str) {
     let req = NetworkDisconnectRequest {

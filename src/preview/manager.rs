@@ -105,8 +105,11 @@ struct Prepared {
     _busy: BusyGuard,
 }
 
-/// How long a retired generation keeps running after the routes switch away from it.
-const DRAIN: Duration = Duration::from_secs(2);
+/// A retired generation keeps running after the routes switch away from it until the gateway
+/// has no request in flight to it: at least this long...
+const DRAIN_MIN: Duration = Duration::from_millis(500);
+/// ...and at most this long (a request still running then is cut off).
+const DRAIN_MAX: Duration = Duration::from_secs(30);
 
 pub struct Manager {
     docker: Docker,
@@ -197,6 +200,10 @@ impl Manager {
                 let at = phase.lock().map(|p| *p).unwrap_or(Phase::Build);
                 Err(cancelled(at))
             }
+        };
+        let result = match result {
+            Ok(()) => self.finish(&prepared).await,
+            Err(f) => Err(f),
         };
         match result {
             Ok(mut state) => {
@@ -360,7 +367,7 @@ impl Manager {
         progress: &Progress,
         phase: &Mutex<Phase>,
         timings: &mut Timings,
-    ) -> Result<PreviewState, DeployFailure> {
+    ) -> Result<(), DeployFailure> {
         let enter = |ph: Phase| {
             if let Ok(mut g) = phase.lock() {
                 *g = ph;
@@ -406,6 +413,13 @@ impl Manager {
         self.wait_healthy(p, &spec, &host).await?;
         timings.phases.push((Phase::Health, t.elapsed()));
 
+        Ok(())
+    }
+
+    /// Makes the healthy new generation live and reads its state back. Not cancellable: once
+    /// the switch starts it finishes, so a superseding request never leaves a preview between
+    /// two generations.
+    async fn finish(&self, p: &Prepared) -> Result<PreviewState, DeployFailure> {
         self.commit(p)
             .await
             .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
@@ -582,27 +596,45 @@ impl Manager {
     /// the canonical names, the gateway switches, then the old generation is removed.
     async fn commit(&self, p: &Prepared) -> Result<(), ManagerError> {
         let inst = &self.config.instance;
-        for m in &p.old {
-            let to = labels::staging_name(inst, &p.id, &m.service, m.generation);
-            self.rename(&m.container_id, &to).await?;
-        }
         let observed = self.observed().await?;
         let new: Vec<&Member> = observed
             .iter()
             .filter(|o| o.id == p.id)
             .flat_map(|o| o.generations.get(&p.generation).into_iter().flatten())
             .collect();
-        for m in new {
-            self.rename(
-                &m.container_id,
-                &labels::container_name(inst, &p.id, &m.service),
-            )
-            .await?;
+        // Service by service, the old container steps aside and the new one takes its name:
+        // a crash in between leaves the new generation recognisably live (it has a canonical
+        // name), and reconcile finishes the rest.
+        for m in &new {
+            if let Some(o) = p.old.iter().find(|o| o.service == m.service) {
+                let aside = labels::staging_name(inst, &p.id, &o.service, o.generation);
+                self.rename(&o.container_id, &aside).await?;
+            }
+            let live = labels::container_name(inst, &p.id, &m.service);
+            self.rename(&m.container_id, &live).await?;
+        }
+        for o in p
+            .old
+            .iter()
+            .filter(|o| !new.iter().any(|m| m.service == o.service))
+        {
+            let aside = labels::staging_name(inst, &p.id, &o.service, o.generation);
+            self.rename(&o.container_id, &aside).await?;
         }
         gateway::sync(&self.docker, &self.config).await?;
         if !p.old.is_empty() {
-            // Requests sent to the old generation just before the switch finish first.
-            tokio::time::sleep(DRAIN).await;
+            // Requests sent to the old generation before the switch finish first.
+            let old: Vec<String> = p
+                .old
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:",
+                        labels::upstream_alias(&p.id, &m.service, m.generation)
+                    )
+                })
+                .collect();
+            gateway::drain(&self.config, &old, DRAIN_MIN, DRAIN_MAX).await;
         }
         let new_images: HashSet<String> = self
             .observed()
