@@ -112,28 +112,48 @@ pub async fn build(
             on_line(l);
         }
     };
+    let tar = bytes::Bytes::from(ctx.tar);
     let run = async {
-        let mut stream = docker.build_image(opts, None, Some(bollard::body_full(ctx.tar.into())));
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let Some(s) = info.stream.as_deref() {
-                        push(s, &mut tail);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let body = Some(bollard::body_full(tar.clone()));
+            let mut stream = docker.build_image(opts.clone(), None, body);
+            let mut failure = None;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(info) => {
+                        if let Some(s) = info.stream.as_deref() {
+                            push(s, &mut tail);
+                        }
+                        if let Some(detail) = info.error_detail {
+                            let reason = detail.message.unwrap_or_else(|| "unknown error".into());
+                            push(&reason, &mut tail);
+                            failure = Some(reason);
+                            break;
+                        }
                     }
-                    if let Some(detail) = info.error_detail {
-                        let reason = detail.message.unwrap_or_else(|| "unknown error".into());
-                        push(&reason, &mut tail);
-                        return Err(reason);
+                    Err(bollard::errors::Error::DockerStreamError { error }) => {
+                        push(&error, &mut tail);
+                        failure = Some(error);
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        break;
                     }
                 }
-                Err(bollard::errors::Error::DockerStreamError { error }) => {
-                    push(&error, &mut tail);
-                    return Err(error);
+            }
+            match failure {
+                None => return Ok(()),
+                Some(reason) if attempt == 1 && cache_vanished(&reason) => {
+                    on_line(
+                        "the build cache changed under this build (an image was removed meanwhile); building again",
+                    );
                 }
-                Err(e) => return Err(e.to_string()),
+                Some(reason) => return Err(reason),
             }
         }
-        Ok(())
     };
     let limit = config.limits.build_timeout;
     let outcome = tokio::time::timeout(limit, run).await;
@@ -146,6 +166,14 @@ pub async fn build(
         }),
         Err(_) => Err(BuildError::Timeout(limit, tail)),
     }
+}
+
+/// The classic builder's answer when a cached layer it was about to reuse was removed at the
+/// same moment (another preview's image went away): transient, so worth one more try.
+fn cache_vanished(reason: &str) -> bool {
+    reason.contains("failed to get digest")
+        || (reason.contains("No such image") && reason.contains("sha256:"))
+        || (reason.contains("no such file or directory") && reason.contains("/image/"))
 }
 
 fn first_line(s: &str) -> String {
@@ -174,4 +202,24 @@ async fn find_by_hash(
         .into_iter()
         .next()
         .map(|i| i.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_vanished;
+
+    #[test]
+    fn only_a_vanished_cache_layer_is_retried() {
+        assert!(cache_vanished(
+            "failed to get digest sha256:bb9a: open /var/lib/docker/image/overlay2/imagedb/content/sha256/bb9a: no such file or directory"
+        ));
+        assert!(cache_vanished("No such image: sha256:0123abcd"));
+        for real in [
+            "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
+            "COPY failed: file not found in build context",
+            "No such image: busybox:latest",
+        ] {
+            assert!(!cache_vanished(real), "{real}");
+        }
+    }
 }
