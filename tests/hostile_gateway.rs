@@ -1,0 +1,83 @@
+//! What a preview's own code can reach of the gateway, tried from inside a running preview
+//! container: the gateway's HTTP listener (yes, as anyone with a URL: the control that the
+//! network path works), but not Caddy's admin API (no TCP port 2019: it is a unix socket
+//! mounted only into the gateway) nor the on-demand TLS ask endpoint (the gateway's own
+//! loopback). Admin paths sent to the HTTP listener hit the catch-all 404, not the admin API.
+
+mod engine_support;
+
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use engine_support::{GitRepo, TestEnv};
+use futures_util::StreamExt;
+use previewd::preview::labels;
+
+async fn sh(env: &TestEnv, container: &str, script: &str) -> String {
+    let d = env.manager.docker();
+    let exec = d
+        .create_exec(
+            container,
+            ExecConfig {
+                cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create exec");
+    let mut out = String::new();
+    if let StartExecResults::Attached { mut output, .. } = d
+        .start_exec(&exec.id, None::<StartExecOptions>)
+        .await
+        .expect("start exec")
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_cannot_reach_the_gateway_admin_api() {
+    let env = TestEnv::new("hgw").await;
+    let repo = GitRepo::from_fixture("compose-only");
+    let d = env.up(repo.path()).await.expect("up");
+    let app = labels::container_name(&env.config.instance, &d.state.id, "app");
+    let gw = labels::gateway_name(&env.config.instance);
+    let script = format!(
+        "for u in http://{gw}:8080/ http://{gw}:8080/config/ http://{gw}:8080/load \
+                  http://{gw}:2019/config/ http://{gw}:2019/load http://{gw}:2020/ \
+                  http://localhost:2019/config/; do \
+           echo \"== $u\"; timeout 5 wget -q -O- \"$u\" 2>&1; echo \"rc=$?\"; done"
+    );
+    let out = sh(&env, &app, &script).await;
+    let answer = |url: &str| -> String {
+        out.split("== ")
+            .find(|s| s.starts_with(url))
+            .unwrap_or_else(|| panic!("no answer for {url}:\n{out}"))
+            .to_owned()
+    };
+    // The control: the gateway is on this network and answers HTTP (404 for an unknown host).
+    for path in ["/", "/config/", "/load"] {
+        let a = answer(&format!("http://{gw}:8080{path}\n"));
+        assert!(a.contains("404"), "{path}: {a}");
+    }
+    // The admin API and the TLS ask endpoint: no answer at all.
+    for url in [
+        format!("http://{gw}:2019/config/"),
+        format!("http://{gw}:2019/load"),
+        format!("http://{gw}:2020/"),
+        "http://localhost:2019/config/".to_owned(),
+    ] {
+        let a = answer(&format!("{url}\n"));
+        assert!(!a.contains("rc=0") && !a.contains("HTTP/"), "{url}: {a}");
+        assert!(
+            a.contains("can't connect") || a.contains("rc=124") || a.contains("rc=143"),
+            "{url}: {a}"
+        );
+    }
+    env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}
