@@ -14,6 +14,7 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--lua", required=True)
 ap.add_argument("--targets", default="previewd,webhook")
 a = ap.parse_args()
+a.previewd = os.path.abspath(a.previewd)
 pl = pathlib.Path(a.payloads)
 work = pathlib.Path(tempfile.mkdtemp(prefix="previewd-bench-ingest-"))
 

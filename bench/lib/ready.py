@@ -17,6 +17,7 @@ ap.add_argument("--fixture", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--reps", type=int, default=1)
 a = ap.parse_args()
+a.previewd = os.path.abspath(a.previewd)
 work = pathlib.Path(tempfile.mkdtemp(prefix="previewd-bench-ready-"))
 inst = f"bench{uuid.uuid4().hex[:6]}"
 gw_port = 18000 + os.getpid() % 1000
@@ -55,13 +56,17 @@ def stamp(d, service):
 
 
 def get(url, timeout=2.0):
+    # *.localhost does not resolve through glibc: connect to 127.0.0.1 and send the Host.
+    m = re.match(r"http://([^/:]+)(:\d+)?(/.*)?$", url)
+    host, port, path = m.group(1), m.group(2) or "", m.group(3) or "/"
+    req = urllib.request.Request(f"http://127.0.0.1{port}{path}", headers={"Host": host + port})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, b""
-    except Exception:
-        return 0, b""
+    except Exception as e:
+        return 0, type(getattr(e, "reason", e)).__name__.encode()
 
 
 def previewd_up(repo):
@@ -109,11 +114,23 @@ def cleanup_hand(tag):
     subprocess.run(["docker", "rmi", "-f", f"{tag}-web", f"{tag}-api", f"{tag}-internal"], capture_output=True)
 
 
+def images():
+    """service -> image id of this instance's previews (previewd tags <inst>-<id>-<service>:<hash>)."""
+    out = subprocess.run(["docker", "images", "--filter", f"reference={inst}-*", "--format",
+                          "{{.Repository}} {{.ID}}"], capture_output=True, text=True).stdout
+    res = {}
+    for line in out.splitlines():
+        repo, iid = line.split()
+        if "-hand" not in repo:
+            res.setdefault(repo.rsplit("-", 1)[1], set()).add(iid)
+    return {k: tuple(sorted(v)) for k, v in res.items()}
+
+
 def poller(url, stop, log):
     while not stop.is_set():
         t = time.monotonic()
         code, body = get(url, 5)
-        log.append((t, code, b"nonce" in body and body[-60:]))
+        log.append((t, code, body[-60:] if code != 200 else (b"nonce" in body and body[-60:])))
         time.sleep(0.01)
 
 
@@ -132,6 +149,7 @@ try:
         print(f"  cold  previewd {pd:6.2f}s  by hand {hand:6.2f}s  ratio {pd / hand:.2f}x  {phases}", flush=True)
         # warm: change web only, a client polling the live URL all along
         nonce = stamp(repo, "web")
+        before = images()
         stop, log = threading.Event(), []
         th = threading.Thread(target=poller, args=(url, stop, log)); th.start()
         time.sleep(0.3)
@@ -139,15 +157,20 @@ try:
         wd, wphases, _ = previewd_up(repo)
         time.sleep(0.3)
         stop.set(); th.join()
+        after = images()
+        rebuilt = sorted(s for s in before if after.get(s) != before[s])
         failed = sum(1 for _, c, _ in log if c != 200)
+        failures = [(round(t - t_up, 3), c or b.decode()) for t, c, b in log if c != 200]
         first_new = next((t for t, c, b in log if c == 200 and b and nonce.encode() in b), None)
         hand_dir = work / f"hand{rep}"
         stamp(hand_dir, "web")
         hw = by_hand(hand_dir, tag, warm_only="web")
         emit(kind="warm", rep=rep, previewd_s=wd, hand_s=hw, phases=wphases, cold_s=pd,
-             polled=len(log), failed=failed,
+             polled=len(log), failed=failed, rebuilt=rebuilt, failures=failures[:50],
              new_seen_after_s=(first_new - t_up) if first_new else None)
-        print(f"  warm  previewd {wd:6.2f}s  by hand {hw:6.2f}s  ratio {wd / hw:.2f}x  warm/cold {wd / pd:.2f}  {wphases}", flush=True)
+        print(f"  warm  previewd {wd:6.2f}s  by hand {hw:6.2f}s  ratio {wd / hw:.2f}x  warm/cold {wd / pd:.2f}  rebuilt {rebuilt}  {wphases}", flush=True)
+        if failures:
+            print(f"  redeploy failures (s after up started, status; 0 = no answer): {failures[:20]}", flush=True)
         print(f"  redeploy: {len(log)} polls, {failed} failed, new commit served {first_new - t_up if first_new else float('nan'):.2f}s after `up` started", flush=True)
         subprocess.run([a.previewd, "down", "--all"], env=env, capture_output=True)
         cleanup_hand(tag)
