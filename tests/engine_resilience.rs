@@ -205,3 +205,33 @@ async fn reconcile_removes_a_generation_that_never_finished() {
     env.manager.down(&id).await.expect("down");
     env.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_gateway_settings_take_effect_with_every_route() {
+    let env = TestEnv::new("regate").await;
+    let repo = GitRepo::from_fixture("compose-only");
+    let d = env.up(repo.path()).await.expect("up");
+    let id = d.state.id.to_string();
+    assert_eq!(env.get(&id, "/").await.0, 200);
+
+    // The operator moves the gateway to another port; the next sync applies it.
+    let mut moved = env.config.clone();
+    moved.gateway.port = engine_support::free_port();
+    let manager = previewd::preview::manager::Manager::connect(moved.clone())
+        .await
+        .expect("docker");
+    manager.settle().await.expect("settle");
+    let answer = previewd::preview::http::tcp(
+        &format!("127.0.0.1:{}", moved.gateway.port),
+        &format!("{id}.localhost"),
+        "GET",
+        "/",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the new port answers");
+    assert_eq!(answer.status, 200);
+    assert_eq!(env.get(&id, "/").await.0, 0, "the old port is closed");
+    manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}

@@ -411,6 +411,25 @@ async fn ensure_running(
     let inspect = docker
         .inspect_container(&name, None::<InspectContainerOptions>)
         .await;
+    let wanted = settings_hash(config);
+    let inspect = match inspect {
+        // Made with other settings (port, bind, TLS, image): replace it, or they never apply.
+        Ok(info)
+            if info
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(|l| l.get(labels::GATEWAY_SETTINGS))
+                != Some(&wanted) =>
+        {
+            tracing::info!("the gateway's settings changed: recreating it");
+            docker::remove_container(docker, &name).await?;
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+        }
+        other => other,
+    };
     let info = match inspect {
         Ok(info) => info,
         Err(e) if docker::is_not_found(&e) => {
@@ -438,6 +457,19 @@ async fn ensure_running(
         .map(|n| n.into_keys().collect())
         .unwrap_or_default();
     Ok(joined)
+}
+
+/// What the gateway container is made from; a change means a new container.
+fn settings_hash(config: &Config) -> String {
+    use sha2::{Digest, Sha256};
+    let g = &config.gateway;
+    let tls = match &g.tls {
+        Tls::Off => "off".to_owned(),
+        Tls::OnDemand { .. } => format!("on_demand:{}", g.tls_port),
+        Tls::Wildcard { .. } => format!("wildcard:{}", g.tls_port),
+    };
+    let spec = format!("{}|{}|{}|{tls}", g.image, g.bind, g.port);
+    hex::encode(&Sha256::digest(spec.as_bytes())[..8])
 }
 
 async fn create(docker: &Docker, config: &Config, name: &str) -> Result<(), GatewayError> {
@@ -477,6 +509,7 @@ async fn create(docker: &Docker, config: &Config, name: &str) -> Result<(), Gate
     let labels = HashMap::from([
         (labels::INSTANCE.to_owned(), config.instance.to_string()),
         (labels::ROLE.to_owned(), labels::ROLE_GATEWAY.to_owned()),
+        (labels::GATEWAY_SETTINGS.to_owned(), settings_hash(config)),
     ]);
     let body = ContainerCreateBody {
         image: Some(image.clone()),

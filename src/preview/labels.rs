@@ -28,6 +28,8 @@ pub const CREATED: &str = "dev.previewd.created";
 pub const FORGE: &str = "dev.previewd.forge";
 /// On images: the content hash of the build context, Dockerfile and build args.
 pub const CONTENT_HASH: &str = "dev.previewd.content-hash";
+/// On the gateway: a hash of the settings it was made with (image, bind, ports, TLS mode).
+pub const GATEWAY_SETTINGS: &str = "dev.previewd.gateway-settings";
 /// On containers: the expected health path and status (`/api/health 200`).
 pub const HEALTH: &str = "dev.previewd.health";
 
