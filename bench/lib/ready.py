@@ -147,6 +147,14 @@ try:
         hand = by_hand(copy_fixture(f"hand{rep}"), tag)
         emit(kind="cold", rep=rep, previewd_s=pd, hand_s=hand, phases=phases)
         print(f"  cold  previewd {pd:6.2f}s  by hand {hand:6.2f}s  ratio {pd / hand:.2f}x  {phases}", flush=True)
+        # footprint: a reconcile (`previewd gc`) with this one preview live, by hyperfine
+        hf = work / f"gc{rep}.json"
+        subprocess.run(["hyperfine", "-N", "--runs", "5", "--warmup", "1", "--export-json", str(hf),
+                        f"{a.previewd} gc"], env=env, capture_output=True)
+        if hf.exists():
+            g = json.loads(hf.read_text())["results"][0]
+            emit(kind="gc", rep=rep, previews=1, mean_s=g["mean"], min_s=g["min"], max_s=g["max"])
+            print(f"  previewd gc with 1 preview: mean {g['mean']*1e3:.0f} ms (min {g['min']*1e3:.0f}, max {g['max']*1e3:.0f})", flush=True)
         # warm: change web only, a client polling the live URL all along
         nonce = stamp(repo, "web")
         before = images()

@@ -60,17 +60,21 @@ if ready:
     print("### 3. Time to ready, fixtures/two-service (and 5. redeploy)\n")
     print("| run | previewd s | by hand s | ratio | previewd phases |")
     print("|---|---|---|---|---|")
-    for r in ready:
+    for r in [r for r in ready if r["kind"] != "gc"]:
         ph = ", ".join(f"{k} {v:.1f}" for k, v in r.get("phases", {}).items())
         if r["kind"] == "first_ever":
             print(f"| first preview (creates the gateway) | {r['previewd_s']:.2f} | – | – | {ph} |")
         else:
             print(f"| {r['kind']} #{r['rep']} | {r['previewd_s']:.2f} | {r['hand_s']:.2f} | "
-                  f"**{r['previewd_s']/r['hand_s']:.2f}×** | {ph} |")
+                  f"**{r['previewd_s']/r['hand_s']:.2f}×** | {ph}{'; rebuilt ' + ','.join(r['rebuilt']) if r.get('rebuilt') is not None else ''} |")
     warm = [r for r in ready if r["kind"] == "warm"]
+    for r in ready:
+        if r["kind"] == "gc":
+            print(f"\n`previewd gc` (start-up reconcile) with {r['previews']} preview: mean {r['mean_s']*1e3:.0f} ms (min {r['min_s']*1e3:.0f}, max {r['max_s']*1e3:.0f})")
     for r in warm:
         ns = r["new_seen_after_s"]
         print(f"\nredeploy #{r['rep']}: {r['polled']} requests polled during the warm update, **{r['failed']} failed**; "
-              f"new commit served {ns:.2f} s after `up` started; warm/cold {r['previewd_s']/r['cold_s']:.2f}" if ns is not None else
+              f"new commit served {ns:.2f} s after `up` started; warm/cold {r['previewd_s']/r['cold_s']:.2f}"
+              + (f"; failures (s after `up` started, status or error): {r['failures'][:12]}" if r.get('failures') else "") if ns is not None else
               f"\nredeploy #{r['rep']}: {r['polled']} polled, {r['failed']} failed; new commit never seen")
     print()
