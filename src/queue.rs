@@ -141,6 +141,16 @@ impl Queue {
         self.inner.tracker.wait().await;
     }
 
+    /// Keys with work queued or running: the reconciler leaves them to the queue, so a
+    /// deployment still on its way is not mistaken for a missing preview.
+    pub fn busy_keys(&self) -> std::collections::HashSet<PreviewKey> {
+        lock(&self.inner.keys)
+            .iter()
+            .filter(|(_, k)| k.pending > 0)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// Intents queued or running.
     pub fn depth(&self) -> usize {
         lock(&self.inner.keys).values().map(|k| k.pending).sum()

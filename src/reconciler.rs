@@ -161,9 +161,13 @@ impl Reconciler {
         out.orphans = summary.orphans;
         // New deployments are queued only after the engine has cleaned up, so nothing a
         // previous process left behind is mistaken for them.
+        // A preview counts as present when it exists or the queue is working on its key (a
+        // deployment on its way has no containers yet).
         let have: HashSet<(String, String)> = previews
             .iter()
-            .map(|p| (p.key.repo.clone(), p.key.branch.clone()))
+            .map(|p| p.key.clone())
+            .chain(self.queue.busy_keys())
+            .map(|k| (k.repo, k.branch))
             .collect();
         for repo in self.repositories(&previews) {
             let open = match self.forge.open_pull_requests(&repo).await {
@@ -179,11 +183,30 @@ impl Reconciler {
                     .iter()
                     .any(|l| self.config.triggers.labels.contains(l));
                 let missing = !have.contains(&(repo.full_name(), pr.head_branch.clone()));
+                let Some(head) = pr.head_repo.as_ref() else {
+                    continue;
+                };
                 if labelled && missing {
                     // As if the PR had just been updated: the queue re-reads it and applies the
-                    // fork rule, so a fork PR starts here only with `allow_forks`.
-                    let i = intent(&repo, pr.number, Action::Deploy, Cause::PullRequestUpdate);
-                    self.queue.submit(i);
+                    // fork rule, so a fork PR starts here only with `allow_forks`. The key is
+                    // given at once, so the next pass sees the queue busy with it.
+                    self.queue.submit(Intent {
+                        repo: repo.clone(),
+                        subject: Subject::Branch {
+                            key: PreviewKey {
+                                repo: repo.full_name(),
+                                branch: pr.head_branch.clone(),
+                            },
+                            source: self.clone_url(head),
+                            pr: Some(pr.number),
+                        },
+                        action: Action::Deploy,
+                        cause: Cause::PullRequestUpdate,
+                        sha: Some(pr.head_sha.clone()),
+                        sender: "previewd".into(),
+                        needs_permission: false,
+                        comment_id: None,
+                    });
                     out.started.push((repo.full_name(), pr.number));
                 }
             }

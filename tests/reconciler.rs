@@ -108,9 +108,17 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
     assert_eq!(env.get(&id, "/").await.0, 200);
 
     // An open labelled PR with no preview gets one queued.
+    {
+        let git = git2::Repository::open(repo.path()).expect("open");
+        let head = git.head().expect("head").peel_to_commit().expect("commit");
+        git.branch("other", &head, true).expect("branch");
+    }
     github.set_pull(pr(3, "other", &sha, &["preview"], true));
     let p = rec.pass(false).await.expect("pass");
     assert_eq!(p.started, vec![(REPO.to_owned(), 3)]);
+    // While the queue works on it, the next pass does not queue it again.
+    let p = rec.pass(false).await.expect("pass");
+    assert!(p.started.is_empty(), "queued twice: {p:?}");
 
     // PR 2 closed while previewd was away: stopped.
     github.set_pull(pr(2, "changes", &sha, &["preview"], false));

@@ -255,6 +255,9 @@ pub fn live_hosts(config: &Config, previews: &[Observed]) -> BTreeSet<String> {
 /// Recomputes the config from Docker, makes sure the gateway runs and has joined every routed
 /// network, and loads the config. Starts the gateway on first need.
 pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> {
+    // One change at a time: two syncs computing their configs in one order and loading them
+    // in the other would put older routes back.
+    let _one = SYNC.lock().await;
     let previews = labels::group(docker::members(docker, &config.instance).await?);
     let cfg = caddy_config(config, &previews);
     write_config_file(config, &cfg)?;
@@ -344,11 +347,19 @@ pub async fn leave(docker: &Docker, config: &Config, network: &str) {
     let _ = docker.disconnect_network(network, req).await;
 }
 
-/// Removes the gateway container (when the last preview is gone).
-pub async fn remove(docker: &Docker, config: &Config) -> Result<(), GatewayError> {
+/// Removes the gateway container when no preview is left (checked under the same lock as
+/// [`sync`], so a preview routed meanwhile keeps its gateway). Returns whether it did.
+pub async fn remove_if_unused(docker: &Docker, config: &Config) -> Result<bool, GatewayError> {
+    let _one = SYNC.lock().await;
+    if !docker::members(docker, &config.instance).await?.is_empty() {
+        return Ok(false);
+    }
     docker::remove_container(docker, &labels::gateway_name(&config.instance)).await?;
-    Ok(())
+    Ok(true)
 }
+
+/// Serializes changes to the gateway within this process.
+static SYNC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn load(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
     let body = serde_json::to_vec(cfg).map_err(|e| GatewayError::Refused(e.to_string()))?;
@@ -394,7 +405,7 @@ fn write_config_file(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
             })?;
         }
     }
-    let tmp = dir.join("caddy.json.tmp");
+    let tmp = dir.join(format!("caddy.json.{}.tmp", std::process::id()));
     let body = serde_json::to_vec_pretty(cfg).unwrap_or_default();
     std::fs::write(&tmp, body).map_err(err)?;
     std::fs::rename(&tmp, dir.join("caddy.json")).map_err(err)?;

@@ -31,7 +31,7 @@ impl Manager {
                         .await;
                 }
             }
-            self.settle().await
+            self.settle_except(Some(&p.id)).await
         }
         .await;
         if let Err(e) = result {
@@ -68,11 +68,21 @@ impl Manager {
 
     /// Brings the gateway in line with the labels, or removes it when no preview is left.
     pub async fn settle(&self) -> Result<(), ManagerError> {
-        let any = !self.observed().await?.is_empty();
-        if any || self.config.gateway.keep_running {
+        self.settle_except(None).await
+    }
+
+    /// [`Manager::settle`] on behalf of `except`'s teardown: the gateway stays while any other
+    /// deployment of this process is on its way (it has no containers yet, but will need it).
+    pub(super) async fn settle_except(
+        &self,
+        except: Option<&PreviewId>,
+    ) -> Result<(), ManagerError> {
+        let others_busy = self.busy().iter().any(|id| Some(id) != except);
+        let removed = !self.config.gateway.keep_running
+            && !others_busy
+            && gateway::remove_if_unused(&self.docker, &self.config).await?;
+        if !removed {
             gateway::sync(&self.docker, &self.config).await?;
-        } else {
-            gateway::remove(&self.docker, &self.config).await?;
         }
         Ok(())
     }
@@ -107,6 +117,6 @@ impl Manager {
         tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id2))
             .await
             .map_err(|e| ManagerError::Docker(DockerError::Api(e.to_string())))??;
-        self.settle().await
+        self.settle_except(Some(id)).await
     }
 }
