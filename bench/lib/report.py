@@ -78,3 +78,13 @@ if ready:
               + (f"; failures (s after `up` started, status or error): {r['failures'][:12]}" if r.get('failures') else "") if ns is not None else
               f"\nredeploy #{r['rep']}: {r['polled']} polled, {r['failed']} failed; new commit never seen")
     print()
+
+fifty = lines("fifty.jsonl")
+if fifty:
+    print("### 4. Footprint with N live previews\n")
+    for r in fifty:
+        print(f"- `previewd serve` with {r['n']} live previews, 10 s after start (start-up reconcile done): "
+              f"RSS **{r['rss']/2**20:.1f} MiB** (peak {r['hwm']/2**20:.1f} MiB)")
+        print(f"- `previewd gc` with {r['n']} previews (hyperfine, 5 runs): mean **{r['gc_mean_s']*1e3:.0f} ms** "
+              f"(min {r['gc_min_s']*1e3:.0f}, max {r['gc_max_s']*1e3:.0f})")
+    print()
