@@ -374,7 +374,7 @@ const DOCS: &[&str] = &[
     "docs/github.md",
     "docs/tls.md",
     "docs/operations.md",
-    "docs/security.md",
+    "docs/security-model.md",
 ];
 
 /// Relative link targets of a markdown file: `](target)` without a scheme or an anchor-only.
