@@ -173,8 +173,16 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{:<12} {:<9} {:<40} REPO@BRANCH", "ID", "STATUS", "URL");
                 for (s, _) in &states {
                     println!(
-                        "{:<12} {:<9} {:<40} {}@{}",
-                        s.id, s.status, s.url, s.key.repo, s.key.branch
+                        "{:<12} {:<9} {:<40} {}{}",
+                        s.id,
+                        s.status,
+                        s.url,
+                        s.key.repo,
+                        if s.key.branch.is_empty() {
+                            String::new()
+                        } else {
+                            format!("@{}", s.key.branch)
+                        }
                     );
                 }
             }
