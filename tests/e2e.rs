@@ -77,13 +77,7 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
 
     // (d) closed → everything gone, deployment inactive, the comment says so.
     e.pr("closed", &sha2, "Codertocat", "write").await;
-    eventually(DEADLINE, "the deployment to go inactive", || async {
-        let ds = e.github.lock().deployment_statuses.clone();
-        ds.iter()
-            .any(|(_, s)| s["state"] == "inactive")
-            .then_some(())
-    })
-    .await;
+    e.deployment_inactive().await;
     eventually(DEADLINE, "everything to be removed", || async {
         let (c, n, _) = e.env.objects().await;
         (c.is_empty() && n.is_empty()).then_some(())
@@ -128,14 +122,7 @@ async fn preview_stop_obeys_writers_only_and_build_failures_show_the_log() {
     let sha = e.repo.commit("ok").to_string();
     e.pr("labeled", &sha, "Codertocat", "write").await;
     e.status(&sha, "success").await;
-    assert_eq!(
-        e.post(
-            "issue_comment",
-            &e.comment_event("/preview stop", "reader", "read")
-        )
-        .await,
-        202
-    );
+    e.command("/preview stop", "reader", "read").await;
     eventually(DEADLINE, "a refusal reply", || async {
         e.comments()
             .iter()
@@ -148,14 +135,7 @@ async fn preview_stop_obeys_writers_only_and_build_failures_show_the_log() {
         1,
         "still running"
     );
-    assert_eq!(
-        e.post(
-            "issue_comment",
-            &e.comment_event("/preview stop", "writer", "write")
-        )
-        .await,
-        202
-    );
+    e.command("/preview stop", "writer", "write").await;
     eventually(DEADLINE, "the preview to be removed", || async {
         e.env
             .manager
@@ -166,13 +146,7 @@ async fn preview_stop_obeys_writers_only_and_build_failures_show_the_log() {
             .then_some(())
     })
     .await;
-    eventually(DEADLINE, "the deployment to go inactive", || async {
-        let ds = e.github.lock().deployment_statuses.clone();
-        ds.iter()
-            .any(|(_, s)| s["state"] == "inactive")
-            .then_some(())
-    })
-    .await;
+    e.deployment_inactive().await;
     e.env.assert_clean().await;
     e.stop().await;
 }

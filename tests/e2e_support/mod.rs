@@ -123,6 +123,27 @@ impl E2e {
         serde_json::to_vec(&p).expect("json")
     }
 
+    /// Posts a PR comment (see [`E2e::comment_event`]) and expects it queued.
+    pub async fn command(&self, body: &str, sender: &str, permission: &str) {
+        let event = self.comment_event(body, sender, permission);
+        assert_eq!(
+            self.post("issue_comment", &event).await,
+            202,
+            "{body:?} not queued"
+        );
+    }
+
+    /// Waits until the PR's deployment is marked inactive (the preview was torn down).
+    pub async fn deployment_inactive(&self) {
+        eventually(DEADLINE, "the deployment to go inactive", || async {
+            let ds = self.github.lock().deployment_statuses.clone();
+            ds.iter()
+                .any(|(_, s)| s["state"] == "inactive")
+                .then_some(())
+        })
+        .await;
+    }
+
     pub async fn post(&self, event: &str, body: &[u8]) -> u16 {
         self.post_json(event, body).await.0
     }
