@@ -55,36 +55,96 @@ if route:
                 print(f"\ngrowth N={ns[0]}→{ns[-1]} ({way}): p50 ×{b['p50_ms']/a['p50_ms']:.1f}, p99 ×{b['p99_ms']/a['p99_ms']:.1f}")
     print()
 
+
+
+def phases_str(r):
+    return ", ".join(f"{k} {v:.1f}" for k, v in (r.get("phases") or {}).items())
+
+
+def redeploy_line(label, r):
+    ns = r.get("new_seen_after_s")
+    kinds = ", ".join(f"{k} ×{v}" for k, v in (r.get("kinds") or {}).items())
+    line = (f"- {label}: {r['polled']} requests polled during the update, **{r['failed']} failed**"
+            + (f" ({kinds}; between {r['first_fail_s']:.2f} and {r['last_fail_s']:.2f} s after the update started)"
+               if r["failed"] and r.get("first_fail_s") is not None else "")
+            + (f"; new commit served {ns:.2f} s after the update started" if ns is not None else "; new commit never seen"))
+    return line
+
+
 ready = lines("ready.jsonl")
-if ready:
+wh = lines("ready_webhook.jsonl")
+if ready or wh:
     print("### 3. Time to ready, fixtures/two-service (and 5. redeploy)\n")
+if wh:
+    print("**Through the webhook** (signed delivery into `previewd serve` → `success` commit status "
+          "received by the fake GitHub), against the same steps by hand in the same run:\n")
+    print("| run | previewd s | by hand s | ratio | pending status after s | engine's own total s | previewd phases |")
+    print("|---|---|---|---|---|---|---|")
+    for r in wh:
+        if r["kind"] == "wh_calls":
+            continue
+        pend = f"{r['pending_after_s']:.2f}" if r.get("pending_after_s") is not None else "–"
+        tot = f"{r['engine_total_s']:.1f}" if r.get("engine_total_s") is not None else "–"
+        if r["kind"] == "wh_first_ever":
+            print(f"| first preview (creates the gateway) | {r['previewd_s']:.2f} | – | – | {pend} | {tot} | {phases_str(r)} |")
+        else:
+            extra = f"; rebuilt {','.join(r['rebuilt']) or 'nothing'}; warm/cold {r['previewd_s']/r['cold_s']:.2f}" if r["kind"] == "wh_warm" else ""
+            print(f"| {r['kind'][3:]} #{r['rep']} | {r['previewd_s']:.2f} | {r['hand_s']:.2f} | "
+                  f"**{r['previewd_s']/r['hand_s']:.2f}×** | {pend} | {tot} | {phases_str(r)}{extra} |")
+    print()
+    for r in wh:
+        if r["kind"] == "wh_warm":
+            print(redeploy_line(f"redeploy (webhook `synchronize`) #{r['rep']}", r))
+        if r["kind"] == "wh_calls" and r.get("unknown"):
+            print(f"- fake GitHub: calls it does not know: {r['unknown']}")
+    print()
+if ready:
+    print("**Through the CLI** (`previewd up`), against the same steps by hand in the same run:\n")
     print("| run | previewd s | by hand s | ratio | previewd phases |")
     print("|---|---|---|---|---|")
     for r in [r for r in ready if r["kind"] != "gc"]:
-        ph = ", ".join(f"{k} {v:.1f}" for k, v in r.get("phases", {}).items())
         if r["kind"] == "first_ever":
-            print(f"| first preview (creates the gateway) | {r['previewd_s']:.2f} | – | – | {ph} |")
+            print(f"| first preview (creates the gateway) | {r['previewd_s']:.2f} | – | – | {phases_str(r)} |")
         else:
+            extra = f"; rebuilt {','.join(r['rebuilt']) or 'nothing'}; warm/cold {r['previewd_s']/r['cold_s']:.2f}" if r["kind"] == "warm" else ""
             print(f"| {r['kind']} #{r['rep']} | {r['previewd_s']:.2f} | {r['hand_s']:.2f} | "
-                  f"**{r['previewd_s']/r['hand_s']:.2f}×** | {ph}{'; rebuilt ' + ','.join(r['rebuilt']) if r.get('rebuilt') is not None else ''} |")
-    warm = [r for r in ready if r["kind"] == "warm"]
+                  f"**{r['previewd_s']/r['hand_s']:.2f}×** | {phases_str(r)}{extra} |")
+    print()
+    for r in ready:
+        if r["kind"] == "warm":
+            print(redeploy_line(f"redeploy (`previewd up`) #{r['rep']}", r))
     for r in ready:
         if r["kind"] == "gc":
-            print(f"\n`previewd gc` (start-up reconcile) with {r['previews']} preview: mean {r['mean_s']*1e3:.0f} ms (min {r['min_s']*1e3:.0f}, max {r['max_s']*1e3:.0f})")
-    for r in warm:
-        ns = r["new_seen_after_s"]
-        print(f"\nredeploy #{r['rep']}: {r['polled']} requests polled during the warm update, **{r['failed']} failed**; "
-              f"new commit served {ns:.2f} s after `up` started; warm/cold {r['previewd_s']/r['cold_s']:.2f}"
-              + (f"; failures (s after `up` started, status or error): {r['failures'][:12]}" if r.get('failures') else "") if ns is not None else
-              f"\nredeploy #{r['rep']}: {r['polled']} polled, {r['failed']} failed; new commit never seen")
+            print(f"- `previewd gc` with {r['previews']} preview: mean {r['mean_s']*1e3:.0f} ms (min {r['min_s']*1e3:.0f}, max {r['max_s']*1e3:.0f})")
     print()
 
 fifty = lines("fifty.jsonl")
 if fifty:
-    print("### 4. Footprint with N live previews\n")
+    print("### 4. Footprint and start-up reconcile with N live previews\n")
     for r in fifty:
-        print(f"- `previewd serve` with {r['n']} live previews, 10 s after start (start-up reconcile done): "
-              f"RSS **{r['rss']/2**20:.1f} MiB** (peak {r['hwm']/2**20:.1f} MiB)")
-        print(f"- `previewd gc` with {r['n']} previews (hyperfine, 5 runs): mean **{r['gc_mean_s']*1e3:.0f} ms** "
-              f"(min {r['gc_min_s']*1e3:.0f}, max {r['gc_max_s']*1e3:.0f})")
+        ms = lambda v: f"{v*1e3:.0f} ms" if v is not None else "–"
+        print(f"- N = **{r['n']}** live previews (asked for {r['requested']}), deployed through `serve` by {r['n']} "
+              f"signed deliveries in {r['deploy_s'] + r['first_s']:.0f} s; networks: {r['networks_in_pool']} from "
+              f"`network.subnet_pool` {r['pool'] or '(not honoured)'}, {r['networks_outside']} from Docker's pools")
+        print(f"- `previewd serve` idle (2 s after start, nothing deployed): RSS **{r['rss_idle']/2**20:.1f} MiB**")
+        print(f"- `previewd serve` with {r['n']} live previews it deployed itself (5 s after the last): "
+              f"RSS **{r['rss']/2**20:.1f} MiB** (peak while deploying {r['hwm']/2**20:.1f} MiB)")
+        rs = r.get("reconcile_s")
+        print(f"- restart with {r['n']} previews: start-up reconcile pass done **{rs:.2f} s** after the process started"
+              if rs is not None else f"- restart with {r['n']} previews: start-up reconcile line not seen")
+        if rs is not None:
+            print(f"  (webhooks served after {r['serving_after_s']:.2f} s; {r['prs_read']} PRs read back from GitHub); "
+                  f"RSS after it **{r['rss_after_restart']/2**20:.1f} MiB** (peak {r['hwm_after_restart']/2**20:.1f} MiB)")
+        print(f"- `previewd gc` with {r['n']} previews (hyperfine, 5 runs): mean **{ms(r['gc_mean_s'])}** "
+              f"(min {ms(r['gc_min_s'])}, max {ms(r['gc_max_s'])}); `docker ps` listing the same containers "
+              f"with their labels: {ms(r['ps_mean_s'])} (ratio {r['gc_mean_s']/r['ps_mean_s']:.1f}×)"
+              if r.get("gc_mean_s") and r.get("ps_mean_s") else "- `previewd gc`: no figure")
+        print(f"- the gateway (Caddy) with {r['n']} previews routed: {r['gateway_mem']}")
+        wh_idle = [x["rss_idle"] for x in ing if x["target"] == "webhook"] if ing else []
+        if wh_idle:
+            print(f"- for comparison, adnanh/webhook idle in the same run: {min(wh_idle)/2**20:.1f} MiB")
+        for note in r.get("notes") or []:
+            print(f"- note: {note}")
+        if r.get("failed"):
+            print(f"- failed deploys: {r['failed']}")
     print()

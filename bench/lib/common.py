@@ -1,0 +1,166 @@
+"""Shared by the bench scripts: the hand-run baseline (docker CLI, one step after another),
+fixture copies with fresh nonces, a polling client with failure kinds, and clean-up of an
+instance by its label (dev.previewd.instance) so nothing of another instance is touched."""
+import collections, os, re, shutil, signal, socket, subprocess, sys, time, urllib.error, urllib.request, uuid
+
+LABEL = "dev.previewd.instance"
+# The hand-run baseline's containers and network carry this label (not previewd's, so previewd
+# never takes them for its own), for bench/run's trap.
+HAND_LABEL = "bench.previewd.run"
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def wait_port(port, proc=None, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server exited early (rc {proc.returncode})")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close(); return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"nothing listens on {port} after {timeout}s")
+
+
+def sigterm_exits():
+    """SIGTERM (bench/run's trap, a timeout) unwinds like Ctrl-C, so `finally` cleans up."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def stamp(d, service):
+    """Appends a fresh nonce to one service's file: its build context changes, no cache hit."""
+    nonce = uuid.uuid4().hex
+    if service == "api":
+        with open(d / "api" / "serve.sh", "a") as f:
+            f.write(f"# nonce {nonce}\n")
+    else:
+        with open(d / service / "index.html", "a") as f:
+            f.write(f"<!-- nonce {nonce} -->\n")
+    return nonce
+
+
+def copy_fixture(fixture, d):
+    shutil.copytree(fixture, d)
+    for s in ["web", "api", "internal"]:
+        stamp(d, s)
+    return d
+
+
+def get(url, timeout=2.0):
+    """(status, body); status 0 and the error's kind as body when there is no HTTP answer.
+    *.localhost does not resolve through glibc: connect to 127.0.0.1 and send the Host."""
+    m = re.match(r"http://([^/:]+)(:\d+)?(/.*)?$", url)
+    host, port, path = m.group(1), m.group(2) or "", m.group(3) or "/"
+    req = urllib.request.Request(f"http://127.0.0.1{port}{path}", headers={"Host": host + port})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, b""
+    except Exception as e:
+        return 0, type(getattr(e, "reason", e)).__name__.encode()
+
+
+def poller(url, stop, log):
+    """GET url every 10 ms until stop; log gets (t, status, body tail or error kind)."""
+    while not stop.is_set():
+        t = time.monotonic()
+        code, body = get(url, 5)
+        log.append((t, code, body[-80:]))
+        time.sleep(0.01)
+
+
+def failure_summary(log, t0):
+    """Failed polls: count, kinds (error class, or `HTTP <code>`), the window they fall in
+    (seconds after t0) and the first few, for the report."""
+    fails = [(t - t0, c, b) for t, c, b in log if c != 200]
+    kind = lambda c, b: f"HTTP {c}" if c else b.decode(errors="replace")
+    kinds = collections.Counter(kind(c, b) for _, c, b in fails)
+    return dict(polled=len(log), failed=len(fails), kinds=dict(kinds.most_common()),
+                first_fail_s=round(fails[0][0], 3) if fails else None,
+                last_fail_s=round(fails[-1][0], 3) if fails else None,
+                failures=[(round(t, 3), kind(c, b)) for t, c, b in fails[:50]])
+
+
+def by_hand(repo, tag, port, warm_only=None):
+    """The same steps with the docker CLI, one after another. Returns seconds to 200."""
+    net = f"{tag}-net"
+    lab = ["--label", f"{HAND_LABEL}={tag}"]
+    t0 = time.monotonic()
+    for s in ["web", "api", "internal"]:
+        sh("docker", "build", "-q", "-t", f"{tag}-{s}", str(repo / s))
+    if warm_only is None:
+        sh("docker", "network", "create", *lab, net)
+        sh("docker", "run", "-d", *lab, "--name", f"{tag}-internal", "--network", net,
+           "--network-alias", "internal", f"{tag}-internal")
+        sh("docker", "run", "-d", *lab, "--name", f"{tag}-api", "--network", net, "--network-alias", "api",
+           "-e", "INTERNAL_URL=http://internal:7000", "-p", f"127.0.0.1:{port + 1}:3000", f"{tag}-api")
+    if warm_only in (None, "web"):
+        if warm_only:
+            sh("docker", "rm", "-f", f"{tag}-web")
+        sh("docker", "run", "-d", *lab, "--name", f"{tag}-web", "--network", net, "--network-alias", "web",
+           "-p", f"127.0.0.1:{port}:8080", f"{tag}-web")
+    for url in [f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port + 1}/api/health"]:
+        end = time.monotonic() + 60
+        while get(url, 1)[0] != 200:
+            if time.monotonic() > end:
+                sys.exit(f"by hand: {url} never answered")
+            time.sleep(0.05)
+    return time.monotonic() - t0
+
+
+def cleanup_hand(tag):
+    subprocess.run(["docker", "rm", "-f", f"{tag}-web", f"{tag}-api", f"{tag}-internal"], capture_output=True)
+    subprocess.run(["docker", "network", "rm", f"{tag}-net"], capture_output=True)
+    subprocess.run(["docker", "rmi", "-f", f"{tag}-web", f"{tag}-api", f"{tag}-internal"], capture_output=True)
+
+
+def images(inst):
+    """service -> image ids of this instance's previews (previewd tags <inst>-<id>-<service>:<hash>)."""
+    out = subprocess.run(["docker", "images", "--filter", f"reference={inst}-*", "--format",
+                          "{{.Repository}} {{.ID}}"], capture_output=True, text=True).stdout
+    res = {}
+    for line in out.splitlines():
+        repo, iid = line.split()
+        if "-hand" not in repo:
+            res.setdefault(repo.rsplit("-", 1)[1], set()).add(iid)
+    return {k: tuple(sorted(v)) for k, v in res.items()}
+
+
+def cleanup_instance(inst, previewd=None, env=None):
+    """Removes everything of instance `inst` (and only of it): `previewd down --all`, then any
+    container and network labelled with it, then its images."""
+    if previewd and env:
+        subprocess.run([previewd, "down", "--all"], env=env, capture_output=True, timeout=300)
+    q = lambda *c: subprocess.run(c, capture_output=True, text=True).stdout.split()
+    cs = q("docker", "ps", "-aq", "--filter", f"label={LABEL}={inst}")
+    if cs:
+        subprocess.run(["docker", "rm", "-f", *cs], capture_output=True)
+    subprocess.run(["docker", "rm", "-f", f"{inst}-gateway"], capture_output=True)
+    ns = q("docker", "network", "ls", "-q", "--filter", f"label={LABEL}={inst}")
+    if ns:
+        subprocess.run(["docker", "network", "rm", *ns], capture_output=True)
+    imgs = q("docker", "images", "-q", "--filter", f"reference={inst}-*")
+    if imgs:
+        subprocess.run(["docker", "rmi", "-f", *set(imgs)], capture_output=True)
+
+
+def status_kb(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def instance(default_suffix):
+    """The instance name: bench/run passes BENCH_RUN (bench<hex>) so its trap can find what a
+    killed script left; the name starts with "bench" (it sorts before Docker's "bridge")."""
+    run = os.environ.get("BENCH_RUN") or f"bench{uuid.uuid4().hex[:6]}"
+    return f"{run}{default_suffix}"
