@@ -163,7 +163,10 @@ impl Reconciler {
         // previous process left behind is mistaken for them.
         // A preview counts as present when it exists or the queue is working on its key (a
         // deployment on its way has no containers yet).
-        let have: HashSet<(String, String)> = previews
+        // Listed again after the cleanup: a preview a killed process left half-made (staging
+        // containers, no live generation) was just removed and must be deployed again.
+        let remaining = self.engine.list().await.map_err(|e| e.to_string())?;
+        let have: HashSet<(String, String)> = remaining
             .iter()
             .map(|p| p.key.clone())
             .chain(self.queue.busy_keys())

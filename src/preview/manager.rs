@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::build;
 use super::docker::{self, DockerError};
+use super::fault;
 use super::gateway::{self, GatewayError};
 use super::health::{self};
 use super::labels::{self, Member, Observed};
@@ -376,7 +377,9 @@ impl Manager {
             Instant::now()
         };
 
+        fault::pause(Phase::Fetch).await;
         let t = enter(Phase::Config);
+        fault::pause(Phase::Config).await;
         let wt = p.worktree.clone();
         let spec = tokio::task::spawn_blocking(move || spec::load(&wt))
             .await
@@ -396,21 +399,25 @@ impl Manager {
 
         let t = enter(Phase::Build);
         let images = self.images(req, p, &spec, progress).await?;
+        fault::pause(Phase::Build).await;
         timings.phases.push((Phase::Build, t.elapsed()));
 
         let t = enter(Phase::Start);
         self.start(req, p, &spec, &images).await?;
+        fault::pause(Phase::Start).await;
         timings.phases.push((Phase::Start, t.elapsed()));
 
         let t = enter(Phase::Route);
         gateway::sync(&self.docker, &self.config)
             .await
             .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
+        fault::pause(Phase::Route).await;
         timings.phases.push((Phase::Route, t.elapsed()));
 
         let t = enter(Phase::Health);
         let host = gateway::staging_host(p.id.as_str(), p.generation, &self.config.gateway.domain);
         self.wait_healthy(p, &spec, &host).await?;
+        fault::pause(Phase::Health).await;
         timings.phases.push((Phase::Health, t.elapsed()));
 
         Ok(())

@@ -5,6 +5,7 @@ pub mod build;
 pub mod context;
 pub mod docker;
 pub mod engine_impl;
+pub mod fault;
 pub mod gateway;
 pub mod health;
 pub mod http;
