@@ -38,6 +38,27 @@ pub struct Config {
     pub limits: Limits,
     pub triggers: Triggers,
     pub github: GithubConfig,
+    pub network: NetworkConfig,
+}
+
+/// How previews are wired. Each generation gets an `internal` network (its services and the
+/// gateway); outbound access goes through one shared egress network whose containers cannot
+/// reach each other.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Preview containers may open connections out of the host (package mirrors, APIs).
+    pub egress: bool,
+    /// Address range previewd carves preview networks from itself; `None` leaves it to
+    /// Docker's default pools, which hold only ~31 bridge networks.
+    pub subnet_pool: Option<SubnetPool>,
+}
+
+/// An IPv4 range and the prefix length of each network taken from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubnetPool {
+    pub base: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub size: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +149,18 @@ struct RawConfig {
     triggers: RawTriggers,
     #[serde(default)]
     github: RawGithub,
+    #[serde(default)]
+    network: RawNetwork,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    egress: Option<bool>,
+    /// e.g. `10.213.0.0/16`.
+    subnet_pool: Option<String>,
+    /// Prefix length of each preview network, e.g. 24.
+    subnet_size: Option<u8>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +360,12 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)]) -> Result<(), Config
             "GITHUB_API_URL" => raw.github.api_url = Some(v),
             "GITHUB_GIT_URL" => raw.github.git_url = Some(v),
             "GITHUB_STATUS_CONTEXT" => raw.github.status_context = Some(v),
+            "NETWORK_EGRESS" => raw.network.egress = Some(parse_bool(&v)?),
+            "NETWORK_SUBNET_POOL" => raw.network.subnet_pool = Some(v),
+            "NETWORK_SUBNET_SIZE" => {
+                raw.network.subnet_size =
+                    Some(v.parse().map_err(|_| bad(format!("not a number: {v:?}")))?)
+            }
             // Variables of ours that are not config keys (e.g. PREVIEWD_LOG) are left alone.
             _ => {}
         }
@@ -538,6 +577,17 @@ impl RawConfig {
             ));
         }
 
+        let n = self.network;
+        let size = n.subnet_size.unwrap_or(24);
+        let subnet_pool = match n.subnet_pool.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(parse_pool(text, size)?),
+        };
+        let network = NetworkConfig {
+            egress: n.egress.unwrap_or(true),
+            subnet_pool,
+        };
+
         Ok(Config {
             instance,
             listen: addr("listen", self.listen, "127.0.0.1:8080")?,
@@ -547,8 +597,38 @@ impl RawConfig {
             limits,
             triggers,
             github,
+            network,
         })
     }
+}
+
+/// `a.b.c.d/n` with room for at least one network of `size`; the address is aligned to `n`.
+fn parse_pool(text: &str, size: u8) -> Result<SubnetPool, ConfigError> {
+    let bad = |why: &str| invalid("network.subnet_pool", format!("{text:?}: {why}"));
+    let (addr, prefix) = text
+        .split_once('/')
+        .ok_or_else(|| bad("use CIDR notation, e.g. 10.213.0.0/16"))?;
+    let base: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| bad("not an IPv4 address (IPv6 pools are not supported)"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| (8..=28).contains(p))
+        .ok_or_else(|| bad("the prefix length must be 8-28"))?;
+    if !(prefix..=28).contains(&size) {
+        return Err(invalid(
+            "network.subnet_size",
+            format!("{size} must be between the pool's prefix ({prefix}) and 28"),
+        ));
+    }
+    let mask = u32::MAX << (32 - prefix);
+    if u32::from(base) & !mask != 0 {
+        return Err(bad(
+            "host bits are set (e.g. 10.213.0.0/16, not 10.213.1.0/16)",
+        ));
+    }
+    Ok(SubnetPool { base, prefix, size })
 }
 
 #[cfg(test)]
@@ -577,6 +657,25 @@ mod tests {
         assert!(c.github.webhook_secrets.is_empty());
         let id = crate::ids::PreviewId::parse("abc1234567").unwrap();
         assert_eq!(c.preview_url(&id), "http://abc1234567.localhost:8000");
+        assert!(c.network.egress);
+        assert_eq!(c.network.subnet_pool, None);
+    }
+
+    #[test]
+    fn a_subnet_pool_is_cidr_with_a_network_size() {
+        let c = load(None, &[("PREVIEWD_NETWORK_SUBNET_POOL", "10.213.0.0/16")]).unwrap();
+        let pool = c.network.subnet_pool.unwrap();
+        assert_eq!(
+            (pool.base.octets(), pool.prefix, pool.size),
+            ([10, 213, 0, 0], 16, 24)
+        );
+        let c = load(
+            Some("[network]\nsubnet_pool = \"172.30.0.0/20\"\nsubnet_size = 26\negress = false"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.network.subnet_pool.map(|p| p.size), Some(26));
+        assert!(!c.network.egress);
     }
 
     #[test]
@@ -635,6 +734,34 @@ mod tests {
                 None,
                 &[("PREVIEWD_LIMITS_PARALLEL", "many")],
                 "PREVIEWD_LIMITS_PARALLEL",
+            ),
+            (
+                Some("[network]\nsubnet_pool = \"10.213.0.0\""),
+                &[],
+                "network.subnet_pool",
+            ),
+            (
+                None,
+                &[("PREVIEWD_NETWORK_SUBNET_POOL", "10.213.1.0/16")],
+                "network.subnet_pool",
+            ),
+            (
+                None,
+                &[("PREVIEWD_NETWORK_SUBNET_POOL", "fd00::/64")],
+                "network.subnet_pool",
+            ),
+            (
+                None,
+                &[
+                    ("PREVIEWD_NETWORK_SUBNET_POOL", "10.213.0.0/16"),
+                    ("PREVIEWD_NETWORK_SUBNET_SIZE", "12"),
+                ],
+                "network.subnet_size",
+            ),
+            (
+                None,
+                &[("PREVIEWD_NETWORK_EGRESS", "maybe")],
+                "PREVIEWD_NETWORK_EGRESS",
             ),
         ];
         for (text, env, key) in cases {

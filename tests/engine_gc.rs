@@ -64,8 +64,9 @@ async fn gc_restores_routes_and_removes_orphans() {
     assert_eq!(env.get(&id, "/").await.0, 0);
     // Orphans: a network nothing uses, a worktree of a preview that is gone.
     let orphan_net = format!("{}-aaaaaaaaaa-1", env.config.instance);
-    previewd::preview::docker::create_network(
+    previewd::preview::network::create_preview_network(
         docker,
+        &env.config,
         &orphan_net,
         HashMap::from([
             (labels::INSTANCE.to_owned(), env.config.instance.to_string()),

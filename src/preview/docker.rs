@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::models::{ContainerSummary, NetworkCreateRequest};
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, LogsOptions,
     RemoveContainerOptions, RemoveImageOptions,
@@ -138,21 +138,6 @@ pub async fn images(
         .into_iter()
         .map(|i| (i.id, i.repo_tags, i.labels))
         .collect())
-}
-
-pub async fn create_network(
-    docker: &Docker,
-    name: &str,
-    labels: HashMap<String, String>,
-) -> Result<(), DockerError> {
-    let req = NetworkCreateRequest {
-        name: name.to_owned(),
-        driver: Some("bridge".to_owned()),
-        labels: Some(labels),
-        ..Default::default()
-    };
-    docker.create_network(req).await?;
-    Ok(())
 }
 
 /// Removes a container whatever its state; a container already gone is not an error.

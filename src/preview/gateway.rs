@@ -355,6 +355,7 @@ pub async fn remove_if_unused(docker: &Docker, config: &Config) -> Result<bool, 
         return Ok(false);
     }
     docker::remove_container(docker, &labels::gateway_name(&config.instance)).await?;
+    super::network::remove_egress_if_unused(docker, config).await?;
     Ok(true)
 }
 

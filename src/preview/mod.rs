@@ -11,5 +11,6 @@ pub mod health;
 pub mod http;
 pub mod labels;
 pub mod manager;
+pub mod network;
 pub mod reconcile;
 pub mod source;

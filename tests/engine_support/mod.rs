@@ -41,7 +41,9 @@ impl TestEnv {
 
     pub async fn with(name: &str, extra: &[(&str, &str)]) -> TestEnv {
         let suffix: String = nanoid::nanoid!(5, &previewd::ids::PREVIEW_ID_ALPHABET);
-        let instance = format!("t-{name}-{suffix}");
+        // "a-" sorts before Docker's `bridge`: the worst case for the gateway's published port
+        // (Docker moves it to the first network by name that offers a default gateway).
+        let instance = format!("a-{name}-{suffix}");
         let data = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut env: Vec<(String, String)> = vec![

@@ -13,7 +13,7 @@ use super::{Manager, Mode, Prepared, UpRequest, fail, now_rfc3339};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::build;
 use crate::preview::docker::{self, DockerError};
-use crate::preview::labels;
+use crate::preview::{labels, network};
 use crate::spec::{self, Spec};
 
 impl Manager {
@@ -34,7 +34,7 @@ impl Manager {
             (labels::GENERATION.to_owned(), p.generation.to_string()),
             (labels::CREATED.to_owned(), created.clone()),
         ]);
-        docker::create_network(&self.docker, &net, net_labels)
+        network::create_preview_network(&self.docker, &self.config, &net, net_labels)
             .await
             .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
         let limits = &self.config.limits;
@@ -87,7 +87,9 @@ impl Manager {
                 env: Some(env),
                 cmd,
                 working_dir,
-                hostname: Some(name.to_owned()),
+                // No `hostname`: Docker makes a container's hostname an alias on every network
+                // it joins, so the service name would resolve on the shared egress network too
+                // (to any preview's service of that name). Names live on the preview network.
                 labels: Some(l.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
                 host_config: Some(HostConfig {
                     memory: Some(limits.memory),
@@ -132,6 +134,9 @@ impl Manager {
                 .create_container(Some(opts), body)
                 .await
                 .map_err(|e| fail(Phase::Start, Some(name), DockerError::from(e).to_string()))?;
+            network::join_egress(&self.docker, &self.config, &cname)
+                .await
+                .map_err(|e| fail(Phase::Start, Some(name), e.to_string()))?;
             if let Err(e) = self.docker.start_container(&cname, None).await {
                 let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
                 f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
