@@ -110,6 +110,8 @@ pub struct Limits {
     pub health_timeout: Duration,
     /// Previews (repository, branch) the queue works on at once; at least 1.
     pub parallel: usize,
+    /// Intents queued or running beyond which a webhook is answered 503; at least 1.
+    pub max_queued: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +197,7 @@ struct RawLimits {
     build_timeout: Option<String>,
     health_timeout: Option<String>,
     parallel: Option<usize>,
+    max_queued: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,6 +342,10 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)]) -> Result<(), Config
             }
             "LIMITS_PARALLEL" => {
                 raw.limits.parallel =
+                    Some(v.parse().map_err(|_| bad(format!("not a number: {v:?}")))?)
+            }
+            "LIMITS_MAX_QUEUED" => {
+                raw.limits.max_queued =
                     Some(v.parse().map_err(|_| bad(format!("not a number: {v:?}")))?)
             }
             "LIMITS_TTL" => raw.limits.ttl = Some(v),
@@ -515,6 +522,10 @@ impl RawConfig {
         if parallel == 0 {
             return Err(invalid("limits.parallel", "must be at least 1"));
         }
+        let max_queued = l.max_queued.unwrap_or(crate::queue::DEFAULT_MAX_QUEUED);
+        if max_queued == 0 {
+            return Err(invalid("limits.max_queued", "must be at least 1"));
+        }
         let limits = Limits {
             memory,
             cpus,
@@ -525,6 +536,7 @@ impl RawConfig {
             build_timeout: duration("limits.build_timeout", l.build_timeout, "15m")?,
             health_timeout: duration("limits.health_timeout", l.health_timeout, "120s")?,
             parallel,
+            max_queued,
         };
 
         let t = self.triggers;
@@ -776,6 +788,28 @@ mod tests {
         assert_eq!(load(file, &[]).unwrap().limits.parallel, 3);
         let c = load(file, &[("PREVIEWD_LIMITS_PARALLEL", "5")]).unwrap();
         assert_eq!(c.limits.parallel, 5);
+    }
+
+    #[test]
+    fn max_queued_defaults_and_refuses_zero() {
+        assert_eq!(
+            load(None, &[]).unwrap().limits.max_queued,
+            crate::queue::DEFAULT_MAX_QUEUED
+        );
+        let file = Some("[limits]\nmax_queued = 50\n");
+        assert_eq!(load(file, &[]).unwrap().limits.max_queued, 50);
+        let c = load(file, &[("PREVIEWD_LIMITS_MAX_QUEUED", "7")]).unwrap();
+        assert_eq!(c.limits.max_queued, 7);
+        for (text, env) in [
+            (Some("[limits]\nmax_queued = 0\n"), vec![]),
+            (None, vec![("PREVIEWD_LIMITS_MAX_QUEUED", "lots")]),
+        ] {
+            let err = load(text, &env).expect_err("refused").to_string();
+            assert!(
+                err.contains("max_queued") || err.contains("MAX_QUEUED"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -4,12 +4,18 @@
 //! Before acting a worker checks the sender's permission and reads the pull request back from
 //! the forge, so a late or replayed delivery never deploys a closed PR or an old commit.
 //! `submit` never waits for work, and a forge failure never stops the Docker side.
+//!
+//! Memory is bounded: a deploy that a newer deploy or stop of its key supersedes before it
+//! started is dropped from its key's queue at once (what is owed to the forge about it is one
+//! short notice per commit), and `try_submit` refuses an intent once `max_queued` intents are
+//! waiting or running, so a flood of deliveries meets a 503, not a growing heap.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,12 +26,21 @@ use crate::forge::{Forge, ForgeResult, Permission, PullRequest, Reaction, Repo, 
 use crate::intent::{Action, Cause, Intent, Policy, Subject, refusal};
 use crate::metrics::Metrics;
 
+/// The default of `limits.max_queued`.
+pub const DEFAULT_MAX_QUEUED: usize = 1000;
+/// Pull requests read from the forge at once to learn a command's branch.
+const RESOLVERS: usize = 4;
+/// Superseded notices kept per key; older ones are only logged.
+const NOTICES_PER_KEY: usize = 8;
+
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
     /// Keys worked on at once.
     pub parallel: usize,
     /// How long a collaborator's permission is trusted.
     pub permission_ttl: Duration,
+    /// Intents queued or running beyond which `try_submit` refuses more.
+    pub max_queued: usize,
 }
 
 impl Default for QueueOptions {
@@ -33,8 +48,16 @@ impl Default for QueueOptions {
         QueueOptions {
             parallel: 2,
             permission_ttl: Duration::from_secs(60),
+            max_queued: DEFAULT_MAX_QUEUED,
         }
     }
+}
+
+/// `try_submit` refused an intent: `limit` intents are already queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the queue is full ({limit} intents waiting or running); try again later")]
+pub struct QueueFull {
+    pub limit: usize,
 }
 
 /// Cheap to clone; every clone feeds the same workers.
@@ -49,18 +72,29 @@ struct Inner {
     policy: Policy,
     metrics: Metrics,
     permits: Arc<Semaphore>,
+    resolvers: Semaphore,
     keys: Mutex<HashMap<PreviewKey, KeyState>>,
+    /// Intents accepted and not finished: queued, being resolved, or running.
+    total: AtomicUsize,
     permissions: Mutex<HashMap<(String, String), (Permission, Instant)>>,
     options: QueueOptions,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
 
+/// A key's work; present while its worker lives (so a key in the map is busy).
+#[derive(Default)]
 struct KeyState {
-    tx: mpsc::UnboundedSender<Job>,
-    pending: usize,
-    /// Deploys of this key not finished yet; a newer deploy or stop cancels them.
+    jobs: VecDeque<Job>,
+    /// Deploys of this key started, or commands queued: a newer deploy or stop cancels them.
     deploys: Vec<Arc<Control>>,
+    /// Deploys dropped before they started, to be reported superseded by the worker.
+    notices: Vec<Notice>,
+}
+
+struct Notice {
+    target: Target,
+    by: String,
 }
 
 struct Control {
@@ -89,6 +123,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What "superseded by ..." says for a newer intent.
+fn superseder(intent: &Intent) -> String {
+    match (&intent.action, &intent.sha) {
+        (Action::Deploy, Some(sha)) => sha.short().to_owned(),
+        (Action::Deploy, None) => "a newer request".to_owned(),
+        _ => "a stop request".to_owned(),
+    }
+}
+
 impl Queue {
     pub fn new(
         engine: Arc<dyn PreviewEngine>,
@@ -105,7 +148,9 @@ impl Queue {
                 policy,
                 metrics,
                 permits: Arc::new(Semaphore::new(options.parallel.max(1))),
+                resolvers: Semaphore::new(RESOLVERS),
                 keys: Mutex::new(HashMap::new()),
+                total: AtomicUsize::new(0),
                 permissions: Mutex::new(HashMap::new()),
                 options,
                 tracker: TaskTracker::new(),
@@ -114,25 +159,18 @@ impl Queue {
         }
     }
 
-    /// Queues `intent` and returns at once.
+    /// Queues `intent` and returns at once, however many intents wait (the reconciler's
+    /// own, bounded by the open pull requests). Deliveries go through `try_submit`.
     pub fn submit(&self, intent: Intent) {
-        let inner = self.inner.clone();
-        inner.metrics.queue_changed(1);
-        if let Some(id) = intent.comment_id {
-            let (reporter, repo) = (inner.reporter.clone(), intent.repo.clone());
-            inner.tracker.spawn(async move {
-                reporter.react(&repo, id, Reaction::Eyes).await;
-            });
-        }
-        match intent.subject.clone() {
-            Subject::Branch { key, source, pr } => inner.enqueue(intent, key, source, pr),
-            Subject::PullRequest { number } => {
-                let inner2 = inner.clone();
-                inner
-                    .tracker
-                    .spawn(async move { inner2.resolve(intent, number).await });
-            }
-        }
+        let _ = self.inner.clone().admit(intent, usize::MAX);
+    }
+
+    /// Queues `intent` and returns at once, or refuses it when `max_queued` intents are
+    /// queued or running already (an intent that supersedes a queued one is always taken:
+    /// it does not add to the queue).
+    pub fn try_submit(&self, intent: Intent) -> Result<(), QueueFull> {
+        let limit = self.inner.options.max_queued.max(1);
+        self.inner.clone().admit(intent, limit)
     }
 
     /// Waits until every worker and report has finished (after `shutdown` was cancelled).
@@ -144,34 +182,69 @@ impl Queue {
     /// Keys with work queued or running: the reconciler leaves them to the queue, so a
     /// deployment still on its way is not mistaken for a missing preview.
     pub fn busy_keys(&self) -> std::collections::HashSet<PreviewKey> {
-        lock(&self.inner.keys)
-            .iter()
-            .filter(|(_, k)| k.pending > 0)
-            .map(|(key, _)| key.clone())
-            .collect()
+        lock(&self.inner.keys).keys().cloned().collect()
     }
 
-    /// Intents queued or running.
+    /// Intents queued, being resolved, or running.
     pub fn depth(&self) -> usize {
-        lock(&self.inner.keys).values().map(|k| k.pending).sum()
+        self.inner.total.load(Ordering::SeqCst)
     }
 }
 
 impl Inner {
-    /// A command names a PR; its branch comes from the forge.
+    fn admit(self: Arc<Self>, intent: Intent, limit: usize) -> Result<(), QueueFull> {
+        match intent.subject.clone() {
+            Subject::Branch { key, source, pr } => {
+                self.enqueue(intent, key, source, pr, Some(limit))
+            }
+            Subject::PullRequest { number } => {
+                self.count_one(limit)?;
+                let inner = self.clone();
+                self.tracker
+                    .spawn(async move { inner.resolve(intent, number).await });
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts one more intent, unless `limit` are counted already.
+    fn count_one(&self, limit: usize) -> Result<(), QueueFull> {
+        self.total
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                (t < limit).then_some(t + 1)
+            })
+            .map_err(|_| QueueFull { limit })?;
+        self.metrics.queue_changed(1);
+        Ok(())
+    }
+
+    /// `n` intents finished or were dropped.
+    fn uncount(&self, n: usize) {
+        if n > 0 {
+            self.total.fetch_sub(n, Ordering::SeqCst);
+            self.metrics.queue_changed(-(n as i64));
+        }
+    }
+
+    /// A command names a PR; its branch comes from the forge. Already counted.
     async fn resolve(self: Arc<Self>, mut intent: Intent, number: u64) {
-        let pr = match self
-            .reporter
-            .forge()
-            .pull_request(&intent.repo, number)
-            .await
-        {
+        if let Some(id) = intent.comment_id {
+            self.reporter.react(&intent.repo, id, Reaction::Eyes).await;
+        }
+        let read = {
+            let _slot = self.resolvers.acquire().await.ok();
+            self.reporter
+                .forge()
+                .pull_request(&intent.repo, number)
+                .await
+        };
+        let pr = match read {
             Ok(pr) => pr,
             Err(e) => {
                 tracing::warn!(error = %e, pr = number, "cannot read the pull request");
                 self.metrics.forge_error("pulls/get");
                 self.done_command(&intent, false).await;
-                self.metrics.queue_changed(-1);
+                self.uncount(1);
                 return;
             }
         };
@@ -183,7 +256,7 @@ impl Inner {
             )
             .await;
             self.done_command(&intent, false).await;
-            self.metrics.queue_changed(-1);
+            self.uncount(1);
             return;
         };
         let key = PreviewKey {
@@ -192,69 +265,111 @@ impl Inner {
         };
         intent.sha = Some(pr.head_sha.clone());
         let source = self.policy.clone_url(&head);
-        self.enqueue(intent, key, source, Some(number));
+        // Counted when it was submitted: nothing to refuse now.
+        let _ = self.enqueue(intent, key, source, Some(number), None);
     }
 
-    fn enqueue(self: &Arc<Self>, intent: Intent, key: PreviewKey, source: String, pr: Option<u64>) {
-        let control = Arc::new(Control {
-            cancel: self.shutdown.child_token(),
-            superseded_by: Mutex::new(None),
-        });
+    /// Puts a job on its key's queue, starting the key's worker if it has none. `limit` is
+    /// `None` for an intent counted already.
+    fn enqueue(
+        self: &Arc<Self>,
+        intent: Intent,
+        key: PreviewKey,
+        source: String,
+        pr: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<(), QueueFull> {
+        let supersedes = matches!(intent.action, Action::Deploy | Action::Stop);
         let mut keys = lock(&self.keys);
+        // Queued deploys this intent makes pointless: dropped rather than kept until run.
+        // A command's deploy stays, cancelled, so that its comment gets its reaction.
+        let droppable =
+            |j: &Job| j.intent.action == Action::Deploy && j.intent.comment_id.is_none();
+        let dropping = match keys.get(&key) {
+            Some(state) if supersedes => state.jobs.iter().filter(|j| droppable(j)).count(),
+            _ => 0,
+        };
+        match (limit, dropping) {
+            (Some(limit), 0) => self.count_one(limit)?,
+            (None, 0) => {}
+            // The new intent takes the place of one it drops.
+            (Some(_), n) => self.uncount(n - 1),
+            (None, n) => self.uncount(n),
+        }
         let state = keys.entry(key.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
             let inner = self.clone();
             let worker_key = key.clone();
             self.tracker
-                .spawn(async move { inner.worker(worker_key, rx).await });
-            KeyState {
-                tx,
-                pending: 0,
-                deploys: Vec::new(),
-            }
+                .spawn(async move { inner.worker(worker_key).await });
+            KeyState::default()
         });
-        if matches!(intent.action, Action::Deploy | Action::Stop) {
-            let by = match (&intent.action, &intent.sha) {
-                (Action::Deploy, Some(sha)) => sha.short().to_owned(),
-                (Action::Deploy, None) => "a newer request".to_owned(),
-                _ => "a stop request".to_owned(),
-            };
+        if supersedes {
+            let by = superseder(&intent);
             for older in state.deploys.drain(..) {
                 *lock(&older.superseded_by) = Some(by.clone());
                 older.cancel.cancel();
             }
+            if dropping > 0 {
+                let jobs = std::mem::take(&mut state.jobs);
+                for job in jobs {
+                    if droppable(&job) {
+                        self.metrics.deploy("superseded");
+                        push_notice(&mut state.notices, &job, &intent, &by);
+                    } else {
+                        state.jobs.push_back(job);
+                    }
+                }
+            }
         }
-        if intent.action == Action::Deploy {
+        let control = Arc::new(Control {
+            cancel: self.shutdown.child_token(),
+            superseded_by: Mutex::new(None),
+        });
+        if intent.action == Action::Deploy && intent.comment_id.is_some() {
+            // Cancellable while it waits; a plain deploy is dropped instead.
             state.deploys.push(control.clone());
         }
-        state.pending += 1;
-        let job = Job {
+        state.jobs.push_back(Job {
             intent,
             key,
             source,
             pr,
             control,
-        };
-        if state.tx.send(job).is_err() {
-            // The worker is gone only when shutting down.
-            state.pending -= 1;
-            self.metrics.queue_changed(-1);
-        }
+        });
+        Ok(())
     }
 
-    async fn worker(self: Arc<Self>, key: PreviewKey, mut rx: mpsc::UnboundedReceiver<Job>) {
-        while let Some(job) = rx.recv().await {
-            let control = job.control.clone();
-            self.run(job).await;
-            self.metrics.queue_changed(-1);
-            let mut keys = lock(&self.keys);
-            if let Some(state) = keys.get_mut(&key) {
-                state.deploys.retain(|c| !Arc::ptr_eq(c, &control));
-                state.pending = state.pending.saturating_sub(1);
-                if state.pending == 0 {
+    async fn worker(self: Arc<Self>, key: PreviewKey) {
+        loop {
+            let (job, notices) = {
+                let mut keys = lock(&self.keys);
+                let Some(state) = keys.get_mut(&key) else {
+                    return;
+                };
+                let notices = std::mem::take(&mut state.notices);
+                let job = state.jobs.pop_front();
+                if job.is_none() && notices.is_empty() {
                     keys.remove(&key);
                     return;
                 }
+                if let Some(job) = &job
+                    && job.intent.action == Action::Deploy
+                    && job.intent.comment_id.is_none()
+                {
+                    // Started: from now on a newer intent cancels it.
+                    state.deploys.push(job.control.clone());
+                }
+                (job, notices)
+            };
+            for n in notices {
+                self.reporter.superseded(&n.target, None, &n.by).await;
+            }
+            let Some(job) = job else { continue };
+            let control = job.control.clone();
+            self.run(job).await;
+            self.uncount(1);
+            if let Some(state) = lock(&self.keys).get_mut(&key) {
+                state.deploys.retain(|c| !Arc::ptr_eq(c, &control));
             }
         }
     }
@@ -510,4 +625,32 @@ impl Inner {
             self.reporter.react(&intent.repo, id, r).await;
         }
     }
+}
+
+/// Owes the forge "superseded" on a deploy dropped before it started: one notice per commit,
+/// none when the newer deploy is for the same commit (it reports on it itself).
+fn push_notice(notices: &mut Vec<Notice>, dropped: &Job, newer: &Intent, by: &str) {
+    let Some(sha) = dropped.intent.sha.clone() else {
+        return;
+    };
+    if newer.action == Action::Deploy && newer.sha.as_ref() == Some(&sha) {
+        return;
+    }
+    notices.retain(|n| n.target.sha != sha);
+    if notices.len() >= NOTICES_PER_KEY {
+        let old = notices.remove(0);
+        tracing::info!(
+            sha = old.target.sha.short(),
+            "too many superseded commits on one branch; not reported"
+        );
+    }
+    notices.push(Notice {
+        target: Target {
+            repo: dropped.intent.repo.clone(),
+            pr: dropped.pr,
+            branch: dropped.key.branch.clone(),
+            sha,
+        },
+        by: by.to_owned(),
+    });
 }

@@ -45,7 +45,7 @@ pub enum ServeError {
 }
 
 /// Knobs that are not in `previewd.toml` (tests shorten the retries). The queue's `parallel`
-/// is replaced by the config's `limits.parallel`.
+/// and `max_queued` are replaced by the config's `limits.parallel` and `limits.max_queued`.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
     pub queue: QueueOptions,
@@ -102,6 +102,7 @@ pub async fn bind(
         metrics.clone(),
         QueueOptions {
             parallel: config.limits.parallel,
+            max_queued: config.limits.max_queued,
             ..options.queue
         },
         shutdown.clone(),

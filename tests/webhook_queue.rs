@@ -286,3 +286,97 @@ async fn a_push_without_a_pr_reports_on_the_commit_and_deploys_the_branch_head()
     h.github.assert_clean();
     h.stop().await;
 }
+
+async fn queue_depth(h: &Harness) -> i64 {
+    let (_, text) = h.get(h.admin, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix("previewd_queue_depth "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("previewd_queue_depth")
+}
+
+/// Posts a signed push and returns the status and the `Retry-After` header.
+async fn post_push(h: &Harness, delivery: &str, body: &[u8]) -> (u16, Option<String>) {
+    let sig = support::sign(support::SECRET, body);
+    let req = hyper::Request::post(format!("http://{}/webhooks/github", h.addr))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sig)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))
+        .expect("request");
+    let client = hyper_util::client::legacy::Client::builder(
+        hyper_util::rt::TokioExecutor::new(),
+    )
+    .build_http();
+    let resp = client.request(req).await.expect("sent");
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (resp.status().as_u16(), retry)
+}
+
+#[tokio::test]
+async fn pushes_to_one_branch_hold_one_queued_deploy_and_a_full_queue_answers_503() {
+    let engine = FakeEngine::manual();
+    let h = Harness::start(engine.clone(), &[("PREVIEWD_LIMITS_MAX_QUEUED", "3")]).await;
+    // 21 pushes to one branch: each drops the deploy still waiting, so the queue holds at
+    // most the running deploy and the newest one.
+    let shas: Vec<String> = (0..21).map(|i| format!("{i:040x}")).collect();
+    for sha in &shas {
+        engine.set_branch_head("a-patch-1", sha);
+        let (status, _) = h.post("push", &push_to("a-patch-1", sha)).await;
+        assert_eq!(status, 202, "a push that supersedes is always taken");
+        assert!(queue_depth(&h).await <= 2);
+    }
+    eventually("the newest deploy runs", || engine.waiting("a-patch-1") == 1).await;
+    let depth = queue_depth(&h).await;
+    assert_eq!(depth, 1, "only the newest deploy is left");
+    // Two more branches fill the queue (limit 3); a fourth is refused, not queued.
+    for b in ["b-patch-1", "c-patch-1"] {
+        let sha = "b".repeat(40);
+        engine.set_branch_head(b, &sha);
+        assert_eq!(h.post("push", &push_to(b, &sha)).await.0, 202);
+    }
+    let d = "d".repeat(40);
+    engine.set_branch_head("d-patch-1", &d);
+    let id = h.delivery_id();
+    let (status, retry) = post_push(&h, &id, &push_to("d-patch-1", &d)).await;
+    assert_eq!((status, retry.as_deref()), (503, Some("30")));
+    let (_, metrics) = h.get(h.admin, "/metrics").await;
+    assert!(
+        metrics.contains(r#"previewd_webhooks_total{event="push",outcome="busy"} 1"#),
+        "{metrics}"
+    );
+    // Room again: the same delivery id is taken (the refusal did not claim it).
+    assert!(engine.finish("a-patch-1", Outcome::Ready));
+    eventually("a slot frees", || engine.has_preview("a-patch-1")).await;
+    let mut depth = queue_depth(&h).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while depth > 2 {
+        assert!(tokio::time::Instant::now() < deadline, "depth stays {depth}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        depth = queue_depth(&h).await;
+    }
+    assert_eq!(post_push(&h, &id, &push_to("d-patch-1", &d)).await.0, 202);
+    let last = shas.last().expect("shas");
+    eventually("the newest commit is what ran", || {
+        statuses_for(&h, last).last().map(|s| s.0.as_str()) == Some("success")
+    })
+    .await;
+    let deploys_of_a = engine
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Deploy { key, .. } if key.branch == "a-patch-1"))
+        .count();
+    assert!(deploys_of_a <= shas.len());
+    for b in ["b-patch-1", "c-patch-1", "d-patch-1"] {
+        eventually("running", || engine.waiting(b) == 1).await;
+        engine.finish(b, Outcome::Ready);
+    }
+    eventually("all ready", || engine.has_preview("d-patch-1")).await;
+    h.github.assert_clean();
+    h.stop().await;
+}

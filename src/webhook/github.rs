@@ -1,10 +1,12 @@
 //! `POST /webhooks/github`: an authentic delivery (see `verify`) is de-duplicated by its
 //! delivery id, parsed into a `ForgeEvent`, mapped to an intent by the policy, and queued.
-//! The answer follows DESIGN.md's table and never waits for the work.
+//! The answer follows DESIGN.md's table and never waits for the work. When `limits.max_queued`
+//! intents are waiting already, an intent is refused with 503 and `Retry-After` (outcome
+//! `busy`), and its delivery id is given back so a redelivery is taken.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -14,6 +16,9 @@ use super::verify::VerifiedWebhook;
 use crate::forge::github::payload::parse_event;
 use crate::forge::{CommentAction, ForgeEvent, PrAction};
 use crate::intent::{Action, Decision, Subject};
+
+/// Seconds a refused (503) sender is asked to wait before redelivering.
+const RETRY_AFTER: &str = "30";
 
 pub async fn receive(State(state): State<AppState>, hook: VerifiedWebhook) -> Response {
     let VerifiedWebhook {
@@ -88,7 +93,21 @@ pub async fn receive(State(state): State<AppState>, hook: VerifiedWebhook) -> Re
                 Subject::Branch { key, .. } => format!("{} {}", key.repo, key.branch),
                 Subject::PullRequest { number } => format!("{}#{number}", intent.repo),
             };
-            state.queue.submit(intent);
+            if let Err(full) = state.queue.try_submit(intent) {
+                // Not acted on: a redelivery of this id must be taken once there is room.
+                state.deliveries.release(&delivery);
+                let reason = full.to_string();
+                let mut resp = answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    action,
+                    reason.clone(),
+                    json!({ "error": reason }),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+                return resp;
+            }
             answer(
                 StatusCode::ACCEPTED,
                 "queued",

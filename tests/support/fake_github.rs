@@ -47,8 +47,18 @@ pub struct State {
     pub faults: VecDeque<Fault>,
     /// Set by `enable_app`: the fake then checks App credentials (see `fake_app`).
     pub app: Option<super::fake_app::AppAuth>,
+    /// Answers `pulls/get` for a number not in `pulls` (set by `set_pull_fn`).
+    pub pull_fn: Option<PullFn>,
+    /// Set by `set_lean`: no history is kept (requests, statuses, comments, deployments,
+    /// reactions), only `op_counts`, so a long load test's fake does not grow.
+    pub lean: bool,
+    /// Requests by operation id, kept in lean mode too.
+    pub op_counts: BTreeMap<String, u64>,
     next_id: u64,
 }
+
+/// Makes the pull request numbered `n`, or `None` for 404.
+pub type PullFn = Arc<dyn Fn(u64) -> Option<Value> + Send + Sync>;
 
 /// A forced answer: operation id, status, headers; used once.
 pub type Fault = (String, u16, Vec<(String, String)>);
@@ -173,6 +183,21 @@ impl FakeGitHub {
         self.lock().pulls.insert(n, pr);
     }
 
+    /// Answers `pulls/get` for any number not set by `set_pull` with `f(number)`.
+    pub fn set_pull_fn(&self, f: impl Fn(u64) -> Option<Value> + Send + Sync + 'static) {
+        self.lock().pull_fn = Some(Arc::new(f));
+    }
+
+    /// Keeps no history from now on (see `State::lean`); `op_count` still counts.
+    pub fn set_lean(&self) {
+        self.lock().lean = true;
+    }
+
+    /// Requests made for operation `op` (kept in lean mode too).
+    pub fn op_count(&self, op: &str) -> u64 {
+        self.lock().op_counts.get(op).copied().unwrap_or(0)
+    }
+
     pub fn set_permission(&self, user: &str, permission: &str) {
         self.lock()
             .permissions
@@ -292,6 +317,10 @@ impl FakeGitHub {
             self.lock().app.as_mut().and_then(|app| {
                 super::fake_app::check(app, &op.id, authorization.as_deref()).err()
             });
+        {
+            let mut st = self.lock();
+            *st.op_counts.entry(op.id.clone()).or_default() += 1;
+        }
         self.lock().requests.push(Recorded {
             op: op.id.clone(),
             method: method.to_string(),
@@ -338,7 +367,17 @@ impl FakeGitHub {
             }
             return resp;
         }
-        super::fake_github_ops::answer(self, &op.id, &params, &query, json_body)
+        let resp = super::fake_github_ops::answer(self, &op.id, &params, &query, json_body);
+        let mut st = self.lock();
+        if st.lean {
+            st.requests.clear();
+            st.statuses.clear();
+            st.deployment_statuses.clear();
+            st.deployments.clear();
+            st.comments.clear();
+            st.reactions.clear();
+        }
+        resp
     }
 
     fn violation(&self, msg: String, op: &str, path: &str) -> Response {

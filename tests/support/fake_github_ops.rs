@@ -41,10 +41,17 @@ pub fn answer(
                 .collect();
             ok(StatusCode::OK, json!(open))
         }
-        "pulls/get" => match gh.lock().pulls.get(&num(params, "pull_number")) {
-            Some(pr) => ok(StatusCode::OK, pr.clone()),
-            None => not_found(),
-        },
+        "pulls/get" => {
+            let n = num(params, "pull_number");
+            let (known, make) = {
+                let st = gh.lock();
+                (st.pulls.get(&n).cloned(), st.pull_fn.clone())
+            };
+            match known.or_else(|| make.and_then(|f| f(n))) {
+                Some(pr) => ok(StatusCode::OK, pr),
+                None => not_found(),
+            }
+        }
         "repos/get-collaborator-permission-level" => {
             let user = params.get("username").cloned().unwrap_or_default();
             match gh.lock().permissions.get(&user) {
