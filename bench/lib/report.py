@@ -12,6 +12,9 @@ def lines(name):
 
 print("```")
 print((out / "machine.txt").read_text().rstrip())
+wc = out / "wallclock.txt"
+if wc.exists():
+    print("wall-clock (s, build excluded): " + ", ".join(l.replace(" ", " ") for l in wc.read_text().splitlines()))
 print("```\n")
 
 ing = lines("ingest.jsonl")

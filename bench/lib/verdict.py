@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""The table "results against the targets of issue 5" for one run directory: each target, the
+figure measured in that run, the figure of the earlier full run (commit bde0cb7, 2026-11-27
+21:44 UTC, the "before" of BENCHMARKS.md) and a verdict. The verdict only compares the run's
+own figures with the issue's targets; speed figures are ratios measured side by side."""
+import json, pathlib, statistics, sys
+
+out = pathlib.Path(sys.argv[1])
+
+
+def lines(name):
+    p = out / name
+    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+
+
+ing, route, ready, wh, fifty = (lines(n) for n in
+                                ["ingest.jsonl", "route.jsonl", "ready.jsonl", "ready_webhook.jsonl", "fifty.jsonl"])
+rows = []
+
+
+def row(target, measured, before, verdict):
+    rows.append((target, measured, before, verdict))
+
+
+def cell(t, s, c):
+    return next((r for r in ing if r["target"] == t and r["scenario"] == s and r["conc"] == c), None)
+
+
+def rng(xs, fmt="{:.2f}"):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    return fmt.format(min(xs)) if min(xs) == max(xs) else f"{fmt.format(min(xs))}–{fmt.format(max(xs))}"
+
+
+if ing:
+    ratios = {}
+    for s in ["pr_ignored", "pr_queued", "push_1mib", "bad_sig"]:
+        p, w = cell("previewd", s, 32), cell("webhook", s, 32)
+        if p and w and w["rps"]:
+            ratios[s] = (p["rps"], w["rps"], p["rps"] / w["rps"])
+    met = [s for s, (_, _, r) in ratios.items() if r >= 10]
+    row("ingest ≥ 10× `webhook`'s req/s at c=32",
+        "; ".join(f"{s} {p:.0f} vs {w:.0f} req/s = **{r:.1f}×**" for s, (p, w, r) in ratios.items()),
+        "ignored PR 10.4×, queued 9.1×, 1 MiB push 12.8×, bad signature 11.1×",
+        "**met**" if len(met) == len(ratios) else f"**missed** for {', '.join(s for s in ratios if s not in met)}"
+        + (f" (met for {', '.join(met)})" if met else ""))
+    p99 = {s: cell("previewd", s, 32)["p99_us"] / 1e3 for s in ["pr_ignored", "pr_queued"] if cell("previewd", s, 32)}
+    row("ingest p99 ≤ 5 ms at c=32",
+        "; ".join(f"{s} p99 **{v:.1f} ms** (p50 {cell('previewd', s, 32)['p50_us']/1e3:.1f})" for s, v in p99.items()),
+        "ignored PR 21.0 ms, queued PR 17.7 ms",
+        "**met**" if p99 and max(p99.values()) <= 5 else "**missed**")
+    b, ig = cell("previewd", "bad_sig", 32), cell("previewd", "pr_ignored", 32)
+    bw = cell("webhook", "bad_sig", 32)
+    if b and ig:
+        row("invalid signatures cheap to reject",
+            f"{b['rps']:.0f} req/s at c=32 (accepted PRs: {ig['rps']:.0f}), peak RSS {b['hwm']/2**20:.1f} MiB"
+            + (f"; `webhook` {bw['rps']:.0f} req/s, {bw['hwm']/2**20:.1f} MiB" if bw else ""),
+            "10 423 req/s, 17 MiB (`webhook` 943 req/s)",
+            "**met**" if b["rps"] >= ig["rps"] else "**missed** (slower to refuse than to accept)")
+
+if route:
+    c = {(r["way"], r["n"]): r for r in route}
+    l, rl = c.get(("load", 200)), c.get(("reload", 200))
+    if l:
+        row("route update p99 ≤ 100 ms at N=200, previewd's own work included",
+            f"p50 {l['p50_ms']:.0f} ms, **p99 {l['p99_ms']:.0f} ms** (own work p50 {l['own_p50_ms']:.1f} ms)",
+            "p50 95 ms, p99 227 ms", "**met**" if l["p99_ms"] <= 100 else "**missed**")
+    if l and rl:
+        r50, r99 = rl["p50_ms"] / l["p50_ms"], rl["p99_ms"] / l["p99_ms"]
+        row("route update ≥ 2.5× faster than Caddyfile + `caddy reload` at N=200",
+            f"**{r50:.1f}× p50, {r99:.1f}× p99**", "2.7× p50, 3.0× p99",
+            "**met**" if min(r50, r99) >= 2.5 else ("**missed**" if max(r50, r99) < 2.5 else "**met at one percentile only**"))
+
+colds = [(r["previewd_s"], r["hand_s"]) for r in wh if r["kind"] == "wh_cold"]
+ccli = [(r["previewd_s"], r["hand_s"]) for r in ready if r["kind"] == "cold"]
+if colds or ccli:
+    ratios = [p / h for p, h in colds + ccli]
+    row("time to ready, cold ≤ 1.0× the hand-run baseline",
+        (f"webhook → success status: **{', '.join(f'{p/h:.2f}×' for p, h in colds)}** ({rng([p for p, _ in colds], '{:.1f}')} s "
+         f"against {rng([h for _, h in colds], '{:.1f}')} s by hand)" if colds else "webhook: –")
+        + (f"; CLI `up`: **{', '.join(f'{p/h:.2f}×' for p, h in ccli)}**" if ccli else ""),
+        "CLI 0.85×, 0.85×, 0.90× (webhook not measured)",
+        "**met**" if max(ratios) <= 1.0 else ("**missed**" if min(ratios) > 1.0 else "**met in some runs, missed in others**"))
+warms = [r for r in wh if r["kind"] == "wh_warm"] + [r for r in ready if r["kind"] == "warm"]
+if warms:
+    only = all(r["rebuilt"] == ["web"] for r in warms)
+    ww = [r for r in warms if r["kind"] == "wh_warm"]
+    wc = [r for r in warms if r["kind"] == "warm"]
+    fmt = lambda rs: (f"{rng([r['previewd_s'] for r in rs], '{:.1f}')} s = **{rng([r['previewd_s']/r['cold_s'] for r in rs])}× cold**, "
+                      f"{rng([r['previewd_s']/r['hand_s'] for r in rs])}× the hand run")
+    row("warm: only the changed service rebuilt, reported against cold",
+        f"rebuilt: {', '.join(sorted({','.join(r['rebuilt']) or 'nothing' for r in warms}))}; "
+        + (f"webhook {fmt(ww)}" if ww else "") + ("; " if ww and wc else "") + (f"CLI {fmt(wc)}" if wc else ""),
+        "only web rebuilt; 1.00–1.06× cold, 2.5–2.9× the hand run (build phase 6.5–6.9 s)",
+        "rebuild set **met**" if only else "rebuild set **missed**")
+if warms:
+    def fails(rs):
+        return ", ".join(str(r["failed"]) for r in rs)
+    kinds = {}
+    for r in warms:
+        for k, v in (r.get("kinds") or {}).items():
+            kinds[k] = kinds.get(k, 0) + v
+    swaps = [r["new_seen_after_s"] for r in warms if r.get("new_seen_after_s") is not None]
+    row("redeploy: 0 failed requests",
+        (f"webhook: **{fails(ww)} failed**" if ww else "") + ("; " if ww and wc else "")
+        + (f"CLI: **{fails(wc)} failed**" if wc else "")
+        + f" of {rng([r['polled'] for r in warms], '{:.0f}')} polls"
+        + (f" ({', '.join(f'{k} ×{v}' for k, v in kinds.items())})" if kinds else "")
+        + f"; new commit served {rng(swaps, '{:.1f}')} s after the update started",
+        "11, 12, 16 failed (ConnectionRefused, ~130 ms window); served 8.2–8.8 s after `up`",
+        "**met**" if all(r["failed"] == 0 for r in warms) else "**missed**")
+
+idle = [r["rss_idle"] for r in ing if r["target"] == "previewd"]
+fidle = [r["rss_idle"] for r in fifty]
+if idle or fidle:
+    worst = max(idle + fidle)
+    row("footprint ≤ 15 MiB idle",
+        (f"{rng([x/2**20 for x in idle], '{:.1f}')} MiB (0.5 s after start, ingest cells)" if idle else "")
+        + (f"; {rng([x/2**20 for x in fidle], '{:.1f}')} MiB (2 s after start)" if fidle else ""),
+        "14.5–14.9 MiB", "**met**" if worst <= 15 * 2**20 else "**missed**")
+for r in fifty:
+    row(f"footprint ≤ 40 MiB with 50 previews",
+        f"{r['n']} live previews{' (the pool was not honoured)' if not r.get('pool') else ''}: "
+        f"**{r['rss']/2**20:.1f} MiB** in the serve that deployed them (peak {r['hwm']/2**20:.1f}); "
+        f"{r['rss_after_restart']/2**20:.1f} MiB after a restart",
+        "not measurable (31st preview: no address pool); 16.6 MiB with 20",
+        ("**met**" if r["n"] >= 50 else f"met at {r['n']}, **50 not measured**")
+        if max(r["rss"], r["rss_after_restart"]) <= 40 * 2**20 else "**missed**")
+    rs = r.get("reconcile_s")
+    row("reconcile of 50 previews ≤ 2 s",
+        (f"start-up pass **{rs:.2f} s** after `serve` started ({r['prs_read']} PRs read back)" if rs is not None else "start-up pass: –")
+        + (f"; `previewd gc` {r['gc_mean_s']*1e3:.0f} ms mean (`docker ps` of the same containers {r['ps_mean_s']*1e3:.0f} ms)"
+           if r.get("gc_mean_s") and r.get("ps_mean_s") else ""),
+        "not measurable; `previewd gc` with 20: 88 ms",
+        ("**met**" if r["n"] >= 50 else f"met at {r['n']}, **50 not measured**") if rs is not None and rs <= 2 else
+        ("**missed**" if rs is not None else "no figure"))
+
+print("| target (issue 5) | measured (this run) | before (bde0cb7, full run) | verdict |")
+print("|---|---|---|---|")
+for t, m, b, v in rows:
+    print(f"| {t} | {m} | {b} | {v} |")
