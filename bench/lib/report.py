@@ -29,8 +29,10 @@ if ing:
         w = cells.get(("webhook", s, c))
         if not w:
             continue
-        ratio = r["rps"] / w["rps"] if w["rps"] else float("inf")
-        print(f"| {s} | {c} | {r['rps']:.0f} | {w['rps']:.0f} | **{ratio:.1f}×** | "
+        # A cell where webhook finished only a handful of requests has no meaningful ratio.
+        ratio = (f"**{r['rps'] / w['rps']:.1f}×**" if w["requests"] >= 20 else
+                 f"– (webhook: {w['requests']} requests)")
+        print(f"| {s} | {c} | {r['rps']:.0f} | {w['rps']:.0f} | {ratio} | "
               f"{r['p50_us']/1e3:.2f} / {r['p99_us']/1e3:.2f} | {w['p50_us']/1e3:.2f} / {w['p99_us']/1e3:.2f} | "
               f"{r['errors']} / {w['errors']} | {r['non2xx']} / {w['non2xx']} | "
               f"{r['hwm']/2**20:.1f} / {w['hwm']/2**20:.1f} |")

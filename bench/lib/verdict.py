@@ -37,7 +37,7 @@ if ing:
     ratios = {}
     for s in ["pr_ignored", "pr_queued", "push_1mib", "bad_sig"]:
         p, w = cell("previewd", s, 32), cell("webhook", s, 32)
-        if p and w and w["rps"]:
+        if p and w and w["requests"] >= 20:
             ratios[s] = (p["rps"], w["rps"], p["rps"] / w["rps"])
     met = [s for s, (_, _, r) in ratios.items() if r >= 10]
     row("ingest ≥ 10× `webhook`'s req/s at c=32",
