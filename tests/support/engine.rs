@@ -54,6 +54,37 @@ struct Inner {
     previews: HashMap<PreviewKey, PreviewState>,
     /// What a push deploy (no sha) finds as the branch head.
     branch_heads: HashMap<String, String>,
+    /// Set by `set_lean`: calls are counted in `lean_counts`, not logged, and no preview is
+    /// kept, so a long load test's fake does not grow with every deploy.
+    lean: bool,
+    lean_counts: LeanCounts,
+}
+
+/// What a lean fake engine keeps: deploys per branch (with the last commit asked for), and
+/// the number of other calls by kind.
+#[derive(Debug, Clone, Default)]
+pub struct LeanCounts {
+    pub deploys: HashMap<String, (usize, Option<String>)>,
+    pub deployed: usize,
+    pub other: Vec<String>,
+}
+
+impl Inner {
+    fn log(&mut self, call: Call) {
+        if !self.lean {
+            self.calls.push(call);
+            return;
+        }
+        match call {
+            Call::Deploy { key, sha } => {
+                let e = self.lean_counts.deploys.entry(key.branch).or_default();
+                e.0 += 1;
+                e.1 = sha;
+            }
+            Call::Deployed { .. } => self.lean_counts.deployed += 1,
+            other => self.lean_counts.other.push(format!("{other:?}")),
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -86,6 +117,19 @@ impl FakeEngine {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts calls instead of logging them, and keeps no preview (see `LeanCounts`).
+    pub fn set_lean(&self) {
+        self.lock().lean = true;
+    }
+
+    pub fn lean_counts(&self) -> LeanCounts {
+        self.lock().lean_counts.clone()
+    }
+
+    pub fn deployed_count(&self) -> usize {
+        self.lock().lean_counts.deployed
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -173,7 +217,7 @@ impl PreviewEngine for FakeEngine {
                 .or_else(|| self.lock().branch_heads.get(&key.branch).cloned());
             let rx = {
                 let mut inner = self.lock();
-                inner.calls.push(Call::Deploy {
+                inner.log(Call::Deploy {
                     key: key.clone(),
                     sha: sha.clone(),
                 });
@@ -205,21 +249,23 @@ impl PreviewEngine for FakeEngine {
             };
             match outcome {
                 None => {
-                    inner.calls.push(Call::Cancelled { key, sha });
+                    inner.log(Call::Cancelled { key, sha });
                     Err(failure("cancelled", true))
                 }
                 Some(Outcome::Fail(reason)) => {
-                    inner.calls.push(Call::Failed { key });
+                    inner.log(Call::Failed { key });
                     Err(failure(reason, false))
                 }
                 Some(Outcome::Ready) => {
-                    inner.calls.push(Call::Deployed {
+                    inner.log(Call::Deployed {
                         key: key.clone(),
                         sha: sha.clone(),
                     });
                     let sha = sha.and_then(|s| CommitSha::parse(&s).ok());
                     let state = self.state(&key, sha, req.pr);
-                    inner.previews.insert(key, state.clone());
+                    if !inner.lean {
+                        inner.previews.insert(key, state.clone());
+                    }
                     Ok(Deployed {
                         state,
                         timings: Timings {
@@ -238,7 +284,7 @@ impl PreviewEngine for FakeEngine {
     fn remove(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewId>, EngineError>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            inner.calls.push(Call::Remove { key: key.clone() });
+            inner.log(Call::Remove { key: key.clone() });
             Ok(inner.previews.remove(&key).map(|p| p.id))
         })
     }
@@ -246,7 +292,7 @@ impl PreviewEngine for FakeEngine {
     fn status(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewState>, EngineError>> {
         Box::pin(async move {
             let mut inner = self.lock();
-            inner.calls.push(Call::Status { key: key.clone() });
+            inner.log(Call::Status { key: key.clone() });
             Ok(inner.previews.get(&key).cloned())
         })
     }
