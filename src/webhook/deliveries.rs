@@ -4,6 +4,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde::Serialize;
@@ -12,6 +13,8 @@ use serde::Serialize;
 pub const SEEN_CAPACITY: usize = 10_000;
 /// Deliveries listed on `/deliveries`.
 pub const LOG_CAPACITY: usize = 200;
+/// Refused deliveries logged per second at most; the rest are counted in one line.
+pub const REFUSALS_LOGGED_PER_SECOND: u64 = 10;
 
 /// One delivery as `/deliveries` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +58,15 @@ impl Record {
 pub struct Deliveries {
     seen: Mutex<Seen>,
     log: Mutex<VecDeque<Record>>,
+    refusals: Mutex<Refusals>,
+}
+
+/// Refusals logged in the current second, and those left out.
+#[derive(Default)]
+struct Refusals {
+    since: Option<Instant>,
+    logged: u64,
+    suppressed: u64,
 }
 
 #[derive(Default)]
@@ -92,13 +104,22 @@ impl Deliveries {
         }
     }
 
+    /// Logs `r` and keeps it for `/deliveries`. Only queued deliveries are logged at info
+    /// (ignored ones, duplicates and pings at debug: most of a busy repository's traffic), and
+    /// refusals at warn, at most `REFUSALS_LOGGED_PER_SECOND` a second: a flood of forged
+    /// requests must not become a flood of synchronous log writes on the request path.
     pub fn record(&self, r: Record) {
         match r.outcome {
-            "queued" | "ignored" | "duplicate" | "ping" => {
+            "queued" => {
                 tracing::info!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook")
             }
+            "ignored" | "duplicate" | "ping" => {
+                tracing::debug!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook")
+            }
             _ => {
-                tracing::warn!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook refused")
+                if self.may_log_refusal() {
+                    tracing::warn!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook refused")
+                }
             }
         }
         let mut log = lock(&self.log);
@@ -106,6 +127,33 @@ impl Deliveries {
             log.pop_front();
         }
         log.push_back(r);
+    }
+
+    fn may_log_refusal(&self) -> bool {
+        let now = Instant::now();
+        let mut r = lock(&self.refusals);
+        if r.since
+            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+        {
+            if r.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = r.suppressed,
+                    "more webhooks refused in the last second than logged; see /deliveries and previewd_webhooks_total"
+                );
+            }
+            *r = Refusals {
+                since: Some(now),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if r.logged < REFUSALS_LOGGED_PER_SECOND {
+            r.logged += 1;
+            true
+        } else {
+            r.suppressed += 1;
+            false
+        }
     }
 
     /// Newest first.
@@ -129,5 +177,16 @@ mod tests {
         assert!(lock(&d.seen).ids.len() <= SEEN_CAPACITY);
         d.release("0");
         assert!(d.claim("0"));
+    }
+
+    #[test]
+    fn refusals_are_logged_at_most_ten_a_second() {
+        let d = Deliveries::default();
+        let logged = (0..100).filter(|_| d.may_log_refusal()).count();
+        assert_eq!(logged as u64, REFUSALS_LOGGED_PER_SECOND);
+        assert_eq!(lock(&d.refusals).suppressed, 90);
+        lock(&d.refusals).since = Instant::now().checked_sub(Duration::from_secs(2));
+        assert!(d.may_log_refusal(), "a new second logs again");
+        assert_eq!(lock(&d.refusals).suppressed, 0);
     }
 }

@@ -82,7 +82,8 @@ impl FromRequest<AppState> for VerifiedWebhook {
     type Rejection = Refused;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let headers = req.headers().clone();
+        let (parts, body) = req.into_parts();
+        let headers = parts.headers;
         let event = header_str(&headers, "x-github-event").map(|s| s.chars().take(64).collect());
         let delivery =
             header_str(&headers, "x-github-delivery").map(|s| s.chars().take(80).collect());
@@ -117,7 +118,7 @@ impl FromRequest<AppState> for VerifiedWebhook {
                 "X-Hub-Signature-256 header missing",
             ));
         };
-        let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        let body = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
             Err(_) => {
                 return Err(refuse(
