@@ -1,6 +1,7 @@
 //! Preview networks on the real engine: internal per generation, subnets from
 //! `network.subnet_pool`, egress through a shared network on which previews cannot reach each
-//! other, and none at all with `network.egress = false`.
+//! other, and none at all with `network.egress = false`; and previewd's own environment (its
+//! token) never reaches a preview's.
 
 mod engine_support;
 
@@ -176,7 +177,14 @@ async fn previews_get_internal_networks_from_the_pool_and_cannot_reach_each_othe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_egress_a_preview_has_only_its_own_network() {
-    let env = TestEnv::with("noegress", &[("PREVIEWD_NETWORK_EGRESS", "false")]).await;
+    let env = TestEnv::with(
+        "noegress",
+        &[
+            ("PREVIEWD_NETWORK_EGRESS", "false"),
+            ("PREVIEWD_GITHUB_TOKEN", "ghp_canary_not_for_previews"),
+        ],
+    )
+    .await;
     let docker = env.manager.docker().clone();
     let inst = env.config.instance.clone();
     let repo = GitRepo::from_fixture("two-service");
@@ -196,6 +204,17 @@ async fn without_egress_a_preview_has_only_its_own_network() {
         .await
         .expect("preview network");
     assert_eq!(n.internal, Some(true));
+    // previewd's own settings and secrets never reach a container's environment.
+    let (code, vars) = exec(&docker, &api, &["env"]).await;
+    assert_eq!(code, 0, "{vars}");
+    assert!(
+        vars.contains("INTERNAL_URL="),
+        "the config's env is there: {vars}"
+    );
+    assert!(
+        !vars.contains("ghp_canary") && !vars.contains("PREVIEWD_"),
+        "previewd's environment leaked into a preview:\n{vars}"
+    );
     assert!(
         docker
             .inspect_network(&network::egress_name(&inst), None)
