@@ -144,9 +144,17 @@ def cleanup_instance(inst, previewd=None, env=None):
     if cs:
         subprocess.run(["docker", "rm", "-f", *cs], capture_output=True)
     subprocess.run(["docker", "rm", "-f", f"{inst}-gateway"], capture_output=True)
-    ns = q("docker", "network", "ls", "-q", "--filter", f"label={LABEL}={inst}")
-    if ns:
-        subprocess.run(["docker", "network", "rm", *ns], capture_output=True)
+    # A network can stay "in use" for a moment after its containers went: retried.
+    for _ in range(5):
+        ns = q("docker", "network", "ls", "-q", "--filter", f"label={LABEL}={inst}")
+        if not ns:
+            break
+        r = subprocess.run(["docker", "network", "rm", *ns], capture_output=True, text=True)
+        if r.returncode == 0:
+            break
+        time.sleep(1)
+    else:
+        print(f"  clean-up: could not remove networks of {inst}: {r.stderr.strip()[-300:]}", flush=True)
     imgs = q("docker", "images", "-q", "--filter", f"reference={inst}-*")
     if imgs:
         subprocess.run(["docker", "rmi", "-f", *set(imgs)], capture_output=True)

@@ -235,5 +235,7 @@ try:
 finally:
     for p in procs:
         stop(p)
-    cleanup_instance(inst)
+    # previewd's own orderly removal first (force-removing 150 containers at once left Docker
+    # 20.10 with a stale endpoint on the shared egress network once), then any leftover.
+    cleanup_instance(inst, a.previewd, env)
     fake.close()
