@@ -88,7 +88,7 @@ try:
         nonce = stamp(repo, "web")
         before = images()
         stop, log = threading.Event(), []
-        th = threading.Thread(target=poller, args=(url, stop, log)); th.start()
+        th = threading.Thread(target=poller, args=(url, stop, log), daemon=True); th.start()
         time.sleep(0.3)
         t_up = time.monotonic()
         wd, wphases, _ = previewd_up(repo)

@@ -119,7 +119,7 @@ try:
         sha2 = git.commit(f"web only {rep}")
         before = images(inst)
         stop, plog = threading.Event(), []
-        th = threading.Thread(target=poller, args=(url, stop, plog)); th.start()
+        th = threading.Thread(target=poller, args=(url, stop, plog), daemon=True); th.start()
         time.sleep(0.3)
         t_up = time.monotonic()
         wd, wphases, url2, wdet = to_success(number, branch, sha2, "synchronize")
