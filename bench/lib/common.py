@@ -89,6 +89,19 @@ def failure_summary(log, t0):
                 failures=[(round(t, 3), kind(c, b)) for t, c, b in fails[:50]])
 
 
+def swap_summary(log, nonce, t0):
+    """The switch as the polling client saw it: first answer with the new commit's nonce (s
+    after t0), the gap from the last old answer before it (ms), and old answers after it."""
+    new = nonce.encode()
+    first = next((i for i, (t, c, b) in enumerate(log) if c == 200 and new in b), None)
+    if first is None:
+        return dict(new_seen_after_s=None, swap_gap_ms=None, old_after_new=None)
+    last_old = next((log[i][0] for i in range(first - 1, -1, -1) if log[i][1] == 200), None)
+    return dict(new_seen_after_s=log[first][0] - t0,
+                swap_gap_ms=(log[first][0] - last_old) * 1e3 if last_old is not None else None,
+                old_after_new=sum(1 for t, c, b in log[first + 1:] if c == 200 and new not in b))
+
+
 def by_hand(repo, tag, port, warm_only=None):
     """The same steps with the docker CLI, one after another. Returns seconds to 200."""
     net = f"{tag}-net"

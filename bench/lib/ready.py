@@ -11,7 +11,7 @@ During previewd's warm update a client polls the live URL every 10 ms: failed re
 import argparse, json, os, pathlib, re, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import (by_hand as _by_hand, cleanup_hand, cleanup_instance, copy_fixture as _copy, failure_summary,
+from common import (swap_summary, by_hand as _by_hand, cleanup_hand, cleanup_instance, copy_fixture as _copy, failure_summary,
                     get, images as _images, instance, poller, sigterm_exits, stamp)
 
 ap = argparse.ArgumentParser()
@@ -97,12 +97,13 @@ try:
         after = images()
         rebuilt = sorted(s for s in after if after.get(s) != before.get(s))
         fs = failure_summary(log, t_up)
-        first_new = next((t for t, c, b in log if c == 200 and nonce.encode() in b), None)
+        sw = swap_summary(log, nonce, t_up)
+        first_new = sw["new_seen_after_s"] + t_up if sw["new_seen_after_s"] is not None else None
         hand_dir = work / f"hand{rep}"
         stamp(hand_dir, "web")
         hw = by_hand(hand_dir, tag, warm_only="web")
         emit(kind="warm", rep=rep, previewd_s=wd, hand_s=hw, phases=wphases, cold_s=pd, rebuilt=rebuilt,
-             new_seen_after_s=(first_new - t_up) if first_new else None, **fs)
+             **sw, **fs)
         print(f"  warm  previewd {wd:6.2f}s  by hand {hw:6.2f}s  ratio {wd / hw:.2f}x  warm/cold {wd / pd:.2f}  rebuilt {rebuilt}  {wphases}", flush=True)
         print(f"  redeploy: {fs['polled']} polls, {fs['failed']} failed {fs['kinds']}"
               + (f" between {fs['first_fail_s']}s and {fs['last_fail_s']}s after `up` started" if fs["failed"] else "")

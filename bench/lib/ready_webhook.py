@@ -11,7 +11,7 @@ polls the live URL every 10 ms during it (redeploy: failed requests must be 0)."
 import argparse, json, os, pathlib, signal, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import (by_hand, cleanup_hand, cleanup_instance, copy_fixture, failure_summary, free_port,
+from common import (swap_summary, by_hand, cleanup_hand, cleanup_instance, copy_fixture, failure_summary, free_port,
                     images, instance, poller, sigterm_exits, stamp, wait_port)
 from fakegh import FakeGitHub, GitFixture, deliver, phases_of, pr_event
 from payloads import sign
@@ -128,11 +128,12 @@ try:
         after = images(inst)
         rebuilt = sorted(s for s in after if after.get(s) != before.get(s))
         fs = failure_summary(plog, t_up)
-        first_new = next((t for t, c, b in plog if c == 200 and nonce.encode() in b), None)
+        sw = swap_summary(plog, nonce, t_up)
+        first_new = sw["new_seen_after_s"] + t_up if sw["new_seen_after_s"] is not None else None
         stamp(hand_dir, "web")
         hw = by_hand(hand_dir, tag, hand_port, warm_only="web")
         emit(kind="wh_warm", rep=rep, previewd_s=wd, hand_s=hw, phases=wphases, cold_s=pd, rebuilt=rebuilt,
-             same_url=url2 == url, new_seen_after_s=(first_new - t_up) if first_new else None, **wdet, **fs)
+             same_url=url2 == url, **sw, **wdet, **fs)
         print(f"  webhook warm  previewd {wd:6.2f}s  by hand {hw:6.2f}s  ratio {wd / hw:.2f}x  warm/cold {wd / pd:.2f}"
               f"  rebuilt {rebuilt}  {wphases}", flush=True)
         print(f"  webhook redeploy: {fs['polled']} polls, {fs['failed']} failed {fs['kinds']}"

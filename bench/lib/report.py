@@ -72,7 +72,10 @@ def redeploy_line(label, r):
     line = (f"- {label}: {r['polled']} requests polled during the update, **{r['failed']} failed**"
             + (f" ({kinds}; between {r['first_fail_s']:.2f} and {r['last_fail_s']:.2f} s after the update started)"
                if r["failed"] and r.get("first_fail_s") is not None else "")
-            + (f"; new commit served {ns:.2f} s after the update started" if ns is not None else "; new commit never seen"))
+            + (f"; new commit served {ns:.2f} s after the update started" if ns is not None else "; new commit never seen")
+            + (f"; switch seen by the client: {r['swap_gap_ms']:.0f} ms from the last old answer to the first new one, "
+               f"{r['old_after_new']} old answers after it" if r.get("swap_gap_ms") is not None else "")
+            + (f"; previewd's route phase {r['phases']['route']:.1f} s" if "route" in (r.get("phases") or {}) else ""))
     return line
 
 

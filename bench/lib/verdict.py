@@ -107,7 +107,9 @@ if warms:
         + (f"CLI: **{fails(wc)} failed**" if wc else "")
         + f" of {rng([r['polled'] for r in warms], '{:.0f}')} polls"
         + (f" ({', '.join(f'{k} ×{v}' for k, v in kinds.items())})" if kinds else "")
-        + f"; new commit served {rng(swaps, '{:.1f}')} s after the update started",
+        + f"; new commit served {rng(swaps, '{:.1f}')} s after the update started"
+        + (f"; swap seen by the client in {rng([r['swap_gap_ms'] for r in warms if r.get('swap_gap_ms') is not None], '{:.0f}')} ms"
+           if any(r.get("swap_gap_ms") is not None for r in warms) else ""),
         "11, 12, 16 failed (ConnectionRefused, ~130 ms window); served 8.2–8.8 s after `up`",
         "**met**" if all(r["failed"] == 0 for r in warms) else "**missed**")
 
