@@ -303,12 +303,12 @@ async fn post_push(h: &Harness, delivery: &str, body: &[u8]) -> (u16, Option<Str
         .header("x-github-delivery", delivery)
         .header("x-hub-signature-256", sig)
         .header("content-type", "application/json")
-        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))
+        .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+            body,
+        )))
         .expect("request");
-    let client = hyper_util::client::legacy::Client::builder(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .build_http();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     let resp = client.request(req).await.expect("sent");
     let retry = resp
         .headers()
@@ -331,7 +331,10 @@ async fn pushes_to_one_branch_hold_one_queued_deploy_and_a_full_queue_answers_50
         assert_eq!(status, 202, "a push that supersedes is always taken");
         assert!(queue_depth(&h).await <= 2);
     }
-    eventually("the newest deploy runs", || engine.waiting("a-patch-1") == 1).await;
+    eventually("the newest deploy runs", || {
+        engine.waiting("a-patch-1") == 1
+    })
+    .await;
     let depth = queue_depth(&h).await;
     assert_eq!(depth, 1, "only the newest deploy is left");
     // Two more branches fill the queue (limit 3); a fourth is refused, not queued.
@@ -356,7 +359,10 @@ async fn pushes_to_one_branch_hold_one_queued_deploy_and_a_full_queue_answers_50
     let mut depth = queue_depth(&h).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while depth > 2 {
-        assert!(tokio::time::Instant::now() < deadline, "depth stays {depth}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "depth stays {depth}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         depth = queue_depth(&h).await;
     }
