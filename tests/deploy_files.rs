@@ -34,6 +34,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "github.token",
     "github.app_id",
     "github.private_key_path",
+    "network.subnet_pool",
 ];
 
 fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {
