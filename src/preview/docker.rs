@@ -178,6 +178,12 @@ pub async fn remove_image(docker: &Docker, tag: &str) -> Result<(), DockerError>
     match docker.remove_image(tag, Some(opts), None).await {
         Ok(_) => Ok(()),
         Err(e) if is_not_found(&e) => Ok(()),
+        // Another removal of the same image (two previews built identical content, so their
+        // tags share one image) won the race: Docker answers 500 for the id it just deleted.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message,
+        }) if message.contains("unrecognized image ID") => Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 409, ..
         }) => Ok(()),
