@@ -8,41 +8,19 @@ mod engine_support;
 use std::collections::BTreeSet;
 
 use bollard::Docker;
-use bollard::exec::{CreateExecOptions, StartExecResults};
-use futures_util::StreamExt;
 
-use engine_support::{GitRepo, TestEnv};
+use engine_support::{GitRepo, TestEnv, exec};
 use previewd::preview::{labels, network};
 
-/// Runs `cmd` in a container; (exit code, output).
-async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> (i64, String) {
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("create exec");
-    let mut out = String::new();
-    if let StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&exec.id, None).await.expect("start exec")
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.push_str(&chunk.to_string());
-        }
-    }
-    let code = docker
-        .inspect_exec(&exec.id)
-        .await
-        .expect("inspect exec")
-        .exit_code
-        .unwrap_or(-1);
-    (code, out)
+/// `GET url` from inside `container`; (exit code, body). `timeout`, not `wget -T`, which
+/// crashes in Debian's busybox-static.
+async fn fetch(docker: &Docker, container: &str, url: &str) -> (i64, String) {
+    exec(
+        docker,
+        container,
+        &["timeout", "3", "wget", "-q", "-O", "-", url],
+    )
+    .await
 }
 
 /// Network name → the container's IPv4 address on it.
@@ -130,40 +108,13 @@ async fn previews_get_internal_networks_from_the_pool_and_cannot_reach_each_othe
     assert!(gw.contains("bridge"), "{gw:?}");
     assert!(!gw.contains(&network::egress_name(&inst)), "{gw:?}");
 
-    // Inside a preview, its own services answer by name (which also proves the probe works;
-    // `timeout`, not `wget -T`, which crashes in Debian's busybox-static)...
-    let (code, out) = exec(
-        &docker,
-        &a_api,
-        &[
-            "timeout",
-            "3",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://internal:7000/",
-        ],
-    )
-    .await;
+    // Inside a preview, its own services answer by name (which also proves the probe works)...
+    let (code, out) = fetch(&docker, &a_api, "http://internal:7000/").await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("previewd sample: internal"), "{out}");
     // ...but another preview's container is unreachable, at any of its addresses.
     for (net, ip) in networks_of(&docker, &b_web).await {
-        let (code, out) = exec(
-            &docker,
-            &a_api,
-            &[
-                "timeout",
-                "3",
-                "wget",
-                "-q",
-                "-O",
-                "-",
-                &format!("http://{ip}:8080/"),
-            ],
-        )
-        .await;
+        let (code, out) = fetch(&docker, &a_api, &format!("http://{ip}:8080/")).await;
         assert_ne!(
             code, 0,
             "preview a reached preview b on {net} ({ip}): {out}"

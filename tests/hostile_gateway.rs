@@ -6,37 +6,13 @@
 
 mod engine_support;
 
-use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::ExecConfig;
-use engine_support::{GitRepo, TestEnv};
-use futures_util::StreamExt;
+use engine_support::{GitRepo, TestEnv, exec};
 use previewd::preview::labels;
 
 async fn sh(env: &TestEnv, container: &str, script: &str) -> String {
-    let d = env.manager.docker();
-    let exec = d
-        .create_exec(
-            container,
-            ExecConfig {
-                cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
+    exec(env.manager.docker(), container, &["sh", "-c", script])
         .await
-        .expect("create exec");
-    let mut out = String::new();
-    if let StartExecResults::Attached { mut output, .. } = d
-        .start_exec(&exec.id, None::<StartExecOptions>)
-        .await
-        .expect("start exec")
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.push_str(&chunk.to_string());
-        }
-    }
-    out
+        .1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

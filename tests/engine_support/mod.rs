@@ -333,3 +333,38 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs `cmd` inside a running container (as a preview's own code would); its exit code (-1
+/// when Docker does not say) and everything it printed.
+pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> (i64, String) {
+    use futures_util::StreamExt;
+    let exec = docker
+        .create_exec(
+            container,
+            bollard::models::ExecConfig {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("create exec");
+    let mut out = String::new();
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&exec.id, None::<bollard::exec::StartExecOptions>)
+        .await
+        .expect("start exec")
+    {
+        while let Some(Ok(chunk)) = output.next().await {
+            out.push_str(&chunk.to_string());
+        }
+    }
+    let code = docker
+        .inspect_exec(&exec.id)
+        .await
+        .expect("inspect exec")
+        .exit_code
+        .unwrap_or(-1);
+    (code, out)
+}
