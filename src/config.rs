@@ -41,13 +41,9 @@ pub struct Config {
     pub network: NetworkConfig,
 }
 
-/// How previews are wired. Each generation gets an `internal` network (its services and the
-/// gateway); outbound access goes through one shared egress network whose containers cannot
-/// reach each other.
+/// How preview networks get their addresses.
 #[derive(Debug, Clone)]
 pub struct NetworkConfig {
-    /// Preview containers may open connections out of the host (package mirrors, APIs).
-    pub egress: bool,
     /// Address range previewd carves preview networks from itself; `None` leaves it to
     /// Docker's default pools, which hold only ~31 bridge networks.
     pub subnet_pool: Option<SubnetPool>,
@@ -158,7 +154,6 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
-    egress: Option<bool>,
     /// e.g. `10.213.0.0/16`.
     subnet_pool: Option<String>,
     /// Prefix length of each preview network, e.g. 24.
@@ -367,7 +362,6 @@ fn apply_env(raw: &mut RawConfig, env: &[(String, String)]) -> Result<(), Config
             "GITHUB_API_URL" => raw.github.api_url = Some(v),
             "GITHUB_GIT_URL" => raw.github.git_url = Some(v),
             "GITHUB_STATUS_CONTEXT" => raw.github.status_context = Some(v),
-            "NETWORK_EGRESS" => raw.network.egress = Some(parse_bool(&v)?),
             "NETWORK_SUBNET_POOL" => raw.network.subnet_pool = Some(v),
             "NETWORK_SUBNET_SIZE" => {
                 raw.network.subnet_size =
@@ -595,10 +589,7 @@ impl RawConfig {
             None | Some("") => None,
             Some(text) => Some(parse_pool(text, size)?),
         };
-        let network = NetworkConfig {
-            egress: n.egress.unwrap_or(true),
-            subnet_pool,
-        };
+        let network = NetworkConfig { subnet_pool };
 
         Ok(Config {
             instance,
@@ -669,7 +660,6 @@ mod tests {
         assert!(c.github.webhook_secrets.is_empty());
         let id = crate::ids::PreviewId::parse("abc1234567").unwrap();
         assert_eq!(c.preview_url(&id), "http://abc1234567.localhost:8000");
-        assert!(c.network.egress);
         assert_eq!(c.network.subnet_pool, None);
     }
 
@@ -682,12 +672,11 @@ mod tests {
             ([10, 213, 0, 0], 16, 24)
         );
         let c = load(
-            Some("[network]\nsubnet_pool = \"172.30.0.0/20\"\nsubnet_size = 26\negress = false"),
+            Some("[network]\nsubnet_pool = \"172.30.0.0/20\"\nsubnet_size = 26"),
             &[],
         )
         .unwrap();
         assert_eq!(c.network.subnet_pool.map(|p| p.size), Some(26));
-        assert!(!c.network.egress);
     }
 
     #[test]
@@ -769,11 +758,6 @@ mod tests {
                     ("PREVIEWD_NETWORK_SUBNET_SIZE", "12"),
                 ],
                 "network.subnet_size",
-            ),
-            (
-                None,
-                &[("PREVIEWD_NETWORK_EGRESS", "maybe")],
-                "PREVIEWD_NETWORK_EGRESS",
             ),
         ];
         for (text, env, key) in cases {

@@ -132,12 +132,9 @@ fn worktrees(env: &TestEnv) -> Vec<String> {
     v
 }
 
-/// The instance's containers, networks (but the shared egress network, which outlives
-/// previews) and images.
+/// The instance's containers, networks and images.
 async fn preview_objects(env: &TestEnv) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (c, n, i) = env.objects().await;
-    let egress = format!("{}-egress", env.config.instance);
-    (c, n.into_iter().filter(|n| *n != egress).collect(), i)
+    env.objects().await
 }
 
 /// What the killed process left of its attempt, checked to be that step's partial state.
@@ -180,7 +177,7 @@ async fn partial_state(env: &TestEnv, phase: &str) -> Leftovers {
                 staging[0].ends_with(".g1") && ours(staging[0]),
                 "{phase}: a staging container: {containers:?}"
             );
-            assert_eq!(networks, vec![format!("{inst}-{id}-1")], "{phase}");
+            assert_eq!(networks, vec![format!("pv-{inst}-{id}-1")], "{phase}");
             assert_eq!(images.len(), 1, "{phase}: {images:?}");
             let has_gateway = containers.contains(&gateway);
             let staging_host = format!("{id}-1.localhost");
@@ -313,7 +310,7 @@ async fn killed_at_then_restarted(phase: &str) {
         "{containers:?}"
     );
     let live_gen = observed[0].live().expect("live");
-    assert_eq!(networks, vec![format!("{inst}-{id}-{live_gen}")]);
+    assert_eq!(networks, vec![format!("pv-{inst}-{id}-{live_gen}")]);
     assert!(
         images
             .iter()

@@ -1,7 +1,6 @@
-//! Preview networks on the real engine: internal per generation, subnets from
-//! `network.subnet_pool`, egress through a shared network on which previews cannot reach each
-//! other, and none at all with `network.egress = false`; and previewd's own environment (its
-//! token) never reaches a preview's.
+//! Preview networks on the real engine: subnets from `network.subnet_pool`, names that sort
+//! after `bridge` (so the gateway's published port never moves), previews that cannot reach
+//! each other, and previewd's own environment (its token) never in a preview's.
 
 mod engine_support;
 
@@ -10,7 +9,7 @@ use std::collections::BTreeSet;
 use bollard::Docker;
 
 use engine_support::{GitRepo, TestEnv, exec};
-use previewd::preview::{labels, network};
+use previewd::preview::labels;
 
 /// `GET url` from inside `container`; (exit code, body). `timeout`, not `wget -T`, which
 /// crashes in Debian's busybox-static.
@@ -41,8 +40,15 @@ async fn networks_of(docker: &Docker, container: &str) -> Vec<(String, String)> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn previews_get_internal_networks_from_the_pool_and_cannot_reach_each_other() {
-    let env = TestEnv::with("net", &[("PREVIEWD_NETWORK_SUBNET_POOL", "10.213.0.0/16")]).await;
+async fn previews_get_networks_from_the_pool_and_cannot_reach_each_other() {
+    let env = TestEnv::with(
+        "net",
+        &[
+            ("PREVIEWD_NETWORK_SUBNET_POOL", "10.213.0.0/16"),
+            ("PREVIEWD_GITHUB_TOKEN", "ghp_canary_not_for_previews"),
+        ],
+    )
+    .await;
     let docker = env.manager.docker().clone();
     let inst = env.config.instance.clone();
     let (a_repo, b_repo) = (
@@ -53,14 +59,15 @@ async fn previews_get_internal_networks_from_the_pool_and_cannot_reach_each_othe
     let b = env.up(b_repo.path()).await.expect("up b").state.id;
     assert_ne!(a, b);
 
-    // Each generation's network is internal, with a subnet from the pool.
+    // Each generation's network has a subnet from the pool, and a name after `bridge` even
+    // though this instance's name ("a-…") sorts before it.
     for id in [&a, &b] {
         let name = labels::network_name(&inst, id, 1);
+        assert!(name.as_str() > "bridge", "{name}");
         let n = docker
             .inspect_network(&name, None)
             .await
             .expect("preview network");
-        assert_eq!(n.internal, Some(true), "{name} must be internal");
         let subnet = n
             .ipam
             .and_then(|i| i.config)
@@ -69,44 +76,22 @@ async fn previews_get_internal_networks_from_the_pool_and_cannot_reach_each_othe
             .unwrap_or_default();
         assert!(subnet.starts_with("10.213."), "{name}: {subnet}");
     }
-    // The egress network keeps containers apart.
-    let egress = docker
-        .inspect_network(&network::egress_name(&inst), None)
-        .await
-        .expect("egress network");
-    assert_ne!(egress.internal, Some(true));
-    assert_eq!(
-        egress
-            .options
-            .unwrap_or_default()
-            .get("com.docker.network.bridge.enable_icc")
-            .map(String::as_str),
-        Some("false")
-    );
 
-    // A service is on its preview's network and the egress network; the gateway never joins
-    // egress (it keeps its published port on `bridge`).
+    // A service is on its preview's network only; the gateway is on `bridge` and both.
     let a_api = labels::container_name(&inst, &a, "api");
     let b_web = labels::container_name(&inst, &b, "web");
-    let nets: BTreeSet<String> = networks_of(&docker, &a_api)
+    let nets: Vec<String> = networks_of(&docker, &a_api)
         .await
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    assert_eq!(
-        nets,
-        BTreeSet::from([
-            network::egress_name(&inst),
-            labels::network_name(&inst, &a, 1)
-        ])
-    );
+    assert_eq!(nets, vec![labels::network_name(&inst, &a, 1)]);
     let gw: BTreeSet<String> = networks_of(&docker, &labels::gateway_name(&inst))
         .await
         .into_iter()
         .map(|(n, _)| n)
         .collect();
     assert!(gw.contains("bridge"), "{gw:?}");
-    assert!(!gw.contains(&network::egress_name(&inst)), "{gw:?}");
 
     // Inside a preview, its own services answer by name (which also proves the probe works)...
     let (code, out) = fetch(&docker, &a_api, "http://internal:7000/").await;
@@ -121,42 +106,8 @@ async fn previews_get_internal_networks_from_the_pool_and_cannot_reach_each_othe
         );
     }
 
-    env.manager.down(&a).await.expect("down a");
-    env.manager.down(&b).await.expect("down b");
-    env.assert_clean().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_egress_a_preview_has_only_its_own_network() {
-    let env = TestEnv::with(
-        "noegress",
-        &[
-            ("PREVIEWD_NETWORK_EGRESS", "false"),
-            ("PREVIEWD_GITHUB_TOKEN", "ghp_canary_not_for_previews"),
-        ],
-    )
-    .await;
-    let docker = env.manager.docker().clone();
-    let inst = env.config.instance.clone();
-    let repo = GitRepo::from_fixture("two-service");
-    let d = env.up(repo.path()).await.expect("up");
-    let id = d.state.id;
-    assert_eq!(env.get(id.as_str(), "/api/hello").await.0, 200);
-    let api = labels::container_name(&inst, &id, "api");
-    let nets: Vec<String> = networks_of(&docker, &api)
-        .await
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
-    // Only its own internal network: Docker drops whatever it would forward out of the host.
-    assert_eq!(nets, vec![labels::network_name(&inst, &id, 1)]);
-    let n = docker
-        .inspect_network(&labels::network_name(&inst, &id, 1), None)
-        .await
-        .expect("preview network");
-    assert_eq!(n.internal, Some(true));
     // previewd's own settings and secrets never reach a container's environment.
-    let (code, vars) = exec(&docker, &api, &["env"]).await;
+    let (code, vars) = exec(&docker, &a_api, &["env"]).await;
     assert_eq!(code, 0, "{vars}");
     assert!(
         vars.contains("INTERNAL_URL="),
@@ -166,13 +117,8 @@ async fn without_egress_a_preview_has_only_its_own_network() {
         !vars.contains("ghp_canary") && !vars.contains("PREVIEWD_"),
         "previewd's environment leaked into a preview:\n{vars}"
     );
-    assert!(
-        docker
-            .inspect_network(&network::egress_name(&inst), None)
-            .await
-            .is_err(),
-        "no egress network is made"
-    );
-    env.manager.down(&id).await.expect("down");
+
+    env.manager.down(&a).await.expect("down a");
+    env.manager.down(&b).await.expect("down b");
     env.assert_clean().await;
 }

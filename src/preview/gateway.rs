@@ -355,7 +355,6 @@ pub async fn remove_if_unused(docker: &Docker, config: &Config) -> Result<bool, 
         return Ok(false);
     }
     docker::remove_container(docker, &labels::gateway_name(&config.instance)).await?;
-    super::network::remove_egress_if_unused(docker, config).await?;
     Ok(true)
 }
 
@@ -685,8 +684,8 @@ mod tests {
         assert_eq!(r["aaaaaaaaaa-3.localhost"][0].1, "aaaaaaaaaa-web-3:80");
         assert_eq!(r.len(), 2, "generation 1 is retired: {r:?}");
         let nets = routed_networks(&c, &previews);
-        assert!(nets.contains("pv-aaaaaaaaaa-2") && nets.contains("pv-aaaaaaaaaa-3"));
-        assert!(!nets.contains("pv-aaaaaaaaaa-1"));
+        assert!(nets.contains("pv-pv-aaaaaaaaaa-2") && nets.contains("pv-pv-aaaaaaaaaa-3"));
+        assert!(!nets.contains("pv-pv-aaaaaaaaaa-1"));
     }
 
     #[test]

@@ -51,9 +51,12 @@ pub fn staging_name(instance: &Instance, id: &PreviewId, service: &str, generati
 }
 
 /// Each generation has its own network, so a new generation's services never talk to the old
-/// one's while both run during an update.
+/// one's while both run during an update. The `pv-` prefix sorts after `bridge`, whatever the
+/// instance is called: Docker puts a container's published ports on the first of its
+/// networks *by name*, so a gateway joining `acme-<id>-2` (before `bridge`) had its port moved
+/// there and back on every update, refusing every preview's connections for ~100 ms.
 pub fn network_name(instance: &Instance, id: &PreviewId, generation: u64) -> String {
-    format!("{instance}-{id}-{generation}")
+    format!("pv-{instance}-{id}-{generation}")
 }
 
 /// The DNS name the gateway dials: stable across the commit rename, unique per generation.

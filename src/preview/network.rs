@@ -1,14 +1,4 @@
-//! Preview networks and the shared egress network.
-//!
-//! A generation's network is `internal`: its services reach each other and the gateway, and
-//! nothing else. This is also what keeps the gateway's published port still: Docker puts a
-//! container's port mappings on the first network (by name) that offers a default gateway, so
-//! a gateway joining an ordinary network named before `bridge` (an instance `acme`, say) has
-//! its port moved there, and moved back when it leaves: every preview's connections are
-//! refused for ~100 ms on each update. Internal networks offer no default gateway.
-//!
-//! Outbound access (package mirrors, APIs) comes from one egress network per instance, created
-//! with inter-container traffic off, so previews sharing it still cannot reach each other.
+//! Preview networks and their subnets.
 //!
 //! With `network.subnet_pool` previewd picks each network's subnet itself, because Docker's
 //! default pools hold only ~31 bridge networks and previewd uses one per generation.
@@ -17,18 +7,10 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use bollard::Docker;
-use bollard::models::{Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 
-use super::docker::{DockerError, is_not_found};
-use super::labels;
+use super::docker::DockerError;
 use crate::config::{Config, SubnetPool};
-use crate::ids::Instance;
-
-pub const ROLE_EGRESS: &str = "egress";
-
-pub fn egress_name(instance: &Instance) -> String {
-    format!("{instance}-egress")
-}
 
 /// Creation is serialized in this process so two deployments never pick the same subnet;
 /// another process doing the same is caught by Docker's overlap check and retried.
@@ -37,84 +19,14 @@ static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Attempts when another process takes the subnet we picked between listing and creating.
 const OVERLAP_RETRIES: usize = 8;
 
-/// Creates a generation's internal network.
+/// Creates a generation's network.
 pub async fn create_preview_network(
     docker: &Docker,
     config: &Config,
     name: &str,
     labels: HashMap<String, String>,
 ) -> Result<(), DockerError> {
-    create(docker, config, name, labels, true, HashMap::new()).await
-}
-
-/// The egress network's name once it exists, or `None` when previews get no egress.
-pub async fn ensure_egress(
-    docker: &Docker,
-    config: &Config,
-) -> Result<Option<String>, DockerError> {
-    if !config.network.egress {
-        return Ok(None);
-    }
-    let name = egress_name(&config.instance);
-    match docker.inspect_network(&name, None).await {
-        Ok(_) => return Ok(Some(name)),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let labels = HashMap::from([
-        (labels::INSTANCE.to_owned(), config.instance.to_string()),
-        (labels::ROLE.to_owned(), ROLE_EGRESS.to_owned()),
-    ]);
-    let options = HashMap::from([(
-        "com.docker.network.bridge.enable_icc".to_owned(),
-        "false".to_owned(),
-    )]);
-    match create(docker, config, &name, labels, false, options).await {
-        Ok(()) => Ok(Some(name)),
-        // Another deployment created it first.
-        Err(DockerError::Api(m)) if m.contains("already exists") => Ok(Some(name)),
-        Err(e) => Err(e),
-    }
-}
-
-/// Connects a created (not yet started) service container to the egress network.
-pub async fn join_egress(
-    docker: &Docker,
-    config: &Config,
-    container: &str,
-) -> Result<(), DockerError> {
-    for _ in 0..2 {
-        let Some(net) = ensure_egress(docker, config).await? else {
-            return Ok(());
-        };
-        let req = NetworkConnectRequest {
-            container: container.to_owned(),
-            endpoint_config: None,
-        };
-        match docker.connect_network(&net, req).await {
-            Ok(()) => return Ok(()),
-            // Removed by the last preview's teardown in between: create it again.
-            Err(e) if is_not_found(&e) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(DockerError::Api(format!(
-        "the egress network {} keeps disappearing",
-        egress_name(&config.instance)
-    )))
-}
-
-/// Removes the egress network when no container uses it any more; one still in use stays.
-pub async fn remove_egress_if_unused(docker: &Docker, config: &Config) -> Result<(), DockerError> {
-    match docker.remove_network(&egress_name(&config.instance)).await {
-        Ok(()) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 403 | 409,
-            ..
-        }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    create(docker, config, name, labels).await
 }
 
 async fn create(
@@ -122,15 +34,11 @@ async fn create(
     config: &Config,
     name: &str,
     labels: HashMap<String, String>,
-    internal: bool,
-    options: HashMap<String, String>,
 ) -> Result<(), DockerError> {
     let request = |subnet: Option<String>| NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("bridge".to_owned()),
-        internal: Some(internal),
         labels: Some(labels.clone()),
-        options: Some(options.clone()),
         ipam: subnet.map(|s| Ipam {
             config: Some(vec![IpamConfig {
                 subnet: Some(s),

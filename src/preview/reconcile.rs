@@ -114,13 +114,6 @@ pub async fn reconcile(
         })
         .collect();
     for (name, l) in docker::networks(d, inst).await? {
-        // Shared by every preview; it goes with the last one (or here, once none is left).
-        if l.get(labels::ROLE).map(String::as_str) == Some(super::network::ROLE_EGRESS) {
-            if observed.is_empty() && busy.is_empty() {
-                super::network::remove_egress_if_unused(d, config).await?;
-            }
-            continue;
-        }
         let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
         let created = l.get(labels::CREATED).cloned().unwrap_or_default();
         let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy.contains(&id));

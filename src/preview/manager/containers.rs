@@ -87,9 +87,8 @@ impl Manager {
                 env: Some(env),
                 cmd,
                 working_dir,
-                // No `hostname`: Docker makes a container's hostname an alias on every network
-                // it joins, so the service name would resolve on the shared egress network too
-                // (to any preview's service of that name). Names live on the preview network.
+                // No `hostname`: Docker makes it an alias on every network the container joins;
+                // a service's names are the aliases on its preview network, nothing else.
                 labels: Some(l.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
                 host_config: Some(HostConfig {
                     memory: Some(limits.memory),
@@ -134,9 +133,6 @@ impl Manager {
                 .create_container(Some(opts), body)
                 .await
                 .map_err(|e| fail(Phase::Start, Some(name), DockerError::from(e).to_string()))?;
-            network::join_egress(&self.docker, &self.config, &cname)
-                .await
-                .map_err(|e| fail(Phase::Start, Some(name), e.to_string()))?;
             if let Err(e) = self.docker.start_container(&cname, None).await {
                 let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
                 f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
