@@ -76,14 +76,7 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
     );
 
     // (d) closed → everything gone, deployment inactive, the comment says so.
-    e.pr("closed", &sha2, "Codertocat", "write").await;
-    e.deployment_inactive().await;
-    eventually(DEADLINE, "everything to be removed", || async {
-        let (c, n, _) = e.env.objects().await;
-        (c.is_empty() && n.is_empty()).then_some(())
-    })
-    .await;
-    e.env.assert_clean().await;
+    e.close_and_wait_gone(&sha2).await;
     let c = &e.comments()[0].body;
     assert!(c.to_lowercase().contains("removed"), "{c}");
     assert_eq!(

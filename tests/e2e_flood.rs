@@ -158,22 +158,10 @@ async fn twenty_pushes_in_five_seconds_build_only_the_last_commit() {
         images[0].starts_with(&format!("{inst}-{id}-app:")),
         "{images:?}"
     );
-    let worktrees: Vec<String> = std::fs::read_dir(e.env.config.instance_dir().join("worktrees"))
-        .expect("worktrees")
-        .flatten()
-        .map(|d| d.file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(worktrees, vec![id.clone()]);
+    assert_eq!(e.env.worktrees(), vec![id.clone()]);
 
     // Closing the PR removes everything of the instance.
-    e.pr("closed", &last, "Codertocat", "write").await;
-    e.deployment_inactive().await;
-    eventually(DEADLINE, "everything to be removed", || async {
-        let (c, n, _) = e.env.objects().await;
-        (c.is_empty() && n.is_empty()).then_some(())
-    })
-    .await;
-    e.env.assert_clean().await;
+    e.close_and_wait_gone(&last).await;
     eprintln!(
         "flood: {PUSHES} pushes in {flood:?}, converged and cleaned up in {:?}",
         started.elapsed()

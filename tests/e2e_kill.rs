@@ -120,23 +120,6 @@ async fn get(addr: &str, host: &str, path: &str) -> u16 {
         .map_or(0, |r| r.status)
 }
 
-fn worktrees(env: &TestEnv) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(env.config.instance_dir().join("worktrees"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// The instance's containers, networks and images.
-async fn preview_objects(env: &TestEnv) -> (Vec<String>, Vec<String>, Vec<String>) {
-    env.objects().await
-}
-
 /// What the killed process left of its attempt, checked to be that step's partial state.
 struct Leftovers {
     id: String,
@@ -147,8 +130,8 @@ struct Leftovers {
 
 async fn partial_state(env: &TestEnv, phase: &str) -> Leftovers {
     let inst = env.config.instance.to_string();
-    let wts = worktrees(env);
-    let (containers, networks, images) = preview_objects(env).await;
+    let wts = env.worktrees();
+    let (containers, networks, images) = env.objects().await;
     assert_eq!(
         wts.len(),
         1,
@@ -299,7 +282,7 @@ async fn killed_at_then_restarted(phase: &str) {
         observed[0].live_members()[0].sha.as_deref(),
         Some(sha.as_str())
     );
-    let (containers, networks, images) = preview_objects(&env).await;
+    let (containers, networks, images) = env.objects().await;
     let mut want = vec![format!("/{inst}-gateway"), format!("/{inst}-{id}-app")];
     want.sort();
     let mut have = containers.clone();
@@ -317,7 +300,7 @@ async fn killed_at_then_restarted(phase: &str) {
             .all(|i| i.starts_with(&format!("{inst}-{id}-"))),
         "only the live preview's images: {images:?}"
     );
-    assert_eq!(worktrees(&env), vec![id.clone()]);
+    assert_eq!(env.worktrees(), vec![id.clone()]);
     // Nothing of the killed attempt (the same id is new objects under new names, or a new id).
     for c in &left.containers {
         assert!(

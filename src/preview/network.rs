@@ -19,17 +19,8 @@ static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Attempts when another process takes the subnet we picked between listing and creating.
 const OVERLAP_RETRIES: usize = 8;
 
-/// Creates a generation's network.
+/// Creates a generation's network, with a subnet from `network.subnet_pool` when one is set.
 pub async fn create_preview_network(
-    docker: &Docker,
-    config: &Config,
-    name: &str,
-    labels: HashMap<String, String>,
-) -> Result<(), DockerError> {
-    create(docker, config, name, labels).await
-}
-
-async fn create(
     docker: &Docker,
     config: &Config,
     name: &str,

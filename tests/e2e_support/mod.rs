@@ -144,6 +144,19 @@ impl E2e {
         .await;
     }
 
+    /// Closes the PR at `sha` and waits until its deployment is inactive and nothing of the
+    /// instance is left (asserted, worktrees included).
+    pub async fn close_and_wait_gone(&self, sha: &str) {
+        self.pr("closed", sha, "Codertocat", "write").await;
+        self.deployment_inactive().await;
+        eventually(DEADLINE, "everything to be removed", || async {
+            let (c, n, _) = self.env.objects().await;
+            (c.is_empty() && n.is_empty()).then_some(())
+        })
+        .await;
+        self.env.assert_clean().await;
+    }
+
     pub async fn post(&self, event: &str, body: &[u8]) -> u16 {
         self.post_json(event, body).await.0
     }

@@ -105,16 +105,27 @@ impl TestEnv {
         objects(self.config.instance.as_str()).await
     }
 
+    /// The names (preview ids) of this instance's worktrees, sorted; none when the folder
+    /// does not exist.
+    pub fn worktrees(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.config.instance_dir().join("worktrees"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Asserts that nothing of this instance is left: containers, networks, images, worktrees.
     pub async fn assert_clean(&self) {
         let (c, n, i) = self.objects().await;
         assert!(c.is_empty(), "containers left: {c:?}");
         assert!(n.is_empty(), "networks left: {n:?}");
         assert!(i.is_empty(), "images left: {i:?}");
-        let wt = self.config.instance_dir().join("worktrees");
-        let left: Vec<_> = std::fs::read_dir(&wt)
-            .map(|d| d.flatten().map(|e| e.file_name()).collect())
-            .unwrap_or_default();
+        let left = self.worktrees();
         assert!(left.is_empty(), "worktrees left: {left:?}");
     }
 }
