@@ -99,3 +99,28 @@ async fn a_config_cannot_borrow_another_previews_built_image() {
     env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_port_taken_is_named_and_the_next_deploy_recovers() {
+    let env = TestEnv::new("fport").await;
+    let repo = GitRepo::from_fixture("compose-only");
+    let holder = std::net::TcpListener::bind(("127.0.0.1", env.port)).expect("hold the port");
+    let f = fails(&env, env.request(repo.path())).await;
+    assert_eq!(f.phase.as_str(), "route", "{f}");
+    let addr = format!("127.0.0.1:{}", env.port);
+    assert!(
+        f.reason.contains(&format!("cannot listen on {addr}")),
+        "the reason names the address: {f}"
+    );
+    assert!(
+        f.reason.chars().count() <= 140,
+        "fits a commit status: {}",
+        f.reason
+    );
+    drop(holder);
+    let up = env.up(repo.path()).await.expect("up once the port is free");
+    let id = up.state.id.to_string();
+    assert_eq!(env.get(&id, "/").await.0, 200);
+    env.manager.down(&up.state.id).await.expect("down");
+    env.assert_clean().await;
+}

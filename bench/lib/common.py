@@ -13,8 +13,30 @@ def sh(*cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
+_given = set()
+
+
 def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    """A port for something that binds it later (a gateway's published port, a server).
+
+    Picked below the kernel's ephemeral range: a port from bind(0) is as likely to be taken by
+    the next outgoing connection before Docker or the server binds it."""
+    import random
+    try:
+        low_eph = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_eph = 32768
+    for _ in range(1000):
+        p = random.randrange(20000, max(low_eph, 20001))
+        if p in _given:
+            continue
+        try:
+            for ip in ("127.0.0.1", "0.0.0.0"):
+                s = socket.socket(); s.bind((ip, p)); s.close()
+        except OSError:
+            s.close(); continue
+        _given.add(p); return p
+    raise SystemExit("no free port below the ephemeral range")
 
 
 def wait_port(port, proc=None, timeout=30):

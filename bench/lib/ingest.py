@@ -4,6 +4,9 @@ same wrk load, same run. Each (target, scenario, concurrency) gets a freshly sta
 VmHWM (peak RSS) belongs to that cell alone. Writes JSON lines to --out."""
 import argparse, json, os, pathlib, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
+sys.path.insert(0, os.path.dirname(__file__))
+from common import free_port  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--previewd", required=True)
 ap.add_argument("--payloads", required=True)
@@ -19,8 +22,6 @@ pl = pathlib.Path(a.payloads)
 work = pathlib.Path(tempfile.mkdtemp(prefix="previewd-bench-ingest-"))
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
 def wait_port(port, proc, timeout=30):

@@ -54,6 +54,11 @@ pub enum GatewayError {
     NotReady(String),
     #[error("the gateway refused its config: {0}")]
     Refused(String),
+    /// Docker's own words bury the address past the 140 characters a commit status shows.
+    #[error(
+        "the gateway cannot listen on {0}: another program has that port (gateway.port, gateway.tls_port)"
+    )]
+    PortInUse(String),
 }
 
 /// The directory shared with the gateway: admin socket, config file, Caddy's own data.
@@ -456,10 +461,11 @@ async fn ensure_running(
     if !running {
         // A stale socket from the last run would answer nothing; Caddy makes a new one.
         let _ = std::fs::remove_file(admin_socket(config));
-        docker
-            .start_container(&name, None)
-            .await
-            .map_err(DockerError::from)?;
+        if let Err(e) = docker.start_container(&name, None).await {
+            return Err(
+                port_in_use(config, &e.to_string()).unwrap_or_else(|| DockerError::from(e).into())
+            );
+        }
     }
     wait_for_admin(docker, config, &name).await?;
     let joined = info
@@ -468,6 +474,23 @@ async fn ensure_running(
         .map(|n| n.into_keys().collect())
         .unwrap_or_default();
     Ok(joined)
+}
+
+/// Docker's answer when the gateway's published port is taken ("port is already allocated" by
+/// another container, "address already in use" by another program), as the address it names.
+fn port_in_use(config: &Config, docker_says: &str) -> Option<GatewayError> {
+    let taken = ["port is already allocated", "address already in use"];
+    if !taken.iter().any(|t| docker_says.contains(t)) {
+        return None;
+    }
+    let g = &config.gateway;
+    let tls_named = docker_says.contains(&format!(":{}", g.tls_port));
+    let port = if g.tls != Tls::Off && tls_named {
+        g.tls_port
+    } else {
+        g.port
+    };
+    Some(GatewayError::PortInUse(format!("{}:{port}", g.bind)))
 }
 
 /// What the gateway container is made from; a change means a new container.
@@ -596,6 +619,26 @@ mod tests {
             ("PREVIEWD_GATEWAY_DOMAIN".to_owned(), domain.to_owned()),
         ];
         Config::from_parts(None, Path::new("t"), &env).unwrap()
+    }
+
+    #[test]
+    fn a_taken_port_is_named_by_its_address() {
+        let c = config("localhost");
+        let taken = format!(
+            "driver failed programming external connectivity on endpoint pv-gateway (0f11c59a): \
+             Bind for 127.0.0.1:{} failed: port is already allocated",
+            c.gateway.port
+        );
+        let e = port_in_use(&c, &taken).expect("recognised");
+        assert!(
+            e.to_string()
+                .contains(&format!("cannot listen on 127.0.0.1:{}", c.gateway.port)),
+            "{e}"
+        );
+        let in_use =
+            "Error starting userland proxy: listen tcp4 127.0.0.1:80: bind: address already in use";
+        assert!(port_in_use(&c, in_use).is_some());
+        assert!(port_in_use(&c, "no such image").is_none());
     }
 
     fn member(

@@ -183,11 +183,36 @@ impl E2e {
             .collect()
     }
 
+    /// Waits for a commit status `state` on `sha`. A different final state (`failure` or
+    /// `error` while waiting for `success`, and the reverse) fails at once, and a timeout shows
+    /// every status and comment the fake GitHub holds: "timed out" alone says nothing.
     pub async fn status(&self, sha: &str, state: &str) -> Value {
-        eventually(DEADLINE, &format!("status {state} on {sha}"), || async {
-            self.statuses(sha).into_iter().find(|s| s["state"] == state)
-        })
-        .await
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let seen = self.statuses(sha);
+            if let Some(s) = seen.iter().find(|s| s["state"] == state) {
+                return s.clone();
+            }
+            let other_final = (state != "pending")
+                .then(|| {
+                    seen.iter()
+                        .find(|s| s["state"] != "pending" && s["state"] != state)
+                })
+                .flatten();
+            let timed_out = std::time::Instant::now() >= deadline;
+            if other_final.is_some() || timed_out {
+                let comments: Vec<String> = self.comments().into_iter().map(|c| c.body).collect();
+                panic!(
+                    "waiting for status {state} on {sha}: {}\nstatuses: {seen:#?}\ncomments: {comments:#?}",
+                    if timed_out {
+                        "timed out"
+                    } else {
+                        "another final state came"
+                    },
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn comments(&self) -> Vec<crate::support::fake_github::Comment> {

@@ -27,11 +27,42 @@ pub struct TestEnv {
     pub port: u16,
 }
 
+/// A port for something that binds it later (the gateway's published port, a child `serve`).
+/// Picked below the kernel's ephemeral range: a port the kernel handed out for `bind(0)` is
+/// as likely to be taken by the next outgoing connection (previewd's own to the fake GitHub or
+/// Docker) before Docker binds it, which failed the gateway with "port is already allocated".
+/// Random within the range, so parallel test processes rarely meet, and never twice in one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (20_000u16, ephemeral_low.max(20_001));
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let port = low + (rand_u64() % u64::from(high - low)) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        let free = ["127.0.0.1", "0.0.0.0"]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
+        if free {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded per instance from the OS: enough randomness for picking a port.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    h.finish()
 }
 
 impl TestEnv {
