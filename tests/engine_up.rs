@@ -37,6 +37,16 @@ async fn two_service_app_routes_by_path_and_down_leaves_nothing() {
         body.contains("internal says: previewd sample: internal"),
         "{body}"
     );
+    // The route table is case-insensitive like Caddy's matchers, and a prefix is a whole
+    // segment: /API/hello is the api's, /apix the web's.
+    // (The api's own 404 names the path; the web's does not.)
+    let (_, body) = env.get(&id, "/API/hello").await;
+    assert!(body.contains("not found: /API/hello"), "{body}");
+    let (_, body) = env.get(&id, "/apix").await;
+    assert!(!body.contains("not found: /apix"), "{body}");
+    // Dot segments are refused, not resolved to another service's prefix.
+    let (status, body) = env.get(&id, "/api/../").await;
+    assert_eq!(status, 400, "{body}");
     // .dockerignore kept web/.env out of the image.
     assert_eq!(env.get(&id, "/.env").await.0, 404);
     // An unknown host says so.
@@ -172,5 +182,31 @@ async fn plain_folder_is_used_as_it_is_and_max_previews_is_enforced() {
     env.manager.down(&d.state.id).await.expect("down");
     // The user's folder is never removed.
     assert!(fixture("compose-only").join("compose.yaml").exists());
+    env.assert_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_no_service_routes_gets_a_404_naming_the_preview() {
+    let env = TestEnv::new("noroot").await;
+    let repo = GitRepo::from_fixture("two-service");
+    let yml = std::fs::read_to_string(repo.path().join(".previewd.yml")).expect("read");
+    let unrouted = yml.replacen(
+        "    route: /\n    healthcheck: {path: /}\n",
+        "    internal: true\n",
+        1,
+    );
+    assert_ne!(unrouted, yml, "the fixture's web service changed shape");
+    repo.write(".previewd.yml", &unrouted);
+    repo.commit("no root route");
+    let d = env.up(repo.path()).await.expect("up");
+    let id = d.state.id.to_string();
+    assert!(env.get(&id, "/api/hello").await.1.contains("internal says"));
+    let (status, body) = env.get(&id, "/other").await;
+    assert_eq!(status, 404);
+    assert!(
+        body.contains(&format!("preview {id} has no service at this path")),
+        "{body}"
+    );
+    env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }

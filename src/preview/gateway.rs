@@ -93,10 +93,21 @@ pub fn routed_networks(config: &Config, previews: &[Observed]) -> BTreeSet<Strin
     out
 }
 
+/// Where the route table puts the chosen upstream and the preview id for the handlers after it.
+const UPSTREAM: &str = "{previewd.upstream}";
+const PREVIEW: &str = "{previewd.preview}";
+
 /// Computes the gateway's whole config from the previews' labels.
+///
+/// Every route of every preview is one entry of a single `map` handler (host and path against
+/// one anchored regular expression), followed by a single `reverse_proxy` whose upstream is the
+/// map's answer. Caddy provisions a whole config on every load, and one `reverse_proxy` per
+/// route made a load at 200 previews cost ~80 ms, most of it setting up proxies; a map entry is
+/// one compiled expression. The proxy dials a placeholder, and Caddy still counts in-flight
+/// requests per resolved address, which is what [`drain`] reads.
 pub fn caddy_config(config: &Config, previews: &[Observed]) -> Value {
     let domain = &config.gateway.domain;
-    let mut routes = Vec::new();
+    let mut mappings = Vec::new();
     for p in previews {
         let live = p.live();
         for (g, members) in &p.generations {
@@ -117,49 +128,71 @@ pub fn caddy_config(config: &Config, previews: &[Observed]) -> Value {
             if paths.is_empty() {
                 continue;
             }
-            // Longest prefix first, so /api/v2 wins over /api, and / comes last.
+            // Longest prefix first, so /api/v2 wins over /api, and / comes last: the map
+            // takes the first entry that matches.
             paths.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
-            let mut sub: Vec<Value> = paths
-                .iter()
-                .map(|(route, dial)| {
-                    let handle = json!([{
-                        "handler": "reverse_proxy",
-                        "upstreams": [{"dial": dial}],
-                        // Dev servers' live-reload sockets survive a config load.
-                        "stream_close_delay": "5m",
-                    }]);
-                    if *route == "/" {
-                        json!({"handle": handle})
-                    } else {
-                        json!({
-                            "match": [{"path": [route.to_string(), format!("{route}/*")]}],
-                            "handle": handle,
-                        })
-                    }
-                })
-                .collect();
-            if !paths.iter().any(|(r, _)| *r == "/") {
-                sub.push(json!({"handle": [{
-                    "handler": "static_response",
-                    "status_code": 404,
-                    "body": format!("previewd: preview {} has no service at this path\n", p.id),
-                }]}));
+            let host_re = regex_quote(&host);
+            for (route, dial) in &paths {
+                mappings.push(json!({
+                    "input_regexp": route_regexp(&host_re, route),
+                    "outputs": [dial, p.id.as_str()],
+                }));
             }
-            routes.push(json!({
-                "match": [{"host": [host]}],
-                "handle": [{"handler": "subroute", "routes": sub}],
-                "terminal": true,
-            }));
+            if !paths.iter().any(|(r, _)| *r == "/") {
+                // The host is known but no service has this path: a 404 that says so.
+                mappings.push(json!({
+                    "input_regexp": route_regexp(&host_re, "/"),
+                    "outputs": ["", p.id.as_str()],
+                }));
+            }
         }
     }
-    let hosts: Vec<String> = live_hosts(config, previews).into_iter().collect();
     // The id is the host label just left of the domain.
     let id_label = domain.split('.').count();
-    routes.push(json!({"handle": [{
-        "handler": "static_response",
-        "status_code": 404,
-        "body": format!("previewd: no preview has the id \"{{http.request.host.labels.{id_label}}}\"\n"),
-    }]}));
+    let not_found = |vars: Value, body: String| {
+        json!({
+            "match": [{"vars": vars}],
+            "handle": [{"handler": "static_response", "status_code": 404, "body": body}],
+        })
+    };
+    let routes = json!([
+        // A dot segment would let a path reach a service other than the one its prefix names
+        // (Caddy's path matchers clean paths; a regular expression on the raw path does not).
+        // Browsers resolve dot segments before sending, so only hand-made requests have them.
+        {
+            "match": [{"vars_regexp": {"{http.request.uri.path}": {"pattern": r"(^|/)\.\.?(/|$)"}}}],
+            "handle": [{"handler": "static_response", "status_code": 400,
+                        "body": "previewd: a path with a . or .. segment is not routed\n"}],
+        },
+        {
+            "handle": [{
+                "handler": "map",
+                "source": "{http.request.host}{http.request.uri.path}",
+                "destinations": [UPSTREAM, PREVIEW],
+                "mappings": mappings,
+                "defaults": ["", ""],
+            }],
+        },
+        // (One key per `vars` matcher: a matcher with several keys matches when any does.)
+        // Every entry names its preview, so no preview means no entry matched.
+        not_found(
+            json!({PREVIEW: [""]}),
+            format!("previewd: no preview has the id \"{{http.request.host.labels.{id_label}}}\"\n"),
+        ),
+        not_found(
+            json!({UPSTREAM: [""]}),
+            format!("previewd: preview {PREVIEW} has no service at this path\n"),
+        ),
+        {
+            "handle": [{
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": UPSTREAM}],
+                // Dev servers' live-reload sockets survive a config load.
+                "stream_close_delay": "5m",
+            }],
+        },
+    ]);
+    let hosts: Vec<String> = live_hosts(config, previews).into_iter().collect();
     let mut servers = serde_json::Map::new();
     servers.insert(
         "previewd".into(),
@@ -246,6 +279,31 @@ pub fn caddy_config(config: &Config, previews: &[Observed]) -> Value {
         },
         "apps": apps,
     })
+}
+
+/// The map entry's expression for `route` on `host_re` (already quoted): the route itself and
+/// everything below it (`/api` takes `/api` and `/api/x`, not `/apix`), case-insensitive like
+/// Caddy's host and path matchers, and `.` matching newlines a decoded path may hold.
+fn route_regexp(host_re: &str, route: &str) -> String {
+    if route == "/" {
+        format!("(?is)^{host_re}/")
+    } else {
+        let route = regex_quote(route.trim_end_matches('/'));
+        format!("(?is)^{host_re}{route}(?:/|$)")
+    }
+}
+
+/// Quotes every character Go's RE2 syntax gives a meaning to. Hosts and routes are validated
+/// before they get here; quoting anyway keeps a future relaxation from becoming a pattern.
+fn regex_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The hosts of live previews: the only names on-demand TLS may get certificates for.
@@ -606,7 +664,6 @@ async fn wait_for_admin(docker: &Docker, config: &Config, name: &str) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::path::Path;
 
     use super::*;
@@ -670,31 +727,28 @@ mod tests {
         }
     }
 
-    /// host → [(path matcher or "", dial)] from a computed config.
-    fn routes(cfg: &Value) -> HashMap<String, Vec<(String, String)>> {
-        let mut out = HashMap::new();
-        let all = cfg["apps"]["http"]["servers"]["previewd"]["routes"]
-            .as_array()
-            .unwrap();
-        for r in all {
-            let Some(host) = r["match"][0]["host"][0].as_str() else {
-                continue;
-            };
-            let sub = r["handle"][0]["routes"].as_array().unwrap();
-            let entries = sub
-                .iter()
-                .map(|s| {
-                    let path = s["match"][0]["path"][0].as_str().unwrap_or("").to_owned();
-                    let dial = s["handle"][0]["upstreams"][0]["dial"]
-                        .as_str()
-                        .unwrap_or("404")
-                        .to_owned();
-                    (path, dial)
-                })
-                .collect();
-            out.insert(host.to_owned(), entries);
+    /// What the config's route table answers for `host` and `path`: the upstream it dials, or
+    /// `404 <id>` (a known preview without that path), or `404` (no such preview). Evaluated
+    /// with the `regex` crate, whose syntax for these expressions is Go's RE2.
+    fn resolve(cfg: &Value, host: &str, path: &str) -> String {
+        let map = &cfg["apps"]["http"]["servers"]["previewd"]["routes"][1]["handle"][0];
+        assert_eq!(map["handler"], "map");
+        let input = format!("{host}{path}");
+        for m in map["mappings"].as_array().unwrap() {
+            let re = regex::Regex::new(m["input_regexp"].as_str().unwrap()).unwrap();
+            if re.is_match(&input) {
+                let (dial, id) = (
+                    m["outputs"][0].as_str().unwrap(),
+                    m["outputs"][1].as_str().unwrap(),
+                );
+                return if dial.is_empty() {
+                    format!("404 {id}")
+                } else {
+                    dial.to_owned()
+                };
+            }
         }
-        out
+        "404".to_owned()
     }
 
     #[test]
@@ -706,12 +760,26 @@ mod tests {
             member("aaaaaaaaaa", "db", 1, None, true),
         ]);
         let cfg = caddy_config(&config("localhost"), &previews);
-        let r = routes(&cfg);
-        let host = &r["aaaaaaaaaa.localhost"];
-        let paths: Vec<&str> = host.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, vec!["/api/v2", "/api", ""]);
-        assert_eq!(host[1].1, "aaaaaaaaaa-api-1:80");
+        let h = "aaaaaaaaaa.localhost";
+        for (host, path, want) in [
+            (h, "/api/v2/x", "aaaaaaaaaa-v2-1:80"),
+            (h, "/api/v2", "aaaaaaaaaa-v2-1:80"),
+            (h, "/api/v22", "aaaaaaaaaa-api-1:80"),
+            (h, "/api", "aaaaaaaaaa-api-1:80"),
+            // Case-insensitive, like Caddy's host and path matchers.
+            (h, "/API/", "aaaaaaaaaa-api-1:80"),
+            ("AAAAAAAAAA.localhost", "/api", "aaaaaaaaaa-api-1:80"),
+            (h, "/apix", "aaaaaaaaaa-web-1:80"),
+            (h, "/", "aaaaaaaaaa-web-1:80"),
+            (h, "/a\nb", "aaaaaaaaaa-web-1:80"),
+            ("aaaaaaaaaaxlocalhost", "/", "404"), // dots are literal
+            ("xaaaaaaaaaa.localhost", "/", "404"), // anchored
+        ] {
+            assert_eq!(resolve(&cfg, host, path), want, "{host}{path}");
+        }
         assert_eq!(cfg["admin"]["listen"], "unix//run/previewd/admin.sock|0600");
+        let proxy = &cfg["apps"]["http"]["servers"]["previewd"]["routes"][4]["handle"][0];
+        assert_eq!(proxy["upstreams"][0]["dial"], UPSTREAM);
     }
 
     #[test]
@@ -722,10 +790,14 @@ mod tests {
             member("aaaaaaaaaa", "web", 3, Some("/"), false),
         ]);
         let c = config("localhost");
-        let r = routes(&caddy_config(&c, &previews));
-        assert_eq!(r["aaaaaaaaaa.localhost"][0].1, "aaaaaaaaaa-web-2:80");
-        assert_eq!(r["aaaaaaaaaa-3.localhost"][0].1, "aaaaaaaaaa-web-3:80");
-        assert_eq!(r.len(), 2, "generation 1 is retired: {r:?}");
+        let cfg = caddy_config(&c, &previews);
+        for (host, want) in [
+            ("aaaaaaaaaa.localhost", "aaaaaaaaaa-web-2:80"),
+            ("aaaaaaaaaa-3.localhost", "aaaaaaaaaa-web-3:80"),
+            ("aaaaaaaaaa-1.localhost", "404"), // generation 1 is retired
+        ] {
+            assert_eq!(resolve(&cfg, host, "/"), want, "{host}");
+        }
         let nets = routed_networks(&c, &previews);
         assert!(nets.contains("pv-pv-aaaaaaaaaa-2") && nets.contains("pv-pv-aaaaaaaaaa-3"));
         assert!(!nets.contains("pv-pv-aaaaaaaaaa-1"));
@@ -738,24 +810,53 @@ mod tests {
         let all = cfg["apps"]["http"]["servers"]["previewd"]["routes"]
             .as_array()
             .unwrap();
-        let last = &all[all.len() - 1]["handle"][0];
-        assert_eq!(last["status_code"], 404);
+        let unknown = &all[2]["handle"][0];
+        assert_eq!(unknown["status_code"], 404);
         // preview.example.com has 3 labels, so the id is label 3 counted from the right.
         assert!(
-            last["body"]
+            unknown["body"]
                 .as_str()
                 .unwrap()
                 .contains("{http.request.host.labels.3}")
         );
-        let r = routes(&cfg);
-        assert_eq!(r["aaaaaaaaaa.preview.example.com"].last().unwrap().1, "404");
-        let empty = caddy_config(&config("localhost"), &[]);
         assert_eq!(
-            empty["apps"]["http"]["servers"]["previewd"]["routes"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
+            resolve(&cfg, "aaaaaaaaaa.preview.example.com", "/"),
+            "404 aaaaaaaaaa"
         );
+        assert_eq!(
+            resolve(&cfg, "bbbbbbbbbb.preview.example.com", "/api"),
+            "404"
+        );
+        let empty = caddy_config(&config("localhost"), &[]);
+        let map = &empty["apps"]["http"]["servers"]["previewd"]["routes"][1]["handle"][0];
+        assert_eq!(map["mappings"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn dot_segments_are_refused_before_routing() {
+        let cfg = caddy_config(&config("localhost"), &[]);
+        let first = &cfg["apps"]["http"]["servers"]["previewd"]["routes"][0];
+        let pattern = first["match"][0]["vars_regexp"]["{http.request.uri.path}"]["pattern"]
+            .as_str()
+            .unwrap();
+        let re = regex::Regex::new(pattern).unwrap();
+        for bad in ["/api/../x", "/..", "/./api", "/a/.", "/api/.."] {
+            assert!(re.is_match(bad), "{bad}");
+        }
+        for good in ["/", "/api/.well-known/x", "/a..b", "/..a/", "/a/b."] {
+            assert!(!re.is_match(good), "{good}");
+        }
+        assert_eq!(first["handle"][0]["status_code"], 400);
+    }
+
+    #[test]
+    fn regex_characters_in_hosts_and_routes_are_literal() {
+        assert_eq!(
+            regex_quote("a.b+c*(d)|[e]{f}^$\\"),
+            "a\\.b\\+c\\*\\(d\\)\\|\\[e\\]\\{f\\}\\^\\$\\\\"
+        );
+        let re = regex::Regex::new(&route_regexp(&regex_quote("x.localhost"), "/a.b/")).unwrap();
+        assert!(re.is_match("x.localhost/a.b") && re.is_match("x.localhost/A.B/c"));
+        assert!(!re.is_match("x.localhost/axb"));
     }
 }

@@ -141,14 +141,36 @@ fn wait_route(port: u16, host: &str) {
     panic!("route {host} never answered");
 }
 
+/// Times `count` requests to `host` through the gateway, one at a time, each on a connection
+/// of its own (as `wait_route` sends them), in milliseconds.
+fn request_times(port: u16, host: &str, count: usize) -> Vec<f64> {
+    let head = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    (0..count)
+        .map(|_| {
+            let t0 = Instant::now();
+            let s = TcpStream::connect(("127.0.0.1", port)).expect("gateway");
+            assert_eq!(request(s, &head, b"").ok(), Some(200), "{host}");
+            t0.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
 /// Rewrites what only makes sense inside Docker: the listen port, the admin socket and every
-/// upstream (all to the local responder).
+/// upstream (all to the local responder): a fixed `dial`, or the route table's entries, whose
+/// first output is the upstream (empty for "no service at this path").
 fn localise(v: &mut Value, listen: &str, admin: &str, dial: &str) {
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 match (k.as_str(), &mut *x) {
-                    ("dial", Value::String(s)) => *s = dial.into(),
+                    ("dial", Value::String(s)) if !s.starts_with('{') => *s = dial.into(),
+                    ("outputs", Value::Array(a)) => {
+                        if let Some(Value::String(s)) = a.first_mut()
+                            && !s.is_empty()
+                        {
+                            *s = dial.into();
+                        }
+                    }
                     ("listen", Value::Array(a)) => *a = vec![Value::String(listen.into())],
                     ("listen", Value::String(s)) => *s = admin.into(),
                     _ => localise(x, listen, admin, dial),
@@ -269,9 +291,15 @@ fn main() {
             }
             let (p50, p99) = (pct(&mut times.clone(), 50.0), pct(&mut times, 99.0));
             let own50 = pct(&mut own, 50.0);
+            // What the route table costs every request: the last preview added is the last
+            // entry of previewd's table (the worst case) and the last site of the Caddyfile.
+            let last = format!("{}.localhost", preview(next).id);
+            let mut req = request_times(port, &last, 300);
+            let (req50, req99) = (pct(&mut req.clone(), 50.0), pct(&mut req, 99.0));
             println!(
                 "{}",
-                serde_json::json!({"n": n, "way": way, "reps": reps, "p50_ms": p50, "p99_ms": p99, "own_p50_ms": own50})
+                serde_json::json!({"n": n, "way": way, "reps": reps, "p50_ms": p50, "p99_ms": p99, "own_p50_ms": own50,
+                                   "request_p50_ms": req50, "request_p99_ms": req99})
             );
         }
     }
