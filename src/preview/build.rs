@@ -82,10 +82,11 @@ pub async fn build(
         return Ok(Built { tag, reused: true });
     }
 
+    // Only what cannot come from the tag: Docker's classic builder turns each label into a
+    // build step of its own (a container created and committed: ~1 s each on this host's
+    // fuse-overlayfs), and the tag already names the preview and the service.
     let image_labels = HashMap::from([
         (labels::INSTANCE.to_owned(), config.instance.to_string()),
-        (labels::PREVIEW.to_owned(), id.to_string()),
-        (labels::SERVICE.to_owned(), service.to_owned()),
         (labels::CONTENT_HASH.to_owned(), ctx.hash.clone()),
     ]);
     let opts = BuildImageOptions {
