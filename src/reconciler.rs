@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,10 @@ use crate::queue::Queue;
 
 /// How often the periodic pass runs unless told otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How many PRs a pass reads from the forge at once: well under GitHub's secondary rate
+/// limit on concurrent requests (100), enough to hide the round trips.
+const FORGE_READS: usize = 8;
 
 /// The longest warning ahead of a ttl removal.
 const WARN_AHEAD: Duration = Duration::from_secs(24 * 3600);
@@ -122,12 +127,27 @@ impl Reconciler {
                 out.stopped.push(p.key.clone());
             }
         }
-        let ours = |p: &&PreviewState| p.pr.is_some() && Repo::parse(&p.key.repo).is_some();
-        for p in previews.iter().filter(ours) {
-            let (Some(repo), Some(number)) = (Repo::parse(&p.key.repo), p.pr) else {
-                continue;
-            };
-            let pr = match self.forge.pull_request(&repo, number).await {
+        // The PRs are read a few at a time: one after another, a start-up pass with 50
+        // previews waited for 50 round trips in a row.
+        let ours: Vec<(usize, Repo, u64)> = previews
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, Repo::parse(&p.key.repo)?, p.pr?)))
+            .collect();
+        let read: Vec<_> = futures_util::stream::iter(ours)
+            .map(|(i, repo, number)| {
+                let forge = self.forge.clone();
+                async move {
+                    let pr = forge.pull_request(&repo, number).await;
+                    (i, repo, number, pr)
+                }
+            })
+            .buffered(FORGE_READS)
+            .collect()
+            .await;
+        for (i, repo, number, pr) in read {
+            let p = &previews[i];
+            let pr = match pr {
                 Ok(pr) => pr,
                 Err(e) => {
                     // The forge is down or the PR unreadable: change nothing for it.
