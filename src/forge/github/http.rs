@@ -83,9 +83,9 @@ fn github_message(status: StatusCode, body: &[u8]) -> String {
     }
 }
 
-pub(super) fn decode<T: serde::de::DeserializeOwned>(
+pub(super) fn decode<'a, T: serde::Deserialize<'a>>(
     call: &'static str,
-    body: &[u8],
+    body: &'a [u8],
 ) -> ForgeResult<T> {
     serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
         call,

@@ -2,6 +2,12 @@
 //! mapped into the forge-neutral `ForgeEvent`. Unknown events and actions become
 //! `Unsupported`/`Other` (ignored with a reason), never an error; a body that is not JSON or
 //! not the event's shape is a `PayloadError` (answered 400). Nothing here acts on an event.
+//!
+//! Parsing is on every delivery's path: the structs borrow their strings from the body where
+//! they have no escapes (`Cow`), fields previewd does not read are skipped by serde without
+//! being stored, and only what ends up in the `ForgeEvent` is copied.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 
@@ -47,6 +53,8 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<ForgeEvent, PayloadError>
             p.into_event().map_err(invalid)
         }
         other => {
+            // Still require JSON. A tree is built, but these events are rare, and a tree
+            // refuses what skipping would let through (a number out of range).
             serde_json::from_slice::<serde_json::Value>(body).map_err(shape)?;
             Ok(ForgeEvent::Unsupported {
                 event: other.chars().take(64).collect(),
@@ -56,28 +64,30 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<ForgeEvent, PayloadError>
 }
 
 #[derive(Deserialize)]
-struct User {
-    login: String,
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
+struct User<'a> {
+    #[serde(borrow)]
+    login: Cow<'a, str>,
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
 }
 
-impl User {
+impl User<'_> {
     fn actor(self) -> Actor {
         let is_bot = self.kind.as_deref() == Some("Bot") || self.login.ends_with("[bot]");
         Actor {
-            login: self.login,
+            login: self.login.into_owned(),
             is_bot,
         }
     }
 }
 
 #[derive(Deserialize)]
-struct Repository {
-    full_name: String,
+struct Repository<'a> {
+    #[serde(borrow)]
+    full_name: Cow<'a, str>,
 }
 
-impl Repository {
+impl Repository<'_> {
     fn repo(&self) -> Result<Repo, String> {
         Repo::parse(&self.full_name)
             .ok_or_else(|| format!("repository {:?} is not owner/name", cap(&self.full_name)))
@@ -85,31 +95,38 @@ impl Repository {
 }
 
 #[derive(Deserialize)]
-struct Label {
-    name: String,
+struct Label<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct PrRef {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    sha: String,
-    repo: Option<Repository>,
+struct PrRef<'a> {
+    #[serde(rename = "ref", borrow)]
+    git_ref: Cow<'a, str>,
+    #[serde(borrow)]
+    sha: Cow<'a, str>,
+    #[serde(borrow)]
+    repo: Option<Repository<'a>>,
 }
 
+/// A pull request as webhooks and the REST API (`pulls/get`, `pulls/list`) both give it.
 #[derive(Deserialize)]
-pub(crate) struct PullRequestBody {
+pub(crate) struct PullRequestBody<'a> {
     number: u64,
-    state: String,
-    head: PrRef,
-    base: PrRef,
-    #[serde(default)]
-    labels: Vec<Label>,
+    #[serde(borrow)]
+    state: Cow<'a, str>,
+    #[serde(borrow)]
+    head: PrRef<'a>,
+    #[serde(borrow)]
+    base: PrRef<'a>,
+    #[serde(default, borrow)]
+    labels: Vec<Label<'a>>,
     #[serde(default)]
     merged: Option<bool>,
 }
 
-impl PullRequestBody {
+impl PullRequestBody<'_> {
     /// Also used to read a pull request back from the REST API (same shape).
     pub(crate) fn into_pull_request(self) -> Result<PullRequest, String> {
         let head_sha = CommitSha::parse(&self.head.sha).map_err(|e| e.to_string())?;
@@ -130,31 +147,39 @@ impl PullRequestBody {
             number: self.number,
             open: self.state == "open",
             head_sha,
-            head_branch: self.head.git_ref,
+            head_branch: self.head.git_ref.into_owned(),
             head_repo,
             fork,
-            labels: self.labels.into_iter().map(|l| l.name).collect(),
+            labels: self
+                .labels
+                .into_iter()
+                .map(|l| l.name.into_owned())
+                .collect(),
         })
     }
 }
 
 #[derive(Deserialize)]
-struct PullRequestPayload {
-    action: String,
-    pull_request: PullRequestBody,
-    #[serde(default)]
-    label: Option<Label>,
-    repository: Repository,
-    sender: User,
+struct PullRequestPayload<'a> {
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(borrow)]
+    pull_request: PullRequestBody<'a>,
+    #[serde(default, borrow)]
+    label: Option<Label<'a>>,
+    #[serde(borrow)]
+    repository: Repository<'a>,
+    #[serde(borrow)]
+    sender: User<'a>,
 }
 
-impl PullRequestPayload {
+impl PullRequestPayload<'_> {
     fn into_event(self) -> Result<ForgeEvent, String> {
         let label = |l: Option<Label>| {
-            l.map(|l| l.name)
+            l.map(|l| l.name.into_owned())
                 .ok_or_else(|| format!("`{}` without a `label`", self.action))
         };
-        let action = match self.action.as_str() {
+        let action = match &*self.action {
             "opened" => PrAction::Opened,
             "reopened" => PrAction::Reopened,
             "synchronize" => PrAction::Synchronize,
@@ -175,17 +200,20 @@ impl PullRequestPayload {
 }
 
 #[derive(Deserialize)]
-struct PushPayload {
-    #[serde(rename = "ref")]
-    git_ref: String,
-    after: String,
+struct PushPayload<'a> {
+    #[serde(rename = "ref", borrow)]
+    git_ref: Cow<'a, str>,
+    #[serde(borrow)]
+    after: Cow<'a, str>,
     #[serde(default)]
     deleted: bool,
-    repository: Repository,
-    sender: User,
+    #[serde(borrow)]
+    repository: Repository<'a>,
+    #[serde(borrow)]
+    sender: User<'a>,
 }
 
-impl PushPayload {
+impl PushPayload<'_> {
     fn into_event(self) -> Result<ForgeEvent, String> {
         let zero = self.after.bytes().all(|b| b == b'0');
         let deleted = self.deleted || zero;
@@ -197,7 +225,7 @@ impl PushPayload {
         Ok(ForgeEvent::Push {
             repo: self.repository.repo()?,
             sender: self.sender.actor(),
-            git_ref: self.git_ref,
+            git_ref: self.git_ref.into_owned(),
             after,
             deleted,
         })
@@ -212,24 +240,28 @@ struct Issue {
 }
 
 #[derive(Deserialize)]
-struct Comment {
+struct Comment<'a> {
     id: u64,
-    #[serde(default)]
-    body: Option<String>,
-    user: User,
+    #[serde(default, borrow)]
+    body: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: User<'a>,
 }
 
 #[derive(Deserialize)]
-struct IssueCommentPayload {
-    action: String,
+struct IssueCommentPayload<'a> {
+    #[serde(borrow)]
+    action: Cow<'a, str>,
     issue: Issue,
-    comment: Comment,
-    repository: Repository,
+    #[serde(borrow)]
+    comment: Comment<'a>,
+    #[serde(borrow)]
+    repository: Repository<'a>,
 }
 
-impl IssueCommentPayload {
+impl IssueCommentPayload<'_> {
     fn into_event(self) -> Result<ForgeEvent, String> {
-        let action = match self.action.as_str() {
+        let action = match &*self.action {
             "created" => CommentAction::Created,
             "edited" => CommentAction::Edited,
             "deleted" => CommentAction::Deleted,
@@ -242,7 +274,7 @@ impl IssueCommentPayload {
             number: self.issue.number,
             on_pull_request: self.issue.pull_request.is_some_and(|v| !v.is_null()),
             comment_id: self.comment.id,
-            body: self.comment.body.unwrap_or_default(),
+            body: self.comment.body.map(Cow::into_owned).unwrap_or_default(),
         })
     }
 }
