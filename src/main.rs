@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use previewd::config::Config;
 use previewd::engine::{DeployFailure, PreviewState};
@@ -95,12 +96,27 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // `serve` logs through a background thread: a slow or blocked stderr (a full pipe, a
+    // stalled terminal) must never stall a webhook request. Lines past its buffer are dropped,
+    // not waited for. The buffer is allocated whole at start, so it is kept small (8192 lines,
+    // 256 KiB; the crate's default of 128 000 added 4 MiB to the idle footprint). The CLI
+    // commands write directly, so their log lines stay in order with what they print. `flush`
+    // writes what is buffered when main returns.
+    let (writer, flush) = if matches!(cli.command, Command::Serve) {
+        let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .buffered_lines_limit(8192)
+            .lossy(true)
+            .finish(std::io::stderr());
+        (BoxMakeWriter::new(w), Some(guard))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PREVIEWD_LOG")
                 .unwrap_or_else(|_| "previewd=info,warn".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -110,6 +126,7 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(run(cli)) {
+        drop(flush);
         eprintln!("previewd: {e:#}");
         std::process::exit(1);
     }
