@@ -16,6 +16,8 @@ ap.add_argument("--conc", default="1,32,128")
 ap.add_argument("--out", required=True)
 ap.add_argument("--lua", required=True)
 ap.add_argument("--targets", default="previewd,webhook")
+ap.add_argument("--scenarios", default="pr_ignored,pr_queued,push_1mib,bad_sig",
+                help="comma-separated subset, for side-by-side runs of one payload")
 a = ap.parse_args()
 a.previewd = os.path.abspath(a.previewd)
 pl = pathlib.Path(a.payloads)
@@ -129,5 +131,7 @@ scenarios = [
 ]
 for conc in [int(c) for c in a.conc.split(",")]:
     for name, body, sig, event, targets in scenarios:
+        if name not in a.scenarios.split(","):
+            continue
         for t in [t for t in targets if t in a.targets.split(",")]:
             run(t, name, body, sig, event, conc)
