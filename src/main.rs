@@ -101,13 +101,16 @@ fn main() {
     // not waited for. The buffer is allocated whole at start, so it is kept small (8192 lines,
     // 256 KiB; the crate's default of 128 000 added 4 MiB to the idle footprint). The CLI
     // commands write directly, so their log lines stay in order with what they print. `flush`
-    // writes what is buffered when main returns.
+    // writes what is buffered when main returns; how many lines were dropped is said then, so
+    // an operator reading the log knows it has gaps.
     let (writer, flush) = if matches!(cli.command, Command::Serve) {
         let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .buffered_lines_limit(8192)
             .lossy(true)
             .finish(std::io::stderr());
-        (BoxMakeWriter::new(w), Some(guard))
+        let dropped = w.error_counter();
+        let guard = Some(guard);
+        (BoxMakeWriter::new(w), Some(LogFlush { guard, dropped }))
     } else {
         (BoxMakeWriter::new(std::io::stderr), None)
     };
@@ -129,6 +132,23 @@ fn main() {
         drop(flush);
         eprintln!("previewd: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Flushes `serve`'s log writer when dropped, then says how many lines it had to drop.
+struct LogFlush {
+    guard: Option<tracing_appender::non_blocking::WorkerGuard>,
+    dropped: tracing_appender::non_blocking::ErrorCounter,
+}
+
+impl Drop for LogFlush {
+    fn drop(&mut self) {
+        // What was buffered first, so the count comes last.
+        drop(self.guard.take());
+        let n = self.dropped.dropped_lines();
+        if n > 0 {
+            eprintln!("previewd: {n} log lines were dropped: stderr did not keep up");
+        }
     }
 }
 
