@@ -235,7 +235,7 @@ try:
 finally:
     for p in procs:
         stop(p)
-    # previewd's own orderly removal first (force-removing 150 containers at once left Docker
-    # 20.10 with a stale endpoint on the shared egress network once), then any leftover.
+    # previewd's own orderly removal first (force-removing 150 containers at once once left
+    # Docker 20.10 with a stale endpoint on a network), then any leftover.
     cleanup_instance(inst, a.previewd, env)
     fake.close()

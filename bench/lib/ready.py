@@ -98,7 +98,6 @@ try:
         rebuilt = sorted(s for s in after if after.get(s) != before.get(s))
         fs = failure_summary(log, t_up)
         sw = swap_summary(log, nonce, t_up)
-        first_new = sw["new_seen_after_s"] + t_up if sw["new_seen_after_s"] is not None else None
         hand_dir = work / f"hand{rep}"
         stamp(hand_dir, "web")
         hw = by_hand(hand_dir, tag, warm_only="web")
@@ -107,7 +106,7 @@ try:
         print(f"  warm  previewd {wd:6.2f}s  by hand {hw:6.2f}s  ratio {wd / hw:.2f}x  warm/cold {wd / pd:.2f}  rebuilt {rebuilt}  {wphases}", flush=True)
         print(f"  redeploy: {fs['polled']} polls, {fs['failed']} failed {fs['kinds']}"
               + (f" between {fs['first_fail_s']}s and {fs['last_fail_s']}s after `up` started" if fs["failed"] else "")
-              + f"; new commit served {first_new - t_up if first_new else float('nan'):.2f}s after `up` started", flush=True)
+              + f"; new commit served {sw['new_seen_after_s'] if sw['new_seen_after_s'] is not None else float('nan'):.2f}s after `up` started", flush=True)
         subprocess.run([a.previewd, "down", "--all"], env=env, capture_output=True)
         cleanup_hand(tag)
 finally:

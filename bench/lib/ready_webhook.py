@@ -129,7 +129,6 @@ try:
         rebuilt = sorted(s for s in after if after.get(s) != before.get(s))
         fs = failure_summary(plog, t_up)
         sw = swap_summary(plog, nonce, t_up)
-        first_new = sw["new_seen_after_s"] + t_up if sw["new_seen_after_s"] is not None else None
         stamp(hand_dir, "web")
         hw = by_hand(hand_dir, tag, hand_port, warm_only="web")
         emit(kind="wh_warm", rep=rep, previewd_s=wd, hand_s=hw, phases=wphases, cold_s=pd, rebuilt=rebuilt,
@@ -138,7 +137,7 @@ try:
               f"  rebuilt {rebuilt}  {wphases}", flush=True)
         print(f"  webhook redeploy: {fs['polled']} polls, {fs['failed']} failed {fs['kinds']}"
               + (f" between {fs['first_fail_s']}s and {fs['last_fail_s']}s after the delivery" if fs["failed"] else "")
-              + f"; new commit served {first_new - t_up if first_new else float('nan'):.2f}s after it", flush=True)
+              + f"; new commit served {sw['new_seen_after_s'] if sw['new_seen_after_s'] is not None else float('nan'):.2f}s after it", flush=True)
         closed(number, branch, sha2)
         cleanup_hand(tag)
     if fake.unknown:
