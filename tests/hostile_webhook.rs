@@ -381,6 +381,20 @@ fn every_field_missing_or_mistyped_is_an_error_or_ignored_never_a_panic() {
     for n in (0..body.len()).step_by(7) {
         assert!(parse_event("pull_request", &body[..n]).is_err());
     }
+    // Invalid UTF-8 is refused wherever it is, in a field previewd skips too, and the answer
+    // says where (the body is checked once, whole, before it is parsed).
+    let mut body = serde_json::to_vec(&payload_json("pull_request.labeled.json")).unwrap();
+    let at = body
+        .windows(7)
+        .position(|w| w == b"\"body\":")
+        .expect("the fixture has a body");
+    body.splice(at + 8..at + 8, [0xff, 0xfe]);
+    let err = parse_event("pull_request", &body).expect_err("invalid UTF-8 accepted");
+    assert!(
+        err.to_string()
+            .contains(&format!("not UTF-8 at byte {}", at + 8)),
+        "{err}"
+    );
     // Numbers past u64 and negative PR numbers are a 400 too.
     for n in [json!(-1), json!(u64::MAX as f64 * 2.0), json!("7")] {
         let mut v = payload_json("pull_request.labeled.json");

