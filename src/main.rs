@@ -102,9 +102,10 @@ fn main() {
     // 256 KiB; the crate's default of 128 000 added 4 MiB to the idle footprint). The CLI
     // commands write directly, so their log lines stay in order with what they print. `flush`
     // writes what is buffered when main returns; how many lines were dropped is said then, so
-    // an operator reading the log knows it has gaps. The thread writes through a `BufWriter`:
-    // it flushes whenever it has emptied its queue, so a line is never held back, but a burst
-    // (one line per queued delivery) costs one `write` per batch instead of one per line.
+    // an operator reading the log knows it has gaps (`/metrics` counts them while `serve`
+    // runs). The thread writes through a `BufWriter`: it flushes whenever it has emptied its
+    // queue, so a line is never held back, but a burst (one line per queued delivery) costs
+    // one `write` per batch instead of one per line.
     let (writer, flush) = if matches!(cli.command, Command::Serve) {
         let (w, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .buffered_lines_limit(8192)
@@ -133,7 +134,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(run(cli)) {
+    let log_drops = flush.as_ref().map(|f| f.dropped.clone());
+    if let Err(e) = runtime.block_on(run(cli, log_drops)) {
         drop(flush);
         eprintln!("previewd: {e:#}");
         std::process::exit(1);
@@ -157,7 +159,10 @@ impl Drop for LogFlush {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(
+    cli: Cli,
+    log_drops: Option<tracing_appender::non_blocking::ErrorCounter>,
+) -> Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Check { path } => check(&path),
@@ -172,7 +177,12 @@ async fn run(cli: Cli) -> Result<()> {
                 );
                 s.cancel();
             });
-            previewd::serve::serve(config, Arc::new(manager), shutdown).await
+            let options = previewd::serve::ServeOptions {
+                log_drops: log_drops
+                    .map(|c| previewd::serve::LogDrops::new(move || c.dropped_lines() as u64)),
+                ..Default::default()
+            };
+            previewd::serve::serve(config, Arc::new(manager), options, shutdown).await
         }
         Command::Up {
             repo,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::engine::{Phase, PreviewState, Timings};
@@ -26,6 +26,7 @@ struct Inner {
     previews: IntGaugeVec,
     forge_errors: IntCounterVec,
     deploys: IntCounterVec,
+    log_dropped: IntCounter,
     build: Histogram,
     start: Histogram,
     health: Histogram,
@@ -55,6 +56,10 @@ impl Metrics {
             Opts::new("deploys_total", "Deployments by outcome"),
             &["outcome"],
         )?;
+        let log_dropped = IntCounter::new(
+            "log_lines_dropped_total",
+            "Log lines dropped because stderr did not keep up",
+        )?;
         let buckets = vec![
             0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
         ];
@@ -73,6 +78,7 @@ impl Metrics {
         registry.register(Box::new(previews.clone()))?;
         registry.register(Box::new(forge_errors.clone()))?;
         registry.register(Box::new(deploys.clone()))?;
+        registry.register(Box::new(log_dropped.clone()))?;
         for h in [&build, &start, &health, &ready] {
             registry.register(Box::new(h.clone()))?;
         }
@@ -84,6 +90,7 @@ impl Metrics {
                 previews,
                 forge_errors,
                 deploys,
+                log_dropped,
                 build,
                 start,
                 health,
@@ -102,6 +109,15 @@ impl Metrics {
             .webhooks
             .with_label_values(&[event, outcome])
             .inc();
+    }
+
+    /// `total` is the log writer's own running count, read at scrape time: the counter is
+    /// brought up to it (a counter never goes down, and the writer's count only grows).
+    pub fn log_lines_dropped(&self, total: u64) {
+        let seen = self.inner.log_dropped.get();
+        if total > seen {
+            self.inner.log_dropped.inc_by(total - seen);
+        }
     }
 
     pub fn queue_changed(&self, delta: i64) {

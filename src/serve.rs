@@ -52,6 +52,30 @@ pub struct ServeOptions {
     pub retry: RetryPolicy,
     /// How often the reconciler runs; `None` for [`crate::reconciler::DEFAULT_INTERVAL`].
     pub reconcile_interval: Option<Duration>,
+    /// The log writer's count of dropped lines, shown on `/metrics`; `None` when the binary
+    /// logs synchronously (nothing is ever dropped).
+    pub log_drops: Option<LogDrops>,
+}
+
+/// Reads how many log lines the binary's non-blocking writer has dropped so far. The writer
+/// is set up by the binary before `serve` exists, so the library only gets a way to read it.
+#[derive(Clone)]
+pub struct LogDrops(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl LogDrops {
+    pub fn new(read: impl Fn() -> u64 + Send + Sync + 'static) -> LogDrops {
+        LogDrops(Arc::new(read))
+    }
+
+    pub fn get(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for LogDrops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LogDrops").field(&self.get()).finish()
+    }
 }
 
 /// A bound, not yet running server: its addresses are known (useful with port 0).
@@ -68,9 +92,10 @@ pub struct Server {
 pub async fn serve(
     config: Config,
     engine: Arc<dyn PreviewEngine>,
+    options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let server = bind(config, engine, ServeOptions::default(), shutdown).await?;
+    let server = bind(config, engine, options, shutdown).await?;
     tracing::info!(
         listen = %server.webhook_addr()?,
         admin = %server.admin_addr()?,
@@ -120,6 +145,7 @@ pub async fn bind(
         policy: Arc::new(policy),
         queue,
         engine,
+        log_drops: options.log_drops,
     };
     let listen = |what, addr| async move {
         TcpListener::bind(addr)

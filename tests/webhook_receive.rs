@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use previewd::config::Config;
-use previewd::serve::{ServeError, ServeOptions, bind};
+use previewd::serve::{LogDrops, ServeError, ServeOptions, bind};
 use support::engine::{Call, FakeEngine};
 use support::{Harness, SECRET, eventually, payload, sign};
 use tokio_util::sync::CancellationToken;
@@ -295,5 +295,39 @@ async fn health_and_admin_endpoints() {
     ] {
         assert!(text.contains(&format!("previewd_{h}_bucket")), "{h}");
     }
+    h.stop().await;
+}
+
+/// The binary's log writer drops lines rather than stall a request when stderr does not keep
+/// up; `/metrics` says how many, so operators learn of gaps before the process exits.
+#[tokio::test]
+async fn metrics_count_dropped_log_lines() {
+    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let read = dropped.clone();
+    let options = ServeOptions {
+        log_drops: Some(LogDrops::new(move || {
+            read.load(std::sync::atomic::Ordering::SeqCst)
+        })),
+        ..Default::default()
+    };
+    let h = Harness::start_with_options(FakeEngine::auto(), &[], options).await;
+    let (status, text) = h.get(h.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("\npreviewd_log_lines_dropped_total 0\n"),
+        "{text}"
+    );
+    dropped.store(7, std::sync::atomic::Ordering::SeqCst);
+    let (_, text) = h.get(h.admin, "/metrics").await;
+    assert!(
+        text.contains("\npreviewd_log_lines_dropped_total 7\n"),
+        "{text}"
+    );
+    dropped.store(9, std::sync::atomic::Ordering::SeqCst);
+    let (_, text) = h.get(h.admin, "/metrics").await;
+    assert!(
+        text.contains("\npreviewd_log_lines_dropped_total 9\n"),
+        "{text}"
+    );
     h.stop().await;
 }

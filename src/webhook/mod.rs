@@ -23,6 +23,7 @@ use crate::engine::PreviewEngine;
 use crate::intent::Policy;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
+use crate::serve::LogDrops;
 use deliveries::Deliveries;
 
 /// What the handlers share.
@@ -34,6 +35,7 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     pub queue: Queue,
     pub engine: Arc<dyn PreviewEngine>,
+    pub log_drops: Option<LogDrops>,
 }
 
 /// The public router.
@@ -64,6 +66,9 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok(Ok(list)) => state.metrics.previews(&list),
         Ok(Err(e)) => tracing::warn!(error = %e, "metrics: engine list failed"),
         Err(_) => tracing::warn!("metrics: engine list timed out"),
+    }
+    if let Some(drops) = &state.log_drops {
+        state.metrics.log_lines_dropped(drops.get());
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -119,6 +119,19 @@ impl Harness {
         extra_env: &[(&str, &str)],
         queue: QueueOptions,
     ) -> Harness {
+        let options = ServeOptions {
+            queue,
+            ..Default::default()
+        };
+        Harness::start_with_options(engine, extra_env, options).await
+    }
+
+    /// `options.retry` is always the tests' fast retry policy.
+    pub async fn start_with_options(
+        engine: FakeEngine,
+        extra_env: &[(&str, &str)],
+        options: ServeOptions,
+    ) -> Harness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -129,9 +142,8 @@ impl Harness {
             Config::from_parts(None, Path::new("previewd.toml"), &env).expect("test config");
         let shutdown = CancellationToken::new();
         let options = ServeOptions {
-            queue,
             retry: fast_retry(),
-            ..Default::default()
+            ..options
         };
         let server = bind(config, Arc::new(engine.clone()), options, shutdown.clone())
             .await
