@@ -4,6 +4,7 @@
 //! take values from small fixed sets; nothing from a payload becomes a label value unchecked.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus::{
@@ -27,6 +28,8 @@ struct Inner {
     forge_errors: IntCounterVec,
     deploys: IntCounterVec,
     log_dropped: IntCounter,
+    /// The writer's count already added to `log_dropped`.
+    log_dropped_seen: AtomicU64,
     build: Histogram,
     start: Histogram,
     health: Histogram,
@@ -91,6 +94,7 @@ impl Metrics {
                 forge_errors,
                 deploys,
                 log_dropped,
+                log_dropped_seen: AtomicU64::new(0),
                 build,
                 start,
                 health,
@@ -112,11 +116,15 @@ impl Metrics {
     }
 
     /// `total` is the log writer's own running count, read at scrape time: the counter is
-    /// brought up to it (a counter never goes down, and the writer's count only grows).
+    /// brought up to it. `fetch_max` hands each step to one caller only, so two scrapes at
+    /// once cannot count the same lines twice.
     pub fn log_lines_dropped(&self, total: u64) {
-        let seen = self.inner.log_dropped.get();
-        if total > seen {
-            self.inner.log_dropped.inc_by(total - seen);
+        let before = self
+            .inner
+            .log_dropped_seen
+            .fetch_max(total, Ordering::AcqRel);
+        if total > before {
+            self.inner.log_dropped.inc_by(total - before);
         }
     }
 
@@ -168,4 +176,30 @@ impl Metrics {
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scrapes may run at once: each dropped line is counted once, whatever the interleaving.
+    #[test]
+    fn dropped_log_lines_are_counted_once_under_concurrent_scrapes() {
+        let m = Metrics::new().expect("metrics");
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for total in 0..=2000 {
+                        m.log_lines_dropped(total);
+                    }
+                });
+            }
+        });
+        assert!(
+            m.render()
+                .contains("\npreviewd_log_lines_dropped_total 2000\n"),
+            "{}",
+            m.render()
+        );
+    }
 }
