@@ -126,6 +126,9 @@ fn main() {
                 .unwrap_or_else(|_| "previewd=info,warn".into()),
         )
         .with_writer(writer)
+        // Colour only for a person at a terminal: under systemd, Docker or a pipe the escape
+        // codes would end up in the journal and in log files. NO_COLOR (no-color.org) wins.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

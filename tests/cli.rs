@@ -125,3 +125,21 @@ async fn failed_up_exits_non_zero_with_the_reason_and_check_names_keys() {
         stderr(&bad_args)
     );
 }
+
+/// Under systemd, Docker or a pipe, log lines must not carry terminal colour codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_on_a_pipe_have_no_colour_codes() {
+    let env = TestEnv::new("clilog").await;
+    let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .arg("ls")
+        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
+        .env("PREVIEWD_DATA_DIR", env.data.path())
+        .env("PREVIEWD_LOG", "debug")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run previewd");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("DEBUG"), "no log line to check: {err}");
+    assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
+}
