@@ -1,7 +1,7 @@
 """Shared by the bench scripts: the hand-run baseline (docker CLI, one step after another),
 fixture copies with fresh nonces, a polling client with failure kinds, and clean-up of an
 instance by its label (dev.previewd.instance) so nothing of another instance is touched."""
-import collections, os, re, shutil, signal, socket, subprocess, sys, time, urllib.error, urllib.request, uuid
+import collections, os, re, shutil, signal, socket, statistics, subprocess, sys, time, urllib.error, urllib.request, uuid
 
 LABEL = "dev.previewd.instance"
 # The hand-run baseline's containers and network carry this label (not previewd's, so previewd
@@ -207,3 +207,23 @@ def instance(default_suffix):
     killed script left; the name starts with "bench" (it sorts before Docker's "bridge")."""
     run = os.environ.get("BENCH_RUN") or f"bench{uuid.uuid4().hex[:6]}"
     return f"{run}{default_suffix}"
+
+
+def ingest_cells(rows):
+    """Ingest lines by (target, scenario, conc). A cell measured in several repetitions (each
+    previewd's run next to webhook's, in turn) gets the median of each figure, so one noisy
+    moment of the machine does not decide it; the spread of req/s and p99 is kept beside it."""
+    groups = collections.defaultdict(list)
+    for r in rows:
+        groups[(r["target"], r["scenario"], r["conc"])].append(r)
+    cells = {}
+    for key, rs in groups.items():
+        med = lambda k: statistics.median(r[k] for r in rs)
+        c = dict(rs[0])
+        c.update(reps=len(rs), rps=med("rps"), p50_us=med("p50_us"), p99_us=med("p99_us"),
+                 rps_min=min(r["rps"] for r in rs), rps_max=max(r["rps"] for r in rs),
+                 p99_min_us=min(r["p99_us"] for r in rs), p99_max_us=max(r["p99_us"] for r in rs),
+                 requests=sum(r["requests"] for r in rs), errors=sum(r["errors"] for r in rs),
+                 non2xx=sum(r["non2xx"] for r in rs), hwm=max(r["hwm"] for r in rs))
+        cells[key] = c
+    return cells

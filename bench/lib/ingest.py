@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Webhook ingest: previewd serve (release, real engine) against adnanh/webhook, same payloads,
 same wrk load, same run. Each (target, scenario, concurrency) gets a freshly started server so
-VmHWM (peak RSS) belongs to that cell alone. Writes JSON lines to --out."""
+VmHWM (peak RSS) belongs to that cell alone. With --reps N every cell is measured N times, the
+two targets in turn (previewd, webhook, previewd, ...), so both see the same moments of a noisy
+machine; the report takes the median. Writes JSON lines (one per repetition) to --out."""
 import argparse, json, os, pathlib, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -11,7 +13,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--previewd", required=True)
 ap.add_argument("--payloads", required=True)
 ap.add_argument("--secret", required=True)
-ap.add_argument("--duration", type=int, default=10)
+ap.add_argument("--duration", type=int, default=10, help="seconds per repetition of a cell")
+ap.add_argument("--reps", type=int, default=1)
 ap.add_argument("--conc", default="1,32,128")
 ap.add_argument("--out", required=True)
 ap.add_argument("--lua", required=True)
@@ -86,7 +89,7 @@ def start_webhook():
     return p, port, "/hooks/github"
 
 
-def run(target, scenario, body, sig, event, conc):
+def run(target, scenario, body, sig, event, conc, rep):
     if target == "previewd":
         p, port, path = start_previewd("bug" if scenario == "pr_queued" else "preview")
     else:
@@ -105,7 +108,7 @@ def run(target, scenario, body, sig, event, conc):
            str(pl / f"{body}.json"), str(sigfile), event, path]
     subprocess.run(cmd, env=dict(os.environ, WRK_OUT=str(out)), stdout=subprocess.DEVNULL, check=True)
     r = json.loads(out.read_text())
-    r.update(target=target, scenario=scenario, conc=conc,
+    r.update(target=target, scenario=scenario, conc=conc, rep=rep,
              rps=r["requests"] / (r["duration_us"] / 1e6),
              errors=r["connect"] + r["read"] + r["write"] + r["timeout"],
              non2xx=r["status"],
@@ -133,5 +136,6 @@ for conc in [int(c) for c in a.conc.split(",")]:
     for name, body, sig, event, targets in scenarios:
         if name not in a.scenarios.split(","):
             continue
-        for t in [t for t in targets if t in a.targets.split(",")]:
-            run(t, name, body, sig, event, conc)
+        for rep in range(a.reps):
+            for t in [t for t in targets if t in a.targets.split(",")]:
+                run(t, name, body, sig, event, conc, rep)

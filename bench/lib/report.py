@@ -2,6 +2,8 @@
 """Turns one run's JSON lines into the markdown tables of BENCHMARKS.md, ratios included."""
 import json, pathlib, sys
 
+from common import ingest_cells
+
 out = pathlib.Path(sys.argv[1])
 
 
@@ -19,10 +21,18 @@ print("```\n")
 
 ing = lines("ingest.jsonl")
 if ing:
+    cells = ingest_cells(ing)
+    reps = max(c["reps"] for c in cells.values())
     print("### 1. Webhook ingest (wrk, fixed time per cell, loopback)\n")
+    if reps > 1:
+        print(f"Each cell: {reps} repetitions, previewd's and webhook's in turn; figures are the medians, "
+              "with the lowest and highest req/s and p99 in brackets. Errors and non-2xx are summed, "
+              "peak RSS is the highest.\n")
     print("| payload | c | previewd req/s | webhook req/s | ratio | previewd p50 / p99 ms | webhook p50 / p99 ms | errors p / w | non-2xx p / w | peak RSS p / w MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    cells = {(r["target"], r["scenario"], r["conc"]): r for r in ing}
+
+    def spread(c, lo, hi, scale, fmt):
+        return f" ({fmt.format(c[lo] / scale)}–{fmt.format(c[hi] / scale)})" if c["reps"] > 1 else ""
     for (t, s, c), r in sorted(cells.items(), key=lambda k: (k[0][1], k[0][2])):
         if t != "previewd":
             continue
@@ -32,8 +42,10 @@ if ing:
         # A cell where webhook finished only a handful of requests has no meaningful ratio.
         ratio = (f"**{r['rps'] / w['rps']:.1f}×**" if w["requests"] >= 20 else
                  f"– (webhook: {w['requests']} requests)")
-        print(f"| {s} | {c} | {r['rps']:.0f} | {w['rps']:.0f} | {ratio} | "
-              f"{r['p50_us']/1e3:.2f} / {r['p99_us']/1e3:.2f} | {w['p50_us']/1e3:.2f} / {w['p99_us']/1e3:.2f} | "
+        print(f"| {s} | {c} | {r['rps']:.0f}{spread(r, 'rps_min', 'rps_max', 1, '{:.0f}')} | "
+              f"{w['rps']:.0f}{spread(w, 'rps_min', 'rps_max', 1, '{:.0f}')} | {ratio} | "
+              f"{r['p50_us']/1e3:.2f} / {r['p99_us']/1e3:.2f}{spread(r, 'p99_min_us', 'p99_max_us', 1e3, '{:.2f}')} | "
+              f"{w['p50_us']/1e3:.2f} / {w['p99_us']/1e3:.2f}{spread(w, 'p99_min_us', 'p99_max_us', 1e3, '{:.2f}')} | "
               f"{r['errors']} / {w['errors']} | {r['non2xx']} / {w['non2xx']} | "
               f"{r['hwm']/2**20:.1f} / {w['hwm']/2**20:.1f} |")
     idle = [r["rss_idle"] for r in ing if r["target"] == "previewd"]
