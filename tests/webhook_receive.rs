@@ -177,6 +177,108 @@ async fn oversized_body_is_413() {
     h.stop().await;
 }
 
+/// Writes `head` and `body` on a raw connection, half-closes it if `hang_up` (the sender
+/// stops there), and returns what came back before the server closed it. A server that
+/// refuses early may close before the whole body is written: write and read errors end the
+/// exchange with what was read so far.
+async fn raw_exchange(
+    addr: std::net::SocketAddr,
+    head: String,
+    body: &[u8],
+    hang_up: bool,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(head.as_bytes()).await.expect("write head");
+    let _ = s.write_all(body).await;
+    if hang_up {
+        let _ = s.shutdown().await;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer in 30 s");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+fn raw_head(sig: &str, framing: &str) -> String {
+    format!(
+        "POST /webhooks/github HTTP/1.1\r\nhost: previewd\r\nx-github-event: ping\r\n\
+         x-github-delivery: raw-1\r\nx-hub-signature-256: {sig}\r\n\
+         content-type: application/json\r\nconnection: close\r\n{framing}\r\n"
+    )
+}
+
+/// Chunked encoding, as any HTTP/1.1 sender may use it.
+fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in body.chunks(chunk) {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+#[tokio::test]
+async fn bodies_are_read_whole_however_framed_and_limited_as_they_arrive() {
+    let h = Harness::start(FakeEngine::auto(), &[]).await;
+    let body = payload("ping.json");
+    let sig = sign(SECRET, &body);
+
+    // Chunked, in small pieces: hashed piece by piece, the same digest.
+    let answer = raw_exchange(
+        h.addr,
+        raw_head(&sig, "transfer-encoding: chunked\r\n"),
+        &chunked(&body, 7),
+        false,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("pong"), "{answer}");
+
+    // Fewer bytes than Content-Length, then the sender stops: refused, not waited for.
+    let half = &body[..body.len() / 2];
+    let framing = format!("content-length: {}\r\n", body.len());
+    let answer = raw_exchange(h.addr, raw_head(&sig, &framing), half, true).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+
+    // Over 25 MiB with no Content-Length to refuse it by: refused once that much has arrived.
+    let mut big = body.clone();
+    big.resize(25 * 1024 * 1024 + 1, b' ');
+    let big_sig = sign(SECRET, &big);
+    let answer = raw_exchange(
+        h.addr,
+        raw_head(&big_sig, "transfer-encoding: chunked\r\n"),
+        &chunked(&big, 1 << 20),
+        false,
+    )
+    .await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "{answer}"
+    );
+
+    let (_, text) = h.get(h.admin, "/deliveries").await;
+    let log: serde_json::Value = serde_json::from_str(&text).expect("deliveries JSON");
+    let reasons: Vec<&str> = log
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(reasons.contains(&"body over 25 MiB"), "{reasons:?}");
+    assert!(
+        reasons.contains(&"body cut short or badly framed"),
+        "{reasons:?}"
+    );
+    nothing_happened(&h).await;
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn authentic_but_malformed_is_400() {
     let h = Harness::start(FakeEngine::auto(), &[]).await;

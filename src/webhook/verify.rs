@@ -1,5 +1,5 @@
 //! `VerifiedWebhook`: the axum extractor that makes an unsigned request unreachable. It reads
-//! the raw body (at most 25 MiB, else 413), checks `X-Hub-Signature-256` with HMAC-SHA256
+//! the raw body (at most 25 MiB, else 413; one cut short is a 400), checks `X-Hub-Signature-256` with HMAC-SHA256
 //! against every configured secret in constant time (`Mac::verify_slice`), and only then hands
 //! the bytes on: a JSON body as it came, a form body (`application/x-www-form-urlencoded`) as
 //! its `payload` field, the signature having been checked over the raw form. It never parses
@@ -54,18 +54,30 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// The digest in a signature header (`sha256=<64 hex digits>`), if it is one.
+fn digest_of(signature: &str) -> Option<Vec<u8>> {
+    let hex_digest = signature.strip_prefix("sha256=")?;
+    // hex accepts both cases: digests are compared as bytes, not as text.
+    hex::decode(hex_digest).ok().filter(|d| d.len() == 32)
+}
+
+/// Whether reading the body failed on the size limit rather than on the connection or framing.
+fn is_over_limit(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Checks `signature` (the header's value, `sha256=<hex>`) over `body` against each secret.
 pub fn signature_matches(secrets: &[SecretString], signature: &str, body: &[u8]) -> bool {
-    let Some(hex_digest) = signature.strip_prefix("sha256=") else {
+    let Some(digest) = digest_of(signature) else {
         return false;
     };
-    // hex accepts both cases: digests are compared as bytes, not as text.
-    let Ok(digest) = hex::decode(hex_digest) else {
-        return false;
-    };
-    if digest.len() != 32 {
-        return false;
-    }
     let mut ok = false;
     for secret in secrets {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
@@ -118,22 +130,36 @@ impl FromRequest<AppState> for VerifiedWebhook {
                 "X-Hub-Signature-256 header missing",
             ));
         };
+        let unauthentic = || {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "signature does not match any configured secret",
+            )
+        };
+        // A header that is not `sha256=<64 hex digits>` can match nothing: refused unread.
+        if digest_of(&signature).is_none() {
+            return Err(unauthentic());
+        }
         let body = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
-            Err(_) => {
+            Err(e) if is_over_limit(&e) => {
                 return Err(refuse(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    "body over 25 MiB, or cut short",
+                    "body over 25 MiB",
+                ));
+            }
+            Err(_) => {
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    "body cut short or badly framed",
                 ));
             }
         };
         if !signature_matches(&state.secrets, &signature, &body) {
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "signature does not match any configured secret",
-            ));
+            return Err(unauthentic());
         }
         let body = if form::is_form(header_str(&headers, "content-type")) {
             form::payload(&body)
