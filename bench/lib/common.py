@@ -225,5 +225,7 @@ def ingest_cells(rows):
                  p99_min_us=min(r["p99_us"] for r in rs), p99_max_us=max(r["p99_us"] for r in rs),
                  requests=sum(r["requests"] for r in rs), errors=sum(r["errors"] for r in rs),
                  non2xx=sum(r["non2xx"] for r in rs), hwm=max(r["hwm"] for r in rs))
+        if all("cpu_us_per_req" in r for r in rs):
+            c.update(cpu_us_per_req=med("cpu_us_per_req"), wrk_cpu_us_per_req=med("wrk_cpu_us_per_req"))
         cells[key] = c
     return cells

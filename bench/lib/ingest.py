@@ -4,7 +4,7 @@ same wrk load, same run. Each (target, scenario, concurrency) gets a freshly sta
 VmHWM (peak RSS) belongs to that cell alone. With --reps N every cell is measured N times, the
 two targets in turn (previewd, webhook, previewd, ...), so both see the same moments of a noisy
 machine; the report takes the median. Writes JSON lines (one per repetition) to --out."""
-import argparse, json, os, pathlib, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, pathlib, resource, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import free_port  # noqa: E402
@@ -46,6 +46,12 @@ def status(pid, key):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_s(pid):
+    """CPU seconds of pid, its reaped children included (webhook runs a command per request)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def start_previewd(labels):
@@ -106,8 +112,15 @@ def run(target, scenario, body, sig, event, conc, rep):
     cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{a.duration}s", "--timeout", "10s",
            "-s", a.lua, f"http://127.0.0.1:{port}{path}", "--",
            str(pl / f"{body}.json"), str(sigfile), event, path]
+    # CPU of the server and of wrk over the load alone: a figure per request that does not
+    # depend on how the two share the cores.
+    cpu0, wrk0 = cpu_s(p.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, env=dict(os.environ, WRK_OUT=str(out)), stdout=subprocess.DEVNULL, check=True)
+    cpu1, wrk1 = cpu_s(p.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = json.loads(out.read_text())
+    n = max(r["requests"], 1)
+    r.update(cpu_us_per_req=(cpu1 - cpu0) / n * 1e6,
+             wrk_cpu_us_per_req=((wrk1.ru_utime - wrk0.ru_utime) + (wrk1.ru_stime - wrk0.ru_stime)) / n * 1e6)
     r.update(target=target, scenario=scenario, conc=conc, rep=rep,
              rps=r["requests"] / (r["duration_us"] / 1e6),
              errors=r["connect"] + r["read"] + r["write"] + r["timeout"],
@@ -120,7 +133,8 @@ def run(target, scenario, body, sig, event, conc, rep):
         p.kill(); p.wait()
     print(f"  {target:9} {scenario:10} c={conc:<4} {r['rps']:9.0f} req/s  p50 {r['p50_us']/1000:7.2f} ms"
           f"  p99 {r['p99_us']/1000:8.2f} ms  errors {r['errors']}  non-2xx {r['non2xx']}"
-          f"  peak RSS {r['hwm']/2**20:6.1f} MiB", flush=True)
+          f"  peak RSS {r['hwm']/2**20:6.1f} MiB  CPU/req {r['cpu_us_per_req']:7.1f} us"
+          f" (wrk {r['wrk_cpu_us_per_req']:6.1f} us)", flush=True)
     with open(a.out, "a") as f:
         f.write(json.dumps(r) + "\n")
 

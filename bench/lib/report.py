@@ -28,8 +28,14 @@ if ing:
         print(f"Each cell: {reps} repetitions, previewd's and webhook's in turn; figures are the medians, "
               "with the lowest and highest req/s and p99 in brackets. Errors and non-2xx are summed, "
               "peak RSS is the highest.\n")
-    print("| payload | c | previewd req/s | webhook req/s | ratio | previewd p50 / p99 ms | webhook p50 / p99 ms | errors p / w | non-2xx p / w | peak RSS p / w MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    cpu = all("cpu_us_per_req" in c for c in cells.values())
+    if cpu:
+        print("CPU per request: the server's CPU time over the load (webhook's includes the command it "
+              "runs per request) and `wrk`'s own, divided by the requests served; unlike req/s it does "
+              "not depend on how the server and `wrk` share the 2 cores.\n")
+    print("| payload | c | previewd req/s | webhook req/s | ratio | previewd p50 / p99 ms | webhook p50 / p99 ms | errors p / w | non-2xx p / w | peak RSS p / w MiB |"
+          + (" server CPU per request p / w µs | wrk CPU per request, p's / w's cell µs |" if cpu else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if cpu else ""))
 
     def spread(c, lo, hi, scale, fmt):
         return f" ({fmt.format(c[lo] / scale)}–{fmt.format(c[hi] / scale)})" if c["reps"] > 1 else ""
@@ -47,7 +53,9 @@ if ing:
               f"{r['p50_us']/1e3:.2f} / {r['p99_us']/1e3:.2f}{spread(r, 'p99_min_us', 'p99_max_us', 1e3, '{:.2f}')} | "
               f"{w['p50_us']/1e3:.2f} / {w['p99_us']/1e3:.2f}{spread(w, 'p99_min_us', 'p99_max_us', 1e3, '{:.2f}')} | "
               f"{r['errors']} / {w['errors']} | {r['non2xx']} / {w['non2xx']} | "
-              f"{r['hwm']/2**20:.1f} / {w['hwm']/2**20:.1f} |")
+              f"{r['hwm']/2**20:.1f} / {w['hwm']/2**20:.1f} |"
+              + (f" {r['cpu_us_per_req']:.0f} / {w['cpu_us_per_req']:.0f} ({w['cpu_us_per_req'] / r['cpu_us_per_req']:.1f}×) |"
+                 f" {r['wrk_cpu_us_per_req']:.0f} / {w['wrk_cpu_us_per_req']:.0f} |" if cpu else ""))
     idle = [r["rss_idle"] for r in ing if r["target"] == "previewd"]
     if idle:
         print(f"\npreviewd serve RSS idle (0.5 s after start, before load): {min(idle)/2**20:.1f}–{max(idle)/2**20:.1f} MiB")

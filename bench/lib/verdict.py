@@ -46,8 +46,12 @@ if ing:
         if p and w and w["requests"] >= 20:
             ratios[s] = (p["rps"], w["rps"], p["rps"] / w["rps"])
     met = [s for s, (_, _, r) in ratios.items() if r >= 10]
+    cpu = {s: (cell("previewd", s, 32)["cpu_us_per_req"], cell("webhook", s, 32)["cpu_us_per_req"])
+           for s in ratios if "cpu_us_per_req" in cell("previewd", s, 32) and "cpu_us_per_req" in cell("webhook", s, 32)}
     row("ingest ≥ 10× `webhook`'s req/s at c=32",
-        "; ".join(f"{s} {p:.0f} vs {w:.0f} req/s = **{r:.1f}×**" for s, (p, w, r) in ratios.items()),
+        "; ".join(f"{s} {p:.0f} vs {w:.0f} req/s = **{r:.1f}×**" for s, (p, w, r) in ratios.items())
+        + (" (CPU per request, previewd vs webhook: "
+           + ", ".join(f"{s} {p:.0f} vs {w:.0f} µs = {w / p:.1f}×" for s, (p, w) in cpu.items()) + ")" if cpu else ""),
         "pr_ignored 11.7×, pr_queued 10.6×, push_1mib 9.6×, bad_sig 14.1×",
         "**met**" if len(met) == len(ratios) else f"**missed** for {', '.join(s for s in ratios if s not in met)}"
         + (f" (met for {', '.join(met)})" if met else ""))
