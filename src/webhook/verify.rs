@@ -1,9 +1,9 @@
 //! `VerifiedWebhook`: the axum extractor that makes an unsigned request unreachable. It reads
-//! the raw body (at most 25 MiB, else 413; one cut short is a 400), checks `X-Hub-Signature-256` with HMAC-SHA256
-//! against every configured secret in constant time (`Mac::verify_slice`), and only then hands
-//! the bytes on: a JSON body as it came, a form body (`application/x-www-form-urlencoded`) as
-//! its `payload` field, the signature having been checked over the raw form. It never parses
-//! the JSON, and never logs a secret or a signature.
+//! the raw body (at most 25 MiB, else 413; one cut short is a 400), checks
+//! `X-Hub-Signature-256` with HMAC-SHA256 against every configured secret in constant time
+//! (`Mac::verify_slice`), and only then hands the bytes on: a JSON body as it came, a form
+//! body (`application/x-www-form-urlencoded`) as its `payload` field, the signature having been
+//! checked over the raw form. It never parses the JSON, and never logs a secret or a signature.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
