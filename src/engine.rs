@@ -19,6 +19,29 @@ pub struct PreviewKey {
     pub branch: String,
 }
 
+impl PreviewKey {
+    /// The key of a pull request's head. A head in a fork (`fork_head`, its `owner/name`) is
+    /// keyed `owner/name:branch`, like GitHub's own notation for a fork's head: `:` cannot
+    /// occur in a git branch name, so a fork's `patch-1` never shares a preview (its id, its
+    /// URL) with the base repository's own `patch-1`, nor with another fork's.
+    pub fn pull_request_head(base: &str, fork_head: Option<&str>, branch: &str) -> PreviewKey {
+        PreviewKey {
+            repo: base.to_owned(),
+            branch: match fork_head {
+                Some(head) => format!("{head}:{branch}"),
+                None => branch.to_owned(),
+            },
+        }
+    }
+}
+
+/// The git branch that a key's branch names: a fork head's `owner/name:branch` is `branch`.
+pub fn git_branch(key_branch: &str) -> &str {
+    key_branch
+        .rsplit_once(':')
+        .map_or(key_branch, |(_, branch)| branch)
+}
+
 /// Ask the engine to start a preview for `key` at `sha`, or to update the one it has.
 #[derive(Debug, Clone)]
 pub struct DeployRequest {

@@ -213,15 +213,11 @@ impl Policy {
         action: &PrAction,
         pr: &PullRequest,
     ) -> Decision {
-        let Some(head_repo) = &pr.head_repo else {
+        let (Some(head_repo), Some(key)) = (&pr.head_repo, pull_request_key(repo, pr)) else {
             return ignore(format!(
                 "PR #{}: its head repository was deleted",
                 pr.number
             ));
-        };
-        let key = PreviewKey {
-            repo: repo.full_name(),
-            branch: pr.head_branch.clone(),
         };
         let intent = |action, cause, needs_permission| {
             Decision::Act(Intent {
@@ -313,6 +309,17 @@ impl Policy {
             comment_id: None,
         })
     }
+}
+
+/// The preview key of a pull request's head in `base`; `None` when its head repository was
+/// deleted (nothing to fetch).
+pub fn pull_request_key(base: &Repo, pr: &PullRequest) -> Option<PreviewKey> {
+    let head = pr.head_repo.as_ref()?;
+    Some(PreviewKey::pull_request_head(
+        &base.full_name(),
+        pr.fork.then(|| head.full_name()).as_deref(),
+        &pr.head_branch,
+    ))
 }
 
 fn ignore(reason: impl Into<String>) -> Decision {

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::engine::{DeployRequest, PreviewEngine, PreviewKey};
 use crate::forge::report::{Reporter, Target};
 use crate::forge::{Forge, ForgeResult, Permission, PullRequest, Reaction, Repo, comment};
-use crate::intent::{Action, Cause, Intent, Policy, Subject, refusal};
+use crate::intent::{Action, Cause, Intent, Policy, Subject, pull_request_key, refusal};
 use crate::metrics::Metrics;
 
 /// The default of `limits.max_queued`.
@@ -248,7 +248,8 @@ impl Inner {
                 return;
             }
         };
-        let Some(head) = pr.head_repo.clone() else {
+        let (Some(head), Some(key)) = (pr.head_repo.clone(), pull_request_key(&intent.repo, &pr))
+        else {
             self.reply(
                 &intent,
                 number,
@@ -258,10 +259,6 @@ impl Inner {
             self.done_command(&intent, false).await;
             self.uncount(1);
             return;
-        };
-        let key = PreviewKey {
-            repo: intent.repo.full_name(),
-            branch: pr.head_branch.clone(),
         };
         intent.sha = Some(pr.head_sha.clone());
         let source = self.policy.clone_url(&head);
@@ -480,9 +477,13 @@ impl Inner {
             }
         };
         let labelled = self.policy.has_trigger_label(&pr.labels);
+        let head_key = pull_request_key(&i.repo, &pr);
         let stale = match (i.action, i.cause) {
             (Action::Deploy, _) if !pr.open => Some("the PR is closed"),
-            (Action::Deploy, _) if pr.head_branch != job.key.branch => {
+            (Action::Deploy, _) if head_key.is_none() => {
+                Some("the PR's head repository was deleted")
+            }
+            (Action::Deploy, _) if head_key.as_ref() != Some(&job.key) => {
                 Some("the PR's branch changed")
             }
             (Action::Deploy, Cause::Label | Cause::PullRequestUpdate) if !labelled => {

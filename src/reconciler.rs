@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::{Forge, Repo};
-use crate::intent::{Action, Cause, Intent, Subject};
+use crate::intent::{Action, Cause, Intent, Subject, pull_request_key};
 use crate::preview::source;
 use crate::queue::Queue;
 
@@ -205,10 +205,11 @@ impl Reconciler {
                     .labels
                     .iter()
                     .any(|l| self.config.triggers.labels.contains(l));
-                let missing = !have.contains(&(repo.full_name(), pr.head_branch.clone()));
-                let Some(head) = pr.head_repo.as_ref() else {
+                let (Some(head), Some(key)) = (pr.head_repo.as_ref(), pull_request_key(&repo, &pr))
+                else {
                     continue;
                 };
+                let missing = !have.contains(&(key.repo.clone(), key.branch.clone()));
                 if labelled && missing {
                     // As if the PR had just been updated: the queue re-reads it and applies the
                     // fork rule, so a fork PR starts here only with `allow_forks`. The key is
@@ -216,10 +217,7 @@ impl Reconciler {
                     self.queue.submit(Intent {
                         repo: repo.clone(),
                         subject: Subject::Branch {
-                            key: PreviewKey {
-                                repo: repo.full_name(),
-                                branch: pr.head_branch.clone(),
-                            },
+                            key,
                             source: self.clone_url(head),
                             pr: Some(pr.number),
                         },

@@ -205,7 +205,38 @@ async fn phase_branch_push_without_pr_and_fork_rules() {
     assert_eq!(e.get(&url, "/").await.0, 200);
     let observed = e.env.manager.observed().await.expect("ls");
     assert_eq!(observed.len(), 1, "exactly one preview: the writer's label");
-    e.env.manager.down(&observed[0].id).await.expect("down");
+    // Keyed apart from the base repository's own `changes`, fetched from the fork's `changes`.
+    let member = observed[0].any().expect("a member");
+    assert_eq!(member.branch, "forker/Hello-World:changes");
+    // The base repository's own PR #3 from its own `changes`: a preview of its own, beside the
+    // fork's, not in its place.
+    let base_sha = e.repo.commit("the base's own changes").to_string();
+    let mut base: Value =
+        serde_json::from_slice(&e.pr_event("labeled", &base_sha, "Codertocat", "write"))
+            .expect("json");
+    fork("labeled", "Codertocat", "write"); // PR #2 is the fork's again on the fake
+    base["number"] = json!(3);
+    base["pull_request"]["number"] = json!(3);
+    e.github.set_pull(base["pull_request"].clone());
+    assert_eq!(
+        e.post("pull_request", &serde_json::to_vec(&base).expect("json"))
+            .await,
+        202
+    );
+    let base_ok = e.status(&base_sha, "success").await;
+    let base_url = base_ok["target_url"].as_str().expect("url").to_owned();
+    assert_ne!(base_url, url, "the base's PR got the fork's preview");
+    assert_eq!(
+        e.get(&url, "/").await.0,
+        200,
+        "the fork's preview is still up"
+    );
+    assert_eq!(e.get(&base_url, "/").await.0, 200);
+    let observed = e.env.manager.observed().await.expect("ls");
+    assert_eq!(observed.len(), 2, "one preview each");
+    for p in &observed {
+        e.env.manager.down(&p.id).await.expect("down");
+    }
     e.env.assert_clean().await;
     e.stop().await;
 }

@@ -169,8 +169,13 @@ fn fork_prs_never_start_on_their_own_unless_allowed() {
     ));
     assert!(i.needs_permission);
     match i.subject {
-        Subject::Branch { source, .. } => {
-            assert_eq!(source, "https://github.com/someone/Hello-World.git")
+        Subject::Branch { source, key, .. } => {
+            assert_eq!(source, "https://github.com/someone/Hello-World.git");
+            // Keyed apart from the base repository's own `changes` (and any other fork's),
+            // so the two never share a preview; the branch to fetch is still `changes`.
+            assert_eq!(key.repo, "Codertocat/Hello-World");
+            assert_eq!(key.branch, "someone/Hello-World:changes");
+            assert_eq!(previewd::engine::git_branch(&key.branch), "changes");
         }
         other => panic!("{other:?}"),
     }

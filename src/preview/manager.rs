@@ -26,7 +26,9 @@ use super::health::{self};
 use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
 use crate::config::Config;
-use crate::engine::{DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings};
+use crate::engine::{
+    DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings, git_branch,
+};
 use crate::forge::Repo;
 use crate::forge::github::auth::Credentials;
 use crate::ids::{CommitSha, PreviewId};
@@ -228,10 +230,11 @@ impl Manager {
                 (req.branch.clone().unwrap_or_default(), None, None)
             }
             (Mode::Preview, Origin::Git(url)) => {
+                // A fork head's key (`owner/name:branch`) names the branch `branch` of `url`.
                 let (dir, url, branch, sha, pr) = (
                     instance_dir.clone(),
                     url.clone(),
-                    req.branch.clone(),
+                    req.branch.as_deref().map(|b| git_branch(b).to_owned()),
                     req.sha.clone(),
                     req.pr,
                 );
@@ -249,7 +252,11 @@ impl Manager {
                 .await
                 .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?
                 .map_err(fetch_err)?;
-                (f.branch.clone(), Some(f.sha.clone()), Some(f))
+                let key_branch = match &req.branch {
+                    Some(b) if b.as_str() != git_branch(b) => b.clone(),
+                    _ => f.branch.clone(),
+                };
+                (key_branch, Some(f.sha.clone()), Some(f))
             }
         };
         let key = PreviewKey {
