@@ -209,6 +209,7 @@ async fn run(
                 forge: "cli".into(),
                 mode,
                 key_repo: None,
+                key_branch: None,
             };
             up(&manager, req, json).await
         }

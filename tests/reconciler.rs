@@ -82,6 +82,7 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
         forge: "github".into(),
         mode: Mode::Preview,
         key_repo: Some(REPO.into()),
+        key_branch: None,
     };
     let d = env.up_req(up).await.expect("up");
     let id = d.state.id.to_string();
@@ -148,6 +149,7 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
         forge: "github".into(),
         mode: Mode::Preview,
         key_repo: Some(REPO.into()),
+        key_branch: None,
     };
     let phase = env.up_req(push).await.expect("phase preview");
     let p = rec.pass(false).await.expect("pass");

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::manager::{Event, Manager, Mode, UpRequest};
 use crate::engine::{
     BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, PreviewEngine, PreviewKey,
-    PreviewState, ReconcileSummary,
+    PreviewState, ReconcileSummary, git_branch,
 };
 use crate::ids::PreviewId;
 
@@ -25,9 +25,14 @@ impl PreviewEngine for Manager {
                     tracing::info!(repo = %key.repo, branch = %key.branch, phase = %p, "deploying");
                 }
             });
+            // A fork head's key (`owner/name:branch`) names the fork's `branch`: fetch that,
+            // keep the key.
+            let fetch = git_branch(&req.key.branch).to_owned();
+            let key_branch = (fetch != req.key.branch).then(|| req.key.branch.clone());
             let up = UpRequest {
                 repo: req.source,
-                branch: Some(req.key.branch.clone()),
+                branch: Some(fetch),
+                key_branch,
                 sha: req.sha,
                 pr: req.pr,
                 forge: req.forge,

@@ -26,9 +26,7 @@ use super::health::{self};
 use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
 use crate::config::Config;
-use crate::engine::{
-    DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings, git_branch,
-};
+use crate::engine::{DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings};
 use crate::forge::Repo;
 use crate::forge::github::auth::Credentials;
 use crate::ids::{CommitSha, PreviewId};
@@ -81,6 +79,9 @@ pub struct UpRequest {
     pub mode: Mode,
     /// The repository part of the key when it differs from `repo` (a forge's `owner/name`).
     pub key_repo: Option<String>,
+    /// The branch part of the key when it differs from the branch fetched (a fork's head,
+    /// `owner/name:branch`).
+    pub key_branch: Option<String>,
 }
 
 /// What a deployment tells whoever watches it (the CLI's progress line, the logs).
@@ -230,11 +231,10 @@ impl Manager {
                 (req.branch.clone().unwrap_or_default(), None, None)
             }
             (Mode::Preview, Origin::Git(url)) => {
-                // A fork head's key (`owner/name:branch`) names the branch `branch` of `url`.
                 let (dir, url, branch, sha, pr) = (
                     instance_dir.clone(),
                     url.clone(),
-                    req.branch.as_deref().map(|b| git_branch(b).to_owned()),
+                    req.branch.clone(),
                     req.sha.clone(),
                     req.pr,
                 );
@@ -252,10 +252,7 @@ impl Manager {
                 .await
                 .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?
                 .map_err(fetch_err)?;
-                let key_branch = match &req.branch {
-                    Some(b) if b.as_str() != git_branch(b) => b.clone(),
-                    _ => f.branch.clone(),
-                };
+                let key_branch = req.key_branch.clone().unwrap_or_else(|| f.branch.clone());
                 (key_branch, Some(f.sha.clone()), Some(f))
             }
         };

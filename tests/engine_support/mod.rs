@@ -107,6 +107,7 @@ impl TestEnv {
             forge: "cli".into(),
             mode: Mode::Preview,
             key_repo: None,
+            key_branch: None,
         }
     }
 
