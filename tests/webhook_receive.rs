@@ -226,7 +226,7 @@ async fn bodies_are_read_whole_however_framed_and_limited_as_they_arrive() {
     let body = payload("ping.json");
     let sig = sign(SECRET, &body);
 
-    // Chunked, in small pieces: hashed piece by piece, the same digest.
+    // Chunked, in small pieces: read whole, so the digest is the body's.
     let answer = raw_exchange(
         h.addr,
         raw_head(&sig, "transfer-encoding: chunked\r\n"),

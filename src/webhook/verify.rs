@@ -75,9 +75,11 @@ fn is_over_limit(e: &axum::Error) -> bool {
 
 /// Checks `signature` (the header's value, `sha256=<hex>`) over `body` against each secret.
 pub fn signature_matches(secrets: &[SecretString], signature: &str, body: &[u8]) -> bool {
-    let Some(digest) = digest_of(signature) else {
-        return false;
-    };
+    digest_of(signature).is_some_and(|digest| digest_matches(secrets, &digest, body))
+}
+
+/// Checks a parsed `digest` over `body` against each secret.
+fn digest_matches(secrets: &[SecretString], digest: &[u8], body: &[u8]) -> bool {
     let mut ok = false;
     for secret in secrets {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
@@ -85,7 +87,7 @@ pub fn signature_matches(secrets: &[SecretString], signature: &str, body: &[u8])
         };
         mac.update(body);
         // Every secret is tried, so the time taken does not tell which one matched.
-        ok |= mac.verify_slice(&digest).is_ok();
+        ok |= mac.verify_slice(digest).is_ok();
     }
     ok
 }
@@ -123,7 +125,7 @@ impl FromRequest<AppState> for VerifiedWebhook {
                 "body over 25 MiB",
             ));
         }
-        let Some(signature) = header_str(&headers, "x-hub-signature-256").map(str::to_owned) else {
+        let Some(signature) = header_str(&headers, "x-hub-signature-256") else {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -138,9 +140,9 @@ impl FromRequest<AppState> for VerifiedWebhook {
             )
         };
         // A header that is not `sha256=<64 hex digits>` can match nothing: refused unread.
-        if digest_of(&signature).is_none() {
+        let Some(digest) = digest_of(signature) else {
             return Err(unauthentic());
-        }
+        };
         let body = match axum::body::to_bytes(body, MAX_BODY).await {
             Ok(b) => b,
             Err(e) if is_over_limit(&e) => {
@@ -158,7 +160,7 @@ impl FromRequest<AppState> for VerifiedWebhook {
                 ));
             }
         };
-        if !signature_matches(&state.secrets, &signature, &body) {
+        if !digest_matches(&state.secrets, &digest, &body) {
             return Err(unauthentic());
         }
         let body = if form::is_form(header_str(&headers, "content-type")) {
