@@ -1,5 +1,5 @@
 //! What must hold while other things happen: a preview keeps answering while another is added
-//! and removed (the gateway is never restarted), a cancelled deployment leaves nothing, and a
+//! and removed (the gateway is never restarted, nor its config reloaded), a cancelled deployment leaves nothing, and a
 //! generation that never finished is removed by reconcile while the live one keeps serving.
 
 mod engine_support;
@@ -34,6 +34,17 @@ async fn gateway_identity(env: &TestEnv) -> (String, i64) {
     )
 }
 
+/// How many configs the gateway has been sent (Caddy logs every admin request). A load is a
+/// full reload, which drops connections the old server accepted but had not read yet.
+async fn config_loads(env: &TestEnv) -> usize {
+    let gw = labels::gateway_name(&env.config.instance);
+    previewd::preview::docker::log_tail(env.manager.docker(), &gw, 100_000)
+        .await
+        .iter()
+        .filter(|l| l.contains(r#""uri":"/load""#))
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_and_removing_a_preview_never_disturbs_another() {
     let env = Arc::new(TestEnv::new("calm").await);
@@ -41,6 +52,7 @@ async fn adding_and_removing_a_preview_never_disturbs_another() {
     let da = env.up(a.path()).await.expect("up a");
     let id = da.state.id.to_string();
     let before = gateway_identity(&env).await;
+    let loads = config_loads(&env).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, bad) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -78,6 +90,12 @@ async fn adding_and_removing_a_preview_never_disturbs_another() {
         gateway_identity(&env).await,
         before,
         "the gateway was restarted or replaced"
+    );
+    // Not a timing matter: a reload can break a request on any run, so none may happen.
+    assert_eq!(
+        config_loads(&env).await,
+        loads,
+        "adding or removing a preview reloaded the gateway's config"
     );
     env.manager.down(&da.state.id).await.expect("down a");
     env.assert_clean().await;

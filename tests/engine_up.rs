@@ -37,11 +37,13 @@ async fn two_service_app_routes_by_path_and_down_leaves_nothing() {
         body.contains("internal says: previewd sample: internal"),
         "{body}"
     );
-    // The route table is case-insensitive like Caddy's matchers, and a prefix is a whole
-    // segment: /API/hello is the api's, /apix the web's.
+    // A prefix is a whole segment and matches case-sensitively, like most proxies' path
+    // prefixes: /api/ and /api/x/y are the api's, /apix and /API/hello the web's.
     // (The api's own 404 names the path; the web's does not.)
+    let (_, body) = env.get(&id, "/api/x/y").await;
+    assert!(body.contains("not found: /api/x/y"), "{body}");
     let (_, body) = env.get(&id, "/API/hello").await;
-    assert!(body.contains("not found: /API/hello"), "{body}");
+    assert!(!body.contains("not found: /API/hello"), "{body}");
     let (_, body) = env.get(&id, "/apix").await;
     assert!(!body.contains("not found: /apix"), "{body}");
     // Dot segments are refused, not resolved to another service's prefix.

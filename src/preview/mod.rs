@@ -13,4 +13,5 @@ pub mod labels;
 pub mod manager;
 pub mod network;
 pub mod reconcile;
+pub mod routes;
 pub mod source;

@@ -12,6 +12,12 @@ impl Route {
     /// the prefix `/api`) so that two spellings of one prefix count as the same route.
     pub fn parse(s: &str) -> Result<Route, String> {
         check_path(s)?;
+        let max = crate::preview::routes::MAX_SEGMENTS;
+        if s.split('/').filter(|seg| !seg.is_empty()).count() > max {
+            return Err(format!(
+                "has more than {max} segments; the gateway routes prefixes up to /a/b/c/d/e/f/g/h"
+            ));
+        }
         let trimmed = s.trim_end_matches('/');
         if trimmed.is_empty() {
             Ok(Route::root())
@@ -108,9 +114,14 @@ mod tests {
             "/./a",
             "/é",
             &format!("/{}", "a".repeat(300)),
+            "/1/2/3/4/5/6/7/8/9",
         ] {
             assert!(Route::parse(bad).is_err(), "{bad:?} accepted");
         }
+        assert!(
+            Route::parse("/1/2/3/4/5/6/7/8/").is_ok(),
+            "eight segments are routed"
+        );
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! The gateway's route table, kept as empty files in a directory the gateway looks into on
+//! every request, so that adding, updating or removing a preview never changes Caddy's config.
+//!
+//! Why not in the config: every Caddy config change is a full reload, and a reload's old server
+//! closes the connections it has accepted but not yet read a request from (golang/go#75591) and,
+//! listening with `SO_REUSEPORT`, resets those still in its accept queue. Measured against
+//! Caddy 2.11 with a steady client on fresh connections: one to two failed requests per load,
+//! so another preview's deployment could break a request to this one. Caddy's `file` matcher
+//! reads this table instead (a directory listing per candidate, ~20 µs per request, whatever
+//! the number of previews).
+//!
+//! Layout: a directory per host name, below it a directory per route segment, and in each
+//! directory that is a route one empty file named `=<upstream>=<preview id>` (upstream empty:
+//! the host is known but no service has that path). A request for `/api/users` on host `h`
+//! tries `h/api/users/=*`, then `h/api/=*`, then `h/=*` ([`candidates`]): the longest route
+//! that is a whole-segment prefix wins, as the route spec promises. `@tls` in a live host's
+//! directory lets on-demand TLS get a certificate for it (`@` and `=` cannot occur in routes).
+//! Hosts are lower case (browsers send them so); routes match case-sensitively, like most
+//! proxies' path prefixes.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::labels::{self, Observed};
+use crate::config::Config;
+
+/// The deepest route the table can hold, in segments; [`crate::spec`] refuses deeper ones.
+pub const MAX_SEGMENTS: usize = 8;
+
+/// The name of the file that lets on-demand TLS certify a host.
+pub const TLS_MARK: &str = "@tls";
+
+/// The route table for `previews`: the relative paths of its files.
+pub fn table(config: &Config, previews: &[Observed]) -> BTreeSet<PathBuf> {
+    let domain = config.gateway.domain.to_ascii_lowercase();
+    let mut files = BTreeSet::new();
+    for p in previews {
+        let live = p.live();
+        for (g, members) in &p.generations {
+            let host = match live {
+                Some(l) if *g == l => super::gateway::live_host(p.id.as_str(), &domain),
+                Some(l) if *g < l => continue, // retired: being removed
+                _ => super::gateway::staging_host(p.id.as_str(), *g, &domain),
+            };
+            let host = PathBuf::from(host.to_ascii_lowercase());
+            let mut own = Vec::new();
+            for m in members {
+                let (Some(route), Some(port)) = (m.route.as_deref(), m.port) else {
+                    continue;
+                };
+                let alias = labels::upstream_alias(&p.id, &m.service, m.generation);
+                let mut dir = host.clone();
+                dir.extend(route.split('/').filter(|s| !s.is_empty()));
+                own.push(dir.join(format!("={alias}:{port}={}", p.id)));
+            }
+            if own.is_empty() {
+                continue;
+            }
+            if !own.iter().any(|f| f.parent() == Some(host.as_path())) {
+                // The host is known but no service has this path: a 404 that says so.
+                own.push(host.join(format!("=={}", p.id)));
+            }
+            if live == Some(*g) {
+                own.push(host.join(TLS_MARK));
+            }
+            files.extend(own);
+        }
+    }
+    files
+}
+
+/// The `file` matcher's `try_files`, deepest first: the host, then up to [`MAX_SEGMENTS`]
+/// segments of the request path. Caddy escapes glob characters in placeholders, cleans the
+/// joined path and keeps it inside the root, so a request cannot name a file of its choice.
+pub fn candidates() -> Vec<String> {
+    (0..=MAX_SEGMENTS)
+        .rev()
+        .map(|depth| {
+            let mut c = String::from("/{http.request.host}");
+            for i in 0..depth {
+                c.push_str(&format!("/{{http.request.uri.path.{i}}}"));
+            }
+            c.push_str("/=*");
+            c
+        })
+        .collect()
+}
+
+/// Brings the directory `root` in line with `wanted`: new files first, then stale ones go, so
+/// that a host switching generations has its old entry or its new one at every instant, never
+/// neither. Emptied directories are removed.
+pub fn write(root: &Path, wanted: &BTreeSet<PathBuf>) -> std::io::Result<()> {
+    std::fs::create_dir_all(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    for f in wanted {
+        let path = root.join(f);
+        if !path.exists() {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::File::create(&path)?;
+        }
+    }
+    let mut present = Vec::new();
+    walk(root, Path::new(""), &mut present)?;
+    for f in present.iter().filter(|f| !wanted.contains(*f)) {
+        match std::fs::remove_file(root.join(f)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    prune(root, true)?;
+    Ok(())
+}
+
+/// Every file below `root.join(rel)`, relative to `root`.
+fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(root.join(rel))? {
+        let entry = entry?;
+        let path = rel.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Removes the empty directories below `dir` (and `dir` itself unless `keep`); returns whether
+/// `dir` is now gone or empty.
+fn prune(dir: &Path, keep: bool) -> std::io::Result<bool> {
+    let mut empty = true;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !(entry.file_type()?.is_dir() && prune(&entry.path(), false)?) {
+            empty = false;
+        }
+    }
+    if empty && !keep {
+        std::fs::remove_dir(dir)?;
+    }
+    Ok(empty)
+}
+
+/// What the gateway answers for `host` and `path` given `table`, found the way Caddy's `file`
+/// matcher finds it: `Some((upstream, preview id))`, the upstream empty where the host is known
+/// but no service has the path; `None` for an unknown host.
+pub fn lookup(table: &BTreeSet<PathBuf>, host: &str, path: &str) -> Option<(String, String)> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    for depth in (0..=MAX_SEGMENTS.min(segments.len())).rev() {
+        let mut dir = PathBuf::from(host);
+        dir.extend(&segments[..depth]);
+        let hit = table.iter().find_map(|f| {
+            let name = f.file_name()?.to_str()?;
+            (f.parent() == Some(dir.as_path()) && name.starts_with('=')).then_some(name)
+        });
+        if let Some(name) = hit {
+            let mut parts = name[1..].splitn(2, '=');
+            let upstream = parts.next().unwrap_or_default().to_owned();
+            let id = parts.next().unwrap_or_default().to_owned();
+            return Some((upstream, id));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writing_adds_before_it_removes_and_prunes_empty_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("routes");
+        let a: BTreeSet<PathBuf> = ["h/=x-web-1:80=x", "h/api/v2/=x-v2-1:80=x", "h/@tls"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        write(&root, &a).unwrap();
+        assert!(root.join("h/api/v2/=x-v2-1:80=x").is_file());
+        let b: BTreeSet<PathBuf> = ["h/=x-web-2:80=x"].into_iter().map(PathBuf::from).collect();
+        write(&root, &b).unwrap();
+        let mut left = Vec::new();
+        walk(&root, Path::new(""), &mut left).unwrap();
+        assert_eq!(left, vec![PathBuf::from("h/=x-web-2:80=x")]);
+        assert!(!root.join("h/api").exists(), "empty directories are pruned");
+        write(&root, &BTreeSet::new()).unwrap();
+        assert!(root.is_dir() && std::fs::read_dir(&root).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn candidates_go_from_the_deepest_prefix_to_the_host() {
+        let c = candidates();
+        assert_eq!(c.len(), MAX_SEGMENTS + 1);
+        assert_eq!(c.last().unwrap(), "/{http.request.host}/=*");
+        assert!(c[0].ends_with(&format!(
+            "/{{http.request.uri.path.{}}}/=*",
+            MAX_SEGMENTS - 1
+        )));
+    }
+}
