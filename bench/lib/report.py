@@ -64,19 +64,19 @@ if ing:
 route = lines("route.jsonl")
 if route:
     print("### 2. Route update (new preview's route answering, N previews already routed)\n")
-    print("| N | previewd POST /load p50 / p99 ms | Caddyfile + caddy reload p50 / p99 ms | ratio p50 / p99 | previewd own work p50 ms | a request through the routes, previewd / Caddyfile, p50 / p99 ms |")
+    print("| N | previewd route table (no reload) p50 / p99 ms | Caddyfile + caddy reload p50 / p99 ms | ratio p50 / p99 | previewd own work p50 ms | a request through the routes, previewd / Caddyfile, p50 / p99 ms |")
     print("|---|---|---|---|---|---|")
     cells = {(r["way"], r["n"]): r for r in route}
     req = lambda r: (f"{r['request_p50_ms']:.2f} / {r['request_p99_ms']:.2f}" if "request_p50_ms" in r else "n/a")
     for n in sorted({r["n"] for r in route}):
-        l, rl = cells.get(("load", n)), cells.get(("reload", n))
+        l, rl = cells.get(("table", n)), cells.get(("reload", n))
         if l and rl:
             print(f"| {n} | {l['p50_ms']:.1f} / {l['p99_ms']:.1f} | {rl['p50_ms']:.1f} / {rl['p99_ms']:.1f} | "
                   f"**{rl['p50_ms']/l['p50_ms']:.1f}× / {rl['p99_ms']/l['p99_ms']:.1f}×** | {l['own_p50_ms']:.2f} | "
                   f"{req(l)} vs {req(rl)} |")
     ns = sorted({r["n"] for r in route})
     if len(ns) > 1:
-        for way in ["load", "reload"]:
+        for way in ["table", "reload"]:
             a, b = cells.get((way, ns[0])), cells.get((way, ns[-1]))
             if a and b:
                 print(f"\ngrowth N={ns[0]}→{ns[-1]} ({way}): p50 ×{b['p50_ms']/a['p50_ms']:.1f}, p99 ×{b['p99_ms']/a['p99_ms']:.1f}")

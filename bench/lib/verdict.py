@@ -74,7 +74,7 @@ if ing:
 
 if route:
     c = {(r["way"], r["n"]): r for r in route}
-    l, rl = c.get(("load", 200)), c.get(("reload", 200))
+    l, rl = c.get(("table", 200)), c.get(("reload", 200))
     if l:
         row("route update p99 ≤ 100 ms at N=200, previewd's own work included",
             f"p50 {l['p50_ms']:.0f} ms, **p99 {l['p99_ms']:.0f} ms** (own work p50 {l['own_p50_ms']:.1f} ms)",

@@ -1,10 +1,10 @@
 //! Route update: time from "a new preview's containers are healthy" to "its route answers
 //! through the gateway", with N other previews already routed.
 //!
-//! previewd's way: `previewd::preview::gateway::caddy_config` over N+1 synthetic `Observed`
-//! previews (two routed services each, like fixtures/two-service), serialised and sent with
-//! `POST /load` over Caddy's unix admin socket (what `gateway::sync` does after reading the
-//! labels), then polling the new host until it answers 200.
+//! previewd's way: the route table of N+1 synthetic `Observed` previews (two routed services
+//! each, like fixtures/two-service) written with `previewd::preview::routes::write` into the
+//! directory the gateway's `file` matcher reads (what `gateway::sync` does after reading the
+//! labels; Caddy's config does not change), then polling the new host until it answers 200.
 //! The seed's way: write a whole Caddyfile for the N+1 previews and run `caddy reload`.
 //! Both against the same Caddy process (the binary of the local `caddy:2` image). Upstreams
 //! are rewritten to one local HTTP responder, since the synthetic previews have no containers.
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use previewd::config::Config;
 use previewd::ids::PreviewId;
-use previewd::preview::gateway;
+use previewd::preview::{gateway, routes};
 use previewd::preview::labels::{Member, Observed};
 use serde_json::Value;
 
@@ -155,29 +155,25 @@ fn request_times(port: u16, host: &str, count: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Rewrites what only makes sense inside Docker: the listen port, the admin socket and every
-/// upstream (all to the local responder): a fixed `dial`, or the route table's entries, whose
-/// first output is the upstream (empty for "no service at this path").
-fn localise(v: &mut Value, listen: &str, admin: &str, dial: &str) {
+/// Rewrites what only makes sense inside Docker: the listen port, the admin socket, the route
+/// table's directory and the upstream (the table still decides whether a host and path are
+/// routed; every routed request goes to the local responder).
+fn localise(v: &mut Value, listen: &str, admin: &str, dial: &str, root: &str) {
     match v {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 match (k.as_str(), &mut *x) {
-                    ("dial", Value::String(s)) if !s.starts_with('{') => *s = dial.into(),
-                    ("outputs", Value::Array(a)) => {
-                        if let Some(Value::String(s)) = a.first_mut()
-                            && !s.is_empty()
-                        {
-                            *s = dial.into();
-                        }
-                    }
+                    ("dial", Value::String(s)) => *s = dial.into(),
+                    ("root", Value::String(s)) => *s = root.into(),
                     ("listen", Value::Array(a)) => *a = vec![Value::String(listen.into())],
                     ("listen", Value::String(s)) => *s = admin.into(),
-                    _ => localise(x, listen, admin, dial),
+                    _ => localise(x, listen, admin, dial, root),
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().for_each(|x| localise(x, listen, admin, dial)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|x| localise(x, listen, admin, dial, root)),
         _ => {}
     }
 }
@@ -246,10 +242,26 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    let table_dir = work.join("routes");
+    let mut cfg = gateway::caddy_config(&config);
+    localise(
+        &mut cfg,
+        &listen,
+        &admin,
+        &dial,
+        &table_dir.display().to_string(),
+    );
+    let cfg = serde_json::to_vec(&cfg).unwrap();
     let mut next = 0usize;
     for &n in &ns {
         let existing: Vec<Observed> = (0..n).map(|i| preview(1_000_000 + i)).collect();
-        for way in ["load", "reload"] {
+        for way in ["table", "reload"] {
+            if way == "table" {
+                // The gateway's config, once: it does not depend on the previews. The table
+                // starts with the N existing previews.
+                load(&sock, &cfg);
+                routes::write(&table_dir, &routes::table(&config, &existing)).unwrap();
+            }
             let mut times = Vec::new();
             let mut own = Vec::new();
             for _ in 0..reps {
@@ -259,12 +271,9 @@ fn main() {
                 let host = format!("{}.localhost", new.id);
                 all.push(new);
                 let t0 = Instant::now();
-                if way == "load" {
-                    let mut cfg = gateway::caddy_config(&config, &all);
-                    localise(&mut cfg, &listen, &admin, &dial);
-                    let body = serde_json::to_vec(&cfg).unwrap();
+                if way == "table" {
+                    routes::write(&table_dir, &routes::table(&config, &all)).unwrap();
                     own.push(t0.elapsed().as_secs_f64() * 1e3);
-                    load(&sock, &body);
                 } else {
                     let text = caddyfile(&all, "localhost", port, &admin, &dial);
                     let file = work.join("Caddyfile");
