@@ -162,7 +162,8 @@ pub fn caddy_config(config: &Config) -> Value {
             "handle": [{
                 "handler": "reverse_proxy",
                 "upstreams": [{"dial": UPSTREAM}],
-                // Dev servers' live-reload sockets survive a gateway restart's config load.
+                // Dev servers' live-reload sockets survive a config load (which only a new
+                // previewd version still makes: new settings recreate the gateway).
                 "stream_close_delay": "5m",
             }],
         },

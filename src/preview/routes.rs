@@ -114,9 +114,14 @@ pub fn write(root: &Path, wanted: &BTreeSet<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Every file below `root.join(rel)`, relative to `root`.
+/// Every file below `root.join(rel)`, relative to `root`. A directory that another previewd
+/// process (the CLI beside `serve`) removes meanwhile is simply not there.
 fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(root.join(rel))? {
+    let entries = match std::fs::read_dir(root.join(rel)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    for entry in entries {
         let entry = entry?;
         let path = rel.join(entry.file_name());
         if entry.file_type()?.is_dir() {
@@ -131,15 +136,20 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
 /// Removes the empty directories below `dir` (and `dir` itself unless `keep`); returns whether
 /// `dir` is now gone or empty.
 fn prune(dir: &Path, keep: bool) -> std::io::Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        other => other?,
+    };
     let mut empty = true;
-    for entry in std::fs::read_dir(dir)? {
+    for entry in entries {
         let entry = entry?;
         if !(entry.file_type()?.is_dir() && prune(&entry.path(), false)?) {
             empty = false;
         }
     }
     if empty && !keep {
-        std::fs::remove_dir(dir)?;
+        // Gone already, or just given an entry by another process: either is fine.
+        return Ok(std::fs::remove_dir(dir).is_ok());
     }
     Ok(empty)
 }
