@@ -89,34 +89,39 @@ pub fn candidates() -> Vec<String> {
 
 /// Brings the directory `root` in line with `wanted`: new files first, then stale ones go, so
 /// that a host switching generations has its old entry or its new one at every instant, never
-/// neither. Emptied directories are removed.
+/// neither. Directories emptied by the removals go too. One walk of the tree, then only the
+/// differences: this runs on every deploy, with every preview's entries in the tree.
 pub fn write(root: &Path, wanted: &BTreeSet<PathBuf>) -> std::io::Result<()> {
     std::fs::create_dir_all(root)?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
-    for f in wanted {
-        let path = root.join(f);
-        if !path.exists() {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::File::create(&path)?;
-        }
-    }
-    let mut present = Vec::new();
+    let mut present = BTreeSet::new();
     walk(root, Path::new(""), &mut present)?;
-    for f in present.iter().filter(|f| !wanted.contains(*f)) {
+    for f in wanted.difference(&present) {
+        let path = root.join(f);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::File::create(&path)?;
+    }
+    let mut emptied = BTreeSet::new();
+    for f in present.difference(wanted) {
         match std::fs::remove_file(root.join(f)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
+        emptied.extend(f.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()));
     }
-    prune(root, true)?;
+    // Deepest first; a directory that still holds something (or that another previewd process
+    // just gave an entry) stays.
+    for dir in emptied.iter().rev() {
+        let _ = std::fs::remove_dir(root.join(dir));
+    }
     Ok(())
 }
 
 /// Every file below `root.join(rel)`, relative to `root`. A directory that another previewd
 /// process (the CLI beside `serve`) removes meanwhile is simply not there.
-fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(root: &Path, rel: &Path, out: &mut BTreeSet<PathBuf>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(root.join(rel)) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         other => other?,
@@ -127,31 +132,10 @@ fn walk(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> 
         if entry.file_type()?.is_dir() {
             walk(root, &path, out)?;
         } else {
-            out.push(path);
+            out.insert(path);
         }
     }
     Ok(())
-}
-
-/// Removes the empty directories below `dir` (and `dir` itself unless `keep`); returns whether
-/// `dir` is now gone or empty.
-fn prune(dir: &Path, keep: bool) -> std::io::Result<bool> {
-    let entries = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-        other => other?,
-    };
-    let mut empty = true;
-    for entry in entries {
-        let entry = entry?;
-        if !(entry.file_type()?.is_dir() && prune(&entry.path(), false)?) {
-            empty = false;
-        }
-    }
-    if empty && !keep {
-        // Gone already, or just given an entry by another process: either is fine.
-        return Ok(std::fs::remove_dir(dir).is_ok());
-    }
-    Ok(empty)
 }
 
 /// What the gateway answers for `host` and `path` given `table`, found the way Caddy's `file`
@@ -192,9 +176,9 @@ mod tests {
         assert!(root.join("h/api/v2/=x-v2-1:80=x").is_file());
         let b: BTreeSet<PathBuf> = ["h/=x-web-2:80=x"].into_iter().map(PathBuf::from).collect();
         write(&root, &b).unwrap();
-        let mut left = Vec::new();
+        let mut left = BTreeSet::new();
         walk(&root, Path::new(""), &mut left).unwrap();
-        assert_eq!(left, vec![PathBuf::from("h/=x-web-2:80=x")]);
+        assert_eq!(left, b);
         assert!(!root.join("h/api").exists(), "empty directories are pruned");
         write(&root, &BTreeSet::new()).unwrap();
         assert!(root.is_dir() && std::fs::read_dir(&root).unwrap().next().is_none());
