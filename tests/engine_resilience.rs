@@ -1,6 +1,7 @@
 //! What must hold while other things happen: a preview keeps answering while another is added
-//! and removed (the gateway is never restarted, nor its config reloaded), a cancelled deployment leaves nothing, and a
-//! generation that never finished is removed by reconcile while the live one keeps serving.
+//! and removed (the gateway is never restarted, nor its config reloaded), a cancelled
+//! deployment leaves nothing, and a generation that never finished is removed by reconcile
+//! while the live one keeps serving.
 
 mod engine_support;
 

@@ -191,6 +191,34 @@ pub async fn remove_image(docker: &Docker, tag: &str) -> Result<(), DockerError>
     }
 }
 
+/// Removes the instance's untagged images: what the classic builder leaves when a build is
+/// cancelled (a superseded push) after it committed the labelled last step but before it
+/// tagged it. Only images carrying the instance label go, and only unused ones (Docker's prune),
+/// so another instance's images and a running build's unlabelled steps are never touched.
+/// Best effort: Docker runs one prune at a time and refuses a second (409), which is waited
+/// out for a second; past that, or on another error, a leftover here is only disk, and the
+/// next deployment or reconcile tries again, so no deployment fails for it.
+pub async fn prune_untagged(docker: &Docker, instance: &Instance) {
+    let mut filters = instance_filter(instance);
+    filters.insert("dangling".to_owned(), vec!["true".to_owned()]);
+    let opts = bollard::query_parameters::PruneImagesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    for _ in 0..20 {
+        match docker.prune_images(Some(opts.clone())).await {
+            // Another prune (another instance's, or another process's) is running: it is short.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "untagged images not pruned this time");
+                return;
+            }
+            Ok(_) => return,
+        }
+    }
+}
+
 /// The last `n` lines a container wrote (stdout and stderr), for failure reports.
 pub async fn log_tail(docker: &Docker, container: &str, n: usize) -> Vec<String> {
     let opts = LogsOptions {

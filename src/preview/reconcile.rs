@@ -149,6 +149,11 @@ pub async fn reconcile(
             }
         }
     }
+    // Untagged leftovers of cancelled builds; not while a build of this process may be
+    // between committing its last step and tagging it.
+    if busy.is_empty() {
+        docker::prune_untagged(d, inst).await;
+    }
     let wt_dir = source::worktrees_dir(&config.instance_dir());
     if let Ok(entries) = std::fs::read_dir(&wt_dir) {
         for e in entries.flatten() {

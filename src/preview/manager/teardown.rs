@@ -31,6 +31,8 @@ impl Manager {
                         .await;
                 }
             }
+            // A build cancelled half-way may have left its last step untagged.
+            docker::prune_untagged(&self.docker, &self.config.instance).await;
             self.settle_except(Some(&p.id)).await
         }
         .await;
