@@ -265,6 +265,22 @@ pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> 
     let cfg = caddy_config(config);
     write_config_file(config, &cfg)?;
     let name = labels::gateway_name(&config.instance);
+    let table_dir = routes_dir(config);
+    let table = routes::table(config, &previews);
+    let dir_err = |source| GatewayError::Dir {
+        path: table_dir.clone(),
+        source,
+    };
+    // The gateway comes with the first route: a pass that finds nothing to route (a reconcile
+    // while the first deployment is still building) must not start it.
+    if table.is_empty()
+        && let Err(e) = docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+        && docker::is_not_found(&e)
+    {
+        return routes::write(&table_dir, &table).map_err(dir_err);
+    }
     let joined = ensure_running(docker, config).await?;
     let wanted = routed_networks(config, &previews);
     for net in wanted.difference(&joined) {
@@ -286,13 +302,7 @@ pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> 
             Err(e) => return Err(DockerError::from(e).into()),
         }
     }
-    let table = routes_dir(config);
-    routes::write(&table, &routes::table(config, &previews)).map_err(|source| {
-        GatewayError::Dir {
-            path: table.clone(),
-            source,
-        }
-    })?;
+    routes::write(&table_dir, &table).map_err(dir_err)?;
     load_if_changed(config, &cfg).await?;
     // Leave only networks no container of ours is on any more. A retiring generation's network
     // stays joined until it is removed: requests already sent to it must be able to finish.

@@ -116,7 +116,10 @@ pub async fn reconcile(
     for (name, l) in docker::networks(d, inst).await? {
         let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
         let created = l.get(labels::CREATED).cloned().unwrap_or_default();
-        let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy.contains(&id));
+        // As for worktrees below: a deployment that started during the pass is busy now.
+        let busy_now = m.busy();
+        let busy_id =
+            PreviewId::parse(&preview).is_ok_and(|id| busy.contains(&id) || busy_now.contains(&id));
         if !used_nets.contains(&name) && !busy_id && older(&created, grace) {
             super::gateway::leave(d, config, &name).await;
             docker::remove_network(d, &name).await?;
@@ -149,11 +152,6 @@ pub async fn reconcile(
             }
         }
     }
-    // Untagged leftovers of cancelled builds; not while a build of this process may be
-    // between committing its last step and tagging it.
-    if busy.is_empty() {
-        docker::prune_untagged(d, inst).await;
-    }
     let wt_dir = source::worktrees_dir(&config.instance_dir());
     if let Ok(entries) = std::fs::read_dir(&wt_dir) {
         for e in entries.flatten() {
@@ -167,7 +165,12 @@ pub async fn reconcile(
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|a| a < grace);
-            if !live_ids.contains(&name) && !busy.contains(&id) && !fresh {
+            // Read again, not the pass's snapshot: a deployment of this process that started
+            // during the pass (serve takes webhooks while its start-up pass runs) is marked
+            // busy before it makes its worktree, and the start-up pass has no grace.
+            let busy_now = m.busy();
+            if !live_ids.contains(&name) && !busy.contains(&id) && !busy_now.contains(&id) && !fresh
+            {
                 let dir = config.instance_dir();
                 let _ =
                     tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id)).await;
