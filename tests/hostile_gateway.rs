@@ -68,27 +68,9 @@ async fn crafted_hosts_and_paths_reach_only_what_their_route_names() {
     let repo = GitRepo::from_fixture("two-service");
     let d = env.up(repo.path()).await.expect("up");
     let id = d.state.id.to_string();
-    let addr = format!("127.0.0.1:{}", env.port);
-    let get = |host: String, path: &'static str| {
-        let addr = addr.clone();
-        async move {
-            match previewd::preview::http::tcp(
-                &addr,
-                &host,
-                "GET",
-                path,
-                std::time::Duration::from_secs(10),
-            )
-            .await
-            {
-                Ok(r) => (r.status, r.text()),
-                Err(e) => (0, e.to_string()),
-            }
-        }
-    };
     let host = format!("{id}.localhost");
     // The control: the api answers under its route, with its own 404 for an unknown path.
-    let (status, body) = get(host.clone(), "/api/nope").await;
+    let (status, body) = env.get_host(&host, "/api/nope").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("not found: /api/nope"), "{body}");
     // Glob characters in a path are literal: none of these is the api's.
@@ -99,12 +81,12 @@ async fn crafted_hosts_and_paths_reach_only_what_their_route_names() {
         "/ap%3Fi/nope",
         "/%2A/nope",
     ] {
-        let (_, body) = get(host.clone(), path).await;
+        let (_, body) = env.get_host(&host, path).await;
         assert!(!body.contains("api"), "{path}: {body}");
     }
     // Dot segments, plain or encoded, are refused before the lookup.
     for path in ["/api/../x", "/x/%2e%2e/api/nope", "/./api"] {
-        assert_eq!(get(host.clone(), path).await.0, 400, "{path}");
+        assert_eq!(env.get_host(&host, path).await.0, 400, "{path}");
     }
     // Glob characters or dots in a host name no preview, nor does another case (unless the
     // id is all digits, which has no other case).
@@ -117,7 +99,7 @@ async fn crafted_hosts_and_paths_reach_only_what_their_route_names() {
         hosts.push(format!("{}.localhost", id.to_ascii_uppercase()));
     }
     for h in hosts {
-        let (status, body) = get(h.clone(), "/").await;
+        let (status, body) = env.get_host(&h, "/").await;
         assert_eq!(status, 404, "{h}: {body}");
         assert!(body.contains("no preview has the id"), "{h}: {body}");
     }

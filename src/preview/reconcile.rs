@@ -53,6 +53,10 @@ pub async fn reconcile(
     let d = m.docker();
     let inst = &config.instance;
     let mut report = Report::default();
+    // Busy at the pass's start, or now: a deployment of this process that started during the
+    // pass (serve takes webhooks while its start-up pass runs, which has no grace) is marked
+    // busy before it makes its worktree or network, so ask again right before removing one.
+    let busy_now = |id: &PreviewId| busy.contains(id) || m.busy().contains(id);
 
     // Expired previews go whole.
     for p in m.observed().await? {
@@ -116,10 +120,7 @@ pub async fn reconcile(
     for (name, l) in docker::networks(d, inst).await? {
         let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
         let created = l.get(labels::CREATED).cloned().unwrap_or_default();
-        // As for worktrees below: a deployment that started during the pass is busy now.
-        let busy_now = m.busy();
-        let busy_id =
-            PreviewId::parse(&preview).is_ok_and(|id| busy.contains(&id) || busy_now.contains(&id));
+        let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy_now(&id));
         if !used_nets.contains(&name) && !busy_id && older(&created, grace) {
             super::gateway::leave(d, config, &name).await;
             docker::remove_network(d, &name).await?;
@@ -165,12 +166,7 @@ pub async fn reconcile(
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|a| a < grace);
-            // Read again, not the pass's snapshot: a deployment of this process that started
-            // during the pass (serve takes webhooks while its start-up pass runs) is marked
-            // busy before it makes its worktree, and the start-up pass has no grace.
-            let busy_now = m.busy();
-            if !live_ids.contains(&name) && !busy.contains(&id) && !busy_now.contains(&id) && !fresh
-            {
+            if !live_ids.contains(&name) && !busy_now(&id) && !fresh {
                 let dir = config.instance_dir();
                 let _ =
                     tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id)).await;

@@ -33,16 +33,17 @@ pub const TLS_MARK: &str = "@tls";
 
 /// The route table for `previews`: the relative paths of its files.
 pub fn table(config: &Config, previews: &[Observed]) -> BTreeSet<PathBuf> {
-    let domain = config.gateway.domain.to_ascii_lowercase();
+    let domain = &config.gateway.domain;
     let mut files = BTreeSet::new();
     for p in previews {
         let live = p.live();
         for (g, members) in &p.generations {
             let host = match live {
-                Some(l) if *g == l => super::gateway::live_host(p.id.as_str(), &domain),
+                Some(l) if *g == l => super::gateway::live_host(p.id.as_str(), domain),
                 Some(l) if *g < l => continue, // retired: being removed
-                _ => super::gateway::staging_host(p.id.as_str(), *g, &domain),
+                _ => super::gateway::staging_host(p.id.as_str(), *g, domain),
             };
+            // Ids are lower case already; the configured domain may not be.
             let host = PathBuf::from(host.to_ascii_lowercase());
             let mut own = Vec::new();
             for m in members {
@@ -140,8 +141,13 @@ fn walk(root: &Path, rel: &Path, out: &mut BTreeSet<PathBuf>) -> std::io::Result
 
 /// What the gateway answers for `host` and `path` given `table`, found the way Caddy's `file`
 /// matcher finds it: `Some((upstream, preview id))`, the upstream empty where the host is known
-/// but no service has the path; `None` for an unknown host.
-pub fn lookup(table: &BTreeSet<PathBuf>, host: &str, path: &str) -> Option<(String, String)> {
+/// but no service has the path; `None` for an unknown host. The tests' model of the gateway.
+#[cfg(test)]
+pub(crate) fn lookup(
+    table: &BTreeSet<PathBuf>,
+    host: &str,
+    path: &str,
+) -> Option<(String, String)> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     for depth in (0..=MAX_SEGMENTS.min(segments.len())).rev() {
         let mut dir = PathBuf::from(host);

@@ -123,10 +123,13 @@ impl TestEnv {
 
     /// GET through the gateway with the preview's host name.
     pub async fn get(&self, id: &str, path: &str) -> (u16, String) {
-        let host = format!("{id}.localhost");
+        self.get_host(&format!("{id}.localhost"), path).await
+    }
+
+    /// GET through the gateway with any `Host` header, crafted ones included.
+    pub async fn get_host(&self, host: &str, path: &str) -> (u16, String) {
         let addr = format!("127.0.0.1:{}", self.port);
-        match previewd::preview::http::tcp(&addr, &host, "GET", path, Duration::from_secs(5)).await
-        {
+        match previewd::preview::http::tcp(&addr, host, "GET", path, Duration::from_secs(5)).await {
             Ok(r) => (r.status, r.text()),
             Err(e) => (0, e.to_string()),
         }
