@@ -73,7 +73,26 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
         &serve.replace("hello from api", "hello from api v2"),
     );
     let sha2 = repo.commit("api v2");
-    let second = env.up(repo.path()).await.expect("second up");
+    // The build log says which services were found unchanged and reused (a rebuild from
+    // Docker's layer cache would give the same image id, so the ids alone cannot tell).
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress: previewd::preview::manager::Progress = {
+        let lines = lines.clone();
+        Arc::new(move |e| {
+            if let previewd::preview::manager::Event::Line { service, line } = e {
+                lines.lock().unwrap().push((service, line));
+            }
+        })
+    };
+    let second = env
+        .manager
+        .up(
+            env.request(repo.path()),
+            progress,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("second up");
     stop.store(true, Ordering::SeqCst);
     let failures = poller.await.expect("poller");
     let slow_failures = slow.await.expect("slow requests");
@@ -103,6 +122,14 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
         "internal was not rebuilt"
     );
     assert_ne!(images_before["api"], images_after["api"], "api was rebuilt");
+    let lines = lines.lock().unwrap().clone();
+    let reused = |svc: &str| {
+        lines
+            .iter()
+            .any(|(s, l)| s == svc && l.contains("reusing image"))
+    };
+    assert!(reused("web") && reused("internal"), "{lines:?}");
+    assert!(!reused("api"), "{lines:?}");
     // One generation is left, with its canonical names; the old one is gone.
     let observed = env.manager.observed().await.expect("observed");
     assert_eq!(observed[0].generations.len(), 1);

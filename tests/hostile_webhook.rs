@@ -232,7 +232,7 @@ fn names_and_paths_built_from_hostile_input_stay_valid_and_inside_the_data_dir()
         is_docker_name(repo) && repo == repo.to_ascii_lowercase(),
         "{tag}"
     );
-    assert_eq!(t.len(), 16);
+    assert_eq!(t.len(), 64);
 }
 
 /// Collects the JSON paths of every value in `v`.

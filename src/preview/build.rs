@@ -84,11 +84,10 @@ pub async fn build(
 
     // Only what cannot come from the tag: Docker's classic builder turns each label into a
     // build step of its own (a container created and committed: ~1 s each on this host's
-    // fuse-overlayfs), and the tag already names the preview and the service.
-    let image_labels = HashMap::from([
-        (labels::INSTANCE.to_owned(), config.instance.to_string()),
-        (labels::CONTENT_HASH.to_owned(), ctx.hash.clone()),
-    ]);
+    // fuse-overlayfs), and the tag already names the preview, the service and the content.
+    // `instance` stays: every object carries it, and it is what attributes an untagged image
+    // left by a cancelled build (`docker::prune_untagged`).
+    let image_labels = HashMap::from([(labels::INSTANCE.to_owned(), config.instance.to_string())]);
     let opts = BuildImageOptions {
         dockerfile: ctx.dockerfile.clone(),
         t: Some(tag.clone()),
@@ -186,13 +185,16 @@ async fn find_by_hash(
     config: &Config,
     hash: &str,
 ) -> Result<Option<String>, DockerError> {
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{}={}", labels::INSTANCE, config.instance),
-            format!("{}={hash}", labels::CONTENT_HASH),
-        ],
-    )]);
+    let filters = HashMap::from([
+        (
+            "label".to_owned(),
+            vec![format!("{}={}", labels::INSTANCE, config.instance)],
+        ),
+        (
+            "reference".to_owned(),
+            vec![labels::image_pattern(&config.instance, hash)],
+        ),
+    ]);
     let opts = ListImagesOptions {
         filters: Some(filters),
         ..Default::default()

@@ -26,8 +26,6 @@ pub const PORT: &str = "dev.previewd.port";
 pub const GENERATION: &str = "dev.previewd.generation";
 pub const CREATED: &str = "dev.previewd.created";
 pub const FORGE: &str = "dev.previewd.forge";
-/// On images: the content hash of the build context, Dockerfile and build args.
-pub const CONTENT_HASH: &str = "dev.previewd.content-hash";
 /// On the gateway: a hash of the settings it was made with (image, bind, ports, TLS mode).
 pub const GATEWAY_SETTINGS: &str = "dev.previewd.gateway-settings";
 /// On containers: the expected health path and status (`/api/health 200`).
@@ -64,10 +62,19 @@ pub fn upstream_alias(id: &PreviewId, service: &str, generation: u64) -> String 
     format!("{id}-{service}-{generation}")
 }
 
-/// Image tag for a service's build: `<instance>-<id>-<service>:<hash prefix>`.
+/// Image tag for a service's build: `<instance>-<id>-<service>:<content hash>`. The tag, not a
+/// label, carries the content hash (64 hex digits, a valid tag): Docker's classic builder adds
+/// a build step per image label, ~1 s each on this host, so an image has only `instance`.
 pub fn image_tag(instance: &Instance, id: &PreviewId, service: &str, hash: &str) -> String {
-    let short = hash.get(..16).unwrap_or(hash);
-    format!("{instance}-{id}-{service}:{short}")
+    format!("{instance}-{id}-{service}:{hash}")
+}
+
+/// A Docker `reference` filter for the images of `instance` built from content `hash`, whatever
+/// the preview and service (an unchanged service reuses another preview's image). Instance,
+/// preview id and service name hold no glob characters, and the hash is hex; the `instance`
+/// label filter beside it keeps `a-*` from finding the images of an instance named `a-b`.
+pub fn image_pattern(instance: &Instance, hash: &str) -> String {
+    format!("{instance}-*:{hash}")
 }
 
 /// One service container of a preview, as read back from its labels.
