@@ -13,7 +13,13 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use previewd::config::Config;
 use previewd::engine::{DeployFailure, PreviewState};
+use previewd::forge::Repo;
+use previewd::forge::comment::Removal;
+use previewd::forge::github::GitHub;
+use previewd::forge::report::Reporter;
 use previewd::ids::PreviewId;
+use previewd::metrics::Metrics;
+use previewd::preview::labels::Observed;
 use previewd::preview::manager::{Event, Manager, Mode, UpRequest};
 use previewd::preview::reconcile;
 
@@ -272,23 +278,33 @@ async fn run(
             Ok(())
         }
         Command::Down { id, all } => {
-            let manager = Manager::connect(config).await?;
+            let manager = Manager::connect(config.clone()).await?;
+            let observed = manager.observed().await?;
             let ids: Vec<PreviewId> = match id {
                 Some(id) => vec![PreviewId::parse(&id)?],
-                None if all => manager
-                    .observed()
-                    .await?
-                    .into_iter()
-                    .map(|p| p.id)
-                    .collect(),
+                None if all => observed.iter().map(|p| p.id.clone()).collect(),
                 None => bail!("give a preview id or --all"),
             };
+            // A preview a forge asked for: its PR is told, as when the PR closes.
+            let reporter = GitHub::from_config(&config.github)
+                .ok()
+                .zip(Metrics::new().ok())
+                .map(|(github, metrics)| Reporter::new(Arc::new(github), metrics));
             for id in &ids {
                 manager
                     .down(id)
                     .await
                     .with_context(|| format!("removing {id}"))?;
                 println!("removed {id}");
+                let Some((repo, pr, branch)) = forge_target(&observed, id) else {
+                    continue;
+                };
+                match &reporter {
+                    Some(r) => r.removed(&repo, pr, &branch, &Removal::Operator).await,
+                    None => eprintln!(
+                        "note: {repo} was not told that {id} is gone (no GitHub credentials in the config)"
+                    ),
+                }
             }
             if ids.is_empty() {
                 manager.settle().await?;
@@ -489,4 +505,14 @@ fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The repository, PR and branch to tell about preview `id`, when GitHub asked for it.
+fn forge_target(observed: &[Observed], id: &PreviewId) -> Option<(Repo, Option<u64>, String)> {
+    let o = observed.iter().find(|o| &o.id == id)?;
+    let m = o.generations.values().flatten().next()?;
+    if m.forge != "github" {
+        return None;
+    }
+    Some((Repo::parse(&m.repo)?, m.pr, m.branch.clone()))
 }

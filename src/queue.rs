@@ -189,6 +189,12 @@ impl Queue {
     pub fn depth(&self) -> usize {
         self.inner.total.load(Ordering::SeqCst)
     }
+
+    /// How the queue reports to the forge (and counts failed reports): the reconciler reports
+    /// the removals it makes itself through it too.
+    pub fn reporter(&self) -> &Reporter {
+        &self.inner.reporter
+    }
 }
 
 impl Inner {
@@ -591,7 +597,12 @@ impl Inner {
             Ok(Some(id)) => {
                 tracing::info!(%id, key = ?job.key, "preview removed");
                 self.reporter
-                    .removed(&job.intent.repo, job.pr, &job.key.branch)
+                    .removed(
+                        &job.intent.repo,
+                        job.pr,
+                        &job.key.branch,
+                        &comment::Removal::Stopped,
+                    )
                     .await;
                 self.done_command(&job.intent, true).await;
             }

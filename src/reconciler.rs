@@ -6,7 +6,9 @@
 //!   which applies the same rules as a webhook: a fork PR needs `allow_forks`);
 //! - a preview near the end of `limits.ttl` gets a warning comment, and one whose PR carries
 //!   `limits.keep_label` is exempt from the ttl;
-//! - then the engine removes orphans and expired previews and reloads the routes.
+//! - then the engine removes orphans and expired previews and reloads the routes; an expired
+//!   preview's PR is told, and is not started again (as a labelled PR without a preview
+//!   otherwise would be) until its head commit moves on.
 //!
 //! Which repositories it looks at: those with previews, and those previewd has cloned (its
 //! clones under `data_dir` remember their URL), so a PR labelled while previewd was down is
@@ -24,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
-use crate::forge::{Forge, Repo};
+use crate::forge::comment::{self, Removal};
+use crate::forge::{Forge, PullRequest, Repo};
 use crate::intent::{Action, Cause, Intent, Subject, pull_request_key};
 use crate::preview::source;
 use crate::queue::Queue;
@@ -57,6 +60,9 @@ pub struct Pass {
     pub warned: Vec<(String, u64)>,
     pub kept: Vec<PreviewKey>,
     pub expired: Vec<PreviewKey>,
+    /// Labelled PRs without a preview because it expired at their head commit: they wait for
+    /// a push or a command, not for the next pass.
+    pub left_expired: Vec<(String, u64)>,
     pub orphans: usize,
 }
 
@@ -179,6 +185,9 @@ impl Reconciler {
             .map_err(|e| e.to_string())?;
         out.expired = summary.expired;
         out.orphans = summary.orphans;
+        for key in &out.expired {
+            self.report_expired(key, &previews).await;
+        }
         // New deployments are queued only after the engine has cleaned up, so nothing a
         // previous process left behind is mistaken for them.
         // A preview counts as present when it exists or the queue is working on its key (a
@@ -210,6 +219,10 @@ impl Reconciler {
                     continue;
                 };
                 let missing = !have.contains(&(key.repo.clone(), key.branch.clone()));
+                if labelled && missing && self.expired_at_head(&repo, &pr).await {
+                    out.left_expired.push((repo.full_name(), pr.number));
+                    continue;
+                }
                 if labelled && missing {
                     // As if the PR had just been updated: the queue re-reads it and applies the
                     // fork rule, so a fork PR starts here only with `allow_forks`. The key is
@@ -286,6 +299,42 @@ impl Reconciler {
             }
         }
         repos
+    }
+
+    /// Tells the forge that the preview of `key` expired: its deployment goes inactive and its
+    /// PR's sticky comment says why, with the commit it ran (`expired_at_head` reads it back).
+    async fn report_expired(&self, key: &PreviewKey, previews: &[PreviewState]) {
+        let Some(p) = previews.iter().find(|p| &p.key == key) else {
+            return;
+        };
+        let Some(repo) = Repo::parse(&key.repo) else {
+            return; // a preview of a local folder or URL (the CLI's): no forge to tell
+        };
+        let why = Removal::Expired {
+            ttl: self.config.limits.ttl,
+            command: self.config.triggers.command.clone(),
+            sha: p.sha.clone(),
+        };
+        self.queue
+            .reporter()
+            .removed(&repo, p.pr, &key.branch, &why)
+            .await;
+    }
+
+    /// Whether the PR's preview was removed by the ttl at the commit that is still its head:
+    /// then a labelled PR without a preview is as its users left it, and bringing it back
+    /// would undo the ttl at every pass. The forge remembers it (the sticky comment), so a
+    /// restart does not forget it. When the comment cannot be read, the PR is started.
+    async fn expired_at_head(&self, repo: &Repo, pr: &PullRequest) -> bool {
+        let sticky = comment::marker(repo, pr.number);
+        match self.forge.find_comment(repo, pr.number, &sticky).await {
+            Ok(Some(body)) => body.contains(&comment::expired_marker(&pr.head_sha)),
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(repo = %repo, pr = pr.number, error = %e, "reconcile: cannot read the PR's comment");
+                false
+            }
+        }
     }
 
     /// Posts (once per generation) a warning when the preview will be removed within a day.

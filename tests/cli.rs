@@ -1,10 +1,17 @@
 //! The `previewd` binary as a user runs it: DESIGN.md's CLI contract, exit codes and `--json`.
 
 mod engine_support;
+mod support;
 
 use std::process::{Command, Output};
+use std::sync::Arc;
 
 use engine_support::{GitRepo, TestEnv, fixture};
+use previewd::forge::Forge;
+use previewd::forge::github::GitHub;
+use previewd::preview::manager::{Mode, UpRequest};
+use support::fake_github::FakeGitHub;
+use support::{TOKEN, fast_retry};
 
 fn previewd(env: &TestEnv, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_previewd"))
@@ -84,6 +91,8 @@ async fn up_ls_status_logs_down_follow_the_contract() {
     let down = previewd(&env, &["down", "--all"]);
     assert!(down.status.success(), "{}", stderr(&down));
     assert!(stdout(&down).contains(&format!("removed {id}")));
+    // A preview the CLI made has no PR to tell.
+    assert!(!stderr(&down).contains("not told"), "{}", stderr(&down));
     env.assert_clean().await;
 }
 
@@ -142,4 +151,69 @@ async fn log_lines_on_a_pipe_have_no_colour_codes() {
     let err = stderr(&out);
     assert!(err.contains("DEBUG"), "no log line to check: {err}");
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
+}
+
+/// `previewd down` of a preview GitHub asked for tells its PR, as a close would: the
+/// deployment goes inactive and the sticky comment says an operator removed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn down_tells_the_pr_of_a_preview_github_asked_for() {
+    const REPO: &str = "Codertocat/Hello-World";
+    let github = FakeGitHub::start().await;
+    let repo = GitRepo::at("compose-only", &format!("{REPO}.git"), "changes");
+    let sha = repo.commit("ok");
+    let git_url = format!("file://{}", repo.root().display());
+    let api = github.url();
+    let gh_env = [
+        ("PREVIEWD_GITHUB_TOKEN", TOKEN),
+        ("PREVIEWD_GITHUB_API_URL", api.as_str()),
+    ];
+    let env = TestEnv::with("clidown", &gh_env).await;
+    let up = UpRequest {
+        repo: format!("{git_url}/{REPO}.git"),
+        branch: Some("changes".into()),
+        sha: None,
+        pr: Some(7),
+        forge: "github".into(),
+        mode: Mode::Preview,
+        key_repo: Some(REPO.into()),
+        key_branch: None,
+    };
+    let id = env.up_req(up).await.expect("up").state.id.to_string();
+    let forge: Arc<dyn Forge> =
+        Arc::new(GitHub::with_policy(&env.config.github, fast_retry()).expect("github"));
+    let deployment = forge
+        .create_deployment(
+            &previewd::forge::Repo::parse(REPO).expect("repo"),
+            &previewd::ids::CommitSha::parse(&sha).expect("sha"),
+            "preview/changes",
+        )
+        .await
+        .expect("deployment");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_previewd"));
+    cmd.args(["down", &id])
+        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
+        .env("PREVIEWD_DATA_DIR", env.data.path())
+        .env("PREVIEWD_GATEWAY_PORT", env.port.to_string());
+    for (k, v) in &gh_env {
+        cmd.env(k, v);
+    }
+    let down = cmd.output().expect("run previewd");
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert!(stdout(&down).contains(&format!("removed {id}")));
+    env.assert_clean().await;
+
+    let st = github.lock();
+    let (dep, status) = st.deployment_statuses.last().expect("a deployment status");
+    assert_eq!(*dep, deployment);
+    assert_eq!(status["state"], "inactive", "{status}");
+    assert_eq!(status["description"], "Preview removed by an operator");
+    let sticky = st
+        .comments
+        .iter()
+        .find(|c| c.issue == 7 && c.body.contains(&format!("<!-- previewd:{REPO}#7 -->")))
+        .expect("the sticky comment");
+    assert!(sticky.body.contains("An operator"), "{}", sticky.body);
+    drop(st);
+    github.assert_clean();
 }

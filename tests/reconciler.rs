@@ -39,53 +39,104 @@ fn pr(number: u64, branch: &str, sha: &str, labels: &[&str], open: bool) -> serd
     p
 }
 
+/// The fake GitHub, a git repository with branch `changes` at `sha`, the real engine, a queue
+/// and the reconciler under test, with `limits.ttl` = `ttl`.
+struct Setup {
+    github: FakeGitHub,
+    repo: GitRepo,
+    sha: String,
+    git_url: String,
+    env: TestEnv,
+    engine: Arc<Manager>,
+    forge: Arc<dyn Forge>,
+    shutdown: CancellationToken,
+    queue: Queue,
+    rec: Reconciler,
+}
+
+impl Setup {
+    async fn new(name: &str, ttl: &str) -> Setup {
+        let github = FakeGitHub::start().await;
+        let repo = GitRepo::at("compose-only", &format!("{REPO}.git"), "changes");
+        let sha = repo.commit("ok");
+        let git_url = format!("file://{}", repo.root().display());
+        let env = TestEnv::with(
+            name,
+            &[
+                ("PREVIEWD_GITHUB_WEBHOOK_SECRET", SECRET),
+                ("PREVIEWD_GITHUB_TOKEN", TOKEN),
+                ("PREVIEWD_GITHUB_API_URL", &github.url()),
+                ("PREVIEWD_GITHUB_GIT_URL", &git_url),
+                ("PREVIEWD_TRIGGERS_LABELS", "preview"),
+                ("PREVIEWD_LIMITS_TTL", ttl),
+            ],
+        )
+        .await;
+        let config = env.config.clone();
+        let engine = Arc::new(Manager::connect(config.clone()).await.expect("docker"));
+        let forge: Arc<dyn Forge> =
+            Arc::new(GitHub::with_policy(&config.github, fast_retry()).expect("github"));
+        let shutdown = CancellationToken::new();
+        let queue = Queue::new(
+            engine.clone(),
+            forge.clone(),
+            Policy::new(&config.triggers, &config.github.git_url).expect("policy"),
+            Metrics::new().expect("metrics"),
+            QueueOptions::default(),
+            shutdown.clone(),
+        );
+        let rec = Reconciler::new(engine.clone(), forge.clone(), queue.clone(), config);
+        Setup {
+            github,
+            repo,
+            sha,
+            git_url,
+            env,
+            engine,
+            forge,
+            shutdown,
+            queue,
+            rec,
+        }
+    }
+
+    /// A preview of PR `number` on branch `changes`, as a webhook would have made it.
+    async fn preview_of_pr(&self, number: u64) -> String {
+        let up = UpRequest {
+            repo: format!("{}/{REPO}.git", self.git_url),
+            branch: Some("changes".into()),
+            sha: None,
+            pr: Some(number),
+            forge: "github".into(),
+            mode: Mode::Preview,
+            key_repo: Some(REPO.into()),
+            key_branch: None,
+        };
+        let d = self.env.up_req(up).await.expect("up");
+        d.state.id.to_string()
+    }
+
+    /// Stops the queue's workers, then removes whatever is left; checks nothing remains.
+    async fn finish(self) {
+        self.shutdown.cancel();
+        self.queue.drained().await;
+        for o in self.engine.observed().await.expect("observed") {
+            self.engine.down(&o.id).await.expect("down");
+        }
+        self.engine.settle().await.expect("settle");
+        self.env.assert_clean().await;
+        self.github.assert_clean();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
-    let github = FakeGitHub::start().await;
-    let repo = GitRepo::at("compose-only", &format!("{REPO}.git"), "changes");
-    let sha = repo.commit("ok");
-    let git_url = format!("file://{}", repo.root().display());
-    let env = TestEnv::with(
-        "recon",
-        &[
-            ("PREVIEWD_GITHUB_WEBHOOK_SECRET", SECRET),
-            ("PREVIEWD_GITHUB_TOKEN", TOKEN),
-            ("PREVIEWD_GITHUB_API_URL", &github.url()),
-            ("PREVIEWD_GITHUB_GIT_URL", &git_url),
-            ("PREVIEWD_TRIGGERS_LABELS", "preview"),
-            ("PREVIEWD_LIMITS_TTL", "6s"),
-        ],
-    )
-    .await;
-    let config = env.config.clone();
-    let engine = Arc::new(Manager::connect(config.clone()).await.expect("docker"));
-    let forge: Arc<dyn Forge> =
-        Arc::new(GitHub::with_policy(&config.github, fast_retry()).expect("github"));
-    let shutdown = CancellationToken::new();
-    let queue = Queue::new(
-        engine.clone(),
-        forge.clone(),
-        Policy::new(&config.triggers, &config.github.git_url).expect("policy"),
-        Metrics::new().expect("metrics"),
-        QueueOptions::default(),
-        shutdown.clone(),
-    );
-    let rec = Reconciler::new(engine.clone(), forge, queue.clone(), config.clone());
-
+    let t = Setup::new("recon", "6s").await;
+    let (github, repo, sha, git_url) = (&t.github, &t.repo, &t.sha, &t.git_url);
+    let (env, engine, rec) = (&t.env, &t.engine, &t.rec);
     // A preview of PR 2, as a webhook would have made it.
-    github.set_pull(pr(2, "changes", &sha, &["preview"], true));
-    let up = UpRequest {
-        repo: format!("{git_url}/{REPO}.git"),
-        branch: Some("changes".into()),
-        sha: None,
-        pr: Some(2),
-        forge: "github".into(),
-        mode: Mode::Preview,
-        key_repo: Some(REPO.into()),
-        key_branch: None,
-    };
-    let d = env.up_req(up).await.expect("up");
-    let id = d.state.id.to_string();
+    github.set_pull(pr(2, "changes", sha, &["preview"], true));
+    let id = t.preview_of_pr(2).await;
 
     // Near the end of its ttl: one warning comment, found again by its own marker.
     let warned = eventually(Duration::from_secs(20), "a ttl warning", || async {
@@ -101,7 +152,7 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
     assert!(again.warned.is_empty(), "warned once per generation");
 
     // The keep label exempts it from the ttl, however old it gets.
-    github.set_pull(pr(2, "changes", &sha, &["preview", "preview:keep"], true));
+    github.set_pull(pr(2, "changes", sha, &["preview", "preview:keep"], true));
     tokio::time::sleep(Duration::from_secs(6)).await; // let the ttl itself pass
     let kept = rec.pass(false).await.expect("pass");
     assert_eq!(kept.kept.len(), 1);
@@ -114,7 +165,7 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
         let head = git.head().expect("head").peel_to_commit().expect("commit");
         git.branch("other", &head, true).expect("branch");
     }
-    github.set_pull(pr(3, "other", &sha, &["preview"], true));
+    github.set_pull(pr(3, "other", sha, &["preview"], true));
     let p = rec.pass(false).await.expect("pass");
     assert_eq!(p.started, vec![(REPO.to_owned(), 3)]);
     // While the queue works on it, the next pass does not queue it again.
@@ -122,8 +173,8 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
     assert!(p.started.is_empty(), "queued twice: {p:?}");
 
     // PR 2 closed while previewd was away: stopped.
-    github.set_pull(pr(2, "changes", &sha, &["preview"], false));
-    github.set_pull(pr(3, "other", &sha, &["preview"], false));
+    github.set_pull(pr(2, "changes", sha, &["preview"], false));
+    github.set_pull(pr(3, "other", sha, &["preview"], false));
     let p = rec.pass(false).await.expect("pass");
     assert_eq!(p.stopped.len(), 1);
     eventually(
@@ -180,12 +231,75 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
     .await;
 
     // PR 3's preview may be on its way: stop the workers, then remove whatever is left.
-    shutdown.cancel();
-    queue.drained().await;
-    for o in engine.observed().await.expect("observed") {
-        engine.down(&o.id).await.expect("down");
+    t.finish().await;
+}
+
+/// A preview past `limits.ttl` is removed and its PR told why (deployment inactive, sticky
+/// comment); a labelled PR whose preview expired at its head commit is not started again by
+/// the next passes (that would undo the ttl), until its head moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_preview_is_reported_and_stays_down_until_its_head_moves() {
+    let t = Setup::new("expire", "3s").await;
+    let (github, sha, engine, rec) = (&t.github, &t.sha, &t.engine, &t.rec);
+    github.set_pull(pr(2, "changes", sha, &["preview"], true));
+    let id = t.preview_of_pr(2).await;
+    let gh_repo = previewd::forge::Repo::parse(REPO).expect("repo");
+    let sha_id = previewd::ids::CommitSha::parse(sha).expect("sha");
+    let deployment = t
+        .forge
+        .create_deployment(&gh_repo, &sha_id, "preview/changes")
+        .await
+        .expect("deployment");
+
+    let p = eventually(Duration::from_secs(30), "the ttl to expire it", || async {
+        let p = rec.pass(false).await.expect("pass");
+        (!p.expired.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(p.expired.len(), 1, "{p:?}");
+    assert!(p.started.is_empty(), "started again at once: {p:?}");
+    assert_eq!(p.left_expired, vec![(REPO.to_owned(), 2)]);
+    assert!(
+        !engine
+            .observed()
+            .await
+            .expect("observed")
+            .iter()
+            .any(|o| o.id.as_str() == id),
+        "the preview is gone"
+    );
+    {
+        let st = github.lock();
+        let (dep, status) = st.deployment_statuses.last().expect("a deployment status");
+        assert_eq!(*dep, deployment);
+        assert_eq!(status["state"], "inactive", "{status}");
+        assert_eq!(status["description"], "Preview removed after limits.ttl");
+        let sticky = st
+            .comments
+            .iter()
+            .find(|c| c.body.contains(&format!("<!-- previewd:{REPO}#2 -->")))
+            .expect("the sticky comment");
+        assert!(sticky.body.contains("`limits.ttl`"), "{}", sticky.body);
+        assert!(sticky.body.contains("`/preview`"), "{}", sticky.body);
+        assert!(
+            sticky
+                .body
+                .contains(&format!("<!-- previewd:expired:{sha} -->")),
+            "{}",
+            sticky.body
+        );
     }
-    engine.settle().await.expect("settle");
-    env.assert_clean().await;
-    github.assert_clean();
+
+    // The next pass leaves it down: the PR still carries the label, at the same commit.
+    let p = rec.pass(false).await.expect("pass");
+    assert!(p.started.is_empty(), "{p:?}");
+    assert_eq!(p.left_expired, vec![(REPO.to_owned(), 2)]);
+
+    // A new head commit (a push previewd missed): the labelled PR gets its preview back.
+    let newer = t.repo.commit("newer");
+    github.set_pull(pr(2, "changes", &newer, &["preview"], true));
+    let p = rec.pass(false).await.expect("pass");
+    assert_eq!(p.started, vec![(REPO.to_owned(), 2)], "{p:?}");
+    assert!(p.left_expired.is_empty(), "{p:?}");
+    t.finish().await;
 }

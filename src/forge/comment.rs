@@ -68,12 +68,57 @@ pub fn superseded(repo: &Repo, pr: u64, sha: &CommitSha, by: &str) -> String {
     )
 }
 
-pub fn removed(repo: &Repo, pr: u64) -> String {
-    format!(
-        "{}\n### Preview removed\n\nThe preview for this pull request was stopped and its \
-         containers removed.\n",
-        marker(repo, pr)
-    )
+/// Why a preview was removed, as its PR is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Removal {
+    /// The PR closed, its label went, `/preview stop`, or its branch was deleted.
+    Stopped,
+    /// Not redeployed for `limits.ttl`. `sha` is the commit it ran: until the PR's head moves
+    /// on (or `command` is said), the reconciler must not bring it back (`expired_marker`).
+    Expired {
+        ttl: std::time::Duration,
+        command: String,
+        sha: Option<CommitSha>,
+    },
+    /// `previewd down` on the host.
+    Operator,
+}
+
+impl Removal {
+    /// For the deployment status (140 characters at most).
+    pub fn description(&self) -> &'static str {
+        match self {
+            Removal::Stopped => "Preview removed",
+            Removal::Expired { .. } => "Preview removed after limits.ttl",
+            Removal::Operator => "Preview removed by an operator",
+        }
+    }
+}
+
+/// Left in the sticky comment when a preview of `sha` expires: the forge, not previewd,
+/// remembers that this commit's preview was removed on purpose.
+pub fn expired_marker(sha: &CommitSha) -> String {
+    format!("<!-- previewd:expired:{sha} -->")
+}
+
+pub fn removed(repo: &Repo, pr: u64, why: &Removal) -> String {
+    let text = match why {
+        Removal::Stopped => {
+            "The preview for this pull request was stopped and its containers removed.".to_owned()
+        }
+        Removal::Expired { ttl, command, sha } => format!(
+            "{}The preview was not redeployed for {} (`limits.ttl`), so it was stopped and its \
+             containers removed. Push a commit or comment `{command}` to start it again.",
+            sha.as_ref()
+                .map(|s| expired_marker(s) + "\n")
+                .unwrap_or_default(),
+            humantime::format_duration(*ttl),
+        ),
+        Removal::Operator => "An operator stopped the preview on the previewd host \
+                              (`previewd down`) and removed its containers."
+            .to_owned(),
+    };
+    format!("{}\n### Preview removed\n\n{text}\n", marker(repo, pr))
 }
 
 /// The answer to `/preview status`.

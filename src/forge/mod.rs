@@ -331,6 +331,14 @@ pub trait Forge: Send + Sync + 'static {
         body: &str,
     ) -> BoxFuture<'_, ForgeResult<()>>;
 
+    /// The body of the one comment on `number` whose body contains `marker`, if there is one.
+    fn find_comment(
+        &self,
+        repo: &Repo,
+        number: u64,
+        marker: &str,
+    ) -> BoxFuture<'_, ForgeResult<Option<String>>>;
+
     /// Posts a new comment (answers to commands).
     fn comment(&self, repo: &Repo, number: u64, body: &str) -> BoxFuture<'_, ForgeResult<()>>;
 

@@ -157,19 +157,26 @@ impl Reporter {
         }
     }
 
-    /// The preview was torn down: the latest deployment goes inactive, the comment says so.
-    pub async fn removed(&self, repo: &Repo, pr: Option<u64>, branch: &str) {
+    /// The preview was torn down: the latest deployment goes inactive, the comment says why.
+    pub async fn removed(
+        &self,
+        repo: &Repo,
+        pr: Option<u64>,
+        branch: &str,
+        why: &comment::Removal,
+    ) {
         let env = environment(branch);
         let r = self.forge.latest_deployment(repo, &env).await;
         if let Some(Some(id)) = self.log("list-deployments", r) {
             let r = self
                 .forge
-                .deployment_status(repo, id, DeploymentState::Inactive, "Preview removed", None)
+                .deployment_status(repo, id, DeploymentState::Inactive, why.description(), None)
                 .await;
             self.log("deployment-status", r);
         }
         if let Some(pr) = pr {
-            self.sticky(repo, pr, &comment::removed(repo, pr)).await;
+            self.sticky(repo, pr, &comment::removed(repo, pr, why))
+                .await;
         }
     }
 

@@ -119,12 +119,13 @@ impl GitHub {
         }
     }
 
-    async fn find_comment(
+    /// The id and body of the first comment on `number` whose body contains `marker`.
+    async fn comment_with(
         &self,
         repo: &Repo,
         number: u64,
         marker: &str,
-    ) -> ForgeResult<Option<u64>> {
+    ) -> ForgeResult<Option<(u64, String)>> {
         #[derive(Deserialize)]
         struct IssueComment {
             id: u64,
@@ -141,13 +142,14 @@ impl GitHub {
                 .call(repo, "list-comments", Method::GET, &path, None)
                 .await?;
             let comments: Vec<IssueComment> = decode("list-comments", &body)?;
+            let n = comments.len();
             if let Some(c) = comments
-                .iter()
+                .into_iter()
                 .find(|c| c.body.as_deref().is_some_and(|b| b.contains(marker)))
             {
-                return Ok(Some(c.id));
+                return Ok(Some((c.id, c.body.unwrap_or_default())));
             }
-            if comments.len() < 100 {
+            if n < 100 {
                 break;
             }
         }
@@ -389,7 +391,7 @@ impl Forge for GitHub {
         let marker = marker.to_owned();
         let body = json!({ "body": text });
         Box::pin(async move {
-            if let Some(id) = self.find_comment(&repo, number, &marker).await? {
+            if let Some((id, _)) = self.comment_with(&repo, number, &marker).await? {
                 let path = format!("/repos/{}/{}/issues/comments/{id}", repo.owner, repo.name);
                 return self
                     .call(&repo, "update-comment", Method::PATCH, &path, Some(body))
@@ -403,6 +405,20 @@ impl Forge for GitHub {
             self.call(&repo, "create-comment", Method::POST, &path, Some(body))
                 .await
                 .map(drop)
+        })
+    }
+
+    fn find_comment(
+        &self,
+        repo: &Repo,
+        number: u64,
+        marker: &str,
+    ) -> BoxFuture<'_, ForgeResult<Option<String>>> {
+        let repo = repo.clone();
+        let marker = marker.to_owned();
+        Box::pin(async move {
+            let found = self.comment_with(&repo, number, &marker).await?;
+            Ok(found.map(|(_, body)| body))
         })
     }
 
