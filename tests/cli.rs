@@ -203,17 +203,7 @@ async fn down_tells_the_pr_of_a_preview_github_asked_for() {
     assert!(stdout(&down).contains(&format!("removed {id}")));
     env.assert_clean().await;
 
-    let st = github.lock();
-    let (dep, status) = st.deployment_statuses.last().expect("a deployment status");
-    assert_eq!(*dep, deployment);
-    assert_eq!(status["state"], "inactive", "{status}");
-    assert_eq!(status["description"], "Preview removed by an operator");
-    let sticky = st
-        .comments
-        .iter()
-        .find(|c| c.issue == 7 && c.body.contains(&format!("<!-- previewd:{REPO}#7 -->")))
-        .expect("the sticky comment");
-    assert!(sticky.body.contains("An operator"), "{}", sticky.body);
-    drop(st);
+    let sticky = github.removal_reported(REPO, 7, deployment, "Preview removed by an operator");
+    assert!(sticky.contains("An operator"), "{sticky}");
     github.assert_clean();
 }

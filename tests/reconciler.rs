@@ -268,27 +268,13 @@ async fn an_expired_preview_is_reported_and_stays_down_until_its_head_moves() {
             .any(|o| o.id.as_str() == id),
         "the preview is gone"
     );
-    {
-        let st = github.lock();
-        let (dep, status) = st.deployment_statuses.last().expect("a deployment status");
-        assert_eq!(*dep, deployment);
-        assert_eq!(status["state"], "inactive", "{status}");
-        assert_eq!(status["description"], "Preview removed after limits.ttl");
-        let sticky = st
-            .comments
-            .iter()
-            .find(|c| c.body.contains(&format!("<!-- previewd:{REPO}#2 -->")))
-            .expect("the sticky comment");
-        assert!(sticky.body.contains("`limits.ttl`"), "{}", sticky.body);
-        assert!(sticky.body.contains("`/preview`"), "{}", sticky.body);
-        assert!(
-            sticky
-                .body
-                .contains(&format!("<!-- previewd:expired:{sha} -->")),
-            "{}",
-            sticky.body
-        );
-    }
+    let sticky = github.removal_reported(REPO, 2, deployment, "Preview removed after limits.ttl");
+    assert!(sticky.contains("`limits.ttl`"), "{sticky}");
+    assert!(sticky.contains("`/preview`"), "{sticky}");
+    assert!(
+        sticky.contains(&format!("<!-- previewd:expired:{sha} -->")),
+        "{sticky}"
+    );
 
     // The next pass leaves it down: the PR still carries the label, at the same commit.
     let p = rec.pass(false).await.expect("pass");

@@ -223,6 +223,29 @@ impl FakeGitHub {
         self.requests().into_iter().map(|r| r.op).collect()
     }
 
+    /// Checks that a removal was reported for PR `pr` of `repo`: the last deployment status
+    /// is `inactive` with `description`, on `deployment`. Returns the PR's sticky comment.
+    pub fn removal_reported(
+        &self,
+        repo: &str,
+        pr: u64,
+        deployment: u64,
+        description: &str,
+    ) -> String {
+        let st = self.lock();
+        let (dep, status) = st.deployment_statuses.last().expect("a deployment status");
+        assert_eq!(*dep, deployment);
+        assert_eq!(status["state"], "inactive", "{status}");
+        assert_eq!(status["description"], description);
+        let marker = format!("<!-- previewd:{repo}#{pr} -->");
+        st.comments
+            .iter()
+            .find(|c| c.issue == pr && c.body.contains(&marker))
+            .expect("the sticky comment")
+            .body
+            .clone()
+    }
+
     /// Fails the test if any request would have been rejected by GitHub.
     pub fn assert_clean(&self) {
         let v = self.lock().violations.clone();

@@ -165,7 +165,7 @@ impl Manager {
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
-                    net.to_owned(),
+                    net,
                     EndpointSettings {
                         aliases: Some(vec![
                             name.to_owned(),
