@@ -18,6 +18,8 @@ ap.add_argument("--reps", type=int, default=1)
 ap.add_argument("--conc", default="1,32,128")
 ap.add_argument("--out", required=True)
 ap.add_argument("--lua", required=True)
+ap.add_argument("--client", default="wrk",
+                help="wrk (its Lua script) or the path of previewd-bench-load, the zero-copy client")
 ap.add_argument("--targets", default="previewd,webhook")
 ap.add_argument("--scenarios", default="pr_ignored,pr_queued,push_1mib,bad_sig",
                 help="comma-separated subset, for side-by-side runs of one payload")
@@ -109,19 +111,27 @@ def run(target, scenario, body, sig, event, conc, rep):
         sigfile = pl / f"{sig}.sig"
     out = work / "wrk.json"
     threads = 1 if conc == 1 else 2
-    cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{a.duration}s", "--timeout", "10s",
-           "-s", a.lua, f"http://127.0.0.1:{port}{path}", "--",
-           str(pl / f"{body}.json"), str(sigfile), event, path]
+    url = f"http://127.0.0.1:{port}{path}"
+    if a.client == "wrk":
+        cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{a.duration}s", "--timeout", "10s",
+               "-s", a.lua, url, "--", str(pl / f"{body}.json"), str(sigfile), event, path]
+    else:
+        cmd = [a.client, url, str(conc), str(threads), str(a.duration),
+               str(pl / f"{body}.json"), str(sigfile), event]
     # CPU of the server and of wrk over the load alone: a figure per request that does not
     # depend on how the two share the cores.
     cpu0, wrk0 = cpu_s(p.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, env=dict(os.environ, WRK_OUT=str(out)), stdout=subprocess.DEVNULL, check=True)
+    with open(out, "w") as sink:
+        # wrk's script writes WRK_OUT itself; previewd-bench-load prints the same summary.
+        subprocess.run(cmd, env=dict(os.environ, WRK_OUT=str(out)), check=True,
+                       stdout=subprocess.DEVNULL if a.client == "wrk" else sink)
     cpu1, wrk1 = cpu_s(p.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     r = json.loads(out.read_text())
     n = max(r["requests"], 1)
     r.update(cpu_us_per_req=(cpu1 - cpu0) / n * 1e6,
              wrk_cpu_us_per_req=((wrk1.ru_utime - wrk0.ru_utime) + (wrk1.ru_stime - wrk0.ru_stime)) / n * 1e6)
     r.update(target=target, scenario=scenario, conc=conc, rep=rep,
+             client="wrk" if a.client == "wrk" else "load",
              rps=r["requests"] / (r["duration_us"] / 1e6),
              errors=r["connect"] + r["read"] + r["write"] + r["timeout"],
              non2xx=r["status"],

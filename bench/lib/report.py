@@ -19,11 +19,11 @@ if wc.exists():
     print("wall-clock (s, build excluded): " + ", ".join(l.replace(" ", " ") for l in wc.read_text().splitlines()))
 print("```\n")
 
-ing = lines("ingest.jsonl")
-if ing:
+def ingest_table(ing, title, client):
+    """One table of ingest cells; `client` names the load generator whose own CPU is reported."""
     cells = ingest_cells(ing)
     reps = max(c["reps"] for c in cells.values())
-    print("### 1. Webhook ingest (wrk, fixed time per cell, loopback)\n")
+    print(f"### {title}\n")
     if reps > 1:
         print(f"Each cell: {reps} repetitions, previewd's and webhook's in turn; figures are the medians, "
               "with the lowest and highest req/s and p99 in brackets. Errors and non-2xx are summed, "
@@ -31,10 +31,10 @@ if ing:
     cpu = all("cpu_us_per_req" in c for c in cells.values())
     if cpu:
         print("CPU per request: the server's CPU time over the load (webhook's includes the command it "
-              "runs per request) and `wrk`'s own, divided by the requests served; unlike req/s it does "
-              "not depend on how the server and `wrk` share the 2 cores.\n")
+              f"runs per request) and {client}'s own, divided by the requests served; unlike req/s it does "
+              f"not depend on how the server and {client} share the 2 cores.\n")
     print("| payload | c | previewd req/s | webhook req/s | ratio | previewd p50 / p99 ms | webhook p50 / p99 ms | errors p / w | non-2xx p / w | peak RSS p / w MiB |"
-          + (" server CPU per request p / w µs | wrk CPU per request, p's / w's cell µs |" if cpu else ""))
+          + (f" server CPU per request p / w µs | {client} CPU per request, p's / w's cell µs |" if cpu else ""))
     print("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if cpu else ""))
 
     def spread(c, lo, hi, scale, fmt):
@@ -60,6 +60,15 @@ if ing:
     if idle:
         print(f"\npreviewd serve RSS idle (0.5 s after start, before load): {min(idle)/2**20:.1f}–{max(idle)/2**20:.1f} MiB")
     print()
+
+
+ing = lines("ingest.jsonl")
+if ing:
+    ingest_table(ing, "1. Webhook ingest (wrk, fixed time per cell, loopback)", "`wrk`")
+ing_load = lines("ingest_load.jsonl")
+if ing_load:
+    ingest_table(ing_load, "1b. Webhook ingest, zero-copy client (bench/route/src/load.rs, c=32 only)",
+                 "the client")
 
 route = lines("route.jsonl")
 if route:

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use previewd::config::Config;
 use previewd::ids::PreviewId;
-use previewd::preview::{gateway, routes};
 use previewd::preview::labels::{Member, Observed};
+use previewd::preview::{gateway, routes};
 use serde_json::Value;
 
 fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>) -> Member {
