@@ -17,7 +17,7 @@ use previewd::forge::Repo;
 use previewd::forge::comment::Removal;
 use previewd::forge::github::GitHub;
 use previewd::forge::report::Reporter;
-use previewd::ids::PreviewId;
+use previewd::ids::{CommitSha, PreviewId};
 use previewd::metrics::Metrics;
 use previewd::preview::labels::Observed;
 use previewd::preview::manager::{Event, Manager, Mode, UpRequest};
@@ -286,23 +286,24 @@ async fn run(
                 None => bail!("give a preview id or --all"),
             };
             // A preview a forge asked for: its PR is told, as when the PR closes.
-            let reporter = GitHub::from_config(&config.github)
-                .ok()
-                .zip(Metrics::new().ok())
-                .map(|(github, metrics)| Reporter::new(Arc::new(github), metrics));
+            let reporter = forge_reporter(&config);
             for id in &ids {
                 manager
                     .down(id)
                     .await
                     .with_context(|| format!("removing {id}"))?;
                 println!("removed {id}");
-                let Some((repo, pr, branch)) = forge_target(&observed, id) else {
+                let Some(t) = forge_target(&observed, id) else {
                     continue;
                 };
                 match &reporter {
-                    Some(r) => r.removed(&repo, pr, &branch, &Removal::Operator).await,
+                    Some(r) => {
+                        r.removed(&t.repo, t.pr, &t.branch, &Removal::Operator)
+                            .await
+                    }
                     None => eprintln!(
-                        "note: {repo} was not told that {id} is gone (no GitHub credentials in the config)"
+                        "note: {} was not told that {id} is gone (no GitHub credentials in the config)",
+                        t.repo
                     ),
                 }
             }
@@ -314,15 +315,67 @@ async fn run(
         }
         Command::Gc { json } => {
             let manager = Manager::connect(config.clone()).await?;
+            let observed = manager.observed().await?;
+            let reporter = forge_reporter(&config);
+            // `limits.keep_label` is on the PR: a preview GitHub asked for is expired only when
+            // its PR can be read and does not carry it, as `serve`'s reconciler does.
+            let mut keep = HashSet::new();
+            let mut kept = Vec::new();
+            for o in &observed {
+                if !reconcile::past_ttl(o, config.limits.ttl) {
+                    continue;
+                }
+                let Some(ForgeTarget {
+                    repo, pr: Some(pr), ..
+                }) = forge_target(&observed, &o.id)
+                else {
+                    continue;
+                };
+                let labels = match &reporter {
+                    Some(r) => r
+                        .forge()
+                        .pull_request(&repo, pr)
+                        .await
+                        .map(|p| p.labels)
+                        .map_err(|e| e.to_string()),
+                    None => Err("no GitHub credentials in the config".to_owned()),
+                };
+                match labels {
+                    Ok(l) if !l.contains(&config.limits.keep_label) => continue,
+                    Ok(_) => kept.push(format!(
+                        "kept {} past limits.ttl: {repo}#{pr} carries the `{}` label",
+                        o.id, config.limits.keep_label
+                    )),
+                    Err(why) => eprintln!(
+                        "note: kept {} past limits.ttl: cannot read {repo}#{pr} to look for its `{}` label ({why})",
+                        o.id, config.limits.keep_label
+                    ),
+                }
+                keep.insert(o.id.clone());
+            }
             // Leave alone what a deployment in another process may be creating right now.
             let grace = config.limits.build_timeout + config.limits.health_timeout;
-            let report =
-                reconcile::reconcile(&manager, grace, &HashSet::new(), &HashSet::new()).await?;
+            let report = reconcile::reconcile(&manager, grace, &HashSet::new(), &keep).await?;
+            for id in &report.expired {
+                let target = PreviewId::parse(id)
+                    .ok()
+                    .and_then(|id| forge_target(&observed, &id));
+                if let (Some(r), Some(t)) = (&reporter, target) {
+                    let why = Removal::Expired {
+                        ttl: config.limits.ttl,
+                        command: config.triggers.command.clone(),
+                        sha: t.sha,
+                    };
+                    r.removed(&t.repo, t.pr, &t.branch, &why).await;
+                }
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.is_empty() {
+                kept.iter().for_each(|k| println!("{k}"));
                 println!("nothing to clean up; routes reloaded");
             } else {
+                kept.iter().for_each(|k| println!("{k}"));
                 for (what, items) in [
                     ("expired preview", &report.expired),
                     ("container", &report.containers),
@@ -507,12 +560,36 @@ fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The repository, PR and branch to tell about preview `id`, when GitHub asked for it.
-fn forge_target(observed: &[Observed], id: &PreviewId) -> Option<(Repo, Option<u64>, String)> {
+/// Where to report on a preview GitHub asked for.
+struct ForgeTarget {
+    repo: Repo,
+    pr: Option<u64>,
+    branch: String,
+    sha: Option<CommitSha>,
+}
+
+/// The forge side of preview `id`, from its labels, when GitHub asked for it.
+fn forge_target(observed: &[Observed], id: &PreviewId) -> Option<ForgeTarget> {
     let o = observed.iter().find(|o| &o.id == id)?;
-    let m = o.generations.values().flatten().next()?;
+    // The live generation's commit is the one the preview serves.
+    let m = o
+        .live_members()
+        .first()
+        .or_else(|| o.generations.values().flatten().next())?;
     if m.forge != "github" {
         return None;
     }
-    Some((Repo::parse(&m.repo)?, m.pr, m.branch.clone()))
+    Some(ForgeTarget {
+        repo: Repo::parse(&m.repo)?,
+        pr: m.pr,
+        branch: m.branch.clone(),
+        sha: m.sha.as_deref().and_then(|s| CommitSha::parse(s).ok()),
+    })
+}
+
+/// A reporter for the commands that remove previews (`down`, `gc`), when the config has
+/// GitHub credentials; `None` otherwise (the CLI works without a forge).
+fn forge_reporter(config: &Config) -> Option<Reporter> {
+    let github = GitHub::from_config(&config.github).ok()?;
+    Some(Reporter::new(Arc::new(github), Metrics::new().ok()?))
 }

@@ -5,13 +5,14 @@ mod support;
 
 use std::process::{Command, Output};
 use std::sync::Arc;
+use std::time::Duration;
 
-use engine_support::{GitRepo, TestEnv, fixture};
+use engine_support::{GitRepo, TestEnv, eventually, fixture};
 use previewd::forge::Forge;
 use previewd::forge::github::GitHub;
 use previewd::preview::manager::{Mode, UpRequest};
 use support::fake_github::FakeGitHub;
-use support::{TOKEN, fast_retry};
+use support::{TOKEN, fast_retry, pull_json};
 
 fn previewd(env: &TestEnv, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_previewd"))
@@ -153,57 +154,143 @@ async fn log_lines_on_a_pipe_have_no_colour_codes() {
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
 }
 
+/// A preview of PR 7 that GitHub asked for, with its deployment on the fake GitHub, for the
+/// commands that must tell the PR when they remove it.
+struct PrPreview {
+    github: FakeGitHub,
+    env: TestEnv,
+    gh_env: Vec<(&'static str, String)>,
+    id: String,
+    sha: String,
+    deployment: u64,
+}
+
+const PR_REPO: &str = "Codertocat/Hello-World";
+
+impl PrPreview {
+    async fn start(name: &str, extra: &[(&'static str, &str)]) -> PrPreview {
+        let github = FakeGitHub::start().await;
+        let repo = GitRepo::at("compose-only", &format!("{PR_REPO}.git"), "changes");
+        let sha = repo.commit("ok");
+        let git_url = format!("file://{}", repo.root().display());
+        let mut gh_env = vec![
+            ("PREVIEWD_GITHUB_TOKEN", TOKEN.to_owned()),
+            ("PREVIEWD_GITHUB_API_URL", github.url()),
+        ];
+        gh_env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let pairs: Vec<(&str, &str)> = gh_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let env = TestEnv::with(name, &pairs).await;
+        let up = UpRequest {
+            repo: format!("{git_url}/{PR_REPO}.git"),
+            branch: Some("changes".into()),
+            sha: None,
+            pr: Some(7),
+            forge: "github".into(),
+            mode: Mode::Preview,
+            key_repo: Some(PR_REPO.into()),
+            key_branch: None,
+        };
+        let id = env.up_req(up).await.expect("up").state.id.to_string();
+        let forge: Arc<dyn Forge> =
+            Arc::new(GitHub::with_policy(&env.config.github, fast_retry()).expect("github"));
+        let deployment = forge
+            .create_deployment(
+                &previewd::forge::Repo::parse(PR_REPO).expect("repo"),
+                &previewd::ids::CommitSha::parse(&sha).expect("sha"),
+                "preview/changes",
+            )
+            .await
+            .expect("deployment");
+        PrPreview {
+            github,
+            env,
+            gh_env,
+            id,
+            sha,
+            deployment,
+        }
+    }
+
+    /// Runs `previewd ARGS` with the GitHub credentials; it must succeed. Its stdout.
+    fn previewd(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_previewd"));
+        cmd.args(args)
+            .env("PREVIEWD_INSTANCE", self.env.config.instance.as_str())
+            .env("PREVIEWD_DATA_DIR", self.env.data.path())
+            .env("PREVIEWD_GATEWAY_PORT", self.env.port.to_string());
+        for (k, v) in &self.gh_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run previewd");
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    }
+}
+
 /// `previewd down` of a preview GitHub asked for tells its PR, as a close would: the
 /// deployment goes inactive and the sticky comment says an operator removed it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn down_tells_the_pr_of_a_preview_github_asked_for() {
-    const REPO: &str = "Codertocat/Hello-World";
-    let github = FakeGitHub::start().await;
-    let repo = GitRepo::at("compose-only", &format!("{REPO}.git"), "changes");
-    let sha = repo.commit("ok");
-    let git_url = format!("file://{}", repo.root().display());
-    let api = github.url();
-    let gh_env = [
-        ("PREVIEWD_GITHUB_TOKEN", TOKEN),
-        ("PREVIEWD_GITHUB_API_URL", api.as_str()),
-    ];
-    let env = TestEnv::with("clidown", &gh_env).await;
-    let up = UpRequest {
-        repo: format!("{git_url}/{REPO}.git"),
-        branch: Some("changes".into()),
-        sha: None,
-        pr: Some(7),
-        forge: "github".into(),
-        mode: Mode::Preview,
-        key_repo: Some(REPO.into()),
-        key_branch: None,
-    };
-    let id = env.up_req(up).await.expect("up").state.id.to_string();
-    let forge: Arc<dyn Forge> =
-        Arc::new(GitHub::with_policy(&env.config.github, fast_retry()).expect("github"));
-    let deployment = forge
-        .create_deployment(
-            &previewd::forge::Repo::parse(REPO).expect("repo"),
-            &previewd::ids::CommitSha::parse(&sha).expect("sha"),
-            "preview/changes",
-        )
-        .await
-        .expect("deployment");
+    let t = PrPreview::start("clidown", &[]).await;
+    let out = t.previewd(&["down", &t.id]);
+    assert!(out.contains(&format!("removed {}", t.id)), "{out}");
+    t.env.assert_clean().await;
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_previewd"));
-    cmd.args(["down", &id])
-        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
-        .env("PREVIEWD_DATA_DIR", env.data.path())
-        .env("PREVIEWD_GATEWAY_PORT", env.port.to_string());
-    for (k, v) in &gh_env {
-        cmd.env(k, v);
-    }
-    let down = cmd.output().expect("run previewd");
-    assert!(down.status.success(), "{}", stderr(&down));
-    assert!(stdout(&down).contains(&format!("removed {id}")));
-    env.assert_clean().await;
-
-    let sticky = github.removal_reported(REPO, 7, deployment, "Preview removed by an operator");
+    let sticky =
+        t.github
+            .removal_reported(PR_REPO, 7, t.deployment, "Preview removed by an operator");
     assert!(sticky.contains("An operator"), "{sticky}");
+    t.github.assert_clean();
+}
+
+/// `previewd gc` expires a preview GitHub asked for as `serve` does: not while its PR carries
+/// `limits.keep_label` (gc reads the PR for it), and when it goes, the PR is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_expires_a_pr_preview_past_the_ttl_unless_kept_and_tells_the_pr() {
+    let t = PrPreview::start("cligc", &[("PREVIEWD_LIMITS_TTL", "2s")]).await;
+    let (github, id, sha) = (&t.github, &t.id, &t.sha);
+
+    // Past the ttl, but its PR carries the keep label: left, and nothing reported.
+    github.set_pull(pull_json(
+        7,
+        "changes",
+        sha,
+        &["preview", "preview:keep"],
+        true,
+    ));
+    let kept = eventually(
+        Duration::from_secs(30),
+        "gc to find it past the ttl",
+        || {
+            let out = t.previewd(&["gc"]);
+            async move { out.contains("past limits.ttl").then_some(out) }
+        },
+    )
+    .await;
+    assert!(
+        kept.contains(&format!(
+            "kept {id} past limits.ttl: {PR_REPO}#7 carries the `preview:keep` label"
+        )),
+        "{kept}"
+    );
+    assert!(!kept.contains("removed"), "{kept}");
+    let listed = stdout(&previewd(&t.env, &["ls", "--json"]));
+    assert!(listed.contains(id.as_str()), "{listed}");
+    assert!(github.lock().deployment_statuses.is_empty());
+
+    // The label goes: the next gc removes it and tells the PR, with the commit it ran.
+    github.set_pull(pull_json(7, "changes", sha, &["preview"], true));
+    let out = t.previewd(&["gc"]);
+    assert!(
+        out.contains(&format!("removed expired preview {id}")),
+        "{out}"
+    );
+    t.env.assert_clean().await;
+    let sticky =
+        github.removal_reported(PR_REPO, 7, t.deployment, "Preview removed after limits.ttl");
+    assert!(
+        sticky.contains(&format!("<!-- previewd:expired:{sha} -->")),
+        "{sticky}"
+    );
     github.assert_clean();
 }

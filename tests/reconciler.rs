@@ -15,29 +15,13 @@ use previewd::metrics::Metrics;
 use previewd::preview::manager::{Manager, Mode, UpRequest};
 use previewd::queue::{Queue, QueueOptions};
 use previewd::reconciler::Reconciler;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use engine_support::{GitRepo, TestEnv, eventually};
 use support::fake_github::FakeGitHub;
-use support::{SECRET, TOKEN, fast_retry, payload_json};
+use support::{SECRET, TOKEN, fast_retry, pull_json as pr};
 
 const REPO: &str = "Codertocat/Hello-World";
-
-fn pr(number: u64, branch: &str, sha: &str, labels: &[&str], open: bool) -> serde_json::Value {
-    let mut p = payload_json("pull_request.labeled.json")["pull_request"].clone();
-    p["number"] = json!(number);
-    p["state"] = json!(if open { "open" } else { "closed" });
-    p["head"]["ref"] = json!(branch);
-    p["head"]["sha"] = json!(sha);
-    p["labels"] = json!(
-        labels
-            .iter()
-            .map(|l| json!({"id": 1, "node_id": "L", "url": "", "name": l, "color": "fff", "default": false, "description": null}))
-            .collect::<Vec<_>>()
-    );
-    p
-}
 
 /// The fake GitHub, a git repository with branch `changes` at `sha`, the real engine, a queue
 /// and the reconciler under test, with `limits.ttl` = `ttl`.

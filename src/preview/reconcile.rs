@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::docker;
-use super::labels;
+use super::labels::{self, Observed};
 use super::manager::{Manager, ManagerError, age};
 use super::source;
 use crate::ids::PreviewId;
@@ -33,6 +33,13 @@ impl Report {
             && self.worktrees.is_empty()
             && self.expired.is_empty()
     }
+}
+
+/// Whether `p` has not been (re)deployed for longer than `ttl`, the age of its live generation.
+pub fn past_ttl(p: &Observed, ttl: Duration) -> bool {
+    p.live_members()
+        .first()
+        .is_some_and(|mem| age(&mem.created).is_some_and(|a| a > ttl))
 }
 
 fn older(created: &str, grace: Duration) -> bool {
@@ -63,11 +70,7 @@ pub async fn reconcile(
         if busy.contains(&p.id) || keep.contains(&p.id) {
             continue;
         }
-        let expired = p
-            .live_members()
-            .first()
-            .is_some_and(|mem| age(&mem.created).is_some_and(|a| a > config.limits.ttl));
-        if expired {
+        if past_ttl(&p, config.limits.ttl) {
             m.down(&p.id).await?;
             report.expired.push(p.id.to_string());
         }

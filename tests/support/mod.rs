@@ -23,7 +23,7 @@ use previewd::config::Config;
 use previewd::forge::retry::RetryPolicy;
 use previewd::queue::QueueOptions;
 use previewd::serve::{ServeOptions, bind};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
@@ -47,6 +47,23 @@ pub fn payload(name: &str) -> Vec<u8> {
 
 pub fn payload_json(name: &str) -> Value {
     serde_json::from_slice(&payload(name)).expect("fixture is JSON")
+}
+
+/// A pull request as GitHub's `GET /repos/{owner}/{repo}/pulls/{number}` answers it, from the
+/// `labeled` fixture, for the fake GitHub's `set_pull`.
+pub fn pull_json(number: u64, branch: &str, sha: &str, labels: &[&str], open: bool) -> Value {
+    let mut p = payload_json("pull_request.labeled.json")["pull_request"].clone();
+    p["number"] = json!(number);
+    p["state"] = json!(if open { "open" } else { "closed" });
+    p["head"]["ref"] = json!(branch);
+    p["head"]["sha"] = json!(sha);
+    p["labels"] = json!(
+        labels
+            .iter()
+            .map(|l| json!({"id": 1, "node_id": "L", "url": "", "name": l, "color": "fff", "default": false, "description": null}))
+            .collect::<Vec<_>>()
+    );
+    p
 }
 
 pub fn sign(secret: &str, body: &[u8]) -> String {
