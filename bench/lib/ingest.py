@@ -118,8 +118,9 @@ def run(target, scenario, body, sig, event, conc, rep):
     else:
         cmd = [a.client, url, str(conc), str(threads), str(a.duration),
                str(pl / f"{body}.json"), str(sigfile), event]
-    # CPU of the server and of wrk over the load alone: a figure per request that does not
-    # depend on how the two share the cores.
+    # CPU of the server and of the load generator over the load alone: a figure per request
+    # that does not depend on how the two share the cores (`wrk_cpu_us_per_req` holds the
+    # generator's, whichever it is: the key stays comparable with older result files).
     cpu0, wrk0 = cpu_s(p.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out, "w") as sink:
         # wrk's script writes WRK_OUT itself; previewd-bench-load prints the same summary.
