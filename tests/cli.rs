@@ -294,3 +294,59 @@ async fn gc_expires_a_pr_preview_past_the_ttl_unless_kept_and_tells_the_pr() {
     );
     github.assert_clean();
 }
+
+/// Route changes are serialized across the instance's processes: `previewd gc` (which syncs the
+/// gateway) waits while another process holds the gateway lock, and goes on once it is released.
+/// Without it, a CLI that listed the labels before `serve` routed a new preview, and wrote its
+/// table after, would take that preview's routes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_waits_for_another_process_changing_the_gateway() {
+    let env = TestEnv::new("clilock").await;
+    let path = previewd::preview::gateway::lock_path(&env.config);
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("admin dir");
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .expect("lock file");
+    held.lock().expect("lock");
+
+    let mut gc = Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .arg("gc")
+        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
+        .env("PREVIEWD_DATA_DIR", env.data.path())
+        .env("PREVIEWD_GATEWAY_PORT", env.port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run previewd");
+    // Unblocked, gc with nothing to do takes ~0.1 s; it must still be waiting after 2 s.
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        if let Some(status) = gc.try_wait().expect("wait") {
+            panic!("gc did not wait for the gateway lock: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = gc.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "gc still waiting after the lock went"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let out = gc.wait_with_output().expect("output");
+    assert!(status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to clean up"),
+        "{}",
+        stdout(&out)
+    );
+    env.assert_clean().await;
+}

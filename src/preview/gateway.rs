@@ -260,7 +260,7 @@ pub fn caddy_config(config: &Config) -> Value {
 pub async fn sync(docker: &Docker, config: &Config) -> Result<(), GatewayError> {
     // One change at a time: two syncs computing their tables in one order and writing them in
     // the other would put older routes back.
-    let _one = SYNC.lock().await;
+    let _one = one_change(config).await?;
     let previews = labels::group(docker::members(docker, &config.instance).await?);
     let cfg = caddy_config(config);
     write_config_file(config, &cfg)?;
@@ -370,7 +370,7 @@ pub async fn leave(docker: &Docker, config: &Config, network: &str) {
 /// Removes the gateway container when no preview is left (checked under the same lock as
 /// [`sync`], so a preview routed meanwhile keeps its gateway). Returns whether it did.
 pub async fn remove_if_unused(docker: &Docker, config: &Config) -> Result<bool, GatewayError> {
-    let _one = SYNC.lock().await;
+    let _one = one_change(config).await?;
     if !docker::members(docker, &config.instance).await?.is_empty() {
         return Ok(false);
     }
@@ -387,6 +387,47 @@ pub async fn remove_if_unused(docker: &Docker, config: &Config) -> Result<bool, 
 
 /// Serializes changes to the gateway within this process.
 static SYNC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Held while the gateway changes; dropping it lets the next change in.
+struct OneChange {
+    _here: tokio::sync::MutexGuard<'static, ()>,
+    /// The exclusive `flock` on [`lock_path`], released when the file is closed.
+    _across: std::fs::File,
+}
+
+/// The file whose lock serializes gateway changes across previewd processes of one instance.
+pub fn lock_path(config: &Config) -> PathBuf {
+    admin_dir(config).join("routes.lock")
+}
+
+/// Waits for the right to change the gateway: first among this process's tasks, then among
+/// the instance's processes (`serve` and the CLI beside it). Each computes the route table from
+/// the labels it listed; one that listed before another's change and wrote after it would take
+/// that change's routes away until the next sync.
+async fn one_change(config: &Config) -> Result<OneChange, GatewayError> {
+    let here = SYNC.lock().await;
+    let path = lock_path(config);
+    let dir = admin_dir(config);
+    let opened = path.clone();
+    let locked = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&opened)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let across = locked.map_err(|source| GatewayError::Dir { path, source })?;
+    Ok(OneChange {
+        _here: here,
+        _across: across,
+    })
+}
 
 /// Loads `cfg` unless the gateway already runs it. The config changes only with the gateway's
 /// settings (which recreate the container) or with a new previewd, so this is almost always a
