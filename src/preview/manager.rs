@@ -125,6 +125,45 @@ pub struct Manager {
     credentials: Option<Credentials>,
 }
 
+/// A worktree being checked out. A deployment superseded meanwhile drops the future that waits
+/// for it, but the checkout (a blocking task) still finishes: the worktree of a fresh preview,
+/// which nothing else will use or remove, is then removed once it is there.
+struct Checkout {
+    task: Option<tokio::task::JoinHandle<Result<PathBuf, SourceError>>>,
+    /// The instance directory and id whose worktree goes if the wait is abandoned.
+    abandoned: Option<(PathBuf, PreviewId)>,
+}
+
+impl Checkout {
+    async fn wait(&mut self) -> Result<Result<PathBuf, SourceError>, tokio::task::JoinError> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(Err(SourceError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other("checkout awaited twice"),
+            }));
+        };
+        let done = task.await;
+        self.task = None;
+        done
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let (Some(task), Some((dir, id))) = (self.task.take(), self.abandoned.take()) else {
+            return;
+        };
+        // Outside a runtime (shutting down) the next reconcile removes it instead.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = task.await;
+                let _ =
+                    tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id)).await;
+            });
+        }
+    }
+}
+
 /// Marks a preview busy for as long as it lives.
 struct BusyGuard {
     set: Arc<Mutex<HashSet<PreviewId>>>,
@@ -314,8 +353,15 @@ impl Manager {
             ),
             (_, Origin::Folder(p), _) => (p.clone(), false),
             (_, _, Some(f)) => {
-                let (dir, id2) = (instance_dir, id.clone());
-                let wt = tokio::task::spawn_blocking(move || source::checkout(&dir, &f, &id2))
+                let (dir, id2) = (instance_dir.clone(), id.clone());
+                let mut checkout = Checkout {
+                    task: Some(tokio::task::spawn_blocking(move || {
+                        source::checkout(&dir, &f, &id2)
+                    })),
+                    abandoned: fresh.then(|| (instance_dir, id.clone())),
+                };
+                let wt = checkout
+                    .wait()
                     .await
                     .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?
                     .map_err(fetch_err)?;

@@ -25,17 +25,17 @@ impl Manager {
                 .await?;
             if p.fresh {
                 self.remove_images(&p.id).await?;
-                if p.owned_worktree {
-                    let (dir, id) = (self.config.instance_dir(), p.id.clone());
-                    let _ = tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id))
-                        .await;
-                }
             }
             // A build cancelled half-way may have left its last step untagged.
             docker::prune_untagged(&self.docker, &self.config.instance).await;
             self.settle_except(Some(&p.id)).await
         }
         .await;
+        // The worktree is local: it goes even when Docker refused a step above.
+        if p.fresh && p.owned_worktree {
+            let (dir, id) = (self.config.instance_dir(), p.id.clone());
+            let _ = tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id)).await;
+        }
         if let Err(e) = result {
             tracing::warn!(preview = %p.id, error = %e, "cleanup after a failed deployment was incomplete; `previewd gc` will finish it");
         }
