@@ -196,6 +196,8 @@ async fn docker_unreachable_fails_clearly_serve_stays_up_and_recovers() {
         async move { ok.then_some(()) }
     })
     .await;
+    // The status goes out before the comment is edited: wait for the edit too.
+    github.comment_containing("Preview ready").await;
     let comments = github.lock().comments.clone();
     assert_eq!(comments.len(), 1, "one sticky comment");
     assert!(

@@ -48,15 +48,7 @@ async fn forge_500_and_429_for_a_while_then_everything_is_delivered() {
         async move { url }
     })
     .await;
-    eventually(Duration::from_secs(30), "the ready comment", || {
-        let ok = github
-            .lock()
-            .comments
-            .iter()
-            .any(|c| c.body.contains("Preview ready"));
-        async move { ok.then_some(()) }
-    })
-    .await;
+    github.comment_containing("Preview ready").await;
     {
         let st = github.lock();
         assert!(st.faults.is_empty(), "every fault was hit: {:?}", st.faults);

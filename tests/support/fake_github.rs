@@ -225,6 +225,29 @@ impl FakeGitHub {
 
     /// Checks that a removal was reported for PR `pr` of `repo`: the last deployment status
     /// is `inactive` with `description`, on `deployment`. Returns the PR's sticky comment.
+    /// The body of the first comment containing `needle`, waiting up to 30 s for it: reports
+    /// edit the sticky comment after the commit status, so a test that saw a status must wait
+    /// for the comment too.
+    pub async fn comment_containing(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let found = self
+                .lock()
+                .comments
+                .iter()
+                .find(|c| c.body.contains(needle))
+                .map(|c| c.body.clone());
+            if let Some(body) = found {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no comment containing {needle:?} within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn removal_reported(
         &self,
         repo: &str,
