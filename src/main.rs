@@ -327,7 +327,7 @@ async fn run(
                 }
                 let Some(ForgeTarget {
                     repo, pr: Some(pr), ..
-                }) = forge_target(&observed, &o.id)
+                }) = forge_target_of(o)
                 else {
                     continue;
                 };
@@ -369,13 +369,14 @@ async fn run(
                     r.removed(&t.repo, t.pr, &t.branch, &why).await;
                 }
             }
+            if !json {
+                kept.iter().for_each(|k| println!("{k}"));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else if report.is_empty() {
-                kept.iter().for_each(|k| println!("{k}"));
                 println!("nothing to clean up; routes reloaded");
             } else {
-                kept.iter().for_each(|k| println!("{k}"));
                 for (what, items) in [
                     ("expired preview", &report.expired),
                     ("container", &report.containers),
@@ -570,7 +571,11 @@ struct ForgeTarget {
 
 /// The forge side of preview `id`, from its labels, when GitHub asked for it.
 fn forge_target(observed: &[Observed], id: &PreviewId) -> Option<ForgeTarget> {
-    let o = observed.iter().find(|o| &o.id == id)?;
+    forge_target_of(observed.iter().find(|o| &o.id == id)?)
+}
+
+/// The forge side of preview `o`, from its labels, when GitHub asked for it.
+fn forge_target_of(o: &Observed) -> Option<ForgeTarget> {
     // The live generation's commit is the one the preview serves.
     let m = o
         .live_members()

@@ -411,6 +411,7 @@ async fn one_change(config: &Config) -> Result<OneChange, GatewayError> {
     let opened = path.clone();
     let locked = tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)?;
+        // Only previewd's user (and so the gateway, which runs as that user) may enter.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -477,9 +478,7 @@ fn write_config_file(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
         path: dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(err)?;
-    // Only previewd's user (and so the gateway, which runs as that user) may enter.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    // The directory exists, private: `one_change` made it before this change began.
     if let Tls::Wildcard {
         cert_file,
         key_file,
