@@ -29,6 +29,71 @@ async fn build_failure_names_service_and_shows_log() {
     assert!(f.log_tail.len() <= 50);
 }
 
+/// ` ---> 3f2a9c1d0b7e` after each step of a build log: the image it committed (or the base).
+fn step_images(log: &[String]) -> Vec<String> {
+    log.iter()
+        .filter_map(|l| l.trim().strip_prefix("---> "))
+        .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The step images of `ids` that exist untagged.
+async fn untagged(ids: &[String]) -> Vec<String> {
+    let docker = bollard::Docker::connect_with_defaults().expect("docker");
+    let mut left = Vec::new();
+    for id in ids {
+        if let Ok(image) = docker.inspect_image(id).await
+            && image.repo_tags.unwrap_or_default().is_empty()
+        {
+            left.push(id.clone());
+        }
+    }
+    left
+}
+
+/// Docker's classic builder commits an image per step; a build that fails after some steps
+/// leaves them untagged. They carry the instance label from the first step on, so the failed
+/// deployment's cleanup prunes them, but never while another build of the instance runs (its
+/// newest step is untagged too): a build elsewhere holds `builds.lock` shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_leaves_none_of_its_step_images() {
+    let env = TestEnv::new("fsteps").await;
+    let repo = GitRepo::from_fixture("build-fail");
+    repo.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY .previewd.yml /app/\nENV STEP=two\nRUN echo \"error: step three\" >&2 && exit 3\n",
+    );
+    repo.commit("fail after two committed steps");
+
+    // Another process of the instance is building.
+    let dir = env.config.instance_dir();
+    std::fs::create_dir_all(&dir).expect("instance dir");
+    let other = std::fs::File::create(dir.join("builds.lock")).expect("lock file");
+    other.lock_shared().expect("shared lock");
+    let f = env
+        .up_req(env.request(repo.path()))
+        .await
+        .expect_err("must fail");
+    assert_eq!(f.phase.as_str(), "build");
+    let first = step_images(&f.log_tail);
+    assert!(first.len() >= 3, "base and two steps: {:?}", f.log_tail);
+    assert!(
+        untagged(&first).await.len() >= 2,
+        "pruned while another build ran: {:?}",
+        f.log_tail
+    );
+    drop(other);
+
+    let f = fails(&env, env.request(repo.path())).await;
+    let second = step_images(&f.log_tail);
+    let left = untagged(&[first, second].concat()).await;
+    assert!(
+        left.is_empty(),
+        "untagged step images left behind: {left:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_timeout_and_dead_container_fail_with_their_logs() {
     let env = TestEnv::new("fhealth").await;

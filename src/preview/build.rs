@@ -1,18 +1,24 @@
 //! Building a service's image through the Engine API from a tar of its context. A service whose
 //! context (after `.dockerignore`), Dockerfile and build args hash to the same value as an
-//! image already on the host reuses that image without calling the builder: the hash is a
-//! label on the image, so the cache survives restarts and is shared between previews.
+//! image already on the host reuses that image without calling the builder: the hash is in
+//! the image's tag, so the cache survives restarts and is shared between previews.
+//!
+//! Every step image a build commits carries the instance label (`dockerfile::label_stages`),
+//! so what a failed or cancelled build leaves can be pruned ([`prune_leftovers`]). A prune must
+//! not take the step a running build has just committed (untagged until its next step starts
+//! from it): builds hold a shared `flock` on the instance's `builds.lock` and a prune runs only
+//! when it gets the lock alone, in this process or any other of the instance.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptions, ListImagesOptions, TagImageOptions};
+use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
 use futures_util::StreamExt;
 
-use super::context;
-use super::docker::DockerError;
-use super::labels;
+use super::docker::{self, DockerError};
+use super::{context, dockerfile, labels};
 use crate::config::Config;
 use crate::ids::PreviewId;
 use crate::spec::BuildSpec;
@@ -24,6 +30,12 @@ pub const TAIL: usize = 50;
 pub enum BuildError {
     #[error("cannot pack the build context: {0}")]
     Context(String),
+    #[error("cannot lock `{path}`: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the build failed: {reason}")]
     Failed { reason: String, tail: Vec<String> },
     #[error("the build took longer than {0:?} (limits.build_timeout)")]
@@ -60,10 +72,14 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let wt = worktree.to_path_buf();
     let bs = spec.clone();
-    let ctx = tokio::task::spawn_blocking(move || context::pack(&wt, &bs))
-        .await
-        .map_err(|e| BuildError::Context(e.to_string()))?
-        .map_err(|e| BuildError::Context(e.to_string()))?;
+    let instance = config.instance.to_string();
+    let ctx = tokio::task::spawn_blocking(move || {
+        let stamp = |d: &[u8]| dockerfile::label_stages(d, labels::INSTANCE, &instance);
+        context::pack(&wt, &bs, &stamp)
+    })
+    .await
+    .map_err(|e| BuildError::Context(e.to_string()))?
+    .map_err(|e| BuildError::Context(e.to_string()))?;
     let tag = labels::image_tag(&config.instance, id, service, &ctx.hash);
     if let Some(existing) = find_by_hash(docker, config, &ctx.hash).await? {
         let (repo, t) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
@@ -82,12 +98,10 @@ pub async fn build(
         return Ok(Built { tag, reused: true });
     }
 
-    // Only what cannot come from the tag: Docker's classic builder turns each label into a
-    // build step of its own (a container created and committed: ~1 s each on this host's
-    // fuse-overlayfs), and the tag already names the preview, the service and the content.
-    // `instance` stays: every object carries it, and it is what attributes an untagged image
-    // left by a cancelled build (`docker::prune_untagged`).
-    let image_labels = HashMap::from([(labels::INSTANCE.to_owned(), config.instance.to_string())]);
+    // No `labels` option: the classic builder turns it into a step of its own at the end (a
+    // container created and committed, ~1 s here) and the Dockerfile carries the instance label
+    // from each `FROM` on; the tag names the preview, the service and the content.
+    let _building = shared_lock(config).await?;
     let opts = BuildImageOptions {
         dockerfile: ctx.dockerfile.clone(),
         t: Some(tag.clone()),
@@ -95,7 +109,6 @@ pub async fn build(
         // The legacy builder otherwise leaves a failed step's container behind.
         forcerm: true,
         buildargs: Some(spec.args.clone().into_iter().collect()),
-        labels: Some(image_labels),
         memory: i32::try_from(config.limits.memory).ok(),
         // The same CPU share as the containers: a build is untrusted code too.
         cpuperiod: Some(100_000),
@@ -113,6 +126,8 @@ pub async fn build(
         }
     };
     let tar = bytes::Bytes::from(ctx.tar);
+    // The container of the step running now, if any, as the log names it.
+    let step = std::sync::Mutex::new(None::<String>);
     let run = async {
         let mut attempt = 0;
         loop {
@@ -125,6 +140,9 @@ pub async fn build(
                     Ok(info) => {
                         if let Some(s) = info.stream.as_deref() {
                             push(s, &mut tail);
+                            if let Ok(mut step) = step.lock() {
+                                track_step_container(s, &mut step);
+                            }
                         }
                         if let Some(detail) = info.error_detail {
                             let reason = detail.message.unwrap_or_else(|| "unknown error".into());
@@ -157,6 +175,15 @@ pub async fn build(
     };
     let limit = config.limits.build_timeout;
     let outcome = tokio::time::timeout(limit, run).await;
+    if outcome.is_err() {
+        // Docker aborts the build once the request is gone: it kills and removes the step's
+        // container a moment later. Until then the step it started from is in use and cannot
+        // be pruned by the cleanup that follows, so that moment is waited for.
+        let running = step.lock().ok().and_then(|mut s| s.take());
+        if let Some(id) = running {
+            step_container_gone(docker, config, &id).await;
+        }
+    }
     let tail: Vec<String> = tail.into_iter().collect();
     match outcome {
         Ok(Ok(())) => Ok(Built { tag, reused: false }),
@@ -165,6 +192,119 @@ pub async fn build(
             tail,
         }),
         Err(_) => Err(BuildError::Timeout(limit, tail)),
+    }
+}
+
+/// The file whose `flock` builds share and a prune of leftovers takes alone.
+fn lock_path(config: &Config) -> PathBuf {
+    config.instance_dir().join("builds.lock")
+}
+
+fn open_lock(config: &Config) -> std::io::Result<File> {
+    std::fs::create_dir_all(config.instance_dir())?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(config))
+}
+
+/// Held for a whole build: waits only while a prune runs (a second or so).
+async fn shared_lock(config: &Config) -> Result<File, BuildError> {
+    let c = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let file = open_lock(&c)?;
+        file.lock_shared()?;
+        Ok(file)
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    .map_err(|source| BuildError::Lock {
+        path: lock_path(config),
+        source,
+    })
+}
+
+/// Removes the instance's untagged images: the steps a failed or cancelled build committed
+/// (a cancelled one may still commit the step it was in), and images whose tag went to a newer
+/// build. Each goes with its untagged parents that nothing else builds on; an image a container
+/// uses is kept. Only images with the instance label, so another instance's are never touched.
+/// They are listed only while no build of the instance runs, in any process (a running build's
+/// newest step is untagged too), and removed after the lock is let go, so no build waits for
+/// Docker's deletions; a build that starts meanwhile and finds one of them in its cache gets
+/// it removed under it at worst, which `cache_vanished` retries. `None` when a build was
+/// running (nothing listed); else the ids removed. Best effort: a leftover is only disk, and
+/// the next deployment, removal or reconcile tries again, so nothing fails for it.
+pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<String>> {
+    let leftovers = {
+        let c = config.clone();
+        let alone = tokio::task::spawn_blocking(move || {
+            let file = open_lock(&c).ok()?;
+            file.try_lock().ok()?;
+            Some(file)
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(_alone) = alone else {
+            tracing::debug!("a build is running: untagged images are pruned another time");
+            return None;
+        };
+        match docker::untagged_images(docker, &config.instance).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::debug!(error = %e, "untagged images not listed this time");
+                return Some(Vec::new());
+            }
+        }
+    };
+    let mut removed = Vec::new();
+    for id in leftovers {
+        match docker::remove_untagged(docker, &id).await {
+            Ok(true) => removed.push(id),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(image = %id, error = %e, "untagged image not removed this time")
+            }
+        }
+    }
+    Some(removed)
+}
+
+/// Follows the classic builder's log: ` ---> Running in <id>` starts a step's container,
+/// `Removing intermediate container <id>` ends it. A step's own output can imitate these
+/// lines, so the id is only ever waited for, never acted on.
+fn track_step_container(chunk: &str, running: &mut Option<String>) {
+    for line in chunk.lines().map(str::trim) {
+        if let Some(id) = line.strip_prefix("---> Running in ") {
+            let id = id.trim();
+            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                *running = Some(id.to_owned());
+            }
+        } else if let Some(id) = line.strip_prefix("Removing intermediate container ")
+            && running.as_deref() == Some(id.trim())
+        {
+            *running = None;
+        }
+    }
+}
+
+/// Waits (up to 10 s) for an aborted build's step container to go, if `id` names one: a
+/// container with the instance label and no `role` (previewd's own containers have one).
+async fn step_container_gone(docker: &Docker, config: &Config, id: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let Ok(c) = docker.inspect_container(id, None).await else {
+            return;
+        };
+        let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
+        let step = labels.get(labels::INSTANCE).map(String::as_str)
+            == Some(config.instance.as_str())
+            && !labels.contains_key(labels::ROLE);
+        if !step || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -195,21 +335,27 @@ async fn find_by_hash(
             vec![labels::image_pattern(&config.instance, hash)],
         ),
     ]);
-    let opts = ListImagesOptions {
-        filters: Some(filters),
-        ..Default::default()
-    };
-    Ok(docker
-        .list_images(Some(opts))
-        .await?
-        .into_iter()
-        .next()
-        .map(|i| i.id))
+    Ok(docker::image_ids(docker, filters).await?.into_iter().next())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::cache_vanished;
+    use super::{cache_vanished, track_step_container};
+
+    #[test]
+    fn the_running_step_container_is_followed_in_the_log() {
+        let mut running = None;
+        let run = "Step 2/3 : RUN make\n ---> Running in 4d6105159a5e\n";
+        track_step_container(run, &mut running);
+        assert_eq!(running.as_deref(), Some("4d6105159a5e"));
+        track_step_container("building...\n", &mut running);
+        assert_eq!(running.as_deref(), Some("4d6105159a5e"));
+        let done = "Removing intermediate container 4d6105159a5e\n ---> f1dd2678d693\n";
+        track_step_container(done, &mut running);
+        assert_eq!(running, None);
+        track_step_container(" ---> Running in $(reboot)\n", &mut running);
+        assert_eq!(running, None);
+    }
 
     #[test]
     fn only_a_vanished_cache_layer_is_retried() {

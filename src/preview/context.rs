@@ -86,8 +86,13 @@ struct Entry {
     kind: Kind,
 }
 
-/// Packs the context of `build` (paths relative to `worktree`) into a deterministic tar.
-pub fn pack(worktree: &Path, build: &BuildSpec) -> Result<BuildContext, ContextError> {
+/// Packs the context of `build` (paths relative to `worktree`) into a deterministic tar, with
+/// the Dockerfile's bytes as `edit_dockerfile` returns them (the hash covers the edited tar).
+pub fn pack(
+    worktree: &Path,
+    build: &BuildSpec,
+    edit_dockerfile: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> Result<BuildContext, ContextError> {
     let dockerfile = dockerfile_path(&build.dockerfile)?;
     let context_dir = context_dir(worktree, &build.context)?;
     let mut matcher = read_dockerignore(&context_dir)?;
@@ -106,7 +111,7 @@ pub fn pack(worktree: &Path, build: &BuildSpec) -> Result<BuildContext, ContextE
     if !has_dockerfile {
         return Err(ContextError::DockerfileMissing { path: dockerfile });
     }
-    let tar = write_tar(&context_dir, &entries)?;
+    let tar = write_tar(&context_dir, &entries, &dockerfile, edit_dockerfile)?;
     let hash = hash(&tar, &dockerfile, &build.args);
     Ok(BuildContext {
         tar,
@@ -283,7 +288,12 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
-fn write_tar(context_dir: &Path, entries: &[Entry]) -> Result<Vec<u8>, ContextError> {
+fn write_tar(
+    context_dir: &Path,
+    entries: &[Entry],
+    dockerfile: &str,
+    edit_dockerfile: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> Result<Vec<u8>, ContextError> {
     let mut builder = tar::Builder::new(Vec::new());
     for entry in entries {
         let rel = entry.rel.as_str();
@@ -301,7 +311,10 @@ fn write_tar(context_dir: &Path, entries: &[Entry]) -> Result<Vec<u8>, ContextEr
                     .map_err(io_error(rel))?;
             }
             Kind::File { meta } => {
-                let data = read_same_file(&context_dir.join(rel), rel, meta)?;
+                let mut data = read_same_file(&context_dir.join(rel), rel, meta)?;
+                if rel == dockerfile {
+                    data = edit_dockerfile(&data);
+                }
                 let exec = meta.permissions().mode() & 0o111 != 0;
                 let mode = if exec { 0o755 } else { 0o644 };
                 let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);

@@ -191,31 +191,51 @@ pub async fn remove_image(docker: &Docker, tag: &str) -> Result<(), DockerError>
     }
 }
 
-/// Removes the instance's untagged images: what the classic builder leaves when a build is
-/// cancelled (a superseded push) after it committed the labelled last step but before it
-/// tagged it. Only images carrying the instance label go, and only unused ones (Docker's prune),
-/// so another instance's images and a running build's unlabelled steps are never touched.
-/// Best effort: Docker runs one prune at a time and refuses a second (409), which is waited
-/// out for a second; past that, or on another error, a leftover here is only disk, and the
-/// next deployment or reconcile tries again, so no deployment fails for it.
-pub async fn prune_untagged(docker: &Docker, instance: &Instance) {
+/// The instance's untagged images that no other image builds on: what a failed or cancelled
+/// build committed, and images whose tag went to a newer build (and, while a build runs, its
+/// newest step: see `build::prune_leftovers`).
+pub async fn untagged_images(
+    docker: &Docker,
+    instance: &Instance,
+) -> Result<Vec<String>, DockerError> {
     let mut filters = instance_filter(instance);
     filters.insert("dangling".to_owned(), vec!["true".to_owned()]);
-    let opts = bollard::query_parameters::PruneImagesOptionsBuilder::new()
-        .filters(&filters)
-        .build();
-    for _ in 0..20 {
-        match docker.prune_images(Some(opts.clone())).await {
-            // Another prune (another instance's, or another process's) is running: it is short.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "untagged images not pruned this time");
-                return;
-            }
-            Ok(_) => return,
-        }
+    image_ids(docker, filters).await
+}
+
+/// Ids of the images (not intermediate layers) that match `filters`.
+pub async fn image_ids(
+    docker: &Docker,
+    filters: HashMap<String, Vec<String>>,
+) -> Result<Vec<String>, DockerError> {
+    let opts = ListImagesOptions {
+        all: false,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    Ok(docker
+        .list_images(Some(opts))
+        .await?
+        .into_iter()
+        .map(|i| i.id)
+        .collect())
+}
+
+/// Removes an untagged image and its untagged parents that nothing else builds on; `false`
+/// when Docker keeps it (a container uses it now, or it is gone already).
+pub async fn remove_untagged(docker: &Docker, id: &str) -> Result<bool, DockerError> {
+    let opts = RemoveImageOptions {
+        force: false,
+        noprune: false,
+        ..Default::default()
+    };
+    match docker.remove_image(id, Some(opts), None).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -713,9 +713,9 @@ impl Manager {
             gateway::leave(&self.docker, &self.config, &net).await;
             docker::remove_network(&self.docker, &net).await?;
         }
-        // Builds this deployment superseded (a push after a push) may have left their last
-        // step untagged: cancelled after the commit, before the tag.
-        docker::prune_untagged(&self.docker, inst).await;
+        // What builds this deployment superseded (a push after a push) left half-way, and the
+        // images whose tags went to this generation's builds.
+        build::prune_leftovers(&self.docker, &self.config).await;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod context;
 pub mod docker;
+pub mod dockerfile;
 pub mod engine_impl;
 pub mod fault;
 pub mod gateway;

@@ -1,7 +1,8 @@
 //! Reconcile: make Docker, the gateway and `data_dir` agree with the labels again. Run by
 //! `previewd gc`, by `serve` at start and periodically. It removes what no live preview
 //! explains (retired or unfinished generations, empty networks, images and worktrees of
-//! previews that are gone), removes previews past `limits.ttl`, and reloads the routes.
+//! previews that are gone, untagged images builds left), removes previews past `limits.ttl`,
+//! and reloads the routes.
 //! Things younger than `grace` are left alone: another process may be creating them.
 
 use std::collections::HashSet;
@@ -176,6 +177,14 @@ pub async fn reconcile(
                 report.worktrees.push(name);
             }
         }
+    }
+
+    // What builds left half-way, a crashed process's included.
+    if let Some(ids) = super::build::prune_leftovers(d, config).await {
+        report.images.extend(ids.iter().map(|id| {
+            let hex = id.strip_prefix("sha256:").unwrap_or(id);
+            format!("{} (untagged)", hex.get(..12).unwrap_or(hex))
+        }));
     }
 
     // Routes from labels; the gateway goes when nothing is left to route.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, RemoveContainerOptions,
     RemoveImageOptions,
@@ -155,7 +156,25 @@ impl TestEnv {
     }
 
     /// Asserts that nothing of this instance is left: containers, networks, images, worktrees.
+    /// A build-step container (it has the instance label from the Dockerfile's stamp, and no
+    /// `role`) of a build aborted just now is Docker's to remove, a moment after the abort: it
+    /// gets 20 s. previewd's own containers must be gone at once.
     pub async fn assert_clean(&self) {
+        let instance = self.config.instance.to_string();
+        eventually(
+            Duration::from_secs(20),
+            "build-step containers to go",
+            || {
+                let instance = instance.clone();
+                async move {
+                    build_step_containers(&instance)
+                        .await
+                        .is_empty()
+                        .then_some(())
+                }
+            },
+        )
+        .await;
         let (c, n, i) = self.objects().await;
         assert!(c.is_empty(), "containers left: {c:?}");
         assert!(n.is_empty(), "networks left: {n:?}");
@@ -187,14 +206,8 @@ fn label_filter(instance: &str) -> HashMap<String, Vec<String>> {
 
 pub async fn objects(instance: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     let d = Docker::connect_with_defaults().expect("docker");
-    let c = d
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(instance)),
-            ..Default::default()
-        }))
+    let c = containers(&d, instance)
         .await
-        .expect("list containers")
         .into_iter()
         .flat_map(|c| c.names.unwrap_or_default())
         .collect();
@@ -218,6 +231,32 @@ pub async fn objects(instance: &str) -> (Vec<String>, Vec<String>, Vec<String>) 
         .map(|i| i.repo_tags.join(",") + &i.id)
         .collect();
     (c, n, i)
+}
+
+/// Every container of the instance, running or not.
+async fn containers(d: &Docker, instance: &str) -> Vec<ContainerSummary> {
+    d.list_containers(Some(ListContainersOptions {
+        all: true,
+        filters: Some(label_filter(instance)),
+        ..Default::default()
+    }))
+    .await
+    .expect("list containers")
+}
+
+/// Containers of the instance without a `role`: the steps of a build.
+async fn build_step_containers(instance: &str) -> Vec<String> {
+    let d = Docker::connect_with_defaults().expect("docker");
+    containers(&d, instance)
+        .await
+        .into_iter()
+        .filter(|c| {
+            c.labels
+                .as_ref()
+                .is_none_or(|l| !l.contains_key("dev.previewd.role"))
+        })
+        .flat_map(|c| c.names.unwrap_or_default())
+        .collect()
 }
 
 async fn cleanup(instance: &str) {

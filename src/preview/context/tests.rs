@@ -16,6 +16,10 @@ fn write(root: &Path, rel: &str, content: &str) {
     fs::write(path, content).expect("write");
 }
 
+fn as_is(dockerfile: &[u8]) -> Vec<u8> {
+    dockerfile.to_vec()
+}
+
 fn spec(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> BuildSpec {
     BuildSpec {
         context: PathBuf::from(context),
@@ -80,7 +84,7 @@ fn dockerignore_semantics() {
     write(root, "docs/keep.md", "keep\n");
     write(root, "docs/other.md", "drop\n");
 
-    let ctx = pack(root, &spec(".", "Dockerfile", &[])).expect("packs");
+    let ctx = pack(root, &spec(".", "Dockerfile", &[]), &as_is).expect("packs");
     let listing = list(&ctx.tar);
     assert_eq!(
         paths(&listing),
@@ -106,12 +110,27 @@ fn dockerfile_in_an_ignored_folder_is_still_sent() {
     write(root, "app/docker/other", "x\n");
     write(root, "app/.dockerignore", "docker\n");
     write(root, "app/index.html", "x\n");
-    let ctx = pack(root, &spec("app", "docker/Dockerfile.prod", &[])).expect("packs");
+    let ctx = pack(root, &spec("app", "docker/Dockerfile.prod", &[]), &as_is).expect("packs");
     assert_eq!(ctx.dockerfile, "docker/Dockerfile.prod");
     assert_eq!(
         paths(&list(&ctx.tar)),
         [".dockerignore", "docker/Dockerfile.prod", "index.html"]
     );
+}
+
+#[test]
+fn only_the_dockerfile_is_edited_and_the_hash_covers_the_edit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write(root, "docker/app.Dockerfile", "FROM scratch\n");
+    write(root, "Dockerfile", "FROM scratch\n");
+    let build = spec(".", "docker/app.Dockerfile", &[]);
+    let shout = |d: &[u8]| d.to_ascii_uppercase();
+    let edited = pack(root, &build, &shout).expect("packs");
+    let listing = list(&edited.tar);
+    assert_eq!(listing["docker/app.Dockerfile"].6, b"FROM SCRATCH\n");
+    assert_eq!(listing["Dockerfile"].6, b"FROM scratch\n");
+    assert_ne!(pack(root, &build, &as_is).expect("packs").hash, edited.hash);
 }
 
 #[test]
@@ -127,7 +146,7 @@ fn tar_is_normalised_and_links_are_not_followed() {
     std::os::unix::fs::symlink("/", root.join("host")).expect("symlink");
     let _socket = std::os::unix::net::UnixListener::bind(root.join("app.sock")).expect("socket");
 
-    let ctx = pack(root, &spec(".", "Dockerfile", &[])).expect("packs");
+    let ctx = pack(root, &spec(".", "Dockerfile", &[]), &as_is).expect("packs");
     let listing = list(&ctx.tar);
     assert_eq!(
         paths(&listing),
@@ -155,7 +174,7 @@ fn same_content_same_hash_whatever_the_mtimes() {
     write(root, "src/a.txt", "a\n");
     write(root, "src/b.txt", "b\n");
     let build = spec(".", "Dockerfile", &[("V", "1")]);
-    let first = pack(root, &build).expect("packs");
+    let first = pack(root, &build, &as_is).expect("packs");
 
     // touch(1) every file, far into the past.
     let then = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
@@ -166,7 +185,7 @@ fn same_content_same_hash_whatever_the_mtimes() {
             .expect("open");
         f.set_modified(then).expect("touch");
     }
-    let second = pack(root, &build).expect("packs");
+    let second = pack(root, &build, &as_is).expect("packs");
     assert_eq!(first.tar, second.tar);
     assert_eq!(first.hash, second.hash);
     assert_eq!(first.hash.len(), 64);
@@ -180,26 +199,30 @@ fn hash_changes_with_content_dockerfile_and_args() {
     write(root, "Dockerfile", "FROM scratch\n");
     write(root, "Dockerfile.dev", "FROM scratch\n");
     write(root, "a.txt", "a\n");
-    let base = pack(root, &spec(".", "Dockerfile", &[("V", "1")]))
+    let base = pack(root, &spec(".", "Dockerfile", &[("V", "1")]), &as_is)
         .expect("packs")
         .hash;
 
-    let other_arg = pack(root, &spec(".", "Dockerfile", &[("V", "2")]))
+    let other_arg = pack(root, &spec(".", "Dockerfile", &[("V", "2")]), &as_is)
         .expect("packs")
         .hash;
-    let more_args = pack(root, &spec(".", "Dockerfile", &[("V", "1"), ("W", "")]))
-        .expect("packs")
-        .hash;
-    let other_dockerfile = pack(root, &spec(".", "Dockerfile.dev", &[("V", "1")]))
+    let more_args = pack(
+        root,
+        &spec(".", "Dockerfile", &[("V", "1"), ("W", "")]),
+        &as_is,
+    )
+    .expect("packs")
+    .hash;
+    let other_dockerfile = pack(root, &spec(".", "Dockerfile.dev", &[("V", "1")]), &as_is)
         .expect("packs")
         .hash;
     write(root, "a.txt", "b\n");
-    let other_content = pack(root, &spec(".", "Dockerfile", &[("V", "1")]))
+    let other_content = pack(root, &spec(".", "Dockerfile", &[("V", "1")]), &as_is)
         .expect("packs")
         .hash;
     write(root, "a.txt", "a\n");
     write(root, "Dockerfile", "FROM scratch\nRUN true\n");
-    let other_dockerfile_content = pack(root, &spec(".", "Dockerfile", &[("V", "1")]))
+    let other_dockerfile_content = pack(root, &spec(".", "Dockerfile", &[("V", "1")]), &as_is)
         .expect("packs")
         .hash;
 
@@ -226,10 +249,10 @@ fn env_file_is_left_out_when_ignored_and_changes_nothing() {
     write(root, ".dockerignore", ".env\n");
     write(root, ".env", "TOKEN=one\n");
     let build = spec(".", "Dockerfile", &[]);
-    let first = pack(root, &build).expect("packs");
+    let first = pack(root, &build, &as_is).expect("packs");
     assert!(!list(&first.tar).contains_key(".env"));
     write(root, ".env", "TOKEN=two\n");
-    assert_eq!(pack(root, &build).expect("packs").hash, first.hash);
+    assert_eq!(pack(root, &build, &as_is).expect("packs").hash, first.hash);
 }
 
 #[test]
@@ -240,7 +263,7 @@ fn refusals() {
     write(dir.path(), "outside/Dockerfile", "FROM scratch\n");
     std::os::unix::fs::symlink(dir.path().join("outside"), root.join("link")).expect("symlink");
 
-    let err = |build: BuildSpec| pack(&root, &build).expect_err("refused");
+    let err = |build: BuildSpec| pack(&root, &build, &as_is).expect_err("refused");
     assert!(matches!(
         err(spec("../outside", "Dockerfile", &[])),
         ContextError::Outside { .. }

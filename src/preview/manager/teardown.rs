@@ -4,7 +4,7 @@
 use super::{Manager, ManagerError, Prepared};
 use crate::ids::PreviewId;
 use crate::preview::docker::{self, DockerError};
-use crate::preview::{gateway, labels, source};
+use crate::preview::{build, gateway, labels, source};
 
 impl Manager {
     /// Removes what a failed or cancelled attempt created: its generation, and the whole
@@ -26,8 +26,8 @@ impl Manager {
             if p.fresh {
                 self.remove_images(&p.id).await?;
             }
-            // A build cancelled half-way may have left its last step untagged.
-            docker::prune_untagged(&self.docker, &self.config.instance).await;
+            // What a build that failed or was cancelled half-way committed.
+            build::prune_leftovers(&self.docker, &self.config).await;
             self.settle_except(Some(&p.id)).await
         }
         .await;
@@ -115,6 +115,7 @@ impl Manager {
         }
         self.remove_networks(id, None).await?;
         self.remove_images(id).await?;
+        build::prune_leftovers(&self.docker, &self.config).await;
         let (dir, id2) = (self.config.instance_dir(), id.clone());
         tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id2))
             .await
