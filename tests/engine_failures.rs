@@ -27,6 +27,14 @@ async fn build_failure_names_service_and_shows_log() {
         f.log_tail
     );
     assert!(f.log_tail.len() <= 50);
+    // The classic builder colours a step's stderr; a PR comment and a terminal get plain text.
+    assert!(
+        f.log_tail
+            .iter()
+            .all(|l| !l.contains('\u{1b}') && !l.trim().is_empty()),
+        "{:?}",
+        f.log_tail
+    );
 }
 
 /// ` ---> 3f2a9c1d0b7e` after each step of a build log: the image it committed (or the base).

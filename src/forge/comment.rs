@@ -41,11 +41,19 @@ pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
 }
 
 pub fn failed(repo: &Repo, pr: u64, sha: &CommitSha, f: &DeployFailure) -> String {
+    // The reason quotes what a pull request controls (a Dockerfile's command, a log line): in
+    // a code span, so it cannot mention people, link or format anything.
+    let who = f
+        .service
+        .as_deref()
+        .map(|s| format!(" for service {}", code_span(s)))
+        .unwrap_or_default();
     let mut out = format!(
-        "{}\n### ❌ Preview failed\n\n**Commit:** `{}`  \n**{}**\n",
+        "{}\n### ❌ Preview failed\n\n**Commit:** `{}`  \n**{} failed**{who}: {}\n",
         marker(repo, pr),
         sha.short(),
-        one_line(&f.to_string())
+        f.phase,
+        code_span(&one_line(&f.reason))
     );
     if !f.log_tail.is_empty() {
         let log = f.log_tail.join("\n");
@@ -206,6 +214,12 @@ fn one_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
 
+/// `s` as inline code, fenced by more backticks than it contains in a row.
+fn code_span(s: &str) -> String {
+    let fence = "`".repeat(longest_backtick_run(s) + 1);
+    format!("{fence} {s} {fence}")
+}
+
 fn longest_backtick_run(s: &str) -> usize {
     let (mut best, mut run) = (0, 0);
     for c in s.chars() {
@@ -228,4 +242,33 @@ pub fn truncate(s: &str, max: usize) -> String {
     let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failed;
+    use crate::engine::{DeployFailure, Phase};
+    use crate::forge::Repo;
+    use crate::ids::CommitSha;
+
+    #[test]
+    fn a_failure_reason_is_quoted_as_code() {
+        let repo = Repo::parse("acme/shop").expect("repo");
+        let sha = CommitSha::parse(&"a".repeat(40)).expect("sha");
+        let f = DeployFailure {
+            phase: Phase::Build,
+            service: Some("web".into()),
+            reason: "The command '/bin/sh -c echo @octocat [x](https://evil.test) `tick` ``` && exit 3' returned 3\nsecond line".into(),
+            log_tail: Vec::new(),
+            cancelled: false,
+        };
+        let body = failed(&repo, 7, &sha, &f);
+        assert!(
+            body.contains(
+                "**build failed** for service ` web `: ```` The command '/bin/sh -c echo @octocat [x](https://evil.test) `tick` ``` && exit 3' returned 3 ````\n"
+            ),
+            "{body}"
+        );
+        assert!(!body.contains("second line"), "{body}");
+    }
 }

@@ -117,12 +117,15 @@ pub async fn build(
     };
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
     let push = |line: &str, tail: &mut VecDeque<String>| {
-        for l in line.lines().filter(|l| !l.trim().is_empty()) {
+        for l in line.lines().map(docker::printable) {
+            if l.trim().is_empty() {
+                continue;
+            }
             if tail.len() == TAIL {
                 tail.pop_front();
             }
-            tail.push_back(l.to_owned());
-            on_line(l);
+            on_line(&l);
+            tail.push_back(l);
         }
     };
     let tar = bytes::Bytes::from(ctx.tar);
@@ -317,7 +320,10 @@ fn cache_vanished(reason: &str) -> bool {
 }
 
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").chars().take(300).collect()
+    docker::printable(s.lines().next().unwrap_or(""))
+        .chars()
+        .take(300)
+        .collect()
 }
 
 async fn find_by_hash(

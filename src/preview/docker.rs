@@ -258,11 +258,80 @@ pub async fn log_tail(docker: &Docker, container: &str, n: usize) -> Vec<String>
     tail_lines(&out, n)
 }
 
-/// The last `n` non-empty lines of `text`.
+/// The last `n` non-empty lines of `text`, made [`printable`].
 pub fn tail_lines(text: &str, n: usize) -> Vec<String> {
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
+    let lines: Vec<String> = text
+        .lines()
+        .map(printable)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+/// A log line as people may read it: without terminal escape sequences or other control
+/// characters. Docker's classic builder colours a step's stderr, and an untrusted build or
+/// container can write anything: raw, it garbles a PR comment, and it could drive the terminal
+/// of whoever runs `previewd up` or `previewd logs` (set its title, write to its clipboard).
+pub fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in `@`..=`~`.
+                Some('[') => {
+                    for n in chars.by_ref() {
+                        if ('@'..='~').contains(&n) {
+                            break;
+                        }
+                    }
+                }
+                // OSC, DCS, SOS, PM, APC: a string up to BEL or ST (`ESC \`).
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(n) = chars.next() {
+                        if n == '\u{7}' {
+                            break;
+                        }
+                        if n == '\u{1b}' {
+                            chars.next_if_eq(&'\\');
+                            break;
+                        }
+                    }
+                }
+                // Any other escape is two characters long.
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{printable, tail_lines};
+
+    #[test]
+    fn escape_sequences_and_control_characters_are_removed() {
+        assert_eq!(printable("\u{1b}[91merror: broke\u{1b}[0m"), "error: broke");
+        assert_eq!(printable("\u{1b}[1;31;48;5;200mred"), "red");
+        assert_eq!(printable("a\u{1b}]0;pwned title\u{7}b"), "ab");
+        assert_eq!(printable("a\u{1b}]52;c;aGk=\u{1b}\\b"), "ab");
+        assert_eq!(printable("a\u{1b}Pq#0;2;0\u{1b}\\b\u{1b}cc"), "abc");
+        assert_eq!(
+            printable("tab\tkept\r\u{8}\u{9b}31m é ✓"),
+            "tab\tkept31m é ✓"
+        );
+        assert_eq!(printable("unterminated \u{1b}[12"), "unterminated ");
+        assert_eq!(printable("\u{1b}"), "");
+    }
+
+    #[test]
+    fn a_tail_skips_lines_that_were_only_escape_codes() {
+        let text = "one\n\u{1b}[0m\ntwo\n\n\u{1b}[91mthree\u{1b}[0m\n";
+        assert_eq!(tail_lines(text, 2), ["two", "three"]);
+        assert_eq!(tail_lines(text, 9), ["one", "two", "three"]);
+    }
 }
