@@ -319,12 +319,19 @@ async fn run(
             let reporter = forge_reporter(&config);
             // `limits.keep_label` is on the PR: a preview GitHub asked for is expired only when
             // its PR can be read and does not carry it, as `serve`'s reconciler does.
+            // A preview that passes the ttl between this check and the reconcile pass below
+            // would be expired unread: so PRs are read from a minute before the ttl on.
+            let soon = config
+                .limits
+                .ttl
+                .saturating_sub(std::time::Duration::from_secs(60));
             let mut keep = HashSet::new();
             let mut kept = Vec::new();
             for o in &observed {
-                if !reconcile::past_ttl(o, config.limits.ttl) {
+                if !reconcile::past_ttl(o, soon) {
                     continue;
                 }
+                let past = reconcile::past_ttl(o, config.limits.ttl);
                 let Some(ForgeTarget {
                     repo, pr: Some(pr), ..
                 }) = forge_target_of(o)
@@ -342,10 +349,12 @@ async fn run(
                 };
                 match labels {
                     Ok(l) if !l.contains(&config.limits.keep_label) => continue,
+                    Ok(_) if !past => {}
                     Ok(_) => kept.push(format!(
                         "kept {} past limits.ttl: {repo}#{pr} carries the `{}` label",
                         o.id, config.limits.keep_label
                     )),
+                    Err(_) if !past => {}
                     Err(why) => eprintln!(
                         "note: kept {} past limits.ttl: cannot read {repo}#{pr} to look for its `{}` label ({why})",
                         o.id, config.limits.keep_label
