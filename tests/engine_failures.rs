@@ -63,7 +63,8 @@ async fn untagged(ids: &[String]) -> Vec<String> {
 /// Docker's classic builder commits an image per step; a build that fails after some steps
 /// leaves them untagged. They carry the instance label from the first step on, so the failed
 /// deployment's cleanup prunes them, but never while another build of the instance runs (its
-/// newest step is untagged too): a build elsewhere holds `builds.lock` shared.
+/// newest step is untagged too): a build elsewhere holds `builds.lock` shared. What was left
+/// then goes with the next reconcile pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_build_leaves_none_of_its_step_images() {
     let env = TestEnv::new("fsteps").await;
@@ -93,6 +94,14 @@ async fn a_failed_build_leaves_none_of_its_step_images() {
     );
     drop(other);
 
+    // A reconcile pass (`gc`, serve's periodic pass) finds and removes them now.
+    let report = env.reconcile_now().await;
+    let pruned = report.images.iter().filter(|i| i.ends_with(" (untagged)"));
+    assert!(pruned.count() >= 1, "{:?}", report.images);
+    let left = untagged(&first).await;
+    assert!(left.is_empty(), "left after reconcile: {left:?}");
+
+    // And a failed attempt's own cleanup removes what it committed.
     let f = fails(&env, env.request(repo.path())).await;
     let second = step_images(&f.log_tail);
     let left = untagged(&[first, second].concat()).await;

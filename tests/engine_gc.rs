@@ -3,13 +3,12 @@
 
 mod engine_support;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use engine_support::{GitRepo, TestEnv, copy_dir, eventually, fixture};
 use previewd::preview::labels;
 use previewd::preview::manager::Mode;
-use previewd::preview::reconcile::reconcile;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_serves_the_mounted_worktree_live() {
@@ -78,14 +77,7 @@ async fn gc_restores_routes_and_removes_orphans() {
     let orphan_wt = env.config.instance_dir().join("worktrees/bbbbbbbbbb");
     std::fs::create_dir_all(&orphan_wt).expect("orphan worktree");
 
-    let report = reconcile(
-        &env.manager,
-        Duration::ZERO,
-        &HashSet::new(),
-        &HashSet::new(),
-    )
-    .await
-    .expect("reconcile");
+    let report = env.reconcile_now().await;
     assert!(report.networks.contains(&orphan_net), "{report:?}");
     assert!(
         report.worktrees.contains(&"bbbbbbbbbb".to_owned()),
@@ -100,14 +92,7 @@ async fn gc_restores_routes_and_removes_orphans() {
     let repo2 = GitRepo::from_fixture("compose-only");
     let d2 = short.up(repo2.path()).await.expect("up");
     tokio::time::sleep(Duration::from_millis(2100)).await; // the ttl itself must pass
-    let report = reconcile(
-        &short.manager,
-        Duration::ZERO,
-        &HashSet::new(),
-        &HashSet::new(),
-    )
-    .await
-    .expect("reconcile");
+    let report = short.reconcile_now().await;
     assert_eq!(report.expired, vec![d2.state.id.to_string()]);
     short.assert_clean().await;
 

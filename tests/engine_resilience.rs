@@ -208,14 +208,7 @@ async fn reconcile_removes_a_generation_that_never_finished() {
         .expect("reconcile");
     assert!(report.containers.is_empty(), "{report:?}");
     // Past the grace (or at start-up), removed; the live generation is untouched.
-    let report = reconcile(
-        &env.manager,
-        Duration::ZERO,
-        &HashSet::new(),
-        &HashSet::new(),
-    )
-    .await
-    .expect("reconcile");
+    let report = env.reconcile_now().await;
     assert_eq!(report.containers, vec![name]);
     assert_eq!(env.get(id.as_str(), "/").await.0, 200);
     let observed = env.manager.observed().await.expect("observed");

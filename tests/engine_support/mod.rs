@@ -155,6 +155,15 @@ impl TestEnv {
         v
     }
 
+    /// One reconcile pass with no grace, nothing busy and nothing kept (`previewd gc` with a
+    /// zero grace, or `serve`'s start-up pass).
+    pub async fn reconcile_now(&self) -> previewd::preview::reconcile::Report {
+        let none = std::collections::HashSet::new();
+        previewd::preview::reconcile::reconcile(&self.manager, Duration::ZERO, &none, &none)
+            .await
+            .expect("reconcile")
+    }
+
     /// Asserts that nothing of this instance is left: containers, networks, images, worktrees.
     /// A build-step container (it has the instance label from the Dockerfile's stamp, and no
     /// `role`) of a build aborted just now is Docker's to remove, a moment after the abort: it
