@@ -6,8 +6,9 @@
 //! Every step image a build commits carries the instance label (`dockerfile::label_stages`),
 //! so what a failed or cancelled build leaves can be pruned ([`prune_leftovers`]). A prune must
 //! not take the step a running build has just committed (untagged until its next step starts
-//! from it): builds hold a shared `flock` on the instance's `builds.lock` and a prune runs only
-//! when it gets the lock alone, in this process or any other of the instance.
+//! from it), nor an image a build tags meanwhile: builds hold a shared `flock` on the
+//! instance's `builds.lock` and a prune runs only when it gets the lock alone, in this process
+//! or any other of the instance.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -81,6 +82,8 @@ pub async fn build(
     .map_err(|e| BuildError::Context(e.to_string()))?
     .map_err(|e| BuildError::Context(e.to_string()))?;
     let tag = labels::image_tag(&config.instance, id, service, &ctx.hash);
+    // Held while this build looks for, tags or commits images: see `prune_leftovers`.
+    let _building = shared_lock(config).await?;
     if let Some(existing) = find_by_hash(docker, config, &ctx.hash).await? {
         let (repo, t) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
         let opts = TagImageOptions {
@@ -101,7 +104,6 @@ pub async fn build(
     // No `labels` option: the classic builder turns it into a step of its own at the end (a
     // container created and committed, ~1 s here) and the Dockerfile carries the instance label
     // from each `FROM` on; the tag names the preview, the service and the content.
-    let _building = shared_lock(config).await?;
     let opts = BuildImageOptions {
         dockerfile: ctx.dockerfile.clone(),
         t: Some(tag.clone()),
@@ -212,7 +214,7 @@ fn open_lock(config: &Config) -> std::io::Result<File> {
         .open(lock_path(config))
 }
 
-/// Held for a whole build: waits only while a prune runs (a second or so).
+/// Held for a whole build: waits only while a prune runs (at most `PRUNE_FOR`).
 async fn shared_lock(config: &Config) -> Result<File, BuildError> {
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
@@ -232,37 +234,40 @@ async fn shared_lock(config: &Config) -> Result<File, BuildError> {
 /// (a cancelled one may still commit the step it was in), and images whose tag went to a newer
 /// build. Each goes with its untagged parents that nothing else builds on; an image a container
 /// uses is kept. Only images with the instance label, so another instance's are never touched.
-/// They are listed only while no build of the instance runs, in any process (a running build's
-/// newest step is untagged too), and removed after the lock is let go, so no build waits for
-/// Docker's deletions; a build that starts meanwhile and finds one of them in its cache gets
-/// it removed under it at worst, which `cache_vanished` retries. `None` when a build was
-/// running (nothing listed); else the ids removed. Best effort: a leftover is only disk, and
-/// the next deployment, removal or reconcile tries again, so nothing fails for it.
+/// Only while no build of the instance runs, in any process: a running build's newest step is
+/// untagged too, and a build may tag an untagged image (its content was built before) between
+/// a listing and a removal, which removing by id would then take with its new tag. So the
+/// lock is held from the listing to the last removal, for at most `PRUNE_FOR` (what is left
+/// goes next time). `None` when a build was running (nothing listed); else the ids removed.
+/// Best effort: a leftover is only disk, and the next deployment, removal or reconcile tries
+/// again, so nothing fails for it.
 pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<String>> {
-    let leftovers = {
-        let c = config.clone();
-        let alone = tokio::task::spawn_blocking(move || {
-            let file = open_lock(&c).ok()?;
-            file.try_lock().ok()?;
-            Some(file)
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(_alone) = alone else {
-            tracing::debug!("a build is running: untagged images are pruned another time");
-            return None;
-        };
-        match docker::untagged_images(docker, &config.instance).await {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::debug!(error = %e, "untagged images not listed this time");
-                return Some(Vec::new());
-            }
+    let c = config.clone();
+    let alone = tokio::task::spawn_blocking(move || {
+        let file = open_lock(&c).ok()?;
+        file.try_lock().ok()?;
+        Some(file)
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(_alone) = alone else {
+        tracing::debug!("a build is running: untagged images are pruned another time");
+        return None;
+    };
+    let leftovers = match docker::untagged_images(docker, &config.instance).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::debug!(error = %e, "untagged images not listed this time");
+            return Some(Vec::new());
         }
     };
+    let until = tokio::time::Instant::now() + PRUNE_FOR;
     let mut removed = Vec::new();
     for id in leftovers {
+        if tokio::time::Instant::now() >= until {
+            break;
+        }
         match docker::remove_untagged(docker, &id).await {
             Ok(true) => removed.push(id),
             Ok(false) => {}
@@ -273,6 +278,9 @@ pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<Str
     }
     Some(removed)
 }
+
+/// How long a prune may keep the instance's builds waiting.
+const PRUNE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Follows the classic builder's log: ` ---> Running in <id>` starts a step's container,
 /// `Removing intermediate container <id>` ends it. A step's own output can imitate these
