@@ -268,7 +268,7 @@ pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<Str
         if tokio::time::Instant::now() >= until {
             break;
         }
-        match docker::remove_untagged(docker, &id).await {
+        match docker::remove_image(docker, &id).await {
             Ok(true) => removed.push(id),
             Ok(false) => {}
             Err(e) => {

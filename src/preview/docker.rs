@@ -167,26 +167,28 @@ pub async fn remove_network(docker: &Docker, name: &str) -> Result<(), DockerErr
     }
 }
 
-/// Removes an image tag (the image itself goes with its last tag). An image still used by a
-/// container is kept: Docker refuses, and that refusal is not an error here.
-pub async fn remove_image(docker: &Docker, tag: &str) -> Result<(), DockerError> {
+/// Removes an image tag (the image itself goes with its last tag), or an untagged image by id;
+/// either way with its untagged parents that nothing else builds on. An image still used by a
+/// container is kept: Docker refuses, and that refusal is not an error here. `true` when
+/// Docker removed something; `false` when it kept the image or it was gone already.
+pub async fn remove_image(docker: &Docker, tag: &str) -> Result<bool, DockerError> {
     let opts = RemoveImageOptions {
         force: false,
         noprune: false,
         ..Default::default()
     };
     match docker.remove_image(tag, Some(opts), None).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
         // Another removal of the same image (two previews built identical content, so their
         // tags share one image) won the race: Docker answers 500 for the id it just deleted.
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 500,
             message,
-        }) if message.contains("unrecognized image ID") => Ok(()),
+        }) if message.contains("unrecognized image ID") => Ok(false),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 409, ..
-        }) => Ok(()),
+        }) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -219,24 +221,6 @@ pub async fn image_ids(
         .into_iter()
         .map(|i| i.id)
         .collect())
-}
-
-/// Removes an untagged image and its untagged parents that nothing else builds on; `false`
-/// when Docker keeps it (a container uses it now, or it is gone already).
-pub async fn remove_untagged(docker: &Docker, id: &str) -> Result<bool, DockerError> {
-    let opts = RemoveImageOptions {
-        force: false,
-        noprune: false,
-        ..Default::default()
-    };
-    match docker.remove_image(id, Some(opts), None).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// The last `n` lines a container wrote (stdout and stderr), for failure reports.
