@@ -19,7 +19,7 @@ use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
 use futures_util::StreamExt;
 
 use super::docker::{self, DockerError};
-use super::{context, dockerfile, labels};
+use super::{context, dockerfile, labels, lockfile};
 use crate::config::Config;
 use crate::ids::PreviewId;
 use crate::spec::BuildSpec;
@@ -205,20 +205,11 @@ fn lock_path(config: &Config) -> PathBuf {
     config.instance_dir().join("builds.lock")
 }
 
-fn open_lock(config: &Config) -> std::io::Result<File> {
-    std::fs::create_dir_all(config.instance_dir())?;
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path(config))
-}
-
 /// Held for a whole build: waits only while a prune runs (at most `PRUNE_FOR`).
 async fn shared_lock(config: &Config) -> Result<File, BuildError> {
     let c = config.clone();
     tokio::task::spawn_blocking(move || {
-        let file = open_lock(&c)?;
+        let file = lockfile::open(&lock_path(&c))?;
         file.lock_shared()?;
         Ok(file)
     })
@@ -244,7 +235,7 @@ async fn shared_lock(config: &Config) -> Result<File, BuildError> {
 pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<String>> {
     let c = config.clone();
     let alone = tokio::task::spawn_blocking(move || {
-        let file = open_lock(&c).ok()?;
+        let file = lockfile::open(&lock_path(&c)).ok()?;
         file.try_lock().ok()?;
         Some(file)
     })

@@ -410,14 +410,9 @@ async fn one_change(config: &Config) -> Result<OneChange, GatewayError> {
     let dir = admin_dir(config);
     let opened = path.clone();
     let locked = tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
+        let file = super::lockfile::open(&opened)?;
         // Only previewd's user (and so the gateway, which runs as that user) may enter.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&opened)?;
         file.lock()?;
         Ok(file)
     })

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod labels;
+pub mod lockfile;
 pub mod manager;
 pub mod network;
 pub mod reconcile;
