@@ -21,6 +21,8 @@ ap.add_argument("--lua", required=True)
 ap.add_argument("--client", default="wrk",
                 help="wrk (its Lua script) or the path of previewd-bench-load, the zero-copy client")
 ap.add_argument("--targets", default="previewd,webhook")
+ap.add_argument("--threads", type=int, default=0,
+                help="the load generator's threads (default: 1 at c=1, else 2)")
 ap.add_argument("--scenarios", default="pr_ignored,pr_queued,push_1mib,bad_sig",
                 help="comma-separated subset, for side-by-side runs of one payload")
 a = ap.parse_args()
@@ -110,7 +112,7 @@ def run(target, scenario, body, sig, event, conc, rep):
     else:
         sigfile = pl / f"{sig}.sig"
     out = work / "wrk.json"
-    threads = 1 if conc == 1 else 2
+    threads = a.threads or (1 if conc == 1 else 2)
     url = f"http://127.0.0.1:{port}{path}"
     if a.client == "wrk":
         cmd = ["wrk", f"-t{threads}", f"-c{conc}", f"-d{a.duration}s", "--timeout", "10s",
