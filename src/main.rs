@@ -146,9 +146,24 @@ fn main() {
     let log_drops = flush.as_ref().map(|f| f.dropped.clone());
     if let Err(e) = runtime.block_on(run(cli, log_drops)) {
         drop(flush);
-        eprintln!("previewd: {e:#}");
+        eprintln!("previewd: {}", one_line(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, each said once. Many errors, ours and the libraries',
+/// quote their cause in their own message and also return it as their `source()`, so `{:#}`
+/// printed "No such file or directory (os error 2): No such file or directory (os error 2)".
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 /// Flushes `serve`'s log writer when dropped, then says how many lines it had to drop.
@@ -606,4 +621,34 @@ fn forge_target_of(o: &Observed) -> Option<ForgeTarget> {
 fn forge_reporter(config: &Config) -> Option<Reporter> {
     let github = GitHub::from_config(&config.github).ok()?;
     Some(Reporter::new(Arc::new(github), Metrics::new().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let quoted = anyhow::Error::new(Quoting {
+            path: "/x",
+            source: io(),
+        });
+        assert_eq!(one_line(&quoted), "cannot read /x: gone");
+        let wrapped = anyhow::Error::new(io()).context("loading the config");
+        assert_eq!(one_line(&wrapped), "loading the config: gone");
+        let both = anyhow::Error::new(Quoting {
+            path: "/x",
+            source: io(),
+        })
+        .context("starting");
+        assert_eq!(one_line(&both), "starting: cannot read /x: gone");
+    }
 }

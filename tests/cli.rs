@@ -136,6 +136,39 @@ async fn failed_up_exits_non_zero_with_the_reason_and_check_names_keys() {
     );
 }
 
+/// An error names its cause once: a missing config file, and `serve` on a port already taken.
+#[test]
+fn errors_say_their_cause_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("absent.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .args(["--config", &missing.display().to_string(), "ls"])
+        .output()
+        .expect("run previewd");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("absent.toml"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .arg("serve")
+        .env("PREVIEWD_INSTANCE", "clierr")
+        .env("PREVIEWD_DATA_DIR", dir.path())
+        .env("PREVIEWD_LISTEN", &addr)
+        .env("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("PREVIEWD_GITHUB_WEBHOOK_SECRET", "s")
+        .env("PREVIEWD_GITHUB_TOKEN", "t")
+        .env("PREVIEWD_GITHUB_API_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("run previewd");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert_eq!(err.matches("already in use").count(), 1, "{err}");
+}
+
 /// Under systemd, Docker or a pipe, log lines must not carry terminal colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_on_a_pipe_have_no_colour_codes() {
