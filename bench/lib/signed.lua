@@ -1,8 +1,20 @@
 -- wrk script: POSTs one signed GitHub webhook body with a fresh X-GitHub-Delivery per request
 -- (so previewd's de-duplication never short-cuts the work). Args: body-file sig-file event path;
--- WRK_OUT names the file the summary goes to. The summary is written as JSON for bench/lib/ingest.sh.
+-- WRK_OUT names the file the summary goes to. The summary is written as JSON for bench/lib/ingest.py.
+--
+-- The request is formatted once, with a fixed-width delivery id, and each request() writes the
+-- next id into that same string through LuaJIT's FFI before returning it. A new string per
+-- request (wrk.format, or one concatenation) costs wrk an allocation of the whole request: for
+-- the 1 MiB push LuaJIT maps and unmaps 1.2 MB per request, and half of wrk's CPU went to page
+-- faults on the cores it shares with the server it measures (BENCHMARKS.md, "Profiling and
+-- fixes"). wrk copies the returned bytes into its own buffer at once, so rewriting them for the
+-- next request is safe. Ids are bench-<run nonce>-<thread>-<counter>: unique within and across
+-- runs (LuaJIT's math.random repeats its sequence in every run).
+local ffi = require("ffi")
 local threads = {}
 local counter = 0
+local HEADER = "X-GitHub-Delivery: "
+local WIDTH = 37
 
 function setup(thread)
   thread:set("tid", #threads + 1)
@@ -10,21 +22,29 @@ function setup(thread)
 end
 
 function init(args)
-  local f = assert(io.open(args[1], "rb")); body = f:read("*a"); f:close()
-  local s = assert(io.open(args[2], "rb")); sig = s:read("*a"):gsub("%s+$", ""); s:close()
-  event, path = args[3], args[4]
-  hdrs = {
+  local f = assert(io.open(args[1], "rb")); local body = f:read("*a"); f:close()
+  local s = assert(io.open(args[2], "rb")); local sig = s:read("*a"):gsub("%s+$", ""); s:close()
+  local r = assert(io.open("/dev/urandom", "rb"))
+  nonce = r:read(6):gsub(".", function(c) return string.format("%02x", c:byte()) end); r:close()
+  local placeholder = string.rep("0", WIDTH)
+  -- Kept in a global: the string must outlive every request() that writes into it.
+  req = wrk.format("POST", args[4], {
     ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = event,
+    ["X-GitHub-Event"] = args[3],
     ["X-Hub-Signature-256"] = sig,
     ["User-Agent"] = "GitHub-Hookshot/bench",
-  }
+    ["X-GitHub-Delivery"] = placeholder,
+  }, body)
+  local at = assert(req:find(HEADER .. placeholder .. "\r\n", 1, true), "delivery header not found")
+  slot = ffi.cast("uint8_t *", req) + (at - 1 + #HEADER)
 end
 
 function request()
   counter = counter + 1
-  hdrs["X-GitHub-Delivery"] = string.format("bench-%d-%d-%d", tid, counter, math.random(1, 1e9))
-  return wrk.format("POST", path, hdrs, body)
+  local id = string.format("bench-%s-%03d-%014d", nonce, tid, counter)
+  assert(#id == WIDTH, "delivery id width")
+  ffi.copy(slot, id, WIDTH)
+  return req
 end
 
 function done(summary, latency, requests)
