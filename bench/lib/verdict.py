@@ -72,12 +72,12 @@ def ingest_rows(cells, client, before_ratio, before_p99):
 
 
 if ing:
-    ingest_rows(cells, "`wrk`", "pr_ignored 10.2×, pr_queued 9.7×, push_1mib 9.2×, bad_sig 12.7×",
-                "pr_ignored 6.1 ms, pr_queued 6.9 ms")
+    ingest_rows(cells, "`wrk`", "pr_ignored 14.0×, pr_queued 12.9×, push_1mib 11.4×, bad_sig 14.4×",
+                "pr_ignored 3.8 ms, pr_queued 2.7 ms")
 if ing_load:
     ingest_rows(ingest_cells(ing_load), "zero-copy client",
-                "pr_ignored 10.9×, pr_queued 10.4×, push_1mib 13.4×, bad_sig 11.9×",
-                "pr_ignored 5.7 ms, pr_queued 6.2 ms")
+                "pr_ignored 14.4×, pr_queued 12.8×, push_1mib 11.6×, bad_sig 15.1×",
+                "pr_ignored 2.2 ms, pr_queued 2.8 ms")
 if ing:
     b, ig = cell("previewd", "bad_sig", 32), cell("previewd", "pr_ignored", 32)
     bw = cell("webhook", "bad_sig", 32)
@@ -85,7 +85,7 @@ if ing:
         row("invalid signatures cheap to reject",
             f"{b['rps']:.0f} req/s at c=32 (accepted PRs: {ig['rps']:.0f}), peak RSS {b['hwm']/2**20:.1f} MiB"
             + (f"; `webhook` {bw['rps']:.0f} req/s, {bw['hwm']/2**20:.1f} MiB" if bw else ""),
-            "19 189 req/s, 15.8 MiB (`webhook` 1 515 req/s)",
+            "42 260 req/s, 15.6 MiB (`webhook` 2 941 req/s)",
             "**met**" if b["rps"] >= ig["rps"] else "**missed** (slower to refuse than to accept)")
 
 if route:
@@ -94,11 +94,11 @@ if route:
     if l:
         row("route update p99 ≤ 100 ms at N=200, previewd's own work included",
             f"p50 {l['p50_ms']:.0f} ms, **p99 {l['p99_ms']:.0f} ms** (own work p50 {l['own_p50_ms']:.1f} ms)",
-            "p50 13 ms, p99 14 ms", "**met**" if l["p99_ms"] <= 100 else "**missed**")
+            "p50 4 ms, p99 5 ms", "**met**" if l["p99_ms"] <= 100 else "**missed**")
     if l and rl:
         r50, r99 = rl["p50_ms"] / l["p50_ms"], rl["p99_ms"] / l["p99_ms"]
         row("route update ≥ 2.5× faster than Caddyfile + `caddy reload` at N=200",
-            f"**{r50:.1f}× p50, {r99:.1f}× p99**", "14.2× p50, 16.1× p99",
+            f"**{r50:.1f}× p50, {r99:.1f}× p99**", "24.0× p50, 25.0× p99",
             "**met**" if min(r50, r99) >= 2.5 else ("**missed**" if max(r50, r99) < 2.5 else "**met at one percentile only**"))
 
 colds = [(r["previewd_s"], r["hand_s"]) for r in wh if r["kind"] == "wh_cold"]
@@ -109,7 +109,7 @@ if colds or ccli:
         (f"webhook → success status: **{', '.join(f'{p/h:.2f}×' for p, h in colds)}** ({rng([p for p, _ in colds], '{:.1f}')} s "
          f"against {rng([h for _, h in colds], '{:.1f}')} s by hand)" if colds else "webhook: –")
         + (f"; CLI `up`: **{', '.join(f'{p/h:.2f}×' for p, h in ccli)}**" if ccli else ""),
-        "webhook 0.52–0.59×, CLI 0.52–0.60×",
+        "webhook 0.50–0.59×, CLI 0.49–0.58×",
         "**met**" if max(ratios) <= 1.0 else ("**missed**" if min(ratios) > 1.0 else "**met in some runs, missed in others**"))
 warms = [r for r in wh if r["kind"] == "wh_warm"] + [r for r in ready if r["kind"] == "warm"]
 if warms:
@@ -121,7 +121,7 @@ if warms:
     row("warm: only the changed service rebuilt, reported against cold",
         f"rebuilt: {', '.join(sorted({','.join(r['rebuilt']) or 'nothing' for r in warms}))}; "
         + (f"webhook {fmt(ww)}" if ww else "") + ("; " if ww and wc else "") + (f"CLI {fmt(wc)}" if wc else ""),
-        "only web rebuilt; 0.99–1.18× cold, 1.76–1.93× the hand run (build phase 3.8–3.9 s)",
+        "only web rebuilt; 0.78–0.94× cold, 1.31–1.56× the hand run (build phase 2.6 s)",
         "rebuild set **met**" if only else "rebuild set **missed**")
 if warms:
     def fails(rs):
@@ -139,7 +139,7 @@ if warms:
         + f"; new commit served {rng(swaps, '{:.1f}')} s after the update started"
         + (f"; swap seen by the client in {rng([r['swap_gap_ms'] for r in warms if r.get('swap_gap_ms') is not None], '{:.0f}')} ms"
            if any(r.get("swap_gap_ms") is not None for r in warms) else ""),
-        "0 failed in all six; served 5.3–5.6 s after the update started",
+        "0 failed in all six; served 3.4–3.7 s after the update started",
         "**met**" if all(r["failed"] == 0 for r in warms) else "**missed**")
 
 idle = [r["rss_idle"] for r in ing if r["target"] == "previewd"]
@@ -149,13 +149,13 @@ if idle or fidle:
     row("footprint ≤ 15 MiB idle",
         (f"{rng([x/2**20 for x in idle], '{:.1f}')} MiB (0.5 s after start, ingest cells)" if idle else "")
         + (f"; {rng([x/2**20 for x in fidle], '{:.1f}')} MiB (2 s after start)" if fidle else ""),
-        "12.5–13.1 MiB", "**met**" if worst <= 15 * 2**20 else "**missed**")
+        "12.6–13.3 MiB", "**met**" if worst <= 15 * 2**20 else "**missed**")
 for r in fifty:
     row(f"footprint ≤ 40 MiB with 50 previews",
         f"{r['n']} live previews{' (the pool was not honoured)' if not r.get('pool') else ''}: "
         f"**{r['rss']/2**20:.1f} MiB** in the serve that deployed them (peak {r['hwm']/2**20:.1f}); "
         f"{r['rss_after_restart']/2**20:.1f} MiB after a restart",
-        "24.1 MiB; 20.4 MiB after a restart",
+        "24.6 MiB; 20.8 MiB after a restart",
         ("**met**" if r["n"] >= 50 else f"met at {r['n']}, **50 not measured**")
         if max(r["rss"], r["rss_after_restart"]) <= 40 * 2**20 else "**missed**")
     rs = r.get("reconcile_s")
@@ -163,11 +163,11 @@ for r in fifty:
         (f"start-up pass **{rs:.2f} s** after `serve` started ({r['prs_read']} PRs read back)" if rs is not None else "start-up pass: –")
         + (f"; `previewd gc` {r['gc_mean_s']*1e3:.0f} ms mean (`docker ps` of the same containers {r['ps_mean_s']*1e3:.0f} ms)"
            if r.get("gc_mean_s") and r.get("ps_mean_s") else ""),
-        "0.73 s; `previewd gc` 234 ms",
+        "0.48 s; `previewd gc` 123 ms",
         ("**met**" if r["n"] >= 50 else f"met at {r['n']}, **50 not measured**") if rs is not None and rs <= 2 else
         ("**missed**" if rs is not None else "no figure"))
 
-print("| target (issue 5) | measured (this run) | before (2cda9a9, full run) | verdict |")
+print("| target (issue 5) | measured (this run) | before (045aa6c, full run, an Intel Xeon) | verdict |")
 print("|---|---|---|---|")
 for t, m, b, v in rows:
     print(f"| {t} | {m} | {b} | {v} |")
