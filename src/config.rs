@@ -383,7 +383,12 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
 
 fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
     let s = value.unwrap_or_else(|| default.to_owned());
-    humantime::parse_duration(&s).map_err(|e| invalid(key, format!("{s:?}: {e}")))
+    humantime::parse_duration(&s).map_err(|e| {
+        invalid(
+            key,
+            format!("{s:?} is not a duration like 90s, 30m or 72h ({e})"),
+        )
+    })
 }
 
 fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
@@ -764,6 +769,11 @@ mod tests {
             let err = load(*text, env).expect_err(key).to_string();
             assert!(err.contains(key), "{err:?} does not name {key}");
         }
+        // humantime's own words ("expected number at 0") do not say what was wanted.
+        let err = load(None, &[("PREVIEWD_LIMITS_TTL", "xyz")])
+            .expect_err("ttl")
+            .to_string();
+        assert!(err.contains("is not a duration like 90s"), "{err}");
     }
 
     #[test]
