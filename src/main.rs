@@ -435,6 +435,13 @@ async fn wait_for_signal() {
 }
 
 fn check(path: &std::path::Path) -> Result<()> {
+    // Otherwise a mistyped path reads as a repository without a preview config.
+    if !path.is_dir() {
+        bail!(
+            "{}: not a folder; give the repository's root folder (where .previewd.yml or the compose file is)",
+            path.display()
+        );
+    }
     let spec = previewd::spec::load(path)?;
     println!("{}: valid", spec.source);
     for svc in spec.services.values() {

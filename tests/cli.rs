@@ -169,6 +169,24 @@ fn errors_say_their_cause_once() {
     assert_eq!(err.matches("already in use").count(), 1, "{err}");
 }
 
+/// `check` of a path that is not a folder says so, rather than "no preview config".
+#[test]
+fn check_of_something_not_a_folder_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join(".previewd.yml");
+    std::fs::write(&file, "services: {}\n").expect("write");
+    for path in [dir.path().join("absent"), file] {
+        let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+            .args(["check", &path.display().to_string()])
+            .output()
+            .expect("run previewd");
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(err.contains("not a folder"), "{err}");
+        assert!(!err.contains("no preview config"), "{err}");
+    }
+}
+
 /// Under systemd, Docker or a pipe, log lines must not carry terminal colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_on_a_pipe_have_no_colour_codes() {
