@@ -19,7 +19,7 @@ from payloads import sign
 ap = argparse.ArgumentParser()
 ap.add_argument("--previewd", required=True)
 ap.add_argument("--fixture", required=True)
-ap.add_argument("--payloads", required=True, help="bench/payloads (the real PR fixture)")
+ap.add_argument("--payloads", required=True, help="fixtures/forge-payloads/github (the real PR fixture)")
 ap.add_argument("--out", required=True)
 ap.add_argument("--reps", type=int, default=1)
 a = ap.parse_args()

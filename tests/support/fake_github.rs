@@ -1,5 +1,5 @@
 //! A fake GitHub with state, on a real socket (127.0.0.1:0). Every request is recorded and
-//! checked against the OpenAPI subset in `../shared/fixtures/github-openapi-subset.json`:
+//! checked against the OpenAPI subset in `fixtures/forge-apis/github-openapi-subset.json`:
 //! method and path must be a known operation, path parameters must have their type, query
 //! parameters must be declared, and a JSON body must satisfy the operation's request schema
 //! and carry no property the schema does not name. A request the real API would reject is a
@@ -90,7 +90,7 @@ fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 }
 
 fn load_ops() -> Vec<Op> {
-    let path = super::shared_dir().join("fixtures/github-openapi-subset.json");
+    let path = super::fixtures_dir().join("forge-apis/github-openapi-subset.json");
     let text = std::fs::read_to_string(&path).expect("read the OpenAPI subset");
     let doc: Value = serde_json::from_str(&text).expect("OpenAPI subset is JSON");
     let mut ops = Vec::new();

@@ -33,15 +33,15 @@ use fake_github::FakeGitHub;
 pub const SECRET: &str = "It's a Secret to Everybody";
 pub const TOKEN: &str = "ghp_testtoken0123456789";
 
-pub fn shared_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
+/// The repository's `fixtures/`: real forge payloads and the forges' API descriptions live
+/// there (see `fixtures/README.md`), so a plain clone runs the tests.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
 /// A real GitHub payload from the fixtures, as bytes.
 pub fn payload(name: &str) -> Vec<u8> {
-    let p = shared_dir()
-        .join("fixtures/forge-payloads/github")
-        .join(name);
+    let p = fixtures_dir().join("forge-payloads/github").join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
