@@ -110,7 +110,7 @@ pub struct PreviewState {
     pub key: PreviewKey,
     pub sha: Option<CommitSha>,
     pub pr: Option<u64>,
-    /// `building`, `running`, `failed`, `stopped` (DESIGN.md's `--json` contract).
+    /// `building`, `running`, `failed`, `stopped` (the design's (docs/architecture.md) `--json` contract).
     pub status: String,
     /// When the live generation was deployed (RFC 3339): the start of its `limits.ttl`.
     pub created: Option<String>,

@@ -1,4 +1,4 @@
-//! The `previewd` binary as a user runs it: DESIGN.md's CLI contract, exit codes and `--json`.
+//! The `previewd` binary as a user runs it: the design's (docs/architecture.md) CLI contract, exit codes and `--json`.
 
 mod engine_support;
 mod support;

@@ -59,7 +59,7 @@ async fn two_service_app_routes_by_path_and_down_leaves_nothing() {
         "{body}"
     );
 
-    // Every container carries DESIGN.md's names, labels and limits.
+    // Every container carries the design's (docs/architecture.md) names, labels and limits.
     let observed = env.manager.observed().await.expect("observed");
     assert_eq!(observed.len(), 1);
     let docker = env.manager.docker();

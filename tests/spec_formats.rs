@@ -34,7 +34,7 @@ fn build(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> ImageSource 
     })
 }
 
-/// The sample of DESIGN.md, verbatim.
+/// The sample of docs/architecture.md, verbatim.
 const DESIGN_SAMPLE: &str = r#"
 services:
   web:

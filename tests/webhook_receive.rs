@@ -1,4 +1,4 @@
-//! The receiver's answers (DESIGN.md's table) and the signature check, driven through a real
+//! The receiver's answers (the design's (docs/architecture.md) table) and the signature check, driven through a real
 //! socket with real GitHub payloads signed in the test.
 
 mod support;

@@ -1,7 +1,7 @@
 //! Reporting to GitHub, end to end: a signed real payload goes into `previewd serve`, the fake
 //! engine deploys, and the fake GitHub (which validates every request against the OpenAPI
 //! subset) must end up with the statuses, the deployment, one sticky comment and the
-//! reactions DESIGN.md promises.
+//! reactions docs/architecture.md promises.
 
 mod support;
 

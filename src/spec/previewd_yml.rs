@@ -1,4 +1,4 @@
-//! `.previewd.yml`, previewd's own format (see DESIGN.md and docs/config.md). The raw structs
+//! `.previewd.yml`, previewd's own format (see docs/architecture.md and docs/config.md). The raw structs
 //! below mirror the file one to one and refuse any key they do not list; the checks are in
 //! `validate`. Nothing here decides a default or a limit.
 

@@ -1,6 +1,6 @@
 //! `POST /webhooks/github`: an authentic delivery (see `verify`) is de-duplicated by its
 //! delivery id, parsed into a `ForgeEvent`, mapped to an intent by the policy, and queued.
-//! The answer follows DESIGN.md's table and never waits for the work. When `limits.max_queued`
+//! The answer follows the design's (docs/architecture.md) table and never waits for the work. When `limits.max_queued`
 //! intents are waiting already, an intent is refused with 503 and `Retry-After` (outcome
 //! `busy`), and its delivery id is given back so a redelivery is taken.
 

@@ -1,5 +1,5 @@
 //! Starting a generation: its own network, then one container per service in dependency
-//! order, each with DESIGN.md's labels, the operator's limits and no way out to the host.
+//! order, each with the design's (docs/architecture.md) labels, the operator's limits and no way out to the host.
 
 use std::collections::{HashMap, HashSet};
 
@@ -78,7 +78,7 @@ impl Manager {
         Ok(())
     }
 
-    /// The name and create request of `svc`'s container in this generation: DESIGN.md's labels,
+    /// The name and create request of `svc`'s container in this generation: the design's (docs/architecture.md) labels,
     /// the operator's limits, the generation's network and nothing else.
     fn container(
         &self,
