@@ -126,16 +126,27 @@ fn main() {
     } else {
         (BoxMakeWriter::new(std::io::stderr), None)
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PREVIEWD_LOG")
-                .unwrap_or_else(|_| "previewd=info,warn".into()),
-        )
-        .with_writer(writer)
-        // Colour only for a person at a terminal: under systemd, Docker or a pipe the escape
-        // codes would end up in the journal and in log files. NO_COLOR (no-color.org) wins.
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PREVIEWD_LOG")
+        .unwrap_or_else(|_| "previewd=info,warn".into());
+    // Colour only for a person at a terminal: under systemd, Docker or a pipe the escape codes
+    // would end up in the journal and in log files. NO_COLOR (no-color.org) wins.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match std::env::var("PREVIEWD_LOG_FORMAT").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("text") => builder.with_ansi(ansi).init(),
+        // One JSON object per line, for log collectors.
+        Ok("json") => builder.json().with_ansi(false).init(),
+        Ok(other) => {
+            eprintln!("previewd: PREVIEWD_LOG_FORMAT: {other:?}: use text or json");
+            std::process::exit(2);
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("previewd: PREVIEWD_LOG_FORMAT: not valid Unicode: use text or json");
+            std::process::exit(2);
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -1,12 +1,12 @@
 //! What this machine can check of `deploy/` and the operator docs: the example config loads
-//! and documents every key of `src/config.rs` with its default; the compose file is valid and
+//! and documents every key of the config table (`src/config/keys.rs`) with its default; the compose file is valid and
 //! keeps the data directory at the same path inside and outside; the systemd unit passes
 //! `systemd-analyze verify`; the Dockerfile's inputs exist; the docs' links resolve. The tools
 //! that may be missing (docker-compose, systemd-analyze) are skipped with a printed note on a
 //! developer's machine, but fail the test under `CI=true` (`./run setup` installs both there, so
 //! a check that silently stopped running shows); the image itself is not built (no registry here).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -87,13 +87,13 @@ fn example_config_loads_and_means_the_defaults() {
     assert_eq!(
         format!("{example:#?}"),
         format!("{defaults:#?}"),
-        "{EXAMPLE} claims to show every default: a value in it differs from src/config.rs"
+        "{EXAMPLE} claims to show every default: a value in it differs from src/config/keys.rs"
     );
     // Every key is set (so loading the file checks it), except those without a fixed default
     // or that hold secrets, which are shown commented out.
     let active = toml_keys(&text);
     let optional: BTreeSet<String> = OPTIONAL_KEYS.iter().map(|k| k.to_string()).collect();
-    let unset: BTreeSet<String> = config_rs_keys().difference(&active).cloned().collect();
+    let unset: BTreeSet<String> = config_keys().difference(&active).cloned().collect();
     assert!(
         unset.is_subset(&optional),
         "{EXAMPLE} should set every key that has a default; it leaves {:?} commented",
@@ -125,59 +125,19 @@ fn every_key_in_the_example_is_real_even_commented_ones() {
     assert!(err.contains("bogus_key"), "{err}");
 }
 
-/// The keys `src/config.rs` accepts, read from its `Raw*` structs (the file's shape).
-fn config_rs_keys() -> BTreeSet<String> {
-    let src = read("src/config.rs");
-    let mut structs: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for line in src.lines() {
-        let t = line.trim();
-        if let Some(rest) = t.strip_prefix("struct Raw") {
-            let name = rest.trim_end_matches(['{', ' ']);
-            current = Some(format!("Raw{name}"));
-            structs.entry(format!("Raw{name}")).or_default();
-            continue;
-        }
-        if t == "}" {
-            current = None;
-            continue;
-        }
-        if let Some(s) = &current
-            && !t.starts_with("//")
-            && !t.starts_with('#')
-            && let Some((field, ty)) = t.split_once(':')
-            && field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-        {
-            let ty = ty.trim().trim_end_matches(',').to_owned();
-            structs.get_mut(s).unwrap().push((field.to_owned(), ty));
-        }
-    }
-    let top = structs
-        .get("RawConfig")
-        .expect("src/config.rs has no `struct RawConfig`: update this test");
-    let mut keys = BTreeSet::new();
-    for (field, ty) in top {
-        match structs.get(ty) {
-            Some(section) => {
-                keys.extend(section.iter().map(|(f, _)| format!("{field}.{f}")));
-            }
-            None => {
-                keys.insert(field.clone());
-            }
-        }
-    }
-    assert!(
-        keys.len() >= 20,
-        "could not read src/config.rs's keys: {keys:?}"
-    );
-    keys
+/// The keys the operator config accepts: its key table, which its shape is tested against.
+fn config_keys() -> BTreeSet<String> {
+    previewd::config::KEYS
+        .iter()
+        .map(|k| k.name.to_owned())
+        .collect()
 }
 
 #[test]
 fn example_documents_every_key_of_config_rs() {
     let (all, _) = uncommented(&read(EXAMPLE));
     let documented = toml_keys(&all);
-    let known = config_rs_keys();
+    let known = config_keys();
     let missing: Vec<_> = known.difference(&documented).collect();
     assert!(
         missing.is_empty(),
@@ -447,7 +407,7 @@ fn tls_doc_follows_the_code() {
         "docs/tls.md says planned: {planned}, src/ has /tls/ask: {served}; update docs/tls.md"
     );
     // Every TLS key of the gateway is shown in use.
-    for key in config_rs_keys() {
+    for key in config_keys() {
         let Some(field) = key.strip_prefix("gateway.") else {
             continue;
         };

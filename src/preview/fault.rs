@@ -2,8 +2,9 @@
 //! route, health) a deployment that reaches that point of that phase prints
 //! `previewd: fault: paused at <phase>` to stderr and waits until it is cancelled or the process
 //! is killed. The crash tests (tests/e2e_kill.rs) use it to SIGKILL `serve` with exactly that
-//! step's partial state on the host. Unset (always, in production) it does nothing. Nothing
-//! here touches Docker, git or the forge.
+//! step's partial state on the host. It exists only with the `fault-injection` feature, which
+//! only test builds have: a shipped binary has no such hook, and refuses the variable as one
+//! that names no setting. Nothing here touches Docker, git or the forge.
 
 use std::sync::OnceLock;
 

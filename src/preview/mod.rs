@@ -6,7 +6,13 @@ pub mod context;
 pub mod docker;
 pub mod dockerfile;
 pub mod engine_impl;
+#[cfg(feature = "fault-injection")]
 pub mod fault;
+/// Without the `fault-injection` feature (every shipped build) the hook is a no-op.
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) mod fault {
+    pub async fn pause(_: crate::engine::Phase) {}
+}
 pub mod gateway;
 pub mod health;
 pub mod http;
