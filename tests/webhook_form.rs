@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::engine::{Call, FakeEngine};
 use support::{Harness, SECRET, eventually, payload, sign};
 
@@ -35,13 +33,6 @@ async fn post_form(h: &Harness, event: &str, body: &[u8], sig: &str) -> (u16, se
         body,
     )
     .await
-}
-
-async fn nothing_queued(h: &Harness) {
-    // Give a wrongly queued intent the chance to show itself before asserting it did not.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(h.engine.calls().is_empty(), "{:?}", h.engine.calls());
-    assert!(h.github.requests().is_empty(), "{:?}", h.github.ops());
 }
 
 #[tokio::test]
@@ -96,7 +87,7 @@ async fn the_signature_must_be_over_the_raw_form_body() {
     changed[last] ^= 0x01;
     let (status, _) = post_form(&h, "pull_request", &changed, &sig).await;
     assert_eq!(status, 401);
-    nothing_queued(&h).await;
+    h.assert_nothing_queued(2).await;
     h.stop().await;
 }
 
@@ -113,7 +104,7 @@ async fn a_form_without_a_json_payload_is_refused() {
         let (status, answer) = post_form(&h, "pull_request", &body, &sign(SECRET, &body)).await;
         assert_eq!(status, 400, "{}: {answer}", String::from_utf8_lossy(&body));
     }
-    nothing_queued(&h).await;
+    h.assert_nothing_queued(4).await;
     let (_, deliveries) = h.get(h.admin, "/deliveries").await;
     assert!(deliveries.contains("no `payload` field"), "{deliveries}");
     h.stop().await;

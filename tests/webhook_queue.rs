@@ -210,7 +210,8 @@ async fn a_late_delivery_for_a_closed_pr_starts_nothing() {
         h.github.ops().iter().any(|o| o == "pulls/get")
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The positive sign that the worker is done with the intent: it left the queue.
+    wait_for_depth(&h, 0).await;
     assert!(h.engine.calls().is_empty(), "{:?}", h.engine.calls());
     assert!(h.github.lock().statuses.is_empty());
     h.stop().await;
@@ -236,9 +237,14 @@ async fn a_late_delivery_for_an_old_commit_deploys_the_current_head() {
     let mut unlabeled = payload_json("pull_request.labeled.json")["pull_request"].clone();
     unlabeled["labels"] = json!([]);
     h.github.set_pull(unlabeled);
+    let reads = h.github.ops().iter().filter(|o| *o == "pulls/get").count();
     h.post("pull_request", &payload("pull_request.labeled.json"))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    eventually("the PR was read back again", || {
+        h.github.ops().iter().filter(|o| *o == "pulls/get").count() > reads
+    })
+    .await;
+    wait_for_depth(&h, 0).await;
     assert_eq!(
         h.engine
             .calls()
@@ -287,12 +293,20 @@ async fn a_push_without_a_pr_reports_on_the_commit_and_deploys_the_branch_head()
     h.stop().await;
 }
 
-async fn queue_depth(h: &Harness) -> i64 {
-    let (_, text) = h.get(h.admin, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("previewd_queue_depth "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("previewd_queue_depth")
+/// Waits until the queue holds at most `n` intents (waiting or running).
+async fn wait_for_depth(h: &Harness, n: i64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let depth = h.queue_depth().await;
+        if depth <= n {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "queue depth stays {depth}, waiting for {n}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Posts a signed push and returns the status and the `Retry-After` header.
@@ -329,13 +343,13 @@ async fn pushes_to_one_branch_hold_one_queued_deploy_and_a_full_queue_answers_50
         engine.set_branch_head("a-patch-1", sha);
         let (status, _) = h.post("push", &push_to("a-patch-1", sha)).await;
         assert_eq!(status, 202, "a push that supersedes is always taken");
-        assert!(queue_depth(&h).await <= 2);
+        assert!(h.queue_depth().await <= 2);
     }
     eventually("the newest deploy runs", || {
         engine.waiting("a-patch-1") == 1
     })
     .await;
-    let depth = queue_depth(&h).await;
+    let depth = h.queue_depth().await;
     assert_eq!(depth, 1, "only the newest deploy is left");
     // Two more branches fill the queue (limit 3); a fourth is refused, not queued.
     for b in ["b-patch-1", "c-patch-1"] {
@@ -356,28 +370,38 @@ async fn pushes_to_one_branch_hold_one_queued_deploy_and_a_full_queue_answers_50
     // Room again: the same delivery id is taken (the refusal did not claim it).
     assert!(engine.finish("a-patch-1", Outcome::Ready));
     eventually("a slot frees", || engine.has_preview("a-patch-1")).await;
-    let mut depth = queue_depth(&h).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while depth > 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "depth stays {depth}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        depth = queue_depth(&h).await;
-    }
+    wait_for_depth(&h, 2).await;
     assert_eq!(post_push(&h, &id, &push_to("d-patch-1", &d)).await.0, 202);
     let last = shas.last().expect("shas");
     eventually("the newest commit is what ran", || {
         statuses_for(&h, last).last().map(|s| s.0.as_str()) == Some("success")
     })
     .await;
-    let deploys_of_a = engine
-        .calls()
+    // Deploys of the branch started in push order (an older commit never runs after a newer
+    // one), and only the newest finished.
+    let calls = engine.calls();
+    let started: Vec<usize> = calls
         .iter()
-        .filter(|c| matches!(c, Call::Deploy { key, .. } if key.branch == "a-patch-1"))
-        .count();
-    assert!(deploys_of_a <= shas.len());
+        .filter_map(|c| match c {
+            Call::Deploy { key, sha } if key.branch == "a-patch-1" => {
+                shas.iter().position(|s| Some(s) == sha.as_ref())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        started.windows(2).all(|w| w[0] <= w[1]) && started.last() == Some(&(shas.len() - 1)),
+        "deploys started for pushes {started:?} of 0..{}",
+        shas.len()
+    );
+    let finished: Vec<&Option<String>> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Deployed { key, sha } if key.branch == "a-patch-1" => Some(sha),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, vec![&Some(last.clone())], "{calls:?}");
     for b in ["b-patch-1", "c-patch-1", "d-patch-1"] {
         eventually("running", || engine.waiting(b) == 1).await;
         engine.finish(b, Outcome::Ready);

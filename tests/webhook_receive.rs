@@ -13,21 +13,6 @@ use support::engine::{Call, FakeEngine};
 use support::{Harness, SECRET, eventually, payload, sign};
 use tokio_util::sync::CancellationToken;
 
-async fn nothing_happened(h: &Harness) {
-    // Give a wrongly queued intent the chance to show itself before asserting it did not.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        h.engine.calls().is_empty(),
-        "engine was called: {:?}",
-        h.engine.calls()
-    );
-    assert!(
-        h.github.requests().is_empty(),
-        "forge was called: {:?}",
-        h.github.ops()
-    );
-}
-
 fn headers<'a>(event: &'a str, delivery: &'a str, sig: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("x-github-event", event),
@@ -88,7 +73,7 @@ async fn bad_signatures_are_401_and_nothing_is_queued() {
         )
         .await;
     assert_eq!(status, 401, "only X-Hub-Signature (sha1)");
-    nothing_happened(&h).await;
+    h.assert_nothing_queued(8).await;
 
     // Every refusal is on /deliveries with its reason.
     let (status, text) = h.get(h.admin, "/deliveries").await;
@@ -173,7 +158,7 @@ async fn oversized_body_is_413() {
     let id = h.delivery_id();
     let (status, _) = h.post_raw(&headers("ping", &id, &sig), &body).await;
     assert_eq!(status, 413);
-    nothing_happened(&h).await;
+    h.assert_nothing_queued(1).await;
     h.stop().await;
 }
 
@@ -275,7 +260,7 @@ async fn bodies_are_read_whole_however_framed_and_limited_as_they_arrive() {
         reasons.contains(&"body cut short or badly framed"),
         "{reasons:?}"
     );
-    nothing_happened(&h).await;
+    h.assert_nothing_queued(reasons.len() as u64).await;
     h.stop().await;
 }
 
@@ -311,7 +296,7 @@ async fn authentic_but_malformed_is_400() {
         )
         .await;
     assert_eq!(status, 400);
-    nothing_happened(&h).await;
+    h.assert_nothing_queued(7).await;
     h.stop().await;
 }
 
@@ -343,7 +328,10 @@ async fn ping_ignored_queued_and_duplicate() {
     let (status, json) = h.post_as("pull_request", "dup-1", &body).await;
     assert_eq!(status, 200);
     assert_eq!(json, serde_json::json!({"duplicate": true}));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Counted before it was answered: one delivery queued, the redelivery not.
+    let answered = h.answered().await;
+    assert_eq!(answered.get("duplicate"), Some(&1), "{answered:?}");
+    assert_eq!(answered.get("queued"), Some(&1), "{answered:?}");
     let deploys = h
         .engine
         .calls()

@@ -236,6 +236,60 @@ impl Harness {
         send(req).await
     }
 
+    /// Deliveries the server has answered, by outcome (`queued`, `ignored`, `invalid`, ...),
+    /// summed over events, from `/metrics`. Every answer is counted before it is sent.
+    pub async fn answered(&self) -> std::collections::BTreeMap<String, u64> {
+        let (_, text) = self.get(self.admin, "/metrics").await;
+        let mut out = std::collections::BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("previewd_webhooks_total{") else {
+                continue;
+            };
+            let (labels, n) = rest.split_once("} ").expect("a metric line");
+            let outcome = labels
+                .split(',')
+                .find_map(|l| l.strip_prefix("outcome=\""))
+                .and_then(|o| o.strip_suffix('"'))
+                .expect("an outcome label");
+            *out.entry(outcome.to_owned()).or_default() += n.trim().parse::<u64>().expect("count");
+        }
+        out
+    }
+
+    /// The queue's depth (intents waiting or running), from `/metrics`.
+    pub async fn queue_depth(&self) -> i64 {
+        let (_, text) = self.get(self.admin, "/metrics").await;
+        text.lines()
+            .find_map(|l| l.strip_prefix("previewd_queue_depth "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("previewd_queue_depth")
+    }
+
+    /// Asserts that no delivery so far was queued, and that neither the engine nor the forge
+    /// was called. The positive sign comes first: at least `sent` deliveries are counted as
+    /// answered (a connection the server cut may add one the test did not count). An intent is queued before its delivery is answered, and only
+    /// the queue calls the engine or the forge, so once every answer is counted and none of
+    /// them is `queued`, nothing can run later: no waiting for it to show is needed.
+    pub async fn assert_nothing_queued(&self, sent: u64) {
+        let answered = self.answered().await;
+        assert!(
+            answered.values().sum::<u64>() >= sent,
+            "{sent} deliveries sent; answered by outcome: {answered:?}"
+        );
+        assert_eq!(answered.get("queued"), None, "{answered:?}");
+        assert_eq!(self.queue_depth().await, 0);
+        assert!(
+            self.engine.calls().is_empty(),
+            "engine was called: {:?}",
+            self.engine.calls()
+        );
+        assert!(
+            self.github.requests().is_empty(),
+            "forge was called: {:?}",
+            self.github.ops()
+        );
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server).await;
