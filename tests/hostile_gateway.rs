@@ -3,9 +3,14 @@
 //! network path works), but not Caddy's admin API (no TCP port 2019: it is a unix socket
 //! mounted only into the gateway) nor the on-demand TLS ask endpoint (the gateway's own
 //! loopback). Admin paths sent to the HTTP listener hit the catch-all 404, not the admin API.
+//! And inside the gateway's own network namespace, Caddy's default admin address
+//! (`localhost:2019`, where Caddy listens whenever a loaded config lacks its `admin` block)
+//! has nothing listening.
 
 mod engine_support;
 
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use engine_support::{GitRepo, TestEnv, exec};
 use previewd::preview::labels;
 
@@ -13,6 +18,51 @@ async fn sh(env: &TestEnv, container: &str, script: &str) -> String {
     exec(env.manager.docker(), container, &["sh", "-c", script])
         .await
         .1
+}
+
+/// Runs `script` in a busybox container that shares the gateway container's network namespace,
+/// so `localhost` is the gateway's own loopback (the gateway image has no shell of its own).
+/// The container carries the instance label, so the test's cleanup finds it if the test fails.
+async fn sh_beside_gateway(env: &TestEnv, script: &str) -> String {
+    let d = env.manager.docker();
+    let gw = labels::gateway_name(&env.config.instance);
+    let name = format!("{gw}-probe");
+    d.create_container(
+        Some(CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        }),
+        ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec!["sleep".into(), "120".into()]),
+            labels: Some(
+                [(labels::INSTANCE.to_owned(), env.config.instance.to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
+            host_config: Some(HostConfig {
+                network_mode: Some(format!("container:{gw}")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("create the probe");
+    d.start_container(&name, None)
+        .await
+        .expect("start the probe");
+    let out = exec(d, &name, &["sh", "-c", script]).await.1;
+    d.remove_container(
+        &name,
+        Some(RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("remove the probe");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,8 +74,7 @@ async fn a_preview_cannot_reach_the_gateway_admin_api() {
     let gw = labels::gateway_name(&env.config.instance);
     let script = format!(
         "for u in http://{gw}:8080/ http://{gw}:8080/config/ http://{gw}:8080/load \
-                  http://{gw}:2019/config/ http://{gw}:2019/load http://{gw}:2020/ \
-                  http://localhost:2019/config/; do \
+                  http://{gw}:2019/config/ http://{gw}:2019/load http://{gw}:2020/; do \
            echo \"== $u\"; timeout 5 wget -q -O- \"$u\" 2>&1; echo \"rc=$?\"; done"
     );
     let out = sh(&env, &app, &script).await;
@@ -45,7 +94,6 @@ async fn a_preview_cannot_reach_the_gateway_admin_api() {
         format!("http://{gw}:2019/config/"),
         format!("http://{gw}:2019/load"),
         format!("http://{gw}:2020/"),
-        "http://localhost:2019/config/".to_owned(),
     ] {
         let a = answer(&format!("{url}\n"));
         assert!(!a.contains("rc=0") && !a.contains("HTTP/"), "{url}: {a}");
@@ -54,6 +102,27 @@ async fn a_preview_cannot_reach_the_gateway_admin_api() {
             "{url}: {a}"
         );
     }
+    // On the gateway's own loopback: the HTTP listener answers (the control: the probe is
+    // really inside the gateway's namespace), Caddy's default admin address refuses.
+    let inside = sh_beside_gateway(
+        &env,
+        "for u in http://localhost:8080/ http://localhost:2019/config/; do \
+           echo \"== $u\"; timeout 5 wget -q -O- \"$u\" 2>&1; echo \"rc=$?\"; done",
+    )
+    .await;
+    let control = inside
+        .split("== ")
+        .find(|s| s.starts_with("http://localhost:8080/"))
+        .unwrap_or_else(|| panic!("no answer for the control:\n{inside}"));
+    assert!(control.contains("404"), "{inside}");
+    let admin = inside
+        .split("== ")
+        .find(|s| s.starts_with("http://localhost:2019/"))
+        .unwrap_or_else(|| panic!("no answer for localhost:2019:\n{inside}"));
+    assert!(
+        admin.contains("can't connect") && !admin.contains("rc=0"),
+        "Caddy's admin API answers on the gateway's loopback: {admin}"
+    );
     env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }
