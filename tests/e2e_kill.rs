@@ -3,8 +3,10 @@
 //! killed attempt is left. `PREVIEWD_FAULT_PAUSE_AT` (src/preview/fault.rs) holds the first
 //! process inside the step, after the step's side effects, so the kill always leaves that
 //! step's partial state; each test checks that state is really there before the restart, so
-//! a restart that cleaned nothing up would fail it. Each test has its own instance, so they
-//! run in parallel.
+//! a restart that cleaned nothing up would fail it. One more test kills `serve` inside a step,
+//! while Docker is running a build's `RUN` command, not between steps. After every restart the
+//! PR has exactly one sticky comment (found again by its marker, not written anew). Each test
+//! has its own instance, so they run in parallel.
 
 mod engine_support;
 mod support;
@@ -147,6 +149,17 @@ async fn partial_state(env: &TestEnv, phase: &str) -> Leftovers {
             assert!(networks.is_empty(), "{phase}: {networks:?}");
             assert!(images.is_empty(), "{phase}: {images:?}");
         }
+        // Killed while the builder ran a step: nothing of previewd's own yet (the step's
+        // container is Docker's, and Docker removes it when the build's client goes).
+        "inside-build" => {
+            assert!(
+                containers.iter().all(|c| !c.ends_with(".g1")),
+                "{phase}: {containers:?}"
+            );
+            assert!(networks.is_empty(), "{phase}: {networks:?}");
+            // Only the builder's untagged steps so far: no image of the preview's.
+            assert!(images.iter().all(|i| !ours(i)), "{phase}: {images:?}");
+        }
         "build" => {
             assert!(containers.is_empty(), "{phase}: {containers:?}");
             assert!(networks.is_empty(), "{phase}: {networks:?}");
@@ -191,6 +204,16 @@ async fn killed_at_then_restarted(phase: &str) {
     let github = FakeGitHub::start().await;
     let repo = GitRepo::at("compose-only", "Codertocat/Hello-World.git", "changes");
     repo.write("marker.txt", phase);
+    let inside_build = phase == "inside-build";
+    if inside_build {
+        // A step long enough to be killed in (it runs again, whole, after the restart).
+        repo.write(
+            "Dockerfile",
+            &std::fs::read_to_string(engine_support::fixture("compose-only").join("Dockerfile"))
+                .expect("the fixture's Dockerfile")
+                .replace("EXPOSE 8080", "EXPOSE 8080\nRUN sleep 6"),
+        );
+    }
     let sha = repo.commit(&format!("killed at {phase}"));
     let env = TestEnv::new(&format!("kill-{phase}")).await;
     let inst = env.config.instance.to_string();
@@ -214,7 +237,7 @@ async fn killed_at_then_restarted(phase: &str) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
 
-    let mut first = Serve::start(&env, &vars, Some(phase));
+    let mut first = Serve::start(&env, &vars, (!inside_build).then_some(phase));
     eventually(DEADLINE, "serve to listen", || async {
         (get(&listen, "localhost", "/healthz").await == 200).then_some(())
     })
@@ -236,9 +259,19 @@ async fn killed_at_then_restarted(phase: &str) {
         .expect("request");
     assert_eq!(send(req).await.0, 202);
 
-    first
-        .wait_for_line(&format!("previewd: fault: paused at {phase}"))
+    if inside_build {
+        eventually(DEADLINE, "the build's RUN step to be running", || async {
+            (!engine_support::build_step_containers(&inst)
+                .await
+                .is_empty())
+            .then_some(())
+        })
         .await;
+    } else {
+        first
+            .wait_for_line(&format!("previewd: fault: paused at {phase}"))
+            .await;
+    }
     first.sigkill();
     // The kill left the step's partial state (containers are `unless-stopped`: they outlive
     // previewd), so what follows proves the restart cleans it up.
@@ -272,6 +305,16 @@ async fn killed_at_then_restarted(phase: &str) {
         (status == 200 && body.contains("compose-only")).then_some(())
     })
     .await;
+    // The restarted process found the PR's sticky comment again (the killed one had written
+    // it): one comment, now saying the preview is ready.
+    github.comment_containing("Preview ready").await;
+    let comments: Vec<(u64, String)> = github
+        .lock()
+        .comments
+        .iter()
+        .map(|c| (c.issue, c.body.clone()))
+        .collect();
+    assert_eq!(comments.len(), 1, "one sticky comment: {comments:?}");
 
     // Exactly one preview with one generation, live under its canonical names.
     let observed = env.manager.observed().await.expect("observed");
@@ -343,6 +386,11 @@ async fn killed_at_config_then_restarted_converges_with_no_orphans() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_at_build_then_restarted_converges_with_no_orphans() {
     killed_at_then_restarted("build").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_inside_a_running_build_step_then_restarted_converges_with_no_orphans() {
+    killed_at_then_restarted("inside-build").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -254,7 +254,9 @@ async fn containers(d: &Docker, instance: &str) -> Vec<ContainerSummary> {
 }
 
 /// Containers of the instance without a `role`: the steps of a build.
-async fn build_step_containers(instance: &str) -> Vec<String> {
+/// Containers of `instance` that previewd did not make (no `role` label): a build's running
+/// steps, which carry the instance label from the Dockerfile's stamp.
+pub async fn build_step_containers(instance: &str) -> Vec<String> {
     let d = Docker::connect_with_defaults().expect("docker");
     containers(&d, instance)
         .await
