@@ -17,6 +17,22 @@ pub fn marker(repo: &Repo, pr: u64) -> String {
 /// Marks previewd's answers to commands, so they are never read as commands themselves.
 pub const REPLY_MARKER: &str = "<!-- previewd:reply -->";
 
+/// The commit status and deployment status while a preview builds.
+pub const STATUS_BUILDING: &str = "Building preview…";
+/// The commit status and deployment status of a healthy preview (the URL goes beside it).
+pub const STATUS_READY: &str = "Preview ready";
+
+/// The commit status and deployment status of a failed deployment.
+pub fn status_failed(f: &DeployFailure) -> String {
+    status_line(&f.to_string())
+}
+
+/// The commit status and deployment status of a deployment a newer intent replaced; `by` is a
+/// short sha or "a stop request".
+pub fn status_superseded(by: &str) -> String {
+    status_line(&format!("superseded by {by}"))
+}
+
 pub fn building(repo: &Repo, pr: u64, sha: &CommitSha) -> String {
     format!(
         "{}\n### ⏳ Building preview\n\nCommit `{}`: the preview is being built. This comment \

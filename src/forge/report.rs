@@ -65,7 +65,7 @@ impl Reporter {
                 &t.repo,
                 &t.sha,
                 CommitState::Pending,
-                "Building preview…",
+                comment::STATUS_BUILDING,
                 None,
             )
             .await;
@@ -78,7 +78,7 @@ impl Reporter {
                     &t.repo,
                     id,
                     DeploymentState::InProgress,
-                    "Building preview…",
+                    comment::STATUS_BUILDING,
                     None,
                 )
                 .await;
@@ -99,7 +99,7 @@ impl Reporter {
                 &t.repo,
                 &t.sha,
                 CommitState::Success,
-                "Preview ready",
+                comment::STATUS_READY,
                 Some(url),
             )
             .await;
@@ -110,7 +110,7 @@ impl Reporter {
                     &t.repo,
                     id,
                     DeploymentState::Success,
-                    "Preview ready",
+                    comment::STATUS_READY,
                     Some(url),
                 )
                 .await;
@@ -123,7 +123,7 @@ impl Reporter {
     }
 
     pub async fn failed(&self, t: &Target, deployment: Option<u64>, failure: &DeployFailure) {
-        let line = comment::status_line(&failure.to_string());
+        let line = comment::status_failed(failure);
         let f = &self.forge;
         let r = f
             .commit_status(&t.repo, &t.sha, CommitState::Failure, &line, None)
@@ -143,7 +143,7 @@ impl Reporter {
 
     /// A newer intent replaced this one. `by` is a short sha or "a stop request".
     pub async fn superseded(&self, t: &Target, deployment: Option<u64>, by: &str) {
-        let line = comment::status_line(&format!("superseded by {by}"));
+        let line = comment::status_superseded(by);
         let f = &self.forge;
         let r = f
             .commit_status(&t.repo, &t.sha, CommitState::Error, &line, None)
