@@ -61,6 +61,16 @@ impl PreviewId {
     }
 }
 
+/// `str::parse`, and clap's parser for command-line ids: an invalid id is a usage error that
+/// names the argument.
+impl std::str::FromStr for PreviewId {
+    type Err = InvalidId;
+
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        PreviewId::parse(s)
+    }
+}
+
 impl fmt::Display for PreviewId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)

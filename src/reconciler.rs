@@ -29,6 +29,7 @@ use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::comment::{self, Removal};
 use crate::forge::{Forge, PullRequest, Repo};
 use crate::intent::{Action, Cause, Intent, Subject, pull_request_key};
+use crate::preview::reconcile::exempt_from_ttl;
 use crate::preview::source;
 use crate::queue::Queue;
 
@@ -167,7 +168,7 @@ impl Reconciler {
                 out.stopped.push(p.key.clone());
                 continue;
             }
-            if pr.labels.contains(&self.config.limits.keep_label) {
+            if exempt_from_ttl(&pr.labels, &self.config.limits) {
                 out.kept.push(p.key.clone());
                 continue;
             }

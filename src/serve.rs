@@ -94,15 +94,14 @@ pub async fn serve(
     engine: Arc<dyn PreviewEngine>,
     options: ServeOptions,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), ServeError> {
     let server = bind(config, engine, options, shutdown).await?;
     tracing::info!(
         listen = %server.webhook_addr()?,
         admin = %server.admin_addr()?,
         "previewd serving webhooks"
     );
-    server.run().await?;
-    Ok(())
+    server.run().await
 }
 
 /// Checks the config, builds everything and binds both listeners.

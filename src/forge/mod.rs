@@ -51,6 +51,36 @@ impl fmt::Display for Repo {
     }
 }
 
+/// A forge previewd talks to, as the `forge` label of a preview names it (`Forge::name`).
+/// A preview `previewd up` made is labelled `cli`, which names no forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForgeKind {
+    GitHub,
+}
+
+impl ForgeKind {
+    /// The forge a label value names; `None` for `cli` and for anything unknown.
+    pub fn parse(label: &str) -> Option<ForgeKind> {
+        match label {
+            "github" => Some(ForgeKind::GitHub),
+            _ => None,
+        }
+    }
+
+    /// The label value: what [`Forge::name`] returns for this forge.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "github",
+        }
+    }
+}
+
+impl fmt::Display for ForgeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who caused an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {

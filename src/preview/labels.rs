@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::ids::{Instance, PreviewId};
+use crate::forge::{ForgeKind, Repo};
+use crate::ids::{CommitSha, Instance, PreviewId};
 
 pub const PREFIX: &str = "dev.previewd.";
 pub const INSTANCE: &str = "dev.previewd.instance";
@@ -188,6 +189,34 @@ impl Observed {
     pub fn max_generation(&self) -> u64 {
         self.generations.keys().next_back().copied().unwrap_or(0)
     }
+
+    /// The forge that asked for this preview and where to report on it, from the labels of
+    /// its live generation (the commit it serves), else of any generation. `None` when no
+    /// forge asked (`previewd up`, labelled `cli`) or its repository is not `owner/name`.
+    pub fn forge_target(&self) -> Option<ForgeTarget> {
+        let m = self
+            .live_members()
+            .first()
+            .or_else(|| self.generations.values().flatten().next())?;
+        Some(ForgeTarget {
+            forge: ForgeKind::parse(&m.forge)?,
+            repo: Repo::parse(&m.repo)?,
+            pr: m.pr,
+            branch: m.branch.clone(),
+            sha: m.sha.as_deref().and_then(|s| CommitSha::parse(s).ok()),
+        })
+    }
+}
+
+/// Where a preview a forge asked for is reported: its forge, repository, pull request (none
+/// for a push to a branch), branch and deployed commit, as its labels say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForgeTarget {
+    pub forge: ForgeKind,
+    pub repo: Repo,
+    pub pr: Option<u64>,
+    pub branch: String,
+    pub sha: Option<CommitSha>,
 }
 
 /// Groups members into previews, ordered by id.
@@ -264,6 +293,36 @@ mod tests {
         assert_eq!(previews.len(), 1);
         assert_eq!(previews[0].live(), Some(1));
         assert_eq!(previews[0].max_generation(), 2);
+    }
+
+    #[test]
+    fn the_forge_label_says_where_to_report() {
+        let inst = Instance::parse("pv").unwrap();
+        let member = |forge: &str, repo: &str| {
+            let mut l = labels("abcdefghij", "api", 1);
+            l.insert(FORGE.to_owned(), forge.to_owned());
+            l.insert(REPO.to_owned(), repo.to_owned());
+            l.insert(PR.to_owned(), "7".to_owned());
+            l.insert(SHA.to_owned(), "a".repeat(40));
+            let names = ["/pv-abcdefghij-api".to_owned()];
+            parse_member(&inst, "c", &names, &l, "running", "i").unwrap()
+        };
+        let target = |m| group(vec![m]).remove(0).forge_target();
+        assert_eq!(
+            target(member("github", "o/r")),
+            Some(ForgeTarget {
+                forge: ForgeKind::GitHub,
+                repo: Repo::parse("o/r").unwrap(),
+                pr: Some(7),
+                branch: "main".to_owned(),
+                sha: Some(CommitSha::parse(&"a".repeat(40)).unwrap()),
+            })
+        );
+        // `previewd up` (no forge), a forge this build does not know, a repository that is a
+        // URL or a folder: nothing to tell.
+        assert_eq!(target(member("cli", "o/r")), None);
+        assert_eq!(target(member("GitHub", "o/r")), None);
+        assert_eq!(target(member("github", "/tmp/checkout")), None);
     }
 
     #[test]

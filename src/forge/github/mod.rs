@@ -20,8 +20,8 @@ use crate::config::GithubConfig;
 use crate::engine::BoxFuture;
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{
-    CommitState, DeploymentState, Forge, ForgeError, ForgeResult, Permission, PullRequest,
-    Reaction, Repo,
+    CommitState, DeploymentState, Forge, ForgeError, ForgeKind, ForgeResult, Permission,
+    PullRequest, Reaction, Repo,
 };
 use crate::ids::CommitSha;
 use auth::Credentials;
@@ -185,7 +185,7 @@ fn valid_login(s: &str) -> bool {
 
 impl Forge for GitHub {
     fn name(&self) -> &'static str {
-        "github"
+        ForgeKind::GitHub.as_str()
     }
 
     fn pull_request(&self, repo: &Repo, number: u64) -> BoxFuture<'_, ForgeResult<PullRequest>> {

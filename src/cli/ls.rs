@@ -1,0 +1,38 @@
+//! `previewd ls`: every preview of the instance, a table or a JSON array.
+
+use super::{CliError, Outcome, mode_of, to_json};
+use crate::config::Config;
+use crate::engine::PreviewState;
+use crate::preview::manager::Manager;
+
+pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
+    let manager = Manager::connect(config).await?;
+    let observed = manager.observed().await?;
+    let states: Vec<(PreviewState, String)> = observed
+        .iter()
+        .map(|p| (manager.state(p, &Default::default()), mode_of(p)))
+        .collect();
+    if json {
+        let all: Vec<_> = states.iter().map(|(s, m)| to_json(s, m)).collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if states.is_empty() {
+        println!("no previews");
+    } else {
+        println!("{:<12} {:<9} {:<40} REPO@BRANCH", "ID", "STATUS", "URL");
+        for (s, _) in &states {
+            println!(
+                "{:<12} {:<9} {:<40} {}{}",
+                s.id,
+                s.status,
+                s.url,
+                s.key.repo,
+                if s.key.branch.is_empty() {
+                    String::new()
+                } else {
+                    format!("@{}", s.key.branch)
+                }
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,213 @@
+//! The commands of the `previewd` binary, one module each: what a command does, prints and
+//! exits with. `main.rs` only parses the command line, sets up logging and the runtime, and
+//! calls the command's `run`. Output texts, exit statuses and JSON shapes are the contract of
+//! docs/architecture.md ("CLI").
+
+pub mod check;
+pub mod down;
+pub mod gc;
+pub mod logs;
+pub mod ls;
+pub mod serve;
+pub mod status;
+pub mod up;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::engine::PreviewState;
+use crate::forge::ForgeKind;
+use crate::forge::github::GitHub;
+use crate::forge::report::Reporter;
+use crate::ids::PreviewId;
+use crate::metrics::Metrics;
+use crate::preview::docker::DockerError;
+use crate::preview::labels::Observed;
+use crate::preview::manager::ManagerError;
+use crate::serve::ServeError;
+use crate::spec::SpecError;
+
+/// Why a command failed. `main` prints it on one line, each cause once, and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("--worktree needs --mode dev")]
+    WorktreeWithoutDev,
+    #[error("--mode dev needs --worktree PATH")]
+    DevWithoutWorktree,
+    #[error(
+        "{}: not a folder; give the repository's root folder (where .previewd.yml or the compose file is)",
+        .0.display()
+    )]
+    NotAFolder(PathBuf),
+    #[error("removing {id}: {source}")]
+    Removing {
+        id: PreviewId,
+        #[source]
+        source: ManagerError,
+    },
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// How a command that ran to its end went, for the exit status. `Failed` exits 1 without a
+/// further message: the command has said why (a failed `up`, `status` of a preview that is
+/// not running).
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Failed,
+}
+
+/// An error and its causes on one line, each said once: what `main` prints. Many errors, ours
+/// and the libraries', quote their cause in their own message and also return it as their
+/// `source()`, so `{:#}` printed "No such file or directory (os error 2): No such file or
+/// directory (os error 2)".
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
+/// The mode a preview runs in, from its labels (`preview` when it has no members).
+fn mode_of(p: &Observed) -> String {
+    p.any()
+        .map_or_else(|| "preview".to_owned(), |m| m.mode.clone())
+}
+
+/// A preview as `up --json`, `status --json` and each element of `ls --json` print it.
+pub fn to_json(s: &PreviewState, mode: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": s.id,
+        "url": s.url,
+        "repo": s.key.repo,
+        "branch": s.key.branch,
+        "sha": s.sha,
+        "mode": mode,
+        "status": s.status,
+        "services": s.services.iter().map(|svc| serde_json::json!({
+            "name": svc.name,
+            "route": svc.route,
+            "url": svc.url,
+            "state": svc.state,
+            "health": {"ok": svc.healthy, "status": svc.status, "latency_ms": svc.latency_ms},
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints one preview on stdout: its JSON object, or its URL and a table of its services.
+pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliError> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&to_json(s, mode))?);
+        return Ok(());
+    }
+    println!("{}  {}  ({}, {mode} mode)", s.url, s.status, s.id);
+    println!(
+        "  {:<12} {:<10} {:<8} {:<8} LATENCY",
+        "SERVICE", "ROUTE", "STATE", "HEALTH"
+    );
+    for svc in &s.services {
+        let health = match (svc.route.is_some(), svc.healthy, svc.status) {
+            (false, _, _) => "internal".to_owned(),
+            (true, true, Some(st)) => format!("ok {st}"),
+            (true, true, None) => "ok".to_owned(),
+            (true, false, Some(st)) => format!("FAIL {st}"),
+            (true, false, None) => "FAIL".to_owned(),
+        };
+        println!(
+            "  {:<12} {:<10} {:<8} {:<8} {}",
+            svc.name,
+            svc.route.as_deref().unwrap_or("-"),
+            svc.state,
+            health,
+            svc.latency_ms.map_or("-".into(), |l| format!("{l} ms"))
+        );
+    }
+    Ok(())
+}
+
+/// The reporters of the commands that remove previews (`down`, `gc`): one per forge whose
+/// credentials are in the config. The CLI works without any.
+struct Reporters {
+    github: Option<Reporter>,
+}
+
+impl Reporters {
+    fn from_config(config: &Config) -> Reporters {
+        let github = GitHub::from_config(&config.github)
+            .ok()
+            .and_then(|g| Some(Reporter::new(Arc::new(g), Metrics::new().ok()?)));
+        Reporters { github }
+    }
+
+    /// The reporter for `forge`, or why there is none.
+    fn get(&self, forge: ForgeKind) -> Result<&Reporter, &'static str> {
+        match forge {
+            ForgeKind::GitHub => self
+                .github
+                .as_ref()
+                .ok_or("no GitHub credentials in the config"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    /// A context that does not quote its cause, as `anyhow::Context` makes.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{what}")]
+    struct Context<E: std::error::Error + 'static> {
+        what: &'static str,
+        #[source]
+        source: E,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let quoted = Quoting {
+            path: "/x",
+            source: io(),
+        };
+        assert_eq!(one_line(&quoted), "cannot read /x: gone");
+        let wrapped = Context {
+            what: "loading the config",
+            source: io(),
+        };
+        assert_eq!(one_line(&wrapped), "loading the config: gone");
+        let both = Context {
+            what: "starting",
+            source: Quoting {
+                path: "/x",
+                source: io(),
+            },
+        };
+        assert_eq!(one_line(&both), "starting: cannot read /x: gone");
+    }
+}
