@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use super::docker::{self, DockerError};
 use super::http;
 use super::labels::{self, Observed};
-use super::routes;
 use crate::config::{Config, Tls};
+
+pub mod routes;
 
 /// Where the admin directory is mounted inside the gateway container.
 const MOUNT: &str = "/run/previewd";
