@@ -39,9 +39,9 @@ pub fn table(config: &Config, previews: &[Observed]) -> BTreeSet<PathBuf> {
         let live = p.live();
         for (g, members) in &p.generations {
             let host = match live {
-                Some(l) if *g == l => super::live_host(p.id.as_str(), domain),
+                Some(l) if *g == l => super::hosts::live_host(p.id.as_str(), domain),
                 Some(l) if *g < l => continue, // retired: being removed
-                _ => super::staging_host(p.id.as_str(), *g, domain),
+                _ => super::hosts::staging_host(p.id.as_str(), *g, domain),
             };
             // Ids are lower case already; the configured domain may not be.
             let host = PathBuf::from(host.to_ascii_lowercase());
