@@ -27,11 +27,11 @@ pub(super) const UPSTREAM: &str = "{previewd.upstream}";
 const PREVIEW: &str = "{previewd.preview}";
 
 /// The gateway's whole Caddy config. It depends on the gateway's settings only, never on the
-/// previews: routes live in [`routes_dir`](super::routes_dir), which Caddy's `file` matcher reads per request, so
-/// a preview coming or going never reloads Caddy (see [`routes`] for why that matters). The
-/// matched file's name carries the upstream and the preview id; one `map` splits it, and one
-/// `reverse_proxy` dials the upstream. Caddy counts in-flight requests per resolved address,
-/// which is what [`drain`](super::drain) reads.
+/// previews: routes live in [`routes_dir`](super::routes_dir), which Caddy's `file` matcher
+/// reads per request, so a preview coming or going never reloads Caddy (see [`routes`] for why
+/// that matters). The matched file's name carries the upstream and the preview id; one `map`
+/// splits it, and one `reverse_proxy` dials the upstream. Caddy counts in-flight requests per
+/// resolved address, which is what [`Gateway::drain`](super::Gateway::drain) reads.
 pub fn caddy_config(config: &Config) -> Value {
     let domain = &config.gateway.domain;
     let table = format!("{MOUNT}/routes");

@@ -1,21 +1,27 @@
 //! The one shared Caddy gateway of an instance. Its routes are a pure function of the
 //! containers' labels, kept as a table of files that Caddy reads per request ([`routes`]);
-//! [`sync`] recomputes the table from Docker, joins the gateway to the networks it must reach
-//! and writes the table, so no preview's change ever reloads Caddy or drops another preview's
-//! requests. Caddy's config ([`caddy_config`]) depends on the gateway's settings only. The admin
-//! API listens on a unix socket in a directory shared only by previewd and the gateway: no
-//! preview container can reach it. The config and the table live in that directory, so a
-//! gateway that Docker restarts comes back with every route before previewd even notices.
+//! [`Gateway::sync`] recomputes the table from Docker, joins the gateway to the networks it
+//! must reach and writes the table, so no preview's change ever reloads Caddy or drops another
+//! preview's requests. Caddy's config ([`caddy_config`]) depends on the gateway's settings
+//! only. The admin API listens on a unix socket in a directory shared only by previewd and the
+//! gateway: no preview container can reach it. The config and the table live in that
+//! directory, so a gateway that Docker restarts comes back with every route before previewd
+//! even notices.
 //!
-//! One file per job: [`caddy`] (the config, pure), [`routes`] (the table of files, and how a
-//! request finds its entry), [`hosts`] (host names, pure), [`sync`] (the table and the networks
-//! from the labels, draining), [`admin`] (the shared directory, the lock, the admin API) and
-//! [`container`] (the gateway container's life). This file holds only the error and the
-//! public names; nothing here may reload Caddy for a preview's change.
+//! One file per job: `caddy.rs` (the config, pure), `routes.rs` (the table of files, and how a
+//! request finds its entry), `hosts.rs` (host names, pure), `sync.rs` (the table and the
+//! networks from the labels, draining), `admin.rs` (the shared directory, the lock, the admin
+//! API) and `container.rs` (the gateway container's life). This file holds the [`Gateway`]
+//! value, the error and the public names; nothing here may talk to Docker or reload Caddy
+//! itself.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use bollard::Docker;
 
 use super::docker::DockerError;
+use crate::config::Config;
 
 mod admin;
 mod caddy;
@@ -28,9 +34,8 @@ mod tests;
 
 pub use admin::{admin_dir, lock_path, routes_dir};
 pub use caddy::caddy_config;
-pub use container::remove_if_unused;
 pub use hosts::{live_host, staging_host};
-pub use sync::{drain, leave, routed_networks, sync};
+pub use sync::routed_networks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -54,4 +59,19 @@ pub enum GatewayError {
         "the gateway cannot listen on {0}: another program has that port (gateway.port, gateway.tls_port)"
     )]
     PortInUse(String),
+}
+
+/// The instance's gateway, built once beside the manager's Docker connection: every change to
+/// the gateway (sync, drain, leaving a network, removal) goes through it, so callers hold one
+/// value instead of handing a Docker connection and the config to each step.
+#[derive(Clone)]
+pub struct Gateway {
+    docker: Docker,
+    config: Arc<Config>,
+}
+
+impl Gateway {
+    pub fn new(docker: Docker, config: Arc<Config>) -> Gateway {
+        Gateway { docker, config }
+    }
 }
