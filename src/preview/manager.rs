@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::build;
 use super::docker::{self, DockerError};
 use super::fault;
-use super::gateway::{self, GatewayError};
+use super::gateway::{self, Gateway, GatewayError};
 use super::health::{self};
 use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
@@ -118,6 +118,7 @@ const DRAIN_MAX: Duration = Duration::from_secs(30);
 pub struct Manager {
     docker: Docker,
     config: Arc<Config>,
+    gateway: Gateway,
     /// Previews with a deployment running in this process: a cache for the reconciler, so it
     /// never removes what is being built. Lost on restart, which is right: then nothing is.
     busy: Arc<Mutex<HashSet<PreviewId>>>,
@@ -190,9 +191,12 @@ fn fail(phase: Phase, service: Option<&str>, reason: impl Into<String>) -> Deplo
 
 impl Manager {
     pub async fn connect(config: Config) -> Result<Manager, ManagerError> {
+        let docker = docker::connect().await?;
+        let shared = Arc::new(config.clone());
         Ok(Manager {
-            docker: docker::connect().await?,
-            config: Arc::new(config.clone()),
+            gateway: Gateway::new(docker.clone(), shared.clone()),
+            docker,
+            config: shared,
             busy: Arc::default(),
             // Without usable forge credentials, fetches are anonymous (local repositories).
             credentials: Credentials::new(&config.github).ok(),
@@ -210,6 +214,10 @@ impl Manager {
 
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
     }
 
     pub async fn observed(&self) -> Result<Vec<Observed>, DockerError> {
@@ -458,7 +466,8 @@ impl Manager {
         timings.phases.push((Phase::Start, t.elapsed()));
 
         let t = enter(Phase::Route);
-        gateway::sync(&self.docker, &self.config)
+        self.gateway
+            .sync()
             .await
             .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
         fault::pause(Phase::Route).await;
@@ -678,7 +687,7 @@ impl Manager {
             let aside = labels::staging_name(inst, &p.id, &o.service, o.generation);
             self.rename(&o.container_id, &aside).await?;
         }
-        gateway::sync(&self.docker, &self.config).await?;
+        self.gateway.sync().await?;
         if !p.old.is_empty() {
             // Requests sent to the old generation before the switch finish first.
             let old: Vec<String> = p
@@ -691,7 +700,7 @@ impl Manager {
                     )
                 })
                 .collect();
-            gateway::drain(&self.config, &old, DRAIN_MIN, DRAIN_MAX).await;
+            self.gateway.drain(&old, DRAIN_MIN, DRAIN_MAX).await;
         }
         let new_images: HashSet<String> = self
             .observed()
@@ -710,7 +719,7 @@ impl Manager {
         }
         for g in old_gens {
             let net = labels::network_name(inst, &p.id, g);
-            gateway::leave(&self.docker, &self.config, &net).await;
+            self.gateway.leave(&net).await;
             docker::remove_network(&self.docker, &net).await?;
         }
         // What builds this deployment superseded (a push after a push) left half-way, and the

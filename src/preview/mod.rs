@@ -21,5 +21,4 @@ pub mod lockfile;
 pub mod manager;
 pub mod network;
 pub mod reconcile;
-pub mod routes;
 pub mod source;

@@ -133,7 +133,7 @@ pub async fn reconcile(
         let created = l.get(labels::CREATED).cloned().unwrap_or_default();
         let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy_now(&id));
         if !used_nets.contains(&name) && !busy_id && older(&created, grace) {
-            super::gateway::leave(d, config, &name).await;
+            m.gateway().leave(&name).await;
             docker::remove_network(d, &name).await?;
             report.networks.push(name);
         }

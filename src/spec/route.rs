@@ -12,7 +12,7 @@ impl Route {
     /// the prefix `/api`) so that two spellings of one prefix count as the same route.
     pub fn parse(s: &str) -> Result<Route, String> {
         check_path(s)?;
-        let max = crate::preview::routes::MAX_SEGMENTS;
+        let max = crate::preview::gateway::routes::MAX_SEGMENTS;
         if s.split('/').filter(|seg| !seg.is_empty()).count() > max {
             return Err(format!(
                 "has more than {max} segments; the gateway routes prefixes up to /a/b/c/d/e/f/g/h"

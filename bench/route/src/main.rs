@@ -2,9 +2,10 @@
 //! through the gateway", with N other previews already routed.
 //!
 //! previewd's way: the route table of N+1 synthetic `Observed` previews (two routed services
-//! each, like fixtures/two-service) written with `previewd::preview::routes::write` into the
-//! directory the gateway's `file` matcher reads (what `gateway::sync` does after reading the
-//! labels; Caddy's config does not change), then polling the new host until it answers 200.
+//! each, like fixtures/two-service) written with `previewd::preview::gateway::routes::write`
+//! into the directory the gateway's `file` matcher reads (what `gateway::sync` does after
+//! reading the labels; Caddy's config does not change), then polling the new host until it
+//! answers 200.
 //! The seed's way: write a whole Caddyfile for the N+1 previews and run `caddy reload`.
 //! Both against the same Caddy process (the binary of the local `caddy:2` image). Upstreams
 //! are rewritten to one local HTTP responder, since the synthetic previews have no containers.
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use previewd::config::Config;
 use previewd::ids::PreviewId;
 use previewd::preview::labels::{Member, Observed};
-use previewd::preview::{gateway, routes};
+use previewd::preview::gateway::{self, routes};
 use serde_json::Value;
 
 fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>) -> Member {

@@ -4,7 +4,7 @@
 use super::{Manager, ManagerError, Prepared};
 use crate::ids::PreviewId;
 use crate::preview::docker::{self, DockerError};
-use crate::preview::{build, gateway, labels, source};
+use crate::preview::{build, labels, source};
 
 impl Manager {
     /// Removes what a failed or cancelled attempt created: its generation, and the whole
@@ -51,7 +51,7 @@ impl Manager {
             let gen_ok =
                 generation.is_none_or(|g| l.get(labels::GENERATION) == Some(&g.to_string()));
             if ours && gen_ok {
-                gateway::leave(&self.docker, &self.config, &name).await;
+                self.gateway.leave(&name).await;
                 docker::remove_network(&self.docker, &name).await?;
             }
         }
@@ -82,9 +82,9 @@ impl Manager {
         let others_busy = self.busy().iter().any(|id| Some(id) != except);
         let removed = !self.config.gateway.keep_running
             && !others_busy
-            && gateway::remove_if_unused(&self.docker, &self.config).await?;
+            && self.gateway.remove_if_unused().await?;
         if !removed {
-            gateway::sync(&self.docker, &self.config).await?;
+            self.gateway.sync().await?;
         }
         Ok(())
     }

@@ -22,8 +22,8 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::labels::{self, Observed};
 use crate::config::Config;
+use crate::preview::labels::{self, Observed};
 
 /// The deepest route the table can hold, in segments; [`crate::spec`] refuses deeper ones.
 pub const MAX_SEGMENTS: usize = 8;
@@ -39,9 +39,9 @@ pub fn table(config: &Config, previews: &[Observed]) -> BTreeSet<PathBuf> {
         let live = p.live();
         for (g, members) in &p.generations {
             let host = match live {
-                Some(l) if *g == l => super::gateway::live_host(p.id.as_str(), domain),
+                Some(l) if *g == l => super::hosts::live_host(p.id.as_str(), domain),
                 Some(l) if *g < l => continue, // retired: being removed
-                _ => super::gateway::staging_host(p.id.as_str(), *g, domain),
+                _ => super::hosts::staging_host(p.id.as_str(), *g, domain),
             };
             // Ids are lower case already; the configured domain may not be.
             let host = PathBuf::from(host.to_ascii_lowercase());

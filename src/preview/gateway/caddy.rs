@@ -1,0 +1,177 @@
+//! Caddy's JSON config for the gateway, and the constants the container is built around
+//! (where the shared directory is mounted, the ports inside). The config is a pure function of
+//! the gateway's settings (domain, TLS): a preview's routes never go in here, they are the table
+//! of files in [`routes`], or every preview's change would reload Caddy. Nothing here talks to
+//! Docker, the admin API or the disk.
+
+use serde_json::{Value, json};
+
+use super::routes;
+use crate::config::{Config, Tls};
+
+/// Where the admin directory is mounted inside the gateway container.
+pub(super) const MOUNT: &str = "/run/previewd";
+/// The port Caddy listens on inside the container (unprivileged: Caddy runs as our user).
+pub(super) const LISTEN_PORT: u16 = 8080;
+/// The HTTPS port inside the container, when TLS is on.
+pub(super) const TLS_PORT: u16 = 8443;
+/// On-demand TLS asks here before each certificate: a listener inside the gateway container
+/// only, answering from the same labels as the routes, so TLS never depends on previewd being
+/// up at handshake time and no preview can reach it.
+const ASK_LISTEN: &str = "127.0.0.1:2020";
+/// Where a wildcard certificate is copied for the gateway to load.
+pub(super) const CERT_DIR: &str = "certs";
+
+/// Where the route table puts the chosen upstream and the preview id for the handlers after it.
+pub(super) const UPSTREAM: &str = "{previewd.upstream}";
+const PREVIEW: &str = "{previewd.preview}";
+
+/// The gateway's whole Caddy config. It depends on the gateway's settings only, never on the
+/// previews: routes live in [`routes_dir`](super::routes_dir), which Caddy's `file` matcher
+/// reads per request, so a preview coming or going never reloads Caddy (see [`routes`] for why
+/// that matters). The matched file's name carries the upstream and the preview id; one `map`
+/// splits it, and one `reverse_proxy` dials the upstream. Caddy counts in-flight requests per
+/// resolved address, which is what [`Gateway::drain`](super::Gateway::drain) reads.
+pub fn caddy_config(config: &Config) -> Value {
+    let domain = &config.gateway.domain;
+    let table = format!("{MOUNT}/routes");
+    // The id is the host label just left of the domain.
+    let id_label = domain.split('.').count();
+    let not_found = |vars: Value, body: String| {
+        json!({
+            "match": [{"vars": vars}],
+            "handle": [{"handler": "static_response", "status_code": 404, "body": body}],
+        })
+    };
+    let routes = json!([
+        // A dot segment would let a path reach a service other than the one its prefix names
+        // (Caddy's path matchers clean paths; the table's lookup cleans the joined path too).
+        // Browsers resolve dot segments before sending, so only hand-made requests have them.
+        {
+            "match": [{"vars_regexp": {"{http.request.uri.path}": {"pattern": r"(^|/)\.\.?(/|$)"}}}],
+            "handle": [{"handler": "static_response", "status_code": 400,
+                        "body": "previewd: a path with a . or .. segment is not routed\n"}],
+        },
+        // Evaluated lazily, when the routes below read its outputs: by then the `file` matcher
+        // has run. No file matched: both outputs empty.
+        {
+            "handle": [{
+                "handler": "map",
+                "source": "{http.matchers.file.relative}",
+                "destinations": [UPSTREAM, PREVIEW],
+                "mappings": [{"input_regexp": "/=([^=/]*)=([^=/]*)$", "outputs": ["${1}", "${2}"]}],
+                "defaults": ["", ""],
+            }],
+        },
+        {
+            "match": [{"file": {"root": table, "try_files": routes::candidates()}}],
+            "handle": [{"handler": "vars"}],
+        },
+        // (One key per `vars` matcher: a matcher with several keys matches when any does.)
+        // Every table entry names its preview, so no preview means no entry matched.
+        not_found(
+            json!({PREVIEW: [""]}),
+            format!(
+                "previewd: no preview has the id \"{{http.request.host.labels.{id_label}}}\" \
+                 (preview host names are lower case)\n"
+            ),
+        ),
+        not_found(
+            json!({UPSTREAM: [""]}),
+            format!("previewd: preview {PREVIEW} has no service at this path\n"),
+        ),
+        {
+            "handle": [{
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": UPSTREAM}],
+                // Dev servers' live-reload sockets survive a config load (which only a new
+                // previewd version still makes: new settings recreate the gateway).
+                "stream_close_delay": "5m",
+            }],
+        },
+    ]);
+    let mut servers = serde_json::Map::new();
+    servers.insert(
+        "previewd".into(),
+        json!({
+            "listen": [format!(":{LISTEN_PORT}")],
+            "automatic_https": {"disable": true},
+            "routes": routes,
+        }),
+    );
+    let mut apps = serde_json::Map::new();
+    match &config.gateway.tls {
+        Tls::Off => {}
+        Tls::OnDemand { issuer, email } => {
+            servers.insert(
+                "previewd_tls".into(),
+                json!({
+                    "listen": [format!(":{TLS_PORT}")],
+                    "automatic_https": {"disable_redirects": true},
+                    "tls_connection_policies": [{}],
+                    "routes": routes,
+                }),
+            );
+            // Only a live preview's host has the mark; the asked name is cleaned and kept
+            // inside the table like any request path.
+            let mark = format!("/{{http.request.uri.query.domain}}/{}", routes::TLS_MARK);
+            servers.insert(
+                "previewd_ask".into(),
+                json!({
+                    "listen": [ASK_LISTEN],
+                    "automatic_https": {"disable": true},
+                    "routes": [
+                        {
+                            "match": [{"path": ["/tls/ask"], "file": {"root": table, "try_files": [mark]}}],
+                            "handle": [{"handler": "static_response", "status_code": 200}],
+                        },
+                        {"handle": [{"handler": "static_response", "status_code": 403}]},
+                    ],
+                }),
+            );
+            let issuer = match (issuer.as_str(), email) {
+                ("internal", _) => json!({"module": "internal"}),
+                (_, Some(e)) => json!({"module": "acme", "email": e}),
+                (_, None) => json!({"module": "acme"}),
+            };
+            apps.insert(
+                "tls".into(),
+                json!({"automation": {
+                    "policies": [{"on_demand": true, "issuers": [issuer]}],
+                    "on_demand": {"permission": {
+                        "module": "http",
+                        "endpoint": format!("http://{ASK_LISTEN}/tls/ask"),
+                    }},
+                }}),
+            );
+        }
+        Tls::Wildcard { .. } => {
+            servers.insert(
+                "previewd_tls".into(),
+                json!({
+                    "listen": [format!(":{TLS_PORT}")],
+                    "automatic_https": {"disable": true},
+                    "tls_connection_policies": [{"certificate_selection": {"any_tag": ["previewd"]}}],
+                    "routes": routes,
+                }),
+            );
+            apps.insert(
+                "tls".into(),
+                json!({"certificates": {"load_files": [{
+                    "certificate": format!("{MOUNT}/{CERT_DIR}/cert.pem"),
+                    "key": format!("{MOUNT}/{CERT_DIR}/key.pem"),
+                    "tags": ["previewd"],
+                }]}}),
+            );
+        }
+    }
+    apps.insert("http".into(), json!({"servers": servers}));
+    json!({
+        // Every loaded config carries its admin block, or Caddy falls back to localhost:2019.
+        "admin": {
+            "listen": format!("unix/{MOUNT}/admin.sock|0600"),
+            "config": {"persist": false},
+        },
+        "apps": apps,
+    })
+}

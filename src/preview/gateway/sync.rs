@@ -1,0 +1,149 @@
+//! Route sync: the route table recomputed from the containers' labels, the gateway joined to
+//! every network it must reach before the table names a container there, and left again; and
+//! draining a retiring generation's requests through the admin API's counts. A preview's change
+//! only ever rewrites the table: nothing here reloads Caddy for it or starts the gateway when
+//! there is nothing to route.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bollard::models::{NetworkConnectRequest, NetworkDisconnectRequest};
+use bollard::query_parameters::InspectContainerOptions;
+use serde_json::Value;
+
+use super::admin::{admin_socket, load_if_changed, one_change, routes_dir, write_config_file};
+use super::caddy::caddy_config;
+use super::routes;
+use super::{Gateway, GatewayError};
+use crate::config::Config;
+use crate::preview::docker::{self, DockerError};
+use crate::preview::http;
+use crate::preview::labels::{self, Observed};
+
+/// The networks the gateway must have joined to reach every routed container.
+pub fn routed_networks(config: &Config, previews: &[Observed]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in previews {
+        let live = p.live().unwrap_or(0);
+        for &g in p.generations.keys().filter(|&&g| g >= live) {
+            out.insert(labels::network_name(&config.instance, &p.id, g));
+        }
+    }
+    out
+}
+
+impl Gateway {
+    /// Recomputes the route table from Docker, makes sure the gateway runs (with the current
+    /// config) and has joined every routed network, then writes the table. Starts the gateway on
+    /// first need.
+    pub async fn sync(&self) -> Result<(), GatewayError> {
+        let Gateway { docker, config } = self;
+        // One change at a time: two syncs computing their tables in one order and writing them in
+        // the other would put older routes back.
+        let _one = one_change(config).await?;
+        let previews = labels::group(docker::members(docker, &config.instance).await?);
+        let cfg = caddy_config(config);
+        write_config_file(config, &cfg)?;
+        let name = labels::gateway_name(&config.instance);
+        let table_dir = routes_dir(config);
+        let table = routes::table(config, &previews);
+        let dir_err = |source| GatewayError::Dir {
+            path: table_dir.clone(),
+            source,
+        };
+        // The gateway comes with the first route: a pass that finds nothing to route (a reconcile
+        // while the first deployment is still building) must not start it.
+        if table.is_empty()
+            && let Err(e) = docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+            && docker::is_not_found(&e)
+        {
+            return routes::write(&table_dir, &table).map_err(dir_err);
+        }
+        let joined = self.ensure_running().await?;
+        let wanted = routed_networks(config, &previews);
+        for net in wanted.difference(&joined) {
+            let req = NetworkConnectRequest {
+                container: name.clone(),
+                ..Default::default()
+            };
+            match docker.connect_network(net, req).await {
+                Ok(()) => {}
+                // Already connected (a race with another process) is fine.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 403, ..
+                }) => {}
+                // A leftover whose network is gone (a crash between steps) must not keep every
+                // other preview from being routed; reconcile removes the leftover itself.
+                Err(e) if docker::is_not_found(&e) => {
+                    tracing::warn!(network = %net, "not routing a generation whose network is gone");
+                }
+                Err(e) => return Err(DockerError::from(e).into()),
+            }
+        }
+        routes::write(&table_dir, &table).map_err(dir_err)?;
+        load_if_changed(config, &cfg).await?;
+        // Leave only networks no container of ours is on any more. A retiring generation's network
+        // stays joined until it is removed: requests already sent to it must be able to finish.
+        let present: BTreeSet<String> = previews
+            .iter()
+            .flat_map(|p| {
+                p.generations
+                    .keys()
+                    .map(|g| labels::network_name(&config.instance, &p.id, *g))
+            })
+            .collect();
+        for net in joined.difference(&present) {
+            if net.starts_with(&format!("{}-", config.instance)) {
+                self.leave(net).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the gateway has no request in flight to any upstream whose address starts with
+    /// one of `prefixes` (a retiring generation's), at least `min` (a request accepted just before
+    /// the switch may not be counted yet) and at most `max`. Caddy reports in-flight requests per
+    /// upstream on its admin API, so this is exact where a fixed pause is a guess.
+    pub async fn drain(&self, prefixes: &[String], min: Duration, max: Duration) {
+        let start = tokio::time::Instant::now();
+        tokio::time::sleep(min).await;
+        while start.elapsed() < max {
+            let busy = match http::unix(
+                &admin_socket(&self.config),
+                "GET",
+                "/reverse_proxy/upstreams",
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(r) if r.status == 200 => serde_json::from_slice::<Vec<Value>>(&r.body)
+                    .map(|ups| {
+                        ups.iter().any(|u| {
+                            let addr = u["address"].as_str().unwrap_or("");
+                            let n = u["num_requests"].as_u64().unwrap_or(0);
+                            n > 0 && prefixes.iter().any(|p| addr.starts_with(p.as_str()))
+                        })
+                    })
+                    .unwrap_or(false),
+                // No answer: nothing better to go on than the time already waited.
+                _ => false,
+            };
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Disconnects the gateway from a network so the network can be removed.
+    pub async fn leave(&self, network: &str) {
+        let req = NetworkDisconnectRequest {
+            container: labels::gateway_name(&self.config.instance),
+            force: Some(true),
+        };
+        let _ = self.docker.disconnect_network(network, req).await;
+    }
+}
