@@ -181,6 +181,20 @@ pub trait PreviewEngine: Send + Sync + 'static {
     }
 }
 
+/// Credentials for fetching repositories over HTTPS. The forge side implements it, so the
+/// preview side never learns which forge serves a URL or what kind of credential it holds.
+pub trait GitCredentials: Send + Sync + 'static {
+    /// The token for fetching `url`; `key_repo` is the preview key's repository when a forge
+    /// asked for the preview. `Ok(None)` for anonymous access, and always for a URL that is not
+    /// the forge's own: a `--repo` URL elsewhere must never receive its token. The error says
+    /// why a token could not be had, without the token.
+    fn git_token<'a>(
+        &'a self,
+        url: &'a str,
+        key_repo: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Option<secrecy::SecretString>, String>>;
+}
+
 /// What a reconcile pass removed, by kind, for the log and the metrics.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReconcileSummary {

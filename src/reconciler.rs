@@ -294,7 +294,7 @@ impl Reconciler {
             .collect();
         let clones: PathBuf = self.config.instance_dir().join("repos");
         for url in source::cloned_urls(&clones) {
-            let path = source::forge_path(&self.config.github.git_url, &url);
+            let path = crate::forge::forge_path(&self.config.github.git_url, &url);
             if let Some(repo) = path.and_then(Repo::parse) {
                 repos.insert(repo);
             }

@@ -11,7 +11,9 @@ use crate::serve::{LogDrops, ServeOptions};
 
 /// `log_drops` reads the binary's count of log lines its non-blocking writer dropped.
 pub async fn run(config: Config, log_drops: Option<LogDrops>) -> Result<Outcome, CliError> {
-    let manager = Manager::connect(config.clone()).await?;
+    let manager = Manager::connect(config.clone())
+        .await?
+        .with_git_credentials(crate::forge::git_credentials(&config));
     let shutdown = CancellationToken::new();
     let s = shutdown.clone();
     tokio::spawn(async move {

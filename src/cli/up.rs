@@ -41,7 +41,8 @@ impl UpArgs {
 /// `Failed` when the deployment failed: the reason and the log's tail are on stderr.
 pub async fn run(config: Config, args: UpArgs, json: bool) -> Result<Outcome, CliError> {
     let mode = args.mode()?;
-    let manager = Manager::connect(config).await?;
+    let git = crate::forge::git_credentials(&config);
+    let manager = Manager::connect(config).await?.with_git_credentials(git);
     let req = UpRequest {
         repo: args.repo,
         branch: args.branch,

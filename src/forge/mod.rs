@@ -9,6 +9,8 @@ pub mod github;
 pub mod report;
 pub mod retry;
 
+use std::sync::Arc;
+
 use std::fmt;
 
 use crate::engine::BoxFuture;
@@ -378,4 +380,40 @@ pub trait Forge: Send + Sync + 'static {
         comment_id: u64,
         reaction: Reaction,
     ) -> BoxFuture<'_, ForgeResult<()>>;
+}
+
+/// `owner/name` when `url` is a repository on the forge at `git_url`; `None` for anything
+/// else, which must never be sent the forge's token.
+pub fn forge_path<'a>(git_url: &str, url: &'a str) -> Option<&'a str> {
+    let rest = url.strip_prefix(git_url)?.strip_prefix('/')?;
+    let path = rest.strip_suffix(".git").unwrap_or(rest);
+    (!path.is_empty() && !path.contains("..")).then_some(path)
+}
+
+/// Git credentials of the configured forge, for the preview manager's fetches: the one place
+/// that chooses the forge's implementation.
+pub fn git_credentials(config: &crate::config::Config) -> Arc<dyn crate::engine::GitCredentials> {
+    Arc::new(github::GitAccess::new(&config.github))
+}
+
+#[cfg(test)]
+mod forge_path_tests {
+    use super::forge_path;
+
+    #[test]
+    fn only_the_forges_own_urls_get_its_token() {
+        let gh = "https://github.com";
+        assert_eq!(forge_path(gh, "https://github.com/o/r.git"), Some("o/r"));
+        assert_eq!(forge_path(gh, "https://github.com/o/r"), Some("o/r"));
+        for foreign in [
+            "https://github.com.evil.example/o/r.git",
+            "https://evil.example/https://github.com/o/r.git",
+            "http://github.com/o/r.git",
+            "https://github.com",
+            "https://github.com/",
+            "https://github.com/../x.git",
+        ] {
+            assert_eq!(forge_path(gh, foreign), None, "{foreign}");
+        }
+    }
 }

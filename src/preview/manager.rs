@@ -26,9 +26,9 @@ use super::health::{self};
 use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
 use crate::config::Config;
-use crate::engine::{DeployFailure, Deployed, Phase, PreviewKey, PreviewState, Timings};
-use crate::forge::Repo;
-use crate::forge::github::auth::Credentials;
+use crate::engine::{
+    DeployFailure, Deployed, GitCredentials, Phase, PreviewKey, PreviewState, Timings,
+};
 use crate::ids::{CommitSha, PreviewId};
 use crate::spec::{self, ImageSource, Spec};
 
@@ -122,8 +122,8 @@ pub struct Manager {
     /// Previews with a deployment running in this process: a cache for the reconciler, so it
     /// never removes what is being built. Lost on restart, which is right: then nothing is.
     busy: Arc<Mutex<HashSet<PreviewId>>>,
-    /// The forge's credentials for git over HTTPS (an App's installation tokens, refreshed).
-    credentials: Option<Credentials>,
+    /// Tokens for git over HTTPS, from the forge side; `None`: every fetch is anonymous.
+    git: Option<Arc<dyn GitCredentials>>,
 }
 
 /// A worktree being checked out. A deployment superseded meanwhile drops the future that waits
@@ -198,9 +198,14 @@ impl Manager {
             docker,
             config: shared,
             busy: Arc::default(),
-            // Without usable forge credentials, fetches are anonymous (local repositories).
-            credentials: Credentials::new(&config.github).ok(),
+            git: None,
         })
+    }
+
+    /// Fetches of repositories on a forge use `git`'s tokens.
+    pub fn with_git_credentials(mut self, git: Arc<dyn GitCredentials>) -> Manager {
+        self.git = Some(git);
+        self
     }
 
     /// Previews with a deployment running in this process right now.
@@ -392,30 +397,19 @@ impl Manager {
         })
     }
 
-    /// The token for fetching `url`: only ever for the forge's own git host, so a `--repo` URL
-    /// elsewhere never receives it; an App's installation token for the repository.
+    /// The token for fetching `url`, as the forge side decides it (never for a URL that is
+    /// not the forge's own).
     async fn git_token(
         &self,
         req: &UpRequest,
         url: &str,
     ) -> Result<Option<secrecy::SecretString>, DeployFailure> {
-        let Some(path) = source::forge_path(&self.config.github.git_url, url) else {
-            return Ok(None);
-        };
-        let repo = req
-            .key_repo
-            .as_deref()
-            .and_then(Repo::parse)
-            .or_else(|| Repo::parse(path));
-        match (&self.credentials, repo) {
-            (Some(c), Some(repo)) => c.git_token(&repo).await.map_err(|e| {
-                fail(
-                    Phase::Fetch,
-                    None,
-                    format!("no git credentials for {repo}: {e}"),
-                )
-            }),
-            _ => Ok(self.config.github.token.clone()),
+        match &self.git {
+            Some(git) => git
+                .git_token(url, req.key_repo.as_deref())
+                .await
+                .map_err(|reason| fail(Phase::Fetch, None, reason)),
+            None => Ok(None),
         }
     }
 

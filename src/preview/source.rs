@@ -325,14 +325,6 @@ pub fn branch_exists(
     Ok(found)
 }
 
-/// `owner/name` when `url` is a repository on the forge at `git_url`; `None` for anything
-/// else, which must never be sent the forge's token.
-pub fn forge_path<'a>(git_url: &str, url: &'a str) -> Option<&'a str> {
-    let rest = url.strip_prefix(git_url)?.strip_prefix('/')?;
-    let path = rest.strip_suffix(".git").unwrap_or(rest);
-    (!path.is_empty() && !path.contains("..")).then_some(path)
-}
-
 /// The origin URL of every clone under `repos_dir`: the repositories previewd serves, which
 /// the reconciler compares with the forge after a restart.
 pub fn cloned_urls(repos_dir: &Path) -> Vec<String> {
@@ -347,26 +339,4 @@ pub fn cloned_urls(repos_dir: &Path) -> Vec<String> {
             remote.url().ok().map(str::to_owned)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::forge_path;
-
-    #[test]
-    fn only_the_forges_own_urls_get_its_token() {
-        let gh = "https://github.com";
-        assert_eq!(forge_path(gh, "https://github.com/o/r.git"), Some("o/r"));
-        assert_eq!(forge_path(gh, "https://github.com/o/r"), Some("o/r"));
-        for foreign in [
-            "https://github.com.evil.example/o/r.git",
-            "https://evil.example/https://github.com/o/r.git",
-            "http://github.com/o/r.git",
-            "https://github.com",
-            "https://github.com/",
-            "https://github.com/../x.git",
-        ] {
-            assert_eq!(forge_path(gh, foreign), None, "{foreign}");
-        }
-    }
 }

@@ -5,6 +5,7 @@
 //! error, a log line or a comment: errors carry the call's name and GitHub's message only.
 
 pub mod auth;
+mod git;
 mod http;
 pub mod payload;
 
@@ -25,6 +26,7 @@ use crate::forge::{
 };
 use crate::ids::CommitSha;
 use auth::Credentials;
+pub use git::GitAccess;
 use http::{decode, send};
 
 /// GitHub's limit on a status or deployment status description.
