@@ -1,35 +1,35 @@
 //! The work queue: one worker per preview key (repository, branch), intents for a key run in
 //! order, a newer deploy or stop cancels an older deploy still queued or running (reported as
 //! `error` "superseded by <short sha>"), and different keys run in parallel up to a limit.
-//! Before acting a worker checks the sender's permission and reads the pull request back from
-//! the forge, so a late or replayed delivery never deploys a closed PR or an old commit.
-//! `submit` never waits for work, and a forge failure never stops the Docker side.
+//! What a worker does with one intent (permission, reading the PR back, the engine, the
+//! reports) is `worker.rs`'s; this file only decides which intent runs when, and never talks
+//! to the forge or the engine itself. `submit` never waits for work.
 //!
 //! Memory is bounded: a deploy that a newer deploy or stop of its key supersedes before it
 //! started is dropped from its key's queue at once (what is owed to the forge about it is one
 //! short notice per commit), and `try_submit` refuses an intent once `max_queued` intents are
 //! waiting or running, so a flood of deliveries meets a 503, not a growing heap.
 
+mod permissions;
+mod worker;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::{DeployRequest, PreviewEngine, PreviewKey};
+use crate::engine::{PreviewEngine, PreviewKey};
+use crate::forge::Forge;
 use crate::forge::report::{Reporter, Target};
-use crate::forge::{Forge, ForgeResult, Permission, PullRequest, Reaction, Repo, comment};
-use crate::intent::{Action, Cause, Intent, Policy, Subject, pull_request_key, refusal};
+use crate::intent::{Action, Intent, Policy, Subject};
 use crate::metrics::Metrics;
+use worker::{Control, Job, Worker};
 
 /// The default of `limits.max_queued`.
 pub const DEFAULT_MAX_QUEUED: usize = 1000;
-/// Pull requests read from the forge at once to learn a command's branch.
-const RESOLVERS: usize = 4;
 /// Superseded notices kept per key; older ones are only logged.
 const NOTICES_PER_KEY: usize = 8;
 
@@ -67,16 +67,11 @@ pub struct Queue {
 }
 
 struct Inner {
-    engine: Arc<dyn PreviewEngine>,
-    reporter: Reporter,
-    policy: Policy,
+    worker: Worker,
     metrics: Metrics,
-    permits: Arc<Semaphore>,
-    resolvers: Semaphore,
     keys: Mutex<HashMap<PreviewKey, KeyState>>,
     /// Intents accepted and not finished: queued, being resolved, or running.
     total: AtomicUsize,
-    permissions: Mutex<HashMap<(String, String), (Permission, Instant)>>,
     options: QueueOptions,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -95,28 +90,6 @@ struct KeyState {
 struct Notice {
     target: Target,
     by: String,
-}
-
-struct Control {
-    cancel: CancellationToken,
-    superseded_by: Mutex<Option<String>>,
-}
-
-struct Job {
-    intent: Intent,
-    key: PreviewKey,
-    source: String,
-    pr: Option<u64>,
-    control: Arc<Control>,
-}
-
-enum Recheck {
-    /// Act; with the PR as read back, when there is one.
-    Go(Option<PullRequest>),
-    /// The intent no longer holds (closed, label gone, reopened...).
-    Stale,
-    /// The forge could not be read.
-    Unknown,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -143,15 +116,18 @@ impl Queue {
     ) -> Queue {
         Queue {
             inner: Arc::new(Inner {
-                engine,
-                reporter: Reporter::new(forge, metrics.clone()),
-                policy,
+                worker: Worker::new(
+                    engine,
+                    forge,
+                    policy,
+                    metrics.clone(),
+                    options.parallel,
+                    options.permission_ttl,
+                    shutdown.clone(),
+                ),
                 metrics,
-                permits: Arc::new(Semaphore::new(options.parallel.max(1))),
-                resolvers: Semaphore::new(RESOLVERS),
                 keys: Mutex::new(HashMap::new()),
                 total: AtomicUsize::new(0),
-                permissions: Mutex::new(HashMap::new()),
                 options,
                 tracker: TaskTracker::new(),
                 shutdown,
@@ -193,7 +169,7 @@ impl Queue {
     /// How the queue reports to the forge (and counts failed reports): the reconciler reports
     /// the removals it makes itself through it too.
     pub fn reporter(&self) -> &Reporter {
-        &self.inner.reporter
+        self.inner.worker.reporter()
     }
 }
 
@@ -234,40 +210,10 @@ impl Inner {
 
     /// A command names a PR; its branch comes from the forge. Already counted.
     async fn resolve(self: Arc<Self>, mut intent: Intent, number: u64) {
-        if let Some(id) = intent.comment_id {
-            self.reporter.react(&intent.repo, id, Reaction::Eyes).await;
-        }
-        let read = {
-            let _slot = self.resolvers.acquire().await.ok();
-            self.reporter
-                .forge()
-                .pull_request(&intent.repo, number)
-                .await
-        };
-        let pr = match read {
-            Ok(pr) => pr,
-            Err(e) => {
-                tracing::warn!(error = %e, pr = number, "cannot read the pull request");
-                self.metrics.forge_error("pulls/get");
-                self.done_command(&intent, false).await;
-                self.uncount(1);
-                return;
-            }
-        };
-        let (Some(head), Some(key)) = (pr.head_repo.clone(), pull_request_key(&intent.repo, &pr))
-        else {
-            self.reply(
-                &intent,
-                number,
-                &comment::refused("the PR's head repository was deleted"),
-            )
-            .await;
-            self.done_command(&intent, false).await;
+        let Some((key, source)) = self.worker.resolve(&mut intent, number).await else {
             self.uncount(1);
             return;
         };
-        intent.sha = Some(pr.head_sha.clone());
-        let source = self.policy.clone_url(&head);
         // Counted when it was submitted: nothing to refuse now.
         let _ = self.enqueue(intent, key, source, Some(number), None);
     }
@@ -303,7 +249,7 @@ impl Inner {
             let inner = self.clone();
             let worker_key = key.clone();
             self.tracker
-                .spawn(async move { inner.worker(worker_key).await });
+                .spawn(async move { inner.run_key(worker_key).await });
             KeyState::default()
         });
         if supersedes {
@@ -342,7 +288,8 @@ impl Inner {
         Ok(())
     }
 
-    async fn worker(self: Arc<Self>, key: PreviewKey) {
+    /// The key's worker: carries out its jobs one after another, then ends.
+    async fn run_key(self: Arc<Self>, key: PreviewKey) {
         loop {
             let (job, notices) = {
                 let mut keys = lock(&self.keys);
@@ -365,276 +312,18 @@ impl Inner {
                 (job, notices)
             };
             for n in notices {
-                self.reporter.superseded(&n.target, None, &n.by).await;
+                self.worker
+                    .reporter()
+                    .superseded(&n.target, None, &n.by)
+                    .await;
             }
             let Some(job) = job else { continue };
             let control = job.control.clone();
-            self.run(job).await;
+            self.worker.run(job).await;
             self.uncount(1);
             if let Some(state) = lock(&self.keys).get_mut(&key) {
                 state.deploys.retain(|c| !Arc::ptr_eq(c, &control));
             }
-        }
-    }
-
-    async fn run(&self, job: Job) {
-        let cancel = job.control.cancel.clone();
-        let permit = tokio::select! {
-            p = self.permits.clone().acquire_owned() => p.ok(),
-            _ = cancel.cancelled() => None,
-        };
-        let Some(_permit) = permit else {
-            if job.intent.action == Action::Deploy
-                && let Some(sha) = job.intent.sha.clone()
-            {
-                let target = Target {
-                    repo: job.intent.repo.clone(),
-                    pr: job.pr,
-                    branch: job.key.branch.clone(),
-                    sha,
-                };
-                self.superseded(&job, &target, None).await;
-            }
-            return;
-        };
-        if job.intent.needs_permission && !self.permitted(&job).await {
-            return;
-        }
-        match job.intent.action {
-            Action::Deploy => self.deploy(&job).await,
-            Action::Stop => self.stop(&job).await,
-            Action::Status => {
-                let state = self.engine.status(job.key.clone()).await;
-                let number = job.pr.unwrap_or_default();
-                match state {
-                    Ok(s) => {
-                        self.reporter
-                            .status_reply(&job.intent.repo, number, s.as_ref())
-                            .await;
-                        self.done_command(&job.intent, true).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "engine status failed");
-                        self.done_command(&job.intent, false).await;
-                    }
-                }
-            }
-            Action::Help => {
-                if let Some(n) = job.pr {
-                    self.reply(&job.intent, n, &comment::help(&self.policy.command))
-                        .await;
-                }
-                self.done_command(&job.intent, false).await;
-            }
-        }
-    }
-
-    async fn permitted(&self, job: &Job) -> bool {
-        let i = &job.intent;
-        match self.permission(&i.repo, &i.sender).await {
-            Ok(p) if p.may_trigger() => true,
-            Ok(p) => {
-                tracing::info!(sender = %i.sender, permission = p.as_str(), "refused: no write permission");
-                if let Some(n) = job.pr {
-                    self.reply(i, n, &refusal(&i.sender, p.as_str())).await;
-                }
-                self.done_command(i, false).await;
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot check the sender's permission; doing nothing");
-                self.metrics
-                    .forge_error("get-collaborator-permission-level");
-                self.done_command(i, false).await;
-                false
-            }
-        }
-    }
-
-    async fn permission(&self, repo: &Repo, user: &str) -> ForgeResult<Permission> {
-        let k = (repo.full_name(), user.to_owned());
-        if let Some((p, at)) = lock(&self.permissions).get(&k)
-            && at.elapsed() < self.options.permission_ttl
-        {
-            return Ok(*p);
-        }
-        let p = self.reporter.forge().permission(repo, user).await?;
-        let mut cache = lock(&self.permissions);
-        cache.retain(|_, (_, at)| at.elapsed() < self.options.permission_ttl);
-        cache.insert(k, (p, Instant::now()));
-        Ok(p)
-    }
-
-    /// Reads the PR back and checks the intent still holds.
-    async fn recheck(&self, job: &Job) -> Recheck {
-        let Some(number) = job.pr else {
-            return Recheck::Go(None);
-        };
-        let i = &job.intent;
-        let pr = match self.reporter.forge().pull_request(&i.repo, number).await {
-            Ok(pr) => pr,
-            Err(e) => {
-                tracing::warn!(error = %e, pr = number, "cannot read the pull request back");
-                self.metrics.forge_error("pulls/get");
-                if i.action == Action::Deploy {
-                    self.done_command(i, false).await;
-                }
-                return Recheck::Unknown;
-            }
-        };
-        let labelled = self.policy.has_trigger_label(&pr.labels);
-        let head_key = pull_request_key(&i.repo, &pr);
-        let stale = match (i.action, i.cause) {
-            (Action::Deploy, _) if !pr.open => Some("the PR is closed"),
-            (Action::Deploy, _) if head_key.is_none() => {
-                Some("the PR's head repository was deleted")
-            }
-            (Action::Deploy, _) if head_key.as_ref() != Some(&job.key) => {
-                Some("the PR's branch changed")
-            }
-            (Action::Deploy, Cause::Label | Cause::PullRequestUpdate) if !labelled => {
-                Some("the PR no longer carries a trigger label")
-            }
-            (Action::Deploy, Cause::PullRequestUpdate) if pr.fork && !self.policy.allow_forks => {
-                Some("the PR comes from a fork")
-            }
-            (Action::Stop, Cause::Unlabeled) if pr.open && labelled => {
-                Some("a trigger label was added again")
-            }
-            (Action::Stop, Cause::Closed) if pr.open => Some("the PR was reopened"),
-            _ => None,
-        };
-        match stale {
-            Some(reason) => {
-                tracing::info!(pr = number, reason, "intent no longer holds; skipped");
-                if i.cause == Cause::Command {
-                    self.reply(i, number, &comment::refused(reason)).await;
-                    self.done_command(i, false).await;
-                }
-                Recheck::Stale
-            }
-            None => Recheck::Go(Some(pr)),
-        }
-    }
-
-    async fn deploy(&self, job: &Job) {
-        let Recheck::Go(pr) = self.recheck(job).await else {
-            return;
-        };
-        let is_push = pr.is_none();
-        // A PR deploys its head as read just now; a push deploys the branch's current head
-        // (GitHub gives no order, so the push named may be older than the branch).
-        let sha = pr.map(|p| p.head_sha).or_else(|| job.intent.sha.clone());
-        let Some(sha) = sha else {
-            tracing::warn!(key = ?job.key, "deploy without a commit; skipped");
-            return;
-        };
-        let mut target = Target {
-            repo: job.intent.repo.clone(),
-            pr: job.pr,
-            branch: job.key.branch.clone(),
-            sha: sha.clone(),
-        };
-        if job.control.cancel.is_cancelled() {
-            self.superseded(job, &target, None).await;
-            return;
-        }
-        let deployment = self.reporter.building(&target).await;
-        let req = DeployRequest {
-            key: job.key.clone(),
-            source: job.source.clone(),
-            sha: if is_push { None } else { Some(sha) },
-            pr: job.pr,
-            forge: self.reporter.forge().name().to_owned(),
-        };
-        let result = self.engine.deploy(req, job.control.cancel.clone()).await;
-        match result {
-            Ok(d) => {
-                if let Some(actual) = d.state.sha.clone().filter(|s| *s != target.sha) {
-                    // The branch moved on since this push: the newer commit is what runs.
-                    self.reporter
-                        .superseded(&target, None, actual.short())
-                        .await;
-                    target.sha = actual;
-                }
-                self.metrics.deploy("ready");
-                self.metrics.timings(&d.timings);
-                self.reporter.ready(&target, deployment, &d).await;
-                self.done_command(&job.intent, true).await;
-            }
-            Err(f) if f.cancelled || job.control.cancel.is_cancelled() => {
-                self.superseded(job, &target, deployment).await;
-            }
-            Err(f) => {
-                self.metrics.deploy("failed");
-                self.reporter.failed(&target, deployment, &f).await;
-                self.done_command(&job.intent, false).await;
-            }
-        }
-    }
-
-    async fn superseded(&self, job: &Job, target: &Target, deployment: Option<u64>) {
-        self.metrics.deploy("superseded");
-        let by = lock(&job.control.superseded_by).clone();
-        let by = match by {
-            Some(by) => by,
-            None if self.shutdown.is_cancelled() => "previewd shutting down".to_owned(),
-            None => "a newer request".to_owned(),
-        };
-        self.reporter.superseded(target, deployment, &by).await;
-        self.done_command(&job.intent, false).await;
-    }
-
-    async fn stop(&self, job: &Job) {
-        match self.recheck(job).await {
-            Recheck::Go(_) => {}
-            Recheck::Stale => return,
-            // A closed PR is stopped even when it cannot be read back: removing is the safe side.
-            Recheck::Unknown if job.intent.cause == Cause::Closed => {}
-            Recheck::Unknown => return,
-        }
-        match self.engine.remove(job.key.clone()).await {
-            Ok(Some(id)) => {
-                tracing::info!(%id, key = ?job.key, "preview removed");
-                self.reporter
-                    .removed(
-                        &job.intent.repo,
-                        job.pr,
-                        &job.key.branch,
-                        &comment::Removal::Stopped,
-                    )
-                    .await;
-                self.done_command(&job.intent, true).await;
-            }
-            Ok(None) => {
-                if job.intent.cause == Cause::Command
-                    && let Some(n) = job.pr
-                {
-                    self.reply(&job.intent, n, &comment::status_reply(None))
-                        .await;
-                }
-                self.done_command(&job.intent, true).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, key = ?job.key, "engine could not remove the preview");
-                self.done_command(&job.intent, false).await;
-            }
-        }
-    }
-
-    async fn reply(&self, intent: &Intent, number: u64, body: &str) {
-        self.reporter.reply(&intent.repo, number, body).await;
-    }
-
-    /// The final reaction on a command.
-    async fn done_command(&self, intent: &Intent, ok: bool) {
-        if let Some(id) = intent.comment_id {
-            let r = if ok {
-                Reaction::Rocket
-            } else {
-                Reaction::Confused
-            };
-            self.reporter.react(&intent.repo, id, r).await;
         }
     }
 }
