@@ -15,7 +15,7 @@ use super::permissions::PermissionCache;
 use crate::engine::{DeployRequest, PreviewEngine, PreviewKey};
 use crate::forge::report::{Reporter, Target};
 use crate::forge::{Forge, PullRequest, Reaction, comment};
-use crate::intent::{Action, Cause, Intent, Policy, pull_request_key, refusal};
+use crate::intent::{Action, Cause, Intent, Policy, Stale, pull_request_key, refusal};
 use crate::metrics::Metrics;
 
 /// Pull requests read from the forge at once to learn a command's branch.
@@ -113,7 +113,7 @@ impl Worker {
             self.reply(
                 intent,
                 number,
-                &comment::refused("the PR's head repository was deleted"),
+                &comment::refused(Stale::HeadRepositoryDeleted.reason()),
             )
             .await;
             self.done_command(intent, false).await;
@@ -214,30 +214,12 @@ impl Worker {
                 return Recheck::Unknown;
             }
         };
-        let labelled = self.policy.has_trigger_label(&pr.labels);
-        let head_key = pull_request_key(&i.repo, &pr);
-        let stale = match (i.action, i.cause) {
-            (Action::Deploy, _) if !pr.open => Some("the PR is closed"),
-            (Action::Deploy, _) if head_key.is_none() => {
-                Some("the PR's head repository was deleted")
-            }
-            (Action::Deploy, _) if head_key.as_ref() != Some(&job.key) => {
-                Some("the PR's branch changed")
-            }
-            (Action::Deploy, Cause::Label | Cause::PullRequestUpdate) if !labelled => {
-                Some("the PR no longer carries a trigger label")
-            }
-            (Action::Deploy, Cause::PullRequestUpdate) if pr.fork && !self.policy.allow_forks => {
-                Some("the PR comes from a fork")
-            }
-            (Action::Stop, Cause::Unlabeled) if pr.open && labelled => {
-                Some("a trigger label was added again")
-            }
-            (Action::Stop, Cause::Closed) if pr.open => Some("the PR was reopened"),
-            _ => None,
-        };
-        match stale {
-            Some(reason) => {
+        match self
+            .policy
+            .still_holds(i.action, i.cause, &job.key, &i.repo, &pr)
+        {
+            Err(stale) => {
+                let reason = stale.reason();
                 tracing::info!(pr = number, reason, "intent no longer holds; skipped");
                 if i.cause == Cause::Command {
                     self.reply(i, number, &comment::refused(reason)).await;
@@ -245,7 +227,7 @@ impl Worker {
                 }
                 Recheck::Stale
             }
-            None => Recheck::Go(Some(pr)),
+            Ok(()) => Recheck::Go(Some(pr)),
         }
     }
 
