@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::DEFAULT_MAX_QUEUED;
 use crate::engine::{PreviewEngine, PreviewKey};
 use crate::forge::Forge;
 use crate::forge::report::{Reporter, Target};
@@ -28,8 +29,6 @@ use crate::intent::{Action, Intent, Policy, Subject};
 use crate::metrics::Metrics;
 use worker::{Control, Job, Worker};
 
-/// The default of `limits.max_queued`.
-pub const DEFAULT_MAX_QUEUED: usize = 1000;
 /// Superseded notices kept per key; older ones are only logged.
 const NOTICES_PER_KEY: usize = 8;
 
