@@ -2,7 +2,9 @@
 //! by the operator's `[triggers]`, or is ignored with a reason people can read on
 //! `/deliveries`. Pure and synchronous: nothing here talks to a forge or to Docker. What needs
 //! the forge (the sender's permission, the PR's current state) is marked on the intent and
-//! checked by the worker before it acts.
+//! checked by the worker before it acts; whether an intent still holds once its PR is read
+//! back (`Policy::still_holds`) is decided here too, for the worker and the reconciler, and
+//! nowhere else. It never knows the queue that carries intents out.
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -68,6 +70,33 @@ pub struct Intent {
     pub needs_permission: bool,
     /// The command's comment, for reactions.
     pub comment_id: Option<u64>,
+}
+
+/// Why an intent no longer holds once its pull request is read back. `reason` is what a
+/// command's reply says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    Closed,
+    HeadRepositoryDeleted,
+    BranchChanged,
+    NoTriggerLabel,
+    Fork,
+    LabelAddedAgain,
+    Reopened,
+}
+
+impl Stale {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Stale::Closed => "the PR is closed",
+            Stale::HeadRepositoryDeleted => "the PR's head repository was deleted",
+            Stale::BranchChanged => "the PR's branch changed",
+            Stale::NoTriggerLabel => "the PR no longer carries a trigger label",
+            Stale::Fork => "the PR comes from a fork",
+            Stale::LabelAddedAgain => "a trigger label was added again",
+            Stale::Reopened => "the PR was reopened",
+        }
+    }
 }
 
 /// What the receiver does with an event.
@@ -137,6 +166,56 @@ impl Policy {
     /// Where a repository is cloned from.
     pub fn clone_url(&self, repo: &Repo) -> String {
         format!("{}/{}.git", self.git_url, repo.full_name())
+    }
+
+    /// Whether an intent about preview `key` still holds, given its pull request in `base` as
+    /// read back now: a delivery may come late or twice, and the PR may have been closed,
+    /// relabelled or pushed to since. The one place that says so, for the queue's worker
+    /// before it acts and for the reconciler.
+    pub fn still_holds(
+        &self,
+        action: Action,
+        cause: Cause,
+        key: &PreviewKey,
+        base: &Repo,
+        pr: &PullRequest,
+    ) -> Result<(), Stale> {
+        let labelled = self.has_trigger_label(&pr.labels);
+        let head_key = pull_request_key(base, pr);
+        let stale = match (action, cause) {
+            (Action::Deploy, _) if !pr.open => Some(Stale::Closed),
+            (Action::Deploy, _) if head_key.is_none() => Some(Stale::HeadRepositoryDeleted),
+            (Action::Deploy, _) if head_key.as_ref() != Some(key) => Some(Stale::BranchChanged),
+            (Action::Deploy, Cause::Label | Cause::PullRequestUpdate) if !labelled => {
+                Some(Stale::NoTriggerLabel)
+            }
+            (Action::Deploy, Cause::PullRequestUpdate) if pr.fork && !self.allow_forks => {
+                Some(Stale::Fork)
+            }
+            (Action::Stop, Cause::Unlabeled) if pr.open && labelled => Some(Stale::LabelAddedAgain),
+            (Action::Stop, Cause::Closed) if pr.open => Some(Stale::Reopened),
+            _ => None,
+        };
+        stale.map_or(Ok(()), Err)
+    }
+
+    /// The preview a pull request in `base`, as read now, should have by its trigger labels:
+    /// its head's key when it is open, carries a trigger label and its head repository still
+    /// exists. The fork rule is not applied here: whether a fork's PR may start depends on
+    /// who asked (a writer's label starts it), so the deploy asked for is checked again by
+    /// `still_holds` with its own cause when it runs.
+    pub fn wanted_preview(&self, base: &Repo, pr: &PullRequest) -> Option<PreviewKey> {
+        let key = pull_request_key(base, pr)?;
+        // A trigger label's deploy is the one whose rules are the label's alone.
+        self.still_holds(Action::Deploy, Cause::Label, &key, base, pr)
+            .ok()?;
+        Some(key)
+    }
+
+    /// Whether a PR's preview should go now that the PR reads as `pr`: it was closed.
+    pub fn should_stop(&self, key: &PreviewKey, base: &Repo, pr: &PullRequest) -> bool {
+        self.still_holds(Action::Stop, Cause::Closed, key, base, pr)
+            .is_ok()
     }
 
     pub fn decide(&self, event: &ForgeEvent) -> Decision {

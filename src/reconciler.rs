@@ -4,6 +4,8 @@
 //!   queue, as any stop is);
 //! - an open PR that carries a trigger label but has no preview gets one (through the queue,
 //!   which applies the same rules as a webhook: a fork PR needs `allow_forks`);
+//!   which PRs should have a preview and which previews should go is `Policy`'s to say
+//!   (`src/intent.rs`), never decided here a second time;
 //! - a preview near the end of `limits.ttl` gets a warning comment, and one whose PR carries
 //!   `limits.keep_label` is exempt from the ttl;
 //! - then the engine removes orphans and expired previews and reloads the routes; an expired
@@ -28,7 +30,7 @@ use crate::config::Config;
 use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::comment::{self, Removal};
 use crate::forge::{Forge, PullRequest, Repo};
-use crate::intent::{Action, Cause, Intent, Subject, pull_request_key};
+use crate::intent::{Action, Cause, Intent, Policy, Subject};
 use crate::preview::reconcile::exempt_from_ttl;
 use crate::preview::source;
 use crate::queue::Queue;
@@ -48,6 +50,8 @@ pub struct Reconciler {
     pub forge: Arc<dyn Forge>,
     pub queue: Queue,
     pub config: Config,
+    /// The trigger rules: which PRs should have a preview, which previews should go.
+    pub policy: Policy,
     /// Warnings already given, by (repository, PR, generation's created time): a cache, so a
     /// restart costs at most one more (identical) edit of the warning comment.
     warned: Mutex<HashSet<(String, u64, String)>>,
@@ -73,12 +77,14 @@ impl Reconciler {
         forge: Arc<dyn Forge>,
         queue: Queue,
         config: Config,
+        policy: Policy,
     ) -> Reconciler {
         Reconciler {
             engine,
             forge,
             queue,
             config,
+            policy,
             warned: Mutex::default(),
         }
     }
@@ -121,7 +127,7 @@ impl Reconciler {
                     repo: repo.clone(),
                     subject: Subject::Branch {
                         key: p.key.clone(),
-                        source: self.clone_url(&repo),
+                        source: self.policy.clone_url(&repo),
                         pr: None,
                     },
                     action: Action::Stop,
@@ -162,7 +168,7 @@ impl Reconciler {
                     continue;
                 }
             };
-            if !pr.open {
+            if self.policy.should_stop(&p.key, &repo, &pr) {
                 self.queue
                     .submit(intent(&repo, number, Action::Stop, Cause::Closed));
                 out.stopped.push(p.key.clone());
@@ -211,20 +217,18 @@ impl Reconciler {
                 }
             };
             for pr in open {
-                let labelled = pr
-                    .labels
-                    .iter()
-                    .any(|l| self.config.triggers.labels.contains(l));
-                let (Some(head), Some(key)) = (pr.head_repo.as_ref(), pull_request_key(&repo, &pr))
-                else {
+                let (Some(head), Some(key)) = (
+                    pr.head_repo.as_ref(),
+                    self.policy.wanted_preview(&repo, &pr),
+                ) else {
                     continue;
                 };
                 let missing = !have.contains(&(key.repo.clone(), key.branch.clone()));
-                if labelled && missing && self.expired_at_head(&repo, &pr).await {
+                if missing && self.expired_at_head(&repo, &pr).await {
                     out.left_expired.push((repo.full_name(), pr.number));
                     continue;
                 }
-                if labelled && missing {
+                if missing {
                     // As if the PR had just been updated: the queue re-reads it and applies the
                     // fork rule, so a fork PR starts here only with `allow_forks`. The key is
                     // given at once, so the next pass sees the queue busy with it.
@@ -232,7 +236,7 @@ impl Reconciler {
                         repo: repo.clone(),
                         subject: Subject::Branch {
                             key,
-                            source: self.clone_url(head),
+                            source: self.policy.clone_url(head),
                             pr: Some(pr.number),
                         },
                         action: Action::Deploy,
@@ -259,17 +263,13 @@ impl Reconciler {
         Ok(out)
     }
 
-    fn clone_url(&self, repo: &Repo) -> String {
-        format!("{}/{}.git", self.config.github.git_url, repo.full_name())
-    }
-
     /// A branch preview (a push, no PR) whose branch is gone from the forge. Only a clear "no"
     /// from the remote counts: an unreachable forge removes nothing.
     async fn branch_deleted(&self, p: &PreviewState) -> bool {
         let Some(repo) = Repo::parse(&p.key.repo) else {
             return false;
         };
-        let url = self.clone_url(&repo);
+        let url = self.policy.clone_url(&repo);
         let branch = p.key.branch.clone();
         let token = self.config.github.token.clone();
         let answer = tokio::task::spawn_blocking(move || {

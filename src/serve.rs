@@ -136,6 +136,7 @@ pub async fn bind(
         reconcile_forge,
         queue.clone(),
         config.clone(),
+        policy.clone(),
     );
     let state = AppState {
         secrets: Arc::new(config.github.webhook_secrets.clone()),

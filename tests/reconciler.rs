@@ -61,15 +61,16 @@ impl Setup {
         let forge: Arc<dyn Forge> =
             Arc::new(GitHub::with_policy(&config.github, fast_retry()).expect("github"));
         let shutdown = CancellationToken::new();
+        let policy = Policy::new(&config.triggers, &config.github.git_url).expect("policy");
         let queue = Queue::new(
             engine.clone(),
             forge.clone(),
-            Policy::new(&config.triggers, &config.github.git_url).expect("policy"),
+            policy.clone(),
             Metrics::new().expect("metrics"),
             QueueOptions::default(),
             shutdown.clone(),
         );
-        let rec = Reconciler::new(engine.clone(), forge.clone(), queue.clone(), config);
+        let rec = Reconciler::new(engine.clone(), forge.clone(), queue.clone(), config, policy);
         Setup {
             github,
             repo,

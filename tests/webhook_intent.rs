@@ -4,8 +4,11 @@
 mod support;
 
 use previewd::config::Triggers;
+use previewd::engine::PreviewKey;
 use previewd::forge::github::payload::parse_event;
-use previewd::intent::{Action, Cause, Decision, Intent, Policy, Subject};
+use previewd::forge::{PullRequest, Repo};
+use previewd::ids::CommitSha;
+use previewd::intent::{Action, Cause, Decision, Intent, Policy, Stale, Subject};
 use serde_json::{Value, json};
 use support::payload_json;
 
@@ -281,4 +284,85 @@ fn ping_and_unknown_events() {
     assert_eq!(p.decide(&ping), Decision::Ping);
     let star = parse_event("star", br#"{"action":"created"}"#).unwrap();
     ignored(p.decide(&star));
+}
+
+/// The read-back rules, as the queue's worker and the reconciler apply them: a deploy needs
+/// the PR open, on the same head and (for a label or an update) labelled, and an update from a
+/// fork needs `allow_forks`; a stop holds unless the label came back or the PR reopened.
+#[test]
+fn an_intent_still_holds_only_while_the_pr_read_back_agrees() {
+    let repo = Repo::parse("Codertocat/Hello-World").unwrap();
+    let key = PreviewKey {
+        repo: repo.full_name(),
+        branch: "changes".into(),
+    };
+    let pr = |open: bool, labels: &[&str]| PullRequest {
+        number: 2,
+        open,
+        head_sha: CommitSha::parse(&"a".repeat(40)).unwrap(),
+        head_branch: "changes".into(),
+        head_repo: Some(repo.clone()),
+        fork: false,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+    };
+    let p = policy(false);
+    let holds = |a, c, pr: &PullRequest| p.still_holds(a, c, &key, &repo, pr);
+    let (open, closed, bare) = (
+        pr(true, &["preview"]),
+        pr(false, &["preview"]),
+        pr(true, &[]),
+    );
+    assert_eq!(holds(Action::Deploy, Cause::Label, &open), Ok(()));
+    assert_eq!(
+        holds(Action::Deploy, Cause::Push, &closed),
+        Err(Stale::Closed)
+    );
+    assert_eq!(
+        holds(Action::Deploy, Cause::PullRequestUpdate, &bare),
+        Err(Stale::NoTriggerLabel)
+    );
+    assert_eq!(holds(Action::Deploy, Cause::Command, &bare), Ok(()));
+    let mut moved = open.clone();
+    moved.head_branch = "other".into();
+    assert_eq!(
+        holds(Action::Deploy, Cause::Command, &moved),
+        Err(Stale::BranchChanged)
+    );
+    let mut gone = open.clone();
+    gone.head_repo = None;
+    assert_eq!(
+        holds(Action::Deploy, Cause::Command, &gone),
+        Err(Stale::HeadRepositoryDeleted)
+    );
+    let mut fork = open.clone();
+    fork.fork = true;
+    fork.head_repo = Repo::parse("someone/Hello-World");
+    let fork_key = PreviewKey {
+        repo: repo.full_name(),
+        branch: "someone/Hello-World:changes".into(),
+    };
+    let update = p.still_holds(
+        Action::Deploy,
+        Cause::PullRequestUpdate,
+        &fork_key,
+        &repo,
+        &fork,
+    );
+    assert_eq!(update, Err(Stale::Fork));
+    let label = p.still_holds(Action::Deploy, Cause::Label, &fork_key, &repo, &fork);
+    assert_eq!(label, Ok(()));
+    assert_eq!(p.wanted_preview(&repo, &fork), Some(fork_key));
+    assert_eq!(
+        holds(Action::Stop, Cause::Unlabeled, &open),
+        Err(Stale::LabelAddedAgain)
+    );
+    assert_eq!(holds(Action::Stop, Cause::Unlabeled, &bare), Ok(()));
+    assert_eq!(
+        holds(Action::Stop, Cause::Closed, &open),
+        Err(Stale::Reopened)
+    );
+    assert!(p.should_stop(&key, &repo, &closed) && !p.should_stop(&key, &repo, &open));
+    assert_eq!(p.wanted_preview(&repo, &open), Some(key.clone()));
+    assert_eq!(p.wanted_preview(&repo, &bare), None);
+    assert_eq!(Stale::Closed.reason(), "the PR is closed");
 }

@@ -100,6 +100,10 @@ pub enum Tls {
     },
 }
 
+/// The default of `limits.max_queued`, also the queue's when it is built without a config
+/// (a test holds it to the key table's default).
+pub const DEFAULT_MAX_QUEUED: usize = 1000;
+
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Memory limit per container, in bytes.

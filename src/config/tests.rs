@@ -147,7 +147,7 @@ fn parallel_comes_from_file_then_env() {
 fn max_queued_defaults_and_refuses_zero() {
     assert_eq!(
         load(None, &[]).unwrap().limits.max_queued,
-        crate::queue::DEFAULT_MAX_QUEUED
+        DEFAULT_MAX_QUEUED
     );
     let file = Some("[limits]\nmax_queued = 50\n");
     assert_eq!(load(file, &[]).unwrap().limits.max_queued, 50);
