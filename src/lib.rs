@@ -3,6 +3,7 @@
 //! and benchmarks run the same code.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod forge;

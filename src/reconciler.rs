@@ -26,6 +26,7 @@ use futures_util::StreamExt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::comment::{self, Removal};
@@ -55,6 +56,8 @@ pub struct Reconciler {
     /// Warnings already given, by (repository, PR, generation's created time): a cache, so a
     /// restart costs at most one more (identical) edit of the warning comment.
     warned: Mutex<HashSet<(String, u64, String)>>,
+    /// "Now" for a preview's age against `limits.ttl`: the engine's clock.
+    clock: SharedClock,
 }
 
 /// What one pass did, for the log and the tests.
@@ -86,7 +89,14 @@ impl Reconciler {
             config,
             policy,
             warned: Mutex::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Ages follow `clock` (the engine's) instead of the system's.
+    pub fn with_clock(mut self, clock: SharedClock) -> Reconciler {
+        self.clock = clock;
+        self
     }
 
     pub async fn run(self, interval: Duration, shutdown: CancellationToken) {
@@ -344,7 +354,7 @@ impl Reconciler {
         let Some(created) = p.created.as_deref() else {
             return false;
         };
-        let Some(age) = crate::preview::manager::age(created) else {
+        let Some(age) = crate::clock::age(created, self.clock.now()) else {
             return false;
         };
         let ahead = WARN_AHEAD.min(ttl / 2);

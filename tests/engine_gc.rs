@@ -91,7 +91,13 @@ async fn gc_restores_routes_and_removes_orphans() {
     let short = TestEnv::with("gcttl", &[("PREVIEWD_LIMITS_TTL", "1s")]).await;
     let repo2 = GitRepo::from_fixture("compose-only");
     let d2 = short.up(repo2.path()).await.expect("up");
-    tokio::time::sleep(Duration::from_millis(2100)).await; // the ttl itself must pass
+    // The ttl counts on the manager's clock, not on the time the deployment took.
+    let report = short.reconcile_now().await;
+    assert!(
+        report.expired.is_empty(),
+        "expired before its ttl: {report:?}"
+    );
+    short.clock.advance(Duration::from_secs(2)); // past the ttl
     let report = short.reconcile_now().await;
     assert_eq!(report.expired, vec![d2.state.id.to_string()]);
     short.assert_clean().await;

@@ -167,7 +167,10 @@ async fn reconcile_removes_a_generation_that_never_finished() {
         (labels::PREVIEW, id.to_string()),
         (labels::SERVICE, "app".to_owned()),
         (labels::GENERATION, "7".to_owned()),
-        (labels::CREATED, previewd::preview::manager::now_rfc3339()),
+        (
+            labels::CREATED,
+            previewd::clock::rfc3339(time::OffsetDateTime::now_utc()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -57,7 +57,12 @@ impl Setup {
         )
         .await;
         let config = env.config.clone();
-        let engine = Arc::new(Manager::connect(config.clone()).await.expect("docker"));
+        let engine = Arc::new(
+            Manager::connect(config.clone())
+                .await
+                .expect("docker")
+                .with_clock(env.clock.clone()),
+        );
         let forge: Arc<dyn Forge> =
             Arc::new(GitHub::with_policy(&config.github, fast_retry()).expect("github"));
         let shutdown = CancellationToken::new();
@@ -70,7 +75,8 @@ impl Setup {
             QueueOptions::default(),
             shutdown.clone(),
         );
-        let rec = Reconciler::new(engine.clone(), forge.clone(), queue.clone(), config, policy);
+        let rec = Reconciler::new(engine.clone(), forge.clone(), queue.clone(), config, policy)
+            .with_clock(env.clock.clone());
         Setup {
             github,
             repo,
@@ -123,12 +129,12 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
     github.set_pull(pr(2, "changes", sha, &["preview"], true));
     let id = t.preview_of_pr(2).await;
 
-    // Near the end of its ttl: one warning comment, found again by its own marker.
-    let warned = eventually(Duration::from_secs(20), "a ttl warning", || async {
-        let p = rec.pass(false).await.expect("pass");
-        (!p.warned.is_empty()).then_some(p.warned)
-    })
-    .await;
+    // Not yet warned; near the end of its ttl (a warning comes ttl/2 ahead when the ttl is
+    // short): one warning comment, found again by its own marker.
+    let early = rec.pass(false).await.expect("pass");
+    assert!(early.warned.is_empty(), "warned at once: {early:?}");
+    env.clock.advance(Duration::from_secs(3));
+    let warned = rec.pass(false).await.expect("pass").warned;
     assert_eq!(warned, vec![(REPO.to_owned(), 2)]);
     let comments = github.lock().comments.clone();
     assert_eq!(comments.len(), 1);
@@ -138,7 +144,7 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
 
     // The keep label exempts it from the ttl, however old it gets.
     github.set_pull(pr(2, "changes", sha, &["preview", "preview:keep"], true));
-    tokio::time::sleep(Duration::from_secs(6)).await; // let the ttl itself pass
+    env.clock.advance(Duration::from_secs(6)); // past the ttl itself
     let kept = rec.pass(false).await.expect("pass");
     assert_eq!(kept.kept.len(), 1);
     assert!(kept.expired.is_empty(), "{kept:?}");
@@ -236,11 +242,10 @@ async fn an_expired_preview_is_reported_and_stays_down_until_its_head_moves() {
         .await
         .expect("deployment");
 
-    let p = eventually(Duration::from_secs(30), "the ttl to expire it", || async {
-        let p = rec.pass(false).await.expect("pass");
-        (!p.expired.is_empty()).then_some(p)
-    })
-    .await;
+    let early = rec.pass(false).await.expect("pass");
+    assert!(early.expired.is_empty(), "expired at once: {early:?}");
+    t.env.clock.advance(Duration::from_secs(4)); // past the 3 s ttl
+    let p = rec.pass(false).await.expect("pass");
     assert_eq!(p.expired.len(), 1, "{p:?}");
     assert!(p.started.is_empty(), "started again at once: {p:?}");
     assert_eq!(p.left_expired, vec![(REPO.to_owned(), 2)]);

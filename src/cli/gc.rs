@@ -18,7 +18,8 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config.clone()).await?;
     let observed = manager.observed().await?;
     let reporters = Reporters::from_config(&config);
-    let (keep, kept) = kept_past_ttl(&config, &observed, &reporters).await;
+    let now = manager.clock().now();
+    let (keep, kept) = kept_past_ttl(&config, &observed, &reporters, now).await;
     // Leave alone what a deployment in another process may be creating right now.
     let grace = config.limits.build_timeout + config.limits.health_timeout;
     let report = reconcile::reconcile(&manager, grace, &HashSet::new(), &keep).await?;
@@ -73,16 +74,17 @@ async fn kept_past_ttl(
     config: &Config,
     observed: &[Observed],
     reporters: &Reporters,
+    now: time::OffsetDateTime,
 ) -> (HashSet<PreviewId>, Vec<String>) {
     let limits = &config.limits;
     let soon = limits.ttl.saturating_sub(Duration::from_secs(60));
     let mut keep = HashSet::new();
     let mut kept = Vec::new();
     for o in observed {
-        if !reconcile::past_ttl(o, soon) {
+        if !reconcile::past_ttl(o, soon, now) {
             continue;
         }
-        let past = reconcile::past_ttl(o, limits.ttl);
+        let past = reconcile::past_ttl(o, limits.ttl, now);
         let Some(ForgeTarget {
             forge,
             repo,

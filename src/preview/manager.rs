@@ -25,6 +25,7 @@ use super::gateway::{self, Gateway, GatewayError};
 use super::health::{self};
 use super::labels::{self, Member, Observed};
 use super::source::{self, Origin, SourceError};
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::engine::{
     DeployFailure, Deployed, GitCredentials, Phase, PreviewKey, PreviewState, Timings,
@@ -124,6 +125,8 @@ pub struct Manager {
     busy: Arc<Mutex<HashSet<PreviewId>>>,
     /// Tokens for git over HTTPS, from the forge side; `None`: every fetch is anonymous.
     git: Option<Arc<dyn GitCredentials>>,
+    /// "Now" for the `created` labels and every age computed from them.
+    clock: SharedClock,
 }
 
 /// A worktree being checked out. A deployment superseded meanwhile drops the future that waits
@@ -199,7 +202,18 @@ impl Manager {
             config: shared,
             busy: Arc::default(),
             git: None,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Ages and ttls follow `clock` instead of the system's.
+    pub fn with_clock(mut self, clock: SharedClock) -> Manager {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Fetches of repositories on a forge use `git`'s tokens.
@@ -764,18 +778,4 @@ fn cancelled(phase: Phase) -> DeployFailure {
         log_tail: Vec::new(),
         cancelled: true,
     }
-}
-
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-/// How old a label's RFC 3339 timestamp is; `None` when it does not parse.
-pub fn age(created: &str) -> Option<Duration> {
-    let t = time::OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
-        .ok()?;
-    let secs = (time::OffsetDateTime::now_utc() - t).whole_seconds();
-    Some(Duration::from_secs(secs.max(0) as u64))
 }

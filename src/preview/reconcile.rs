@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use super::docker;
 use super::labels::{self, Observed};
-use super::manager::{Manager, ManagerError, age};
+use super::manager::{Manager, ManagerError};
 use super::source;
+use crate::clock::age;
 use crate::config::Limits;
 use crate::ids::PreviewId;
 
@@ -37,11 +38,12 @@ impl Report {
     }
 }
 
-/// Whether `p` has not been (re)deployed for longer than `ttl`, the age of its live generation.
-pub fn past_ttl(p: &Observed, ttl: Duration) -> bool {
+/// Whether `p` has not been (re)deployed for longer than `ttl` at `now`, the age of its live
+/// generation.
+pub fn past_ttl(p: &Observed, ttl: Duration, now: time::OffsetDateTime) -> bool {
     p.live_members()
         .first()
-        .is_some_and(|mem| age(&mem.created).is_some_and(|a| a > ttl))
+        .is_some_and(|mem| age(&mem.created, now).is_some_and(|a| a > ttl))
 }
 
 /// Whether a pull request's labels exempt its preview from `limits.ttl`: they carry
@@ -50,9 +52,9 @@ pub fn exempt_from_ttl(pr_labels: &[String], limits: &Limits) -> bool {
     pr_labels.contains(&limits.keep_label)
 }
 
-fn older(created: &str, grace: Duration) -> bool {
+fn older(created: &str, grace: Duration, now: time::OffsetDateTime) -> bool {
     // An unreadable timestamp is old: it cannot belong to a deployment in progress of ours.
-    age(created).is_none_or(|a| a >= grace)
+    age(created, now).is_none_or(|a| a >= grace)
 }
 
 /// One reconcile pass. `busy` lists previews with a deployment running in this process, which
@@ -67,6 +69,7 @@ pub async fn reconcile(
     let config = m.config();
     let d = m.docker();
     let inst = &config.instance;
+    let now = m.clock().now();
     let mut report = Report::default();
     // Busy at the pass's start, or now: a deployment of this process that started during the
     // pass (serve takes webhooks while its start-up pass runs, which has no grace) is marked
@@ -78,7 +81,7 @@ pub async fn reconcile(
         if busy.contains(&p.id) || keep.contains(&p.id) {
             continue;
         }
-        if past_ttl(&p, config.limits.ttl) {
+        if past_ttl(&p, config.limits.ttl, now) {
             m.down(&p.id).await?;
             report.expired.push(p.id.to_string());
         }
@@ -95,7 +98,7 @@ pub async fn reconcile(
             let stale = match live {
                 Some(l) if *g == l => false,
                 Some(l) if *g < l => true,
-                _ => members.iter().all(|mem| older(&mem.created, grace)),
+                _ => members.iter().all(|mem| older(&mem.created, grace, now)),
             };
             if stale {
                 for mem in members {
@@ -132,7 +135,7 @@ pub async fn reconcile(
         let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
         let created = l.get(labels::CREATED).cloned().unwrap_or_default();
         let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy_now(&id));
-        if !used_nets.contains(&name) && !busy_id && older(&created, grace) {
+        if !used_nets.contains(&name) && !busy_id && older(&created, grace, now) {
             m.gateway().leave(&name).await;
             docker::remove_network(d, &name).await?;
             report.networks.push(name);

@@ -16,6 +16,7 @@ use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, RemoveContainerOptions,
     RemoveImageOptions,
 };
+use previewd::clock::ManualClock;
 use previewd::config::Config;
 use previewd::engine::{DeployFailure, Deployed};
 use previewd::preview::manager::{Manager, Mode, UpRequest};
@@ -26,6 +27,8 @@ pub struct TestEnv {
     pub manager: Manager,
     pub data: tempfile::TempDir,
     pub port: u16,
+    /// The manager's clock: a test of ttls moves it forward instead of sleeping.
+    pub clock: Arc<ManualClock>,
 }
 
 /// A port for something that binds it later (the gateway's published port, a child `serve`).
@@ -90,12 +93,17 @@ impl TestEnv {
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_parts(None, Path::new("test"), &env).expect("config");
-        let manager = Manager::connect(config.clone()).await.expect("docker");
+        let clock = Arc::new(ManualClock::new());
+        let manager = Manager::connect(config.clone())
+            .await
+            .expect("docker")
+            .with_clock(clock.clone());
         TestEnv {
             config,
             manager,
             data,
             port,
+            clock,
         }
     }
 

@@ -10,7 +10,7 @@ use bollard::models::{
 use bollard::query_parameters::CreateContainerOptions;
 use futures_util::future::join_all;
 
-use super::{Manager, Mode, Prepared, UpRequest, fail, now_rfc3339};
+use super::{Manager, Mode, Prepared, UpRequest, fail};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::build;
 use crate::preview::docker::{self, DockerError};
@@ -28,7 +28,7 @@ impl Manager {
     ) -> Result<(), DeployFailure> {
         let inst = &self.config.instance;
         let net = labels::network_name(inst, &p.id, p.generation);
-        let created = now_rfc3339();
+        let created = crate::clock::rfc3339(self.clock.now());
         let net_labels = HashMap::from([
             (labels::INSTANCE.to_owned(), inst.to_string()),
             (labels::PREVIEW.to_owned(), p.id.to_string()),
