@@ -203,3 +203,24 @@ mod tests {
         );
     }
 }
+
+/// Reads how many log lines the binary's non-blocking writer has dropped so far. The writer
+/// is set up by the binary before `serve` exists, so the library only gets a way to read it.
+#[derive(Clone)]
+pub struct LogDrops(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl LogDrops {
+    pub fn new(read: impl Fn() -> u64 + Send + Sync + 'static) -> LogDrops {
+        LogDrops(Arc::new(read))
+    }
+
+    pub fn get(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for LogDrops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LogDrops").field(&self.get()).finish()
+    }
+}

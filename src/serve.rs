@@ -15,6 +15,7 @@ use crate::engine::PreviewEngine;
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{Forge, ForgeError, github::GitHub};
 use crate::intent::{Policy, PolicyError};
+pub use crate::metrics::LogDrops;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueOptions};
 use crate::reconciler::Reconciler;
@@ -55,27 +56,6 @@ pub struct ServeOptions {
     /// The log writer's count of dropped lines, shown on `/metrics`; `None` when the binary
     /// logs synchronously (nothing is ever dropped).
     pub log_drops: Option<LogDrops>,
-}
-
-/// Reads how many log lines the binary's non-blocking writer has dropped so far. The writer
-/// is set up by the binary before `serve` exists, so the library only gets a way to read it.
-#[derive(Clone)]
-pub struct LogDrops(Arc<dyn Fn() -> u64 + Send + Sync>);
-
-impl LogDrops {
-    pub fn new(read: impl Fn() -> u64 + Send + Sync + 'static) -> LogDrops {
-        LogDrops(Arc::new(read))
-    }
-
-    pub fn get(&self) -> u64 {
-        (self.0)()
-    }
-}
-
-impl std::fmt::Debug for LogDrops {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("LogDrops").field(&self.get()).finish()
-    }
 }
 
 /// A bound, not yet running server: its addresses are known (useful with port 0).

@@ -99,10 +99,14 @@ pub const PROCESS_SETTINGS: &[&str] = &[
     "PREVIEWD_LOG",
     "PREVIEWD_LOG_FORMAT",
     #[cfg(feature = "fault-injection")]
-    crate::preview::fault::PAUSE_AT,
+    FAULT_PAUSE_AT,
 ];
 
 pub const PREFIX: &str = "PREVIEWD_";
+
+/// Test builds' fault hook (`preview::fault`): the phase a deployment pauses at.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_PAUSE_AT: &str = "PREVIEWD_FAULT_PAUSE_AT";
 
 impl Key {
     /// `PREVIEWD_LIMITS_TTL` for `limits.ttl`.

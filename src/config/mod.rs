@@ -15,6 +15,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::ids::Instance;
+#[cfg(feature = "fault-injection")]
+pub use keys::FAULT_PAUSE_AT;
 pub use keys::{KEYS, Key, Kind, PROCESS_SETTINGS};
 use settle::RawConfig;
 pub use settle::parse_bytes;

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 
 use crate::engine::Phase;
 
-/// The environment variable naming the phase to pause at.
-pub const PAUSE_AT: &str = "PREVIEWD_FAULT_PAUSE_AT";
+/// The environment variable naming the phase to pause at (a process setting, so the config
+/// knows it and does not refuse it).
+pub use crate::config::FAULT_PAUSE_AT as PAUSE_AT;
 
 /// The phase named by [`PAUSE_AT`], read once; `None` when unset or not a phase.
 fn pause_at() -> Option<Phase> {

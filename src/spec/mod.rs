@@ -20,6 +20,7 @@ mod tree;
 mod validate;
 mod yaml;
 
+pub use route::MAX_SEGMENTS;
 pub use validate::{MAX_ENV_VALUE, MAX_ENV_VARS, MAX_SERVICES};
 pub use yaml::{MAX_DEPTH, MAX_FILE_BYTES};
 

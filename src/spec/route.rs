@@ -7,12 +7,15 @@ use super::Route;
 /// Longest route or health path accepted; real ones are a few segments.
 pub const MAX_PATH_LEN: usize = 256;
 
+/// The deepest route accepted, in segments: the gateway's route table holds this many.
+pub const MAX_SEGMENTS: usize = 8;
+
 impl Route {
     /// Parses a route prefix from a repository's config. A trailing `/` is dropped (`/api/` is
     /// the prefix `/api`) so that two spellings of one prefix count as the same route.
     pub fn parse(s: &str) -> Result<Route, String> {
         check_path(s)?;
-        let max = crate::preview::gateway::routes::MAX_SEGMENTS;
+        let max = MAX_SEGMENTS;
         if s.split('/').filter(|seg| !seg.is_empty()).count() > max {
             return Err(format!(
                 "has more than {max} segments; the gateway routes prefixes up to /a/b/c/d/e/f/g/h"

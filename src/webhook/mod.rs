@@ -21,9 +21,9 @@ use secrecy::SecretString;
 
 use crate::engine::PreviewEngine;
 use crate::intent::Policy;
+use crate::metrics::LogDrops;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
-use crate::serve::LogDrops;
 use deliveries::Deliveries;
 
 /// What the handlers share.

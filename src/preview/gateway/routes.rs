@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::preview::labels::{self, Observed};
 
-/// The deepest route the table can hold, in segments; [`crate::spec`] refuses deeper ones.
-pub const MAX_SEGMENTS: usize = 8;
+/// The deepest route the table can hold, in segments: what the repository's config may ask.
+pub use crate::spec::MAX_SEGMENTS;
 
 /// The name of the file that lets on-demand TLS certify a host.
 pub const TLS_MARK: &str = "@tls";
