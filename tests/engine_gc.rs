@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use engine_support::{GitRepo, TestEnv, copy_dir, eventually, fixture};
+use previewd::ids::PreviewId;
 use previewd::preview::labels;
 use previewd::preview::manager::Mode;
 
@@ -103,5 +104,56 @@ async fn gc_restores_routes_and_removes_orphans() {
     short.assert_clean().await;
 
     env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}
+
+/// A preview network the gateway is still joined to, with no container of a preview on it (a
+/// crash between a generation's removal and its network's): the next route sync leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_sync_leaves_a_network_no_preview_uses() {
+    let env = TestEnv::new("gcleave").await;
+    let repo = GitRepo::from_fixture("compose-only");
+    let d = env.up(repo.path()).await.expect("up");
+    let docker = env.manager.docker();
+    let gw = labels::gateway_name(&env.config.instance);
+    let gone = PreviewId::parse("zzzzzzzzzz").expect("id");
+    let net = labels::network_name(&env.config.instance, &gone, 1);
+    previewd::preview::network::create_preview_network(
+        docker,
+        &env.config,
+        &net,
+        HashMap::from([(labels::INSTANCE.to_owned(), env.config.instance.to_string())]),
+    )
+    .await
+    .expect("network");
+    docker
+        .connect_network(
+            &net,
+            bollard::models::NetworkConnectRequest {
+                container: gw.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("join the gateway");
+    let on_net = |net: String| async move {
+        docker
+            .inspect_network(
+                &net,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .expect("inspect")
+            .containers
+            .unwrap_or_default()
+            .len()
+    };
+    assert_eq!(on_net(net.clone()).await, 1, "the gateway joined");
+    env.manager.gateway().sync().await.expect("sync");
+    assert_eq!(on_net(net.clone()).await, 0, "the gateway left {net}");
+    // The live preview's own network stays joined, and the preview answers.
+    assert_eq!(env.get(d.state.id.as_str(), "/").await.0, 200);
+    env.manager.down(&d.state.id).await.expect("down");
+    docker.remove_network(&net).await.expect("remove");
     env.assert_clean().await;
 }

@@ -55,7 +55,12 @@ pub fn staging_name(instance: &Instance, id: &PreviewId, service: &str, generati
 /// networks *by name*, so a gateway joining `acme-<id>-2` (before `bridge`) had its port moved
 /// there and back on every update, refusing every preview's connections for ~100 ms.
 pub fn network_name(instance: &Instance, id: &PreviewId, generation: u64) -> String {
-    format!("pv-{instance}-{id}-{generation}")
+    format!("{}{id}-{generation}", network_prefix(instance))
+}
+
+/// What every preview network of `instance` is named with first.
+pub fn network_prefix(instance: &Instance) -> String {
+    format!("pv-{instance}-")
 }
 
 /// The DNS name the gateway dials: stable across the commit rename, unique per generation.

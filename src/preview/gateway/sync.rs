@@ -94,8 +94,9 @@ impl Gateway {
                     .map(|g| labels::network_name(&config.instance, &p.id, *g))
             })
             .collect();
+        let ours = labels::network_prefix(&config.instance);
         for net in joined.difference(&present) {
-            if net.starts_with(&format!("{}-", config.instance)) {
+            if net.starts_with(&ours) {
                 self.leave(net).await;
             }
         }
