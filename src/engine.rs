@@ -102,6 +102,45 @@ pub struct ServiceHealth {
     pub latency_ms: Option<u64>,
 }
 
+/// Where a preview stands, as `status`, `ls --json` (docs/architecture.md's contract), the
+/// comment and the metrics say it: one owner for the words, compared as values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PreviewStatus {
+    /// No generation is live yet.
+    Building,
+    /// The live generation's containers run and its public services are healthy.
+    Running,
+    /// A container of the live generation is not running, or a public service is unhealthy.
+    Failed,
+    /// Its containers are stopped on purpose (a sleeping preview).
+    Stopped,
+}
+
+impl PreviewStatus {
+    pub const ALL: [PreviewStatus; 4] = [
+        PreviewStatus::Building,
+        PreviewStatus::Running,
+        PreviewStatus::Failed,
+        PreviewStatus::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreviewStatus::Building => "building",
+            PreviewStatus::Running => "running",
+            PreviewStatus::Failed => "failed",
+            PreviewStatus::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for PreviewStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A preview as it stands: what `status`, `ls` and the PR comment show.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreviewState {
@@ -110,8 +149,7 @@ pub struct PreviewState {
     pub key: PreviewKey,
     pub sha: Option<CommitSha>,
     pub pr: Option<u64>,
-    /// `building`, `running`, `failed`, `stopped` (the design's (docs/architecture.md) `--json` contract).
-    pub status: String,
+    pub status: PreviewStatus,
     /// When the live generation was deployed (RFC 3339): the start of its `limits.ttl`.
     pub created: Option<String>,
     pub services: Vec<ServiceHealth>,

@@ -12,7 +12,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::engine::{Phase, PreviewState, Timings};
+use crate::engine::{Phase, PreviewState, PreviewStatus, Timings};
 
 /// Cheap to clone; every clone feeds the same registry.
 #[derive(Clone)]
@@ -154,11 +154,11 @@ impl Metrics {
 
     /// Sets the previews gauge from the engine's list (called at scrape time).
     pub fn previews(&self, list: &[PreviewState]) {
-        for state in ["building", "running", "failed", "stopped"] {
+        for state in PreviewStatus::ALL {
             let n = list.iter().filter(|p| p.status == state).count();
             self.inner
                 .previews
-                .with_label_values(&[state])
+                .with_label_values(&[state.as_str()])
                 .set(n as i64);
         }
     }

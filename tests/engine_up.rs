@@ -12,7 +12,7 @@ async fn two_service_app_routes_by_path_and_down_leaves_nothing() {
     let repo = GitRepo::from_fixture("two-service");
     let d = env.up(repo.path()).await.expect("up");
     let id = d.state.id.to_string();
-    assert_eq!(d.state.status, "running");
+    assert_eq!(d.state.status.as_str(), "running");
     assert_eq!(d.state.url, format!("http://{id}.localhost:{}", env.port));
     assert!(
         d.state.sha.is_some(),

@@ -91,7 +91,7 @@ async fn killed_service_shows_failed_and_a_redeploy_brings_it_back() {
         .await
         .expect("status")
         .expect("preview");
-    assert_eq!(s.status, "failed", "{s:?}");
+    assert_eq!(s.status.as_str(), "failed", "{s:?}");
     let app = &s.services[0];
     assert!(!app.healthy && app.state != "running", "{app:?}");
     assert_ne!(env.get(&id, "/").await.0, 200);
@@ -105,7 +105,7 @@ async fn killed_service_shows_failed_and_a_redeploy_brings_it_back() {
         .await
         .expect("status")
         .expect("preview");
-    assert_eq!(s.status, "running", "{s:?}");
+    assert_eq!(s.status.as_str(), "running", "{s:?}");
     assert_eq!(env.get(&id, "/").await.0, 200);
     env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;

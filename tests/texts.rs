@@ -42,7 +42,7 @@ fn state() -> PreviewState {
         },
         sha: Some(sha()),
         pr: Some(7),
-        status: "running".into(),
+        status: previewd::engine::PreviewStatus::Running,
         created: None,
         services: vec![
             service("api", Some("/api"), true, Some(200)),

@@ -2,6 +2,7 @@
 
 use super::{CliError, Outcome, mode_of, print_state};
 use crate::config::Config;
+use crate::engine::PreviewStatus;
 use crate::ids::PreviewId;
 use crate::preview::manager::Manager;
 
@@ -11,7 +12,7 @@ pub async fn run(config: Config, id: &PreviewId, json: bool) -> Result<Outcome, 
     let p = manager.get(id).await?;
     let state = manager.state_with_health(&p).await;
     print_state(&state, &mode_of(&p), json)?;
-    Ok(if state.status == "running" {
+    Ok(if state.status == PreviewStatus::Running {
         Outcome::Done
     } else {
         Outcome::Failed

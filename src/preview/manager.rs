@@ -28,7 +28,8 @@ use super::source::{self, Origin, SourceError};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::engine::{
-    DeployFailure, Deployed, GitCredentials, Phase, PreviewKey, PreviewState, Timings,
+    DeployFailure, Deployed, GitCredentials, Phase, PreviewKey, PreviewState, PreviewStatus,
+    Timings,
 };
 use crate::ids::{CommitSha, PreviewId};
 use crate::spec::{self, ImageSource, Spec};
@@ -278,7 +279,7 @@ impl Manager {
         match result {
             Ok(mut state) => {
                 timings.total = started.elapsed();
-                state.status = "running".into();
+                state.status = PreviewStatus::Running;
                 Ok(Deployed { state, timings })
             }
             Err(f) => {

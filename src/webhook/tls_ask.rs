@@ -10,6 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 
 use super::AppState;
+use crate::engine::PreviewStatus;
 
 /// The host part of a preview URL (`https://abc.example.com:8443/x` → `abc.example.com`).
 pub fn url_host(url: &str) -> Option<&str> {
@@ -33,7 +34,7 @@ pub async fn ask(
         Ok(Ok(previews)) => {
             let live = previews
                 .iter()
-                .filter(|p| p.status == "running")
+                .filter(|p| p.status == PreviewStatus::Running)
                 .any(|p| url_host(&p.url) == Some(domain.as_str()));
             if live {
                 StatusCode::OK

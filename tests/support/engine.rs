@@ -187,7 +187,7 @@ impl FakeEngine {
             key: key.clone(),
             sha,
             pr,
-            status: "running".into(),
+            status: previewd::engine::PreviewStatus::Running,
             created: None,
             services: vec![ServiceHealth {
                 name: "web".into(),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 
 use super::{Manager, ManagerError};
-use crate::engine::{PreviewKey, PreviewState, ServiceHealth};
+use crate::engine::{PreviewKey, PreviewState, PreviewStatus, ServiceHealth};
 use crate::ids::{CommitSha, PreviewId};
 use crate::preview::docker::{self, DockerError};
 use crate::preview::gateway;
@@ -43,11 +43,11 @@ impl Manager {
         };
         let url = self.config.preview_url(&p.id);
         let status = if live.is_empty() {
-            "building"
+            PreviewStatus::Building
         } else if live.iter().all(|m| m.state == "running") {
-            "running"
+            PreviewStatus::Running
         } else {
-            "failed"
+            PreviewStatus::Failed
         };
         let first = p.any();
         let services = members
@@ -83,7 +83,7 @@ impl Manager {
                 .and_then(|m| m.sha.as_deref())
                 .and_then(|s| CommitSha::parse(s).ok()),
             pr: first.and_then(|m| m.pr),
-            status: status.into(),
+            status,
             created: live.first().map(|m| m.created.clone()),
             services,
         }
@@ -107,8 +107,8 @@ impl Manager {
             .collect();
         let probes = join_all(jobs).await.into_iter().collect();
         let mut state = self.state(p, &probes);
-        if state.status == "running" && state.services.iter().any(|s| !s.healthy) {
-            state.status = "failed".into();
+        if state.status == PreviewStatus::Running && state.services.iter().any(|s| !s.healthy) {
+            state.status = PreviewStatus::Failed;
         }
         state
     }
