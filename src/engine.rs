@@ -242,7 +242,16 @@ pub struct ReconcileSummary {
     pub orphans: usize,
 }
 
-/// A failure outside a deployment (listing, removing): the Docker engine unreachable, mostly.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct EngineError(pub String);
+/// A failure outside a deployment (listing, removing, reconciling), with its cause kept whole
+/// so the caller can tell a passing outage (retry later) from a failed operation and still
+/// print the engine's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The container engine could not be reached: nothing was done; the same call may work
+    /// later.
+    #[error(transparent)]
+    Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// The engine answered, and the operation failed.
+    #[error(transparent)]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}

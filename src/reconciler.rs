@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::engine::{PreviewEngine, PreviewKey, PreviewState};
+use crate::engine::{EngineError, PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::comment::{self, Removal};
 use crate::forge::{Forge, PullRequest, Repo};
 use crate::intent::{Action, Cause, Intent, Policy, Subject};
@@ -122,9 +122,9 @@ impl Reconciler {
 
     /// One pass: the forge's view of existing previews, the engine's own reconcile, then
     /// previews that should exist and do not.
-    pub async fn pass(&self, startup: bool) -> Result<Pass, String> {
+    pub async fn pass(&self, startup: bool) -> Result<Pass, EngineError> {
         let mut out = Pass::default();
-        let previews = self.engine.list().await.map_err(|e| e.to_string())?;
+        let previews = self.engine.list().await?;
         for p in previews
             .iter()
             .filter(|p| p.pr.is_none() && !p.key.branch.is_empty())
@@ -195,11 +195,7 @@ impl Reconciler {
 
         // Previews just handed to the queue to stop are left to it, not expired here as well.
         let exempt: Vec<PreviewKey> = out.kept.iter().chain(&out.stopped).cloned().collect();
-        let summary = self
-            .engine
-            .reconcile(startup, exempt)
-            .await
-            .map_err(|e| e.to_string())?;
+        let summary = self.engine.reconcile(startup, exempt).await?;
         out.expired = summary.expired;
         out.orphans = summary.orphans;
         for key in &out.expired {
@@ -211,7 +207,7 @@ impl Reconciler {
         // deployment on its way has no containers yet).
         // Listed again after the cleanup: a preview a killed process left half-made (staging
         // containers, no live generation) was just removed and must be deployed again.
-        let remaining = self.engine.list().await.map_err(|e| e.to_string())?;
+        let remaining = self.engine.list().await?;
         let have: HashSet<(String, String)> = remaining
             .iter()
             .map(|p| p.key.clone())

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::manager::{Event, Manager, Mode, UpRequest};
+use super::docker::DockerError;
+use super::gateway::GatewayError;
+use super::manager::{Event, Manager, ManagerError, Mode, UpRequest};
 use crate::engine::{
     BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, PreviewEngine, PreviewKey,
     PreviewState, ReconcileSummary, git_branch,
@@ -126,6 +128,30 @@ impl Manager {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> EngineError {
-    EngineError(e.to_string())
+fn err(e: impl Into<ManagerError>) -> EngineError {
+    let e: ManagerError = e.into();
+    let unavailable = matches!(
+        e,
+        ManagerError::Docker(DockerError::Unavailable(_))
+            | ManagerError::Gateway(GatewayError::Docker(DockerError::Unavailable(_)))
+    );
+    if unavailable {
+        EngineError::Unavailable(Box::new(e))
+    } else {
+        EngineError::Failed(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_docker_is_told_apart_and_the_words_are_kept() {
+        let down = err(DockerError::Unavailable("connection refused".into()));
+        assert!(matches!(down, EngineError::Unavailable(_)), "{down:?}");
+        let gone = err(ManagerError::NotFound("abcdefghij".into()));
+        assert!(matches!(gone, EngineError::Failed(_)), "{gone:?}");
+        assert_eq!(gone.to_string(), "no preview has the id abcdefghij");
+    }
 }
