@@ -53,12 +53,18 @@ pub struct DeployRequest {
     pub pr: Option<u64>,
     /// `github`, `gitea`, `gitlab`, or `cli`.
     pub forge: String,
+    /// When the webhook that asked for it arrived: time to ready counts from there, queue
+    /// wait and the PR's read-back included. `None` when no webhook asked (the reconciler).
+    pub received: Option<std::time::Instant>,
 }
 
 /// Where a deployment is, for progress reports while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    /// From the webhook's arrival until the manager starts: waiting in the queue for the
+    /// preview's earlier work or a free slot, and reading the PR back.
+    Queue,
     Fetch,
     /// Reading and validating the repository's `.previewd.yml` (or compose file).
     Config,
@@ -71,6 +77,7 @@ pub enum Phase {
 impl Phase {
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Queue => "queue",
             Phase::Fetch => "fetch",
             Phase::Config => "config",
             Phase::Build => "build",

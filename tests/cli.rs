@@ -240,6 +240,7 @@ impl PrPreview {
             mode: Mode::Preview,
             key_repo: Some(PR_REPO.into()),
             key_branch: None,
+            received: None,
         };
         let id = env.up_req(up).await.expect("up").state.id.to_string();
         let forge: Arc<dyn Forge> =

@@ -57,6 +57,23 @@ async fn labeled_pr_gets_a_preview_that_follows_pushes_and_goes_when_closed() {
     assert!(c.contains(&url), "{c}");
     assert!(c.contains("api") && c.contains("/api"), "health table: {c}");
     assert!(c.contains("build"), "time split by phase: {c}");
+    // Time to ready counts from the webhook: the queue (wait and the PR's read-back) is the
+    // first phase, then every phase of the deployment, adding up to the total shown.
+    let (total, phases) = time_to_ready(c);
+    let names: Vec<&str> = phases.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "queue", "fetch", "config", "build", "start", "route", "health"
+        ],
+        "{c}"
+    );
+    let sum: f64 = phases.iter().map(|(_, s)| s).sum();
+    // Each figure is rounded to 0.1 s; the commit after the health check is in the total only.
+    assert!(
+        sum <= total + 0.4 && total - sum < 1.5,
+        "{sum} vs {total}: {c}"
+    );
 
     // (b) a new commit: same URL, new content, the same comment edited, statuses on the new sha.
     e.repo
@@ -239,4 +256,23 @@ async fn phase_branch_push_without_pr_and_fork_rules() {
     }
     e.env.assert_clean().await;
     e.stop().await;
+}
+
+/// The comment's "Time to ready: T s (phase t s · ...)" as (T, [(phase, t)]).
+fn time_to_ready(comment: &str) -> (f64, Vec<(String, f64)>) {
+    let line = comment
+        .lines()
+        .find_map(|l| l.strip_prefix("Time to ready: "))
+        .unwrap_or_else(|| panic!("no time to ready: {comment}"));
+    let (total, rest) = line.split_once(" s (").expect("total");
+    let phases = rest
+        .trim_end_matches(')')
+        .split(" · ")
+        .map(|p| {
+            let (name, secs) = p.split_once(' ').expect("phase");
+            let secs = secs.trim_end_matches(" s").parse().expect("seconds");
+            (name.to_owned(), secs)
+        })
+        .collect();
+    (total.parse().expect("total"), phases)
 }

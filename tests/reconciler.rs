@@ -102,6 +102,7 @@ impl Setup {
             mode: Mode::Preview,
             key_repo: Some(REPO.into()),
             key_branch: None,
+            received: None,
         };
         let d = self.env.up_req(up).await.expect("up");
         d.state.id.to_string()
@@ -192,6 +193,7 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
         mode: Mode::Preview,
         key_repo: Some(REPO.into()),
         key_branch: None,
+        received: None,
     };
     let phase = env.up_req(push).await.expect("phase preview");
     let p = rec.pass(false).await.expect("pass");

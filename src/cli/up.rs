@@ -52,6 +52,7 @@ pub async fn run(config: Config, args: UpArgs, json: bool) -> Result<Outcome, Cl
         mode,
         key_repo: None,
         key_branch: None,
+        received: None,
     };
     up(&manager, req, json).await
 }

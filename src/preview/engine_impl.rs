@@ -40,6 +40,7 @@ impl PreviewEngine for Manager {
                 forge: req.forge,
                 mode: Mode::Preview,
                 key_repo: Some(req.key.repo),
+                received: req.received,
             };
             self.up(up, progress, cancel).await
         })

@@ -84,6 +84,8 @@ pub struct UpRequest {
     /// The branch part of the key when it differs from the branch fetched (a fork's head,
     /// `owner/name:branch`).
     pub key_branch: Option<String>,
+    /// When the webhook that asked for this arrived; time to ready counts from there.
+    pub received: Option<Instant>,
 }
 
 /// What a deployment tells whoever watches it (the CLI's progress line, the logs).
@@ -254,9 +256,13 @@ impl Manager {
         progress: Progress,
         cancel: CancellationToken,
     ) -> Result<Deployed, DeployFailure> {
-        let started = Instant::now();
+        // Time to ready is what the PR's author waits: from the webhook, when one asked.
+        let started = req.received.unwrap_or_else(Instant::now);
         let phase = Mutex::new(Phase::Fetch);
         let mut timings = Timings::default();
+        if req.received.is_some() {
+            timings.phases.push((Phase::Queue, started.elapsed()));
+        }
         progress(Event::Phase(Phase::Fetch));
         let t = Instant::now();
         let prepared = tokio::select! {

@@ -16,7 +16,7 @@ mod worker;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -137,15 +137,16 @@ impl Queue {
     /// Queues `intent` and returns at once, however many intents wait (the reconciler's
     /// own, bounded by the open pull requests). Deliveries go through `try_submit`.
     pub fn submit(&self, intent: Intent) {
-        let _ = self.inner.clone().admit(intent, usize::MAX);
+        let _ = self.inner.clone().admit(intent, usize::MAX, None);
     }
 
     /// Queues `intent` and returns at once, or refuses it when `max_queued` intents are
     /// queued or running already (an intent that supersedes a queued one is always taken:
     /// it does not add to the queue).
-    pub fn try_submit(&self, intent: Intent) -> Result<(), QueueFull> {
+    /// `received` is when its webhook arrived: the preview's time to ready counts from there.
+    pub fn try_submit(&self, intent: Intent, received: Instant) -> Result<(), QueueFull> {
         let limit = self.inner.options.max_queued.max(1);
-        self.inner.clone().admit(intent, limit)
+        self.inner.clone().admit(intent, limit, Some(received))
     }
 
     /// Waits until every worker and report has finished (after `shutdown` was cancelled).
@@ -173,16 +174,21 @@ impl Queue {
 }
 
 impl Inner {
-    fn admit(self: Arc<Self>, intent: Intent, limit: usize) -> Result<(), QueueFull> {
+    fn admit(
+        self: Arc<Self>,
+        intent: Intent,
+        limit: usize,
+        received: Option<Instant>,
+    ) -> Result<(), QueueFull> {
         match intent.subject.clone() {
             Subject::Branch { key, source, pr } => {
-                self.enqueue(intent, key, source, pr, Some(limit))
+                self.enqueue(intent, key, source, pr, received, Some(limit))
             }
             Subject::PullRequest { number } => {
                 self.count_one(limit)?;
                 let inner = self.clone();
                 self.tracker
-                    .spawn(async move { inner.resolve(intent, number).await });
+                    .spawn(async move { inner.resolve(intent, number, received).await });
                 Ok(())
             }
         }
@@ -208,13 +214,13 @@ impl Inner {
     }
 
     /// A command names a PR; its branch comes from the forge. Already counted.
-    async fn resolve(self: Arc<Self>, mut intent: Intent, number: u64) {
+    async fn resolve(self: Arc<Self>, mut intent: Intent, number: u64, received: Option<Instant>) {
         let Some((key, source)) = self.worker.resolve(&mut intent, number).await else {
             self.uncount(1);
             return;
         };
         // Counted when it was submitted: nothing to refuse now.
-        let _ = self.enqueue(intent, key, source, Some(number), None);
+        let _ = self.enqueue(intent, key, source, Some(number), received, None);
     }
 
     /// Puts a job on its key's queue, starting the key's worker if it has none. `limit` is
@@ -225,6 +231,7 @@ impl Inner {
         key: PreviewKey,
         source: String,
         pr: Option<u64>,
+        received: Option<Instant>,
         limit: Option<usize>,
     ) -> Result<(), QueueFull> {
         let supersedes = matches!(intent.action, Action::Deploy | Action::Stop);
@@ -283,6 +290,7 @@ impl Inner {
             source,
             pr,
             control,
+            received,
         });
         Ok(())
     }

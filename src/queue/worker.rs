@@ -6,7 +6,7 @@
 //! stops, fails or undoes the Docker side: it is logged, counted and the work goes on.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,8 @@ pub(super) struct Job {
     pub(super) source: String,
     pub(super) pr: Option<u64>,
     pub(super) control: Arc<Control>,
+    /// When the webhook that asked for it arrived; `None` for the reconciler's intents.
+    pub(super) received: Option<Instant>,
 }
 
 enum Recheck {
@@ -260,6 +262,7 @@ impl Worker {
             sha: if is_push { None } else { Some(sha) },
             pr: job.pr,
             forge: self.forge.name().to_owned(),
+            received: job.received,
         };
         let result = self.engine.deploy(req, job.control.cancel.clone()).await;
         match result {

@@ -25,6 +25,7 @@ pub async fn receive(State(state): State<AppState>, hook: VerifiedWebhook) -> Re
         event,
         delivery,
         body,
+        received,
     } = hook;
     let answer = |status: StatusCode,
                   outcome: &'static str,
@@ -93,7 +94,7 @@ pub async fn receive(State(state): State<AppState>, hook: VerifiedWebhook) -> Re
                 Subject::Branch { key, .. } => format!("{} {}", key.repo, key.branch),
                 Subject::PullRequest { number } => format!("{}#{number}", intent.repo),
             };
-            if let Err(full) = state.queue.try_submit(intent) {
+            if let Err(full) = state.queue.try_submit(intent, received) {
                 // Not acted on: a redelivery of this id must be taken once there is room.
                 state.deliveries.release(&delivery);
                 let reason = full.to_string();

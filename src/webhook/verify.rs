@@ -27,6 +27,9 @@ pub struct VerifiedWebhook {
     /// `X-GitHub-Delivery`.
     pub delivery: String,
     pub body: Bytes,
+    /// When the request arrived, before its body was read: a preview's time to ready counts
+    /// from here.
+    pub received: std::time::Instant,
 }
 
 /// A refused request: the answer, already recorded on `/deliveries`.
@@ -96,6 +99,7 @@ impl FromRequest<AppState> for VerifiedWebhook {
     type Rejection = Refused;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let received = std::time::Instant::now();
         let (parts, body) = req.into_parts();
         let headers = parts.headers;
         let event = header_str(&headers, "x-github-event").map(|s| s.chars().take(64).collect());
@@ -180,6 +184,7 @@ impl FromRequest<AppState> for VerifiedWebhook {
             event,
             delivery,
             body,
+            received,
         })
     }
 }

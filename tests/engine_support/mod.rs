@@ -117,6 +117,7 @@ impl TestEnv {
             mode: Mode::Preview,
             key_repo: None,
             key_branch: None,
+            received: None,
         }
     }
 
