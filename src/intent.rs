@@ -250,7 +250,7 @@ impl Policy {
                 if !on_pull_request {
                     return ignore(format!("#{number} is an issue, not a pull request"));
                 }
-                if author.is_bot || body.contains("<!-- previewd:") {
+                if author.is_bot || comment::is_ours(body) {
                     return ignore(format!("comment by a bot ({})", author.login));
                 }
                 let Some(action) = self.command(body) else {
