@@ -1,7 +1,9 @@
 //! What people read on a pull request: the sticky comment's markdown (found again by its
-//! hidden marker), command replies, and status descriptions. Pure functions of the engine's
-//! results; nothing here calls a forge, and nothing here may include a secret or an
-//! unescaped log (logs go in a fenced block longer than any backtick run they contain).
+//! hidden marker), command replies, and status descriptions; and every hidden marker previewd
+//! writes, with the one test of whether a comment is previewd's own (`is_ours`), so that no
+//! other module spells a marker. Pure functions of the engine's results; nothing here calls a
+//! forge, and nothing here may include a secret or an unescaped log (logs go in a fenced block
+//! longer than any backtick run they contain).
 
 use std::fmt::Write;
 
@@ -9,13 +11,37 @@ use crate::engine::{DeployFailure, Deployed, PreviewState, Timings};
 use crate::forge::Repo;
 use crate::ids::CommitSha;
 
+/// The literal every hidden marker starts with; a macro so that `REPLY_MARKER`, a constant,
+/// is built from it too.
+macro_rules! marker_prefix {
+    () => {
+        "<!-- previewd:"
+    };
+}
+
+/// The start of every hidden marker previewd writes (`marker`, `REPLY_MARKER`,
+/// `expired_marker`, `ttl_warning_marker`).
+pub const MARKER_PREFIX: &str = marker_prefix!();
+
+/// Whether previewd wrote a comment: its body carries one of previewd's markers. Such a
+/// comment is never read as a command.
+pub fn is_ours(body: &str) -> bool {
+    body.contains(MARKER_PREFIX)
+}
+
 /// The hidden marker that identifies previewd's one comment on a pull request.
 pub fn marker(repo: &Repo, pr: u64) -> String {
-    format!("<!-- previewd:{}#{pr} -->", repo.full_name())
+    format!("{MARKER_PREFIX}{}#{pr} -->", repo.full_name())
 }
 
 /// Marks previewd's answers to commands, so they are never read as commands themselves.
-pub const REPLY_MARKER: &str = "<!-- previewd:reply -->";
+pub const REPLY_MARKER: &str = concat!(marker_prefix!(), "reply -->");
+
+/// The hidden marker of the reconciler's warning that a preview nears `limits.ttl`: a comment
+/// of its own, apart from the sticky one, edited in place.
+pub fn ttl_warning_marker(repo: &Repo, pr: u64) -> String {
+    format!("{MARKER_PREFIX}ttl:{}#{pr} -->", repo.full_name())
+}
 
 /// The commit status and deployment status while a preview builds.
 pub const STATUS_BUILDING: &str = "Building preview…";
@@ -122,7 +148,7 @@ impl Removal {
 /// Left in the sticky comment when a preview of `sha` expires: the forge, not previewd,
 /// remembers that this commit's preview was removed on purpose.
 pub fn expired_marker(sha: &CommitSha) -> String {
-    format!("<!-- previewd:expired:{sha} -->")
+    format!("{MARKER_PREFIX}expired:{sha} -->")
 }
 
 pub fn removed(repo: &Repo, pr: u64, why: &Removal) -> String {
@@ -262,10 +288,37 @@ pub fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::failed;
+    use super::{REPLY_MARKER, expired_marker, failed, is_ours, marker, ttl_warning_marker};
     use crate::engine::{DeployFailure, Phase};
     use crate::forge::Repo;
     use crate::ids::CommitSha;
+
+    #[test]
+    fn every_marker_is_spelled_as_before_and_is_ours() {
+        let repo = Repo::parse("acme/shop").expect("repo");
+        let sha = CommitSha::parse(&"a".repeat(40)).expect("sha");
+        let markers = [
+            (marker(&repo, 7), "<!-- previewd:acme/shop#7 -->".to_owned()),
+            (
+                REPLY_MARKER.to_owned(),
+                "<!-- previewd:reply -->".to_owned(),
+            ),
+            (
+                expired_marker(&sha),
+                format!("<!-- previewd:expired:{} -->", "a".repeat(40)),
+            ),
+            (
+                ttl_warning_marker(&repo, 7),
+                "<!-- previewd:ttl:acme/shop#7 -->".to_owned(),
+            ),
+        ];
+        for (made, expected) in markers {
+            assert_eq!(made, expected);
+            assert!(is_ours(&format!("text\n{made}\nmore")), "{made}");
+        }
+        assert!(!is_ours("/preview status"));
+        assert!(!is_ours("<!-- other:reply -->"));
+    }
 
     #[test]
     fn a_failure_reason_is_quoted_as_code() {

@@ -15,6 +15,9 @@
 //!   `ports` is unreachable from outside.
 //!
 //! Nothing here decides limits or defaults shared with `.previewd.yml`: that is `validate`.
+//!
+//! This file holds the file's shape (the serde types, each key documented) and the parse;
+//! `draft` maps one service to `validate`'s draft, `words` splits a string command.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,9 +28,13 @@ use serde::de::{self, IgnoredAny, MapAccess, Visitor, value::MapAccessDeserializ
 use serde_yaml::Value;
 
 use super::raw::{Build, Command, Health, Text, Vars};
-use super::validate::{self, Draft, Keys};
-use super::yaml::{clip, join};
+use super::validate::{self, Keys};
 use super::{Spec, SpecError, hostile, tree, yaml};
+
+mod draft;
+mod words;
+
+use draft::draft;
 
 /// The whole compose file (after top-level `x-*` keys are removed).
 #[derive(Debug, Deserialize)]
@@ -237,240 +244,6 @@ fn strip_extensions(tree: &mut Value) {
                     service.retain(|k, _| k.as_str() == Some("x-previewd") || !is_ext(k));
                 }
             }
-        }
-    }
-}
-
-fn draft(file: &str, name: String, s: RawService) -> Result<Draft, SpecError> {
-    let prefix = join("services", &clip(&name));
-    let mut ports = Vec::new();
-    for (i, p) in s.ports.iter().flatten().enumerate() {
-        let key = format!("{}[{i}]", join(&prefix, "ports"));
-        let port = match p {
-            Port::Short(text) => container_port(file, &key, text)?,
-            Port::Long(long) => {
-                if let Some(proto) = &long.protocol {
-                    check_protocol(file, &join(&key, "protocol"), proto)?;
-                }
-                long.target
-            }
-        };
-        ports.push(port);
-    }
-    let mut exposed = Vec::new();
-    for (i, e) in s.expose.iter().flatten().enumerate() {
-        let key = format!("{}[{i}]", join(&prefix, "expose"));
-        exposed.push(container_port(file, &key, &e.0)?);
-    }
-    let x = s.x_previewd.unwrap_or_default();
-    let internal = x
-        .internal
-        .unwrap_or(ports.is_empty() && x.route.is_none() && x.port.is_none());
-    let port = match x.port {
-        Some(p) if p == 0 || p > u64::from(u16::MAX) => {
-            return Err(SpecError::Invalid {
-                file: file.to_owned(),
-                key: join(&prefix, "x-previewd.port"),
-                reason: format!("{p} is not a port: use 1 to 65535"),
-            });
-        }
-        Some(p) => Some(p),
-        None => {
-            let mut candidates = if ports.is_empty() { exposed } else { ports };
-            candidates.sort_unstable();
-            candidates.dedup();
-            match candidates.as_slice() {
-                [] => None,
-                [one] => Some(*one),
-                _ if internal => None,
-                several => {
-                    let list: Vec<String> = several.iter().map(u64::to_string).collect();
-                    return Err(SpecError::Invalid {
-                        file: file.to_owned(),
-                        key: join(&prefix, "ports"),
-                        reason: format!(
-                            "lists several ports ({}): say which one the gateway routes to \
-                             with `x-previewd.port`",
-                            list.join(", ")
-                        ),
-                    });
-                }
-            }
-        }
-    };
-    let command = match s.command {
-        None => None,
-        Some(Command::Exec(args)) => Some(args),
-        Some(Command::Line(line)) => {
-            Some(split_words(&line).map_err(|reason| SpecError::Invalid {
-                file: file.to_owned(),
-                key: join(&prefix, "command"),
-                reason,
-            })?)
-        }
-    };
-    // With `build`, compose uses `image` as the tag of the result; previewd tags its own.
-    let image = if s.build.is_some() { None } else { s.image };
-    Ok(Draft {
-        name,
-        image,
-        build: s.build,
-        port,
-        route: x.route,
-        env: s.environment.unwrap_or_default(),
-        command,
-        health: x.healthcheck,
-        depends_on: s.depends_on.map(|d| d.0).unwrap_or_default(),
-        internal,
-    })
-}
-
-/// A short-syntax port: the container side only. Anything with a host side is refused.
-fn container_port(file: &str, key: &str, text: &str) -> Result<u64, SpecError> {
-    let (spec, proto) = match text.split_once('/') {
-        Some((spec, proto)) => (spec, Some(proto)),
-        None => (text, None),
-    };
-    if let Some(proto) = proto {
-        check_protocol(file, key, proto)?;
-    }
-    if spec.contains(':') {
-        return Err(SpecError::Refused {
-            file: file.to_owned(),
-            key: key.to_owned(),
-            reason: format!(
-                "`{}` publishes a host port; previews publish no host ports: write the container \
-                 port only (e.g. \"80\"), and the gateway routes to it",
-                clip(text)
-            ),
-        });
-    }
-    let invalid = |reason: String| SpecError::Invalid {
-        file: file.to_owned(),
-        key: key.to_owned(),
-        reason,
-    };
-    if spec.contains('-') {
-        return Err(invalid(format!(
-            "`{}`: port ranges are not supported",
-            clip(text)
-        )));
-    }
-    spec.trim()
-        .parse::<u64>()
-        .map_err(|_| invalid(format!("`{}` is not a port number", clip(text))))
-}
-
-fn check_protocol(file: &str, key: &str, proto: &str) -> Result<(), SpecError> {
-    if proto.eq_ignore_ascii_case("tcp") {
-        Ok(())
-    } else {
-        Err(SpecError::Invalid {
-            file: file.to_owned(),
-            key: key.to_owned(),
-            reason: format!("protocol `{}`: only TCP ports can be routed", clip(proto)),
-        })
-    }
-}
-
-/// Splits a command line into words as compose does (POSIX shell quoting, no expansion).
-fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("has an unclosed single quote".to_owned()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err("has an unclosed double quote".to_owned()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("has an unclosed double quote".to_owned()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some('\n') => {}
-                    Some(c) => word.push(c),
-                    None => return Err("ends with a lone `\\`".to_owned()),
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(word);
-    }
-    Ok(words)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn words_split_like_a_shell() {
-        let ok = |s: &str| split_words(s).expect("splits");
-        assert_eq!(ok("npm run dev"), ["npm", "run", "dev"]);
-        assert_eq!(
-            ok("  sh -c 'echo $HOME; ls'  "),
-            ["sh", "-c", "echo $HOME; ls"]
-        );
-        assert_eq!(
-            ok(r#"echo "a \"b\" c" d\ e ''"#),
-            ["echo", r#"a "b" c"#, "d e", ""]
-        );
-        assert!(split_words("echo 'oops").is_err());
-        assert!(split_words("echo \"oops").is_err());
-    }
-
-    #[test]
-    fn container_ports_parse_and_host_ports_are_refused() {
-        assert_eq!(container_port("f", "k", "8080").ok(), Some(8080));
-        assert_eq!(container_port("f", "k", "8080/tcp").ok(), Some(8080));
-        for refused in ["8080:80", "127.0.0.1:8080:80", "0.0.0.0::80"] {
-            assert!(matches!(
-                container_port("f", "k", refused),
-                Err(SpecError::Refused { .. })
-            ));
-        }
-        for bad in ["8080-8081", "80/udp", "http", ""] {
-            assert!(matches!(
-                container_port("f", "k", bad),
-                Err(SpecError::Invalid { .. })
-            ));
         }
     }
 }

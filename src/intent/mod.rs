@@ -1,0 +1,170 @@
+//! The trigger policy: a forge-neutral event becomes an intent (deploy, stop, status, help)
+//! by the operator's `[triggers]`, or is ignored with a reason people can read on
+//! `/deliveries`. Pure and synchronous: nothing here talks to a forge or to Docker. What needs
+//! the forge (the sender's permission, the PR's current state) is marked on the intent and
+//! checked by the worker before it acts; whether an intent still holds once its PR is read
+//! back (`Policy::still_holds`) is decided here too, for the worker and the reconciler, and
+//! nowhere else. It never knows the queue that carries intents out.
+//!
+//! This file holds the intent's types and the compiled policy; `decide` turns an event into a
+//! decision, `readback` holds the rules for a PR as read back.
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::config::Triggers;
+use crate::engine::PreviewKey;
+use crate::forge::{PullRequest, Repo, comment};
+use crate::ids::CommitSha;
+
+mod decide;
+mod readback;
+
+pub use readback::Stale;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Start the preview, or update it to a new commit.
+    Deploy,
+    Stop,
+    /// Reply with the preview's current state.
+    Status,
+    /// Reply with the list of commands.
+    Help,
+}
+
+/// What caused the intent: decides what the worker re-checks against the forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// A trigger label was added.
+    Label,
+    /// A labelled PR was opened, reopened or pushed to.
+    PullRequestUpdate,
+    /// A push to a matching branch (with or without a PR).
+    Push,
+    /// A chat-ops command.
+    Command,
+    /// The last trigger label was removed.
+    Unlabeled,
+    /// The PR was closed (merged or not).
+    Closed,
+    /// The branch was deleted.
+    BranchDeleted,
+}
+
+/// Which preview an intent is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// The branch is known from the event.
+    Branch {
+        key: PreviewKey,
+        /// Where to fetch from.
+        source: String,
+        pr: Option<u64>,
+    },
+    /// A command on a PR: the worker reads the PR to learn its branch.
+    PullRequest { number: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub repo: Repo,
+    pub subject: Subject,
+    pub action: Action,
+    pub cause: Cause,
+    /// The commit the event named; the worker deploys the PR's head as read back instead.
+    pub sha: Option<CommitSha>,
+    pub sender: String,
+    /// The sender must have write, maintain or admin permission, checked before acting.
+    pub needs_permission: bool,
+    /// The command's comment, for reactions.
+    pub comment_id: Option<u64>,
+}
+
+/// What the receiver does with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Ping,
+    Ignore(String),
+    Act(Intent),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("triggers.branches: {pattern:?} is not a glob: {reason}")]
+pub struct PolicyError {
+    pub pattern: String,
+    pub reason: String,
+}
+
+/// `[triggers]`, compiled.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    labels: Vec<String>,
+    branches: GlobSet,
+    pub command: String,
+    pub allow_forks: bool,
+    git_url: String,
+}
+
+impl Policy {
+    pub fn new(triggers: &Triggers, git_url: &str) -> Result<Policy, PolicyError> {
+        let mut b = GlobSetBuilder::new();
+        for pattern in &triggers.branches {
+            // `*` stops at `/`, as in git's refspecs; `**` crosses it.
+            let glob = GlobBuilder::new(pattern)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| PolicyError {
+                    pattern: pattern.clone(),
+                    reason: e.kind().to_string(),
+                })?;
+            b.add(glob);
+        }
+        let branches = b.build().map_err(|e| PolicyError {
+            pattern: triggers.branches.join(", "),
+            reason: e.to_string(),
+        })?;
+        Ok(Policy {
+            labels: triggers.labels.clone(),
+            branches,
+            command: triggers.command.clone(),
+            allow_forks: triggers.allow_forks,
+            git_url: git_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn is_trigger_label(&self, label: &str) -> bool {
+        self.labels.iter().any(|l| l == label)
+    }
+
+    pub fn has_trigger_label(&self, labels: &[String]) -> bool {
+        labels.iter().any(|l| self.is_trigger_label(l))
+    }
+
+    pub fn branch_matches(&self, branch: &str) -> bool {
+        self.branches.is_match(branch)
+    }
+
+    /// Where a repository is cloned from.
+    pub fn clone_url(&self, repo: &Repo) -> String {
+        format!("{}/{}.git", self.git_url, repo.full_name())
+    }
+}
+
+/// The preview key of a pull request's head in `base`; `None` when its head repository was
+/// deleted (nothing to fetch).
+pub fn pull_request_key(base: &Repo, pr: &PullRequest) -> Option<PreviewKey> {
+    let head = pr.head_repo.as_ref()?;
+    Some(PreviewKey::pull_request_head(
+        &base.full_name(),
+        pr.fork.then(|| head.full_name()).as_deref(),
+        &pr.head_branch,
+    ))
+}
+
+/// The reply when a command is not allowed.
+pub fn refusal(sender: &str, permission: &str) -> String {
+    comment::refused(&format!(
+        "`{sender}` has `{permission}` permission here; labels and commands count only from \
+         people with write, maintain or admin permission."
+    ))
+}
