@@ -362,7 +362,7 @@ impl Reconciler {
             return false;
         }
         let left = humantime::format_duration(Duration::from_secs((ttl - age).as_secs()));
-        let marker = format!("<!-- previewd:ttl:{}#{number} -->", repo.full_name());
+        let marker = comment::ttl_warning_marker(repo, number);
         let body = format!(
             "{marker}\n:hourglass: The preview at {} has not been redeployed for {} and will be \
              removed in about {left} (`limits.ttl`). Push a commit or comment `{}` to keep it \
