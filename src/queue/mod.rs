@@ -1,6 +1,6 @@
 //! The work queue: one worker per preview key (repository, branch), intents for a key run in
 //! order, a newer deploy or stop cancels an older deploy still queued or running (reported as
-//! `error` "superseded by <short sha>"), and different keys run in parallel up to a limit.
+//! `error` "superseded by `<short sha>`"), and different keys run in parallel up to a limit.
 //! What a worker does with one intent (permission, reading the PR back, the engine, the
 //! reports) is `worker.rs`'s; this file only decides which intent runs when, and never talks
 //! to the forge or the engine itself. `submit` never waits for work.
