@@ -67,6 +67,9 @@ pub struct Pass {
     pub started: Vec<(String, u64)>,
     pub warned: Vec<(String, u64)>,
     pub kept: Vec<PreviewKey>,
+    /// Previews whose PR could not be read (the forge down): nothing is changed for them, not
+    /// even their expiry, as `previewd gc` does.
+    pub unread: Vec<PreviewKey>,
     pub expired: Vec<PreviewKey>,
     /// Labelled PRs without a preview because it expired at their head commit: they wait for
     /// a push or a command, not for the next pass.
@@ -173,8 +176,11 @@ impl Reconciler {
             let pr = match pr {
                 Ok(pr) => pr,
                 Err(e) => {
-                    // The forge is down or the PR unreadable: change nothing for it.
+                    // The forge is down or the PR unreadable: change nothing for it. Its keep
+                    // label cannot be read either, so it is not expired: a forge outage must
+                    // not remove previews.
                     tracing::warn!(repo = %repo, pr = number, error = %e, "reconcile: cannot read PR");
+                    out.unread.push(p.key.clone());
                     continue;
                 }
             };
@@ -194,7 +200,9 @@ impl Reconciler {
         }
 
         // Previews just handed to the queue to stop are left to it, not expired here as well.
-        let exempt: Vec<PreviewKey> = out.kept.iter().chain(&out.stopped).cloned().collect();
+        let exempt: Vec<PreviewKey> = (out.kept.iter().chain(&out.stopped).chain(&out.unread))
+            .cloned()
+            .collect();
         let summary = self.engine.reconcile(startup, exempt).await?;
         out.expired = summary.expired;
         out.orphans = summary.orphans;

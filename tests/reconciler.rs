@@ -247,6 +247,16 @@ async fn an_expired_preview_is_reported_and_stays_down_until_its_head_moves() {
     let early = rec.pass(false).await.expect("pass");
     assert!(early.expired.is_empty(), "expired at once: {early:?}");
     t.env.clock.advance(Duration::from_secs(4)); // past the 3 s ttl
+    // GitHub down: the PR's keep label cannot be read, so nothing is expired.
+    for _ in 0..4 {
+        github.fault("pulls/get", 502, &[]);
+    }
+    let down = rec.pass(false).await.expect("pass");
+    assert_eq!(down.unread.len(), 1, "{down:?}");
+    assert!(
+        down.expired.is_empty(),
+        "expired while GitHub was down: {down:?}"
+    );
     let p = rec.pass(false).await.expect("pass");
     assert_eq!(p.expired.len(), 1, "{p:?}");
     assert!(p.started.is_empty(), "started again at once: {p:?}");
