@@ -9,7 +9,7 @@ use super::{Manager, ManagerError, Prepared, fail};
 use crate::engine::{DeployFailure, Phase, PreviewState};
 use crate::preview::build;
 use crate::preview::docker;
-use crate::preview::labels::{self, Member};
+use crate::preview::docker::labels::{self, Member};
 
 /// A retired generation keeps running after the routes switch away from it until the gateway
 /// has no request in flight to it: at least this long...

@@ -8,7 +8,7 @@
 //! This file tells the deployment's story (`up`: prepare, attempt, commit); the steps live
 //! beside it: `prepare.rs` (fetch, identity, worktree), `images.rs` (build), `containers.rs`
 //! (start), `commit.rs` (switch, drain, retire), `teardown.rs`, and `view.rs` for reading
-//! previews back. Raw Docker calls belong in `preview/docker.rs`, not here.
+//! previews back. Raw Docker calls belong in `preview/docker/`, not here.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -20,11 +20,11 @@ use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::build;
+use super::docker::labels::{self, Observed};
 use super::docker::{self, DockerError};
 use super::fault;
 use super::gateway::{self, Gateway, GatewayError};
 use super::health::{self};
-use super::labels::{self, Observed};
 use super::source::SourceError;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use super::{Manager, Mode, UpRequest, fail};
 use crate::engine::{DeployFailure, Phase, PreviewKey};
 use crate::ids::{CommitSha, PreviewId};
-use crate::preview::labels::Member;
+use crate::preview::docker::labels::Member;
 use crate::preview::source::{self, Fetched, Origin, SourceError};
 
 /// Everything known once the source is fetched and the preview's identity settled.

@@ -3,8 +3,8 @@
 
 use super::{Manager, ManagerError, Prepared};
 use crate::ids::PreviewId;
-use crate::preview::docker::{self, DockerError};
-use crate::preview::{build, labels, source};
+use crate::preview::docker::{self, DockerError, labels};
+use crate::preview::{build, source};
 
 impl Manager {
     /// Removes what a failed or cancelled attempt created: its generation, and the whole

@@ -2,6 +2,9 @@
 //! and the small operations the manager, gateway and reconciler share. Never shells out to the
 //! docker CLI. Errors say whether Docker itself is unreachable, because that changes what a
 //! caller should tell the user.
+//!
+//! Beside it: `labels` names and labels every object (and never calls Docker), `network` makes
+//! preview networks, `lockfile` holds the instance's `flock` files.
 
 use std::collections::HashMap;
 
@@ -14,8 +17,12 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
-use super::labels::{self, Member};
 use crate::ids::Instance;
+use labels::Member;
+
+pub mod labels;
+pub mod lockfile;
+pub mod network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
