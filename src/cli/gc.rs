@@ -10,7 +10,7 @@ use super::{CliError, Outcome, Reporters};
 use crate::config::Config;
 use crate::forge::comment::Removal;
 use crate::ids::PreviewId;
-use crate::preview::labels::{ForgeTarget, Observed};
+use crate::preview::docker::labels::{ForgeTarget, Observed};
 use crate::preview::manager::Manager;
 use crate::preview::reconcile::{self, exempt_from_ttl};
 

@@ -23,7 +23,7 @@ use crate::forge::report::Reporter;
 use crate::ids::PreviewId;
 use crate::metrics::Metrics;
 use crate::preview::docker::DockerError;
-use crate::preview::labels::Observed;
+use crate::preview::docker::labels::Observed;
 use crate::preview::manager::ManagerError;
 use crate::serve::ServeError;
 use crate::spec::SpecError;

@@ -1,11 +1,14 @@
-//! The preview manager and its parts: source (git2), build context, Docker, gateway, health,
-//! reconcile. The same manager serves the CLI and the webhook path.
+//! The preview manager and its parts, one folder per responsibility: `source` (git2), `build/`
+//! (the build context, Dockerfile stamping, image builds), `docker/` (the Engine API calls,
+//! names and labels, networks, locks), `manager/` (the deployment's phases), `gateway/`,
+//! `health` and `http` (checks through the gateway), `reconcile`, and `engine` (the manager as
+//! the queue's `PreviewEngine`). The same manager serves the
+//! CLI and the webhook path. Never calls a forge's API: what a forge hears goes through
+//! `crate::engine`.
 
 pub mod build;
-pub mod context;
 pub mod docker;
-pub mod dockerfile;
-pub mod engine_impl;
+pub mod engine;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 /// Without the `fault-injection` feature (every shipped build) the hook is a no-op.
@@ -16,9 +19,10 @@ pub(crate) mod fault {
 pub mod gateway;
 pub mod health;
 pub mod http;
-pub mod labels;
-pub mod lockfile;
 pub mod manager;
-pub mod network;
 pub mod reconcile;
 pub mod source;
+
+/// The paths from before the grouping, for the tests, benchmarks and fuzz targets that use them.
+pub use build::{context, dockerfile};
+pub use docker::{labels, lockfile, network};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::docker;
-use super::labels::{self, Observed};
+use super::docker::labels::{self, Observed};
 use super::manager::{Manager, ManagerError};
 use super::source;
 use crate::clock::age;

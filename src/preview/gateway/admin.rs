@@ -55,7 +55,7 @@ pub(super) async fn one_change(config: &Config) -> Result<OneChange, GatewayErro
     let dir = admin_dir(config);
     let opened = path.clone();
     let locked = tokio::task::spawn_blocking(move || {
-        let file = crate::preview::lockfile::open(&opened)?;
+        let file = crate::preview::docker::lockfile::open(&opened)?;
         // Only previewd's user (and so the gateway, which runs as that user) may enter.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         file.lock()?;

@@ -18,9 +18,8 @@ use super::caddy::{LISTEN_PORT, MOUNT, TLS_PORT};
 use super::routes;
 use super::{Gateway, GatewayError};
 use crate::config::{Config, Tls};
-use crate::preview::docker::{self, DockerError};
+use crate::preview::docker::{self, DockerError, labels};
 use crate::preview::http;
-use crate::preview::labels;
 
 impl Gateway {
     /// Removes the gateway container when no preview is left (checked under the same lock as

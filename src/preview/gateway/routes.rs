@@ -23,7 +23,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::preview::labels::{self, Observed};
+use crate::preview::docker::labels::{self, Observed};
 
 /// The deepest route the table can hold, in segments: what the repository's config may ask.
 pub use crate::spec::MAX_SEGMENTS;

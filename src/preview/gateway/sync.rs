@@ -16,9 +16,9 @@ use super::caddy::caddy_config;
 use super::routes;
 use super::{Gateway, GatewayError};
 use crate::config::Config;
+use crate::preview::docker::labels::{self, Observed};
 use crate::preview::docker::{self, DockerError};
 use crate::preview::http;
-use crate::preview::labels::{self, Observed};
 
 /// The networks the gateway must have joined to reach every routed container.
 pub fn routed_networks(config: &Config, previews: &[Observed]) -> BTreeSet<String> {

@@ -11,7 +11,7 @@ use super::container::port_in_use;
 use super::{caddy_config, routed_networks, routes};
 use crate::config::Config;
 use crate::ids::PreviewId;
-use crate::preview::labels::{Member, Observed, group};
+use crate::preview::docker::labels::{Member, Observed, group};
 
 fn config(domain: &str) -> Config {
     let env = vec![

@@ -13,8 +13,7 @@ use futures_util::future::join_all;
 use super::{Manager, Mode, Prepared, UpRequest, fail};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::build;
-use crate::preview::docker::{self, DockerError};
-use crate::preview::{labels, network};
+use crate::preview::docker::{self, DockerError, labels, network};
 use crate::spec::{self, Spec};
 
 impl Manager {

@@ -3,8 +3,8 @@
 
 use super::{Manager, ManagerError, Prepared};
 use crate::ids::PreviewId;
-use crate::preview::docker::{self, DockerError};
-use crate::preview::{build, labels, source};
+use crate::preview::docker::{self, DockerError, labels};
+use crate::preview::{build, source};
 
 impl Manager {
     /// Removes what a failed or cancelled attempt created: its generation, and the whole
@@ -101,13 +101,7 @@ impl Manager {
             return Err(ManagerError::NotFound(id.to_string()));
         }
         // A reconcile pass in this process leaves a preview being removed alone.
-        if let Ok(mut s) = self.busy.lock() {
-            s.insert(id.clone());
-        }
-        let _busy = super::BusyGuard {
-            set: self.busy.clone(),
-            id: id.clone(),
-        };
+        let _busy = self.mark_busy(id);
         for o in observed.iter().filter(|o| &o.id == id) {
             for m in o.generations.values().flatten() {
                 docker::remove_container(&self.docker, &m.container_id).await?;

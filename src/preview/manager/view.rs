@@ -7,10 +7,10 @@ use futures_util::future::join_all;
 use super::{Manager, ManagerError};
 use crate::engine::{PreviewKey, PreviewState, PreviewStatus, ServiceHealth};
 use crate::ids::{CommitSha, PreviewId};
+use crate::preview::docker::labels::{Member, Observed};
 use crate::preview::docker::{self, DockerError};
 use crate::preview::gateway;
 use crate::preview::health::{self, Probe};
-use crate::preview::labels::{Member, Observed};
 
 impl Manager {
     /// The preview for a key, if there is one.

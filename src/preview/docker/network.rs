@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use bollard::Docker;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 
-use super::docker::DockerError;
+use super::DockerError;
 use crate::config::{Config, SubnetPool};
 
 /// Creation is serialized in this process so two deployments never pick the same subnet;

@@ -2,19 +2,27 @@
 //! and the small operations the manager, gateway and reconciler share. Never shells out to the
 //! docker CLI. Errors say whether Docker itself is unreachable, because that changes what a
 //! caller should tell the user.
+//!
+//! Beside it: `labels` names and labels every object (and never calls Docker), `network` makes
+//! preview networks, `lockfile` holds the instance's `flock` files.
 
 use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::ContainerSummary;
 use bollard::query_parameters::{
-    ListContainersOptions, ListImagesOptions, ListNetworksOptions, LogsOptions,
-    RemoveContainerOptions, RemoveImageOptions,
+    CreateImageOptions, InspectContainerOptions, ListContainersOptions, ListImagesOptions,
+    ListNetworksOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
+    RenameContainerOptions,
 };
 use futures_util::StreamExt;
 
-use super::labels::{self, Member};
 use crate::ids::Instance;
+use labels::Member;
+
+pub mod labels;
+pub mod lockfile;
+pub mod network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -221,6 +229,68 @@ pub async fn image_ids(
         .into_iter()
         .map(|i| i.id)
         .collect())
+}
+
+/// `None` when `image` is not on this host; else whether previewd built it (it carries one of
+/// previewd's labels).
+pub async fn built_by_previewd(docker: &Docker, image: &str) -> Option<bool> {
+    let info = docker.inspect_image(image).await.ok()?;
+    Some(
+        info.config
+            .and_then(|c| c.labels)
+            .is_some_and(|l| l.keys().any(|k| k.starts_with(labels::PREFIX))),
+    )
+}
+
+/// Pulls `image` from its registry, to the end of Docker's progress stream; the first error
+/// the stream reports is returned as Docker said it.
+pub async fn pull_image(docker: &Docker, image: &str) -> Result<(), bollard::errors::Error> {
+    let opts = CreateImageOptions {
+        from_image: Some(image.to_owned()),
+        ..Default::default()
+    };
+    let mut pull = docker.create_image(Some(opts), None, None);
+    while let Some(item) = pull.next().await {
+        item?;
+    }
+    Ok(())
+}
+
+/// `Err("<service> exited with code N")` for the first container that is not running.
+pub async fn all_running(docker: &Docker, containers: &[String]) -> Result<(), String> {
+    for c in containers {
+        if let Ok(info) = docker
+            .inspect_container(c, None::<InspectContainerOptions>)
+            .await
+        {
+            let st = info.state.unwrap_or_default();
+            let restarting = st.restarting.unwrap_or(false);
+            if !st.running.unwrap_or(false) || restarting {
+                let service = info
+                    .config
+                    .and_then(|c| c.labels)
+                    .and_then(|l| l.get(labels::SERVICE).cloned())
+                    .unwrap_or_else(|| c.clone());
+                return Err(format!(
+                    "{service} exited with code {}",
+                    st.exit_code.unwrap_or(-1)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn rename_container(
+    docker: &Docker,
+    container: &str,
+    to: &str,
+) -> Result<(), DockerError> {
+    let opts = RenameContainerOptions {
+        name: to.to_owned(),
+    };
+    docker.rename_container(container, opts).await?;
+    Ok(())
 }
 
 /// The last `n` lines a container wrote (stdout and stderr), for failure reports.

@@ -1,5 +1,8 @@
 //! The manager as the queue's [`PreviewEngine`]: the webhook path drives the same code as the
-//! CLI. Progress goes to the log here; the CLI shows it on the terminal instead.
+//! CLI. Progress goes to the log here; the CLI shows it on the terminal instead. It only
+//! translates between the seam's types and the manager's and never decides policy. It lives
+//! beside `manager/`, not in it, because it drives `reconcile`, which uses the manager: inside,
+//! the two modules would import each other.
 
 use std::sync::Arc;
 

@@ -9,6 +9,8 @@
 //! from it), nor an image a build tags meanwhile: builds hold a shared `flock` on the
 //! instance's `builds.lock` and a prune runs only when it gets the lock alone, in this process
 //! or any other of the instance.
+//!
+//! Beside it: `context` packs the build context, `dockerfile` stamps the label.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -18,11 +20,13 @@ use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
 use futures_util::StreamExt;
 
-use super::docker::{self, DockerError};
-use super::{context, dockerfile, labels, lockfile};
+use super::docker::{self, DockerError, labels, lockfile};
 use crate::config::Config;
 use crate::ids::PreviewId;
 use crate::spec::BuildSpec;
+
+pub mod context;
+pub mod dockerfile;
 
 /// How many log lines a failure report carries.
 pub const TAIL: usize = 50;
