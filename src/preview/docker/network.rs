@@ -2,6 +2,8 @@
 //!
 //! With `network.subnet_pool` previewd picks each network's subnet itself, because Docker's
 //! default pools hold only ~31 bridge networks and previewd uses one per generation.
+//! Nothing here connects a container to a network or makes a network that two previews share:
+//! one network per preview generation is what keeps previews from reaching each other.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
