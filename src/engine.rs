@@ -216,13 +216,13 @@ pub trait PreviewEngine: Send + Sync + 'static {
     /// `startup` is true for the pass before any work starts, when whatever a previous
     /// process left half-made can go at once. Previews of `keep` are exempt from `limits.ttl`.
     /// Engines without such state need not override it.
-    fn reconcile(
+    fn clean_up(
         &self,
         startup: bool,
         keep: Vec<PreviewKey>,
-    ) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
+    ) -> BoxFuture<'_, Result<CleanupSummary, EngineError>> {
         let _ = (startup, keep);
-        Box::pin(async { Ok(ReconcileSummary::default()) })
+        Box::pin(async { Ok(CleanupSummary::default()) })
     }
 }
 
@@ -240,9 +240,9 @@ pub trait GitCredentials: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<secrecy::SecretString>, String>>;
 }
 
-/// What a reconcile pass removed, by kind, for the log and the metrics.
+/// What a clean-up removed, by kind, for the log and the metrics.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ReconcileSummary {
+pub struct CleanupSummary {
     /// Previews removed for being older than `limits.ttl`.
     pub expired: Vec<PreviewKey>,
     /// Containers, networks, images and worktrees removed as orphans.

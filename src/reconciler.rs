@@ -32,7 +32,7 @@ use crate::engine::{EngineError, PreviewEngine, PreviewKey, PreviewState};
 use crate::forge::comment::{self, Removal};
 use crate::forge::{Forge, PullRequest, Repo};
 use crate::intent::{Action, Cause, Intent, Policy, Subject};
-use crate::preview::reconcile::exempt_from_ttl;
+use crate::preview::cleanup::exempt_from_ttl;
 use crate::preview::source;
 use crate::queue::Queue;
 
@@ -203,7 +203,7 @@ impl Reconciler {
         let exempt: Vec<PreviewKey> = (out.kept.iter().chain(&out.stopped).chain(&out.unread))
             .cloned()
             .collect();
-        let summary = self.engine.reconcile(startup, exempt).await?;
+        let summary = self.engine.clean_up(startup, exempt).await?;
         out.expired = summary.expired;
         out.orphans = summary.orphans;
         for key in &out.expired {

@@ -117,7 +117,7 @@ impl Serve {
 
 /// 0 while nothing listens yet.
 async fn get(addr: &str, host: &str, path: &str) -> u16 {
-    previewd::preview::http::tcp(addr, host, "GET", path, Duration::from_secs(2))
+    previewd::preview::http_client::tcp(addr, host, "GET", path, Duration::from_secs(2))
         .await
         .map_or(0, |r| r.status)
 }

@@ -95,7 +95,7 @@ async fn a_failed_build_leaves_none_of_its_step_images() {
     drop(other);
 
     // A reconcile pass (`gc`, serve's periodic pass) finds and removes them now.
-    let report = env.reconcile_now().await;
+    let report = env.clean_up_now().await;
     let pruned = report.images.iter().filter(|i| i.ends_with(" (untagged)"));
     assert!(pruned.count() >= 1, "{:?}", report.images);
     let left = untagged(&first).await;

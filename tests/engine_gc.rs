@@ -78,7 +78,7 @@ async fn gc_restores_routes_and_removes_orphans() {
     let orphan_wt = env.config.instance_dir().join("worktrees/bbbbbbbbbb");
     std::fs::create_dir_all(&orphan_wt).expect("orphan worktree");
 
-    let report = env.reconcile_now().await;
+    let report = env.clean_up_now().await;
     assert!(report.networks.contains(&orphan_net), "{report:?}");
     assert!(
         report.worktrees.contains(&"bbbbbbbbbb".to_owned()),
@@ -93,13 +93,13 @@ async fn gc_restores_routes_and_removes_orphans() {
     let repo2 = GitRepo::from_fixture("compose-only");
     let d2 = short.up(repo2.path()).await.expect("up");
     // The ttl counts on the manager's clock, not on the time the deployment took.
-    let report = short.reconcile_now().await;
+    let report = short.clean_up_now().await;
     assert!(
         report.expired.is_empty(),
         "expired before its ttl: {report:?}"
     );
     short.clock.advance(Duration::from_secs(2)); // past the ttl
-    let report = short.reconcile_now().await;
+    let report = short.clean_up_now().await;
     assert_eq!(report.expired, vec![d2.state.id.to_string()]);
     short.assert_clean().await;
 

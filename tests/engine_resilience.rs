@@ -14,9 +14,9 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
 use engine_support::{GitRepo, TestEnv};
 use previewd::engine::Phase;
+use previewd::preview::cleanup::clean_up;
 use previewd::preview::labels;
 use previewd::preview::manager::{Event, Progress};
-use previewd::preview::reconcile::reconcile;
 use tokio_util::sync::CancellationToken;
 
 async fn gateway_identity(env: &TestEnv) -> (String, i64) {
@@ -195,7 +195,7 @@ async fn reconcile_removes_a_generation_that_never_finished() {
         .expect("create leftover");
 
     // Young leftovers may be another process's deployment in progress: kept.
-    let report = reconcile(
+    let report = clean_up(
         &env.manager,
         Duration::from_secs(3600),
         &HashSet::new(),
@@ -206,12 +206,12 @@ async fn reconcile_removes_a_generation_that_never_finished() {
     assert!(report.containers.is_empty(), "{report:?}");
     // A preview with a deployment running in this process is never touched, whatever its age.
     let busy = HashSet::from([id.clone()]);
-    let report = reconcile(&env.manager, Duration::ZERO, &busy, &HashSet::new())
+    let report = clean_up(&env.manager, Duration::ZERO, &busy, &HashSet::new())
         .await
         .expect("reconcile");
     assert!(report.containers.is_empty(), "{report:?}");
     // Past the grace (or at start-up), removed; the live generation is untouched.
-    let report = env.reconcile_now().await;
+    let report = env.clean_up_now().await;
     assert_eq!(report.containers, vec![name]);
     assert_eq!(env.get(id.as_str(), "/").await.0, 200);
     let observed = env.manager.observed().await.expect("observed");
@@ -236,7 +236,7 @@ async fn changed_gateway_settings_take_effect_with_every_route() {
         .await
         .expect("docker");
     manager.settle().await.expect("settle");
-    let answer = previewd::preview::http::tcp(
+    let answer = previewd::preview::http_client::tcp(
         &format!("127.0.0.1:{}", moved.gateway.port),
         &format!("{id}.localhost"),
         "GET",

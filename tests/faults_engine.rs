@@ -11,8 +11,8 @@ use std::time::Duration;
 use bollard::query_parameters::{KillContainerOptions, ListContainersOptions};
 use engine_support::{GitRepo, TestEnv, eventually};
 use previewd::engine::{Phase, PreviewEngine};
+use previewd::preview::cleanup::clean_up;
 use previewd::preview::labels;
-use previewd::preview::reconcile::reconcile;
 
 async fn kill(env: &TestEnv, name: &str) {
     env.manager
@@ -48,7 +48,7 @@ async fn gateway_killed_or_removed_comes_back_with_every_route() {
     // Killed: the next reconcile pass brings it back with every route.
     kill(&env, &gw).await;
     let none = HashSet::new();
-    reconcile(&env.manager, Duration::from_secs(600), &none, &none)
+    clean_up(&env.manager, Duration::from_secs(600), &none, &none)
         .await
         .expect("reconcile");
     eventually(Duration::from_secs(20), "routes after a kill", || async {

@@ -10,9 +10,9 @@ use super::{CliError, Outcome, Reporters};
 use crate::config::Config;
 use crate::forge::comment::Removal;
 use crate::ids::PreviewId;
+use crate::preview::cleanup::{self, exempt_from_ttl};
 use crate::preview::docker::labels::{ForgeTarget, Observed};
 use crate::preview::manager::Manager;
-use crate::preview::reconcile::{self, exempt_from_ttl};
 
 pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config.clone()).await?;
@@ -22,7 +22,7 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
     let (keep, kept) = kept_past_ttl(&config, &observed, &reporters, now).await;
     // Leave alone what a deployment in another process may be creating right now.
     let grace = config.limits.build_timeout + config.limits.health_timeout;
-    let report = reconcile::reconcile(&manager, grace, &HashSet::new(), &keep).await?;
+    let report = cleanup::clean_up(&manager, grace, &HashSet::new(), &keep).await?;
     for id in &report.expired {
         let target = PreviewId::parse(id)
             .ok()
@@ -81,10 +81,10 @@ async fn kept_past_ttl(
     let mut keep = HashSet::new();
     let mut kept = Vec::new();
     for o in observed {
-        if !reconcile::past_ttl(o, soon, now) {
+        if !cleanup::past_ttl(o, soon, now) {
             continue;
         }
-        let past = reconcile::past_ttl(o, limits.ttl, now);
+        let past = cleanup::past_ttl(o, limits.ttl, now);
         let Some(ForgeTarget {
             forge,
             repo,

@@ -1,7 +1,7 @@
 //! The manager as the queue's [`PreviewEngine`]: the webhook path drives the same code as the
 //! CLI. Progress goes to the log here; the CLI shows it on the terminal instead. It only
 //! translates between the seam's types and the manager's and never decides policy. It lives
-//! beside `manager/`, not in it, because it drives `reconcile`, which uses the manager: inside,
+//! beside `manager/`, not in it, because it drives `cleanup`, which uses the manager: inside,
 //! the two modules would import each other.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use super::docker::DockerError;
 use super::gateway::GatewayError;
 use super::manager::{Event, Manager, ManagerError, Mode, UpRequest};
 use crate::engine::{
-    BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, PreviewEngine, PreviewKey,
-    PreviewState, ReconcileSummary, git_branch,
+    BoxFuture, CleanupSummary, DeployFailure, DeployRequest, Deployed, EngineError, PreviewEngine,
+    PreviewKey, PreviewState, git_branch,
 };
 use crate::ids::PreviewId;
 
@@ -68,12 +68,12 @@ impl PreviewEngine for Manager {
         })
     }
 
-    fn reconcile(
+    fn clean_up(
         &self,
         startup: bool,
         keep: Vec<PreviewKey>,
-    ) -> BoxFuture<'_, Result<ReconcileSummary, EngineError>> {
-        Box::pin(self.reconcile_pass(startup, keep))
+    ) -> BoxFuture<'_, Result<CleanupSummary, EngineError>> {
+        Box::pin(self.clean_up_pass(startup, keep))
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
@@ -88,11 +88,11 @@ impl PreviewEngine for Manager {
 }
 
 impl Manager {
-    async fn reconcile_pass(
+    async fn clean_up_pass(
         &self,
         startup: bool,
         keep: Vec<PreviewKey>,
-    ) -> Result<ReconcileSummary, EngineError> {
+    ) -> Result<CleanupSummary, EngineError> {
         // At start-up nothing of this process is running, so a half-made generation is a
         // leftover at once; later, give a deployment of another process (the CLI) its time.
         let limits = &self.config().limits;
@@ -111,7 +111,7 @@ impl Manager {
             .filter(|p| keep.contains(&self.state(p, &Default::default()).key))
             .map(|p| p.id.clone())
             .collect();
-        let report = super::reconcile::reconcile(self, grace, &self.busy(), &kept)
+        let report = super::cleanup::clean_up(self, grace, &self.busy(), &kept)
             .await
             .map_err(err)?;
         let orphans = report.containers.len()
@@ -121,7 +121,7 @@ impl Manager {
         if !report.is_empty() {
             tracing::info!(?report, "reconciled");
         }
-        Ok(ReconcileSummary {
+        Ok(CleanupSummary {
             expired: report
                 .expired
                 .iter()

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::http;
+use super::http_client as http;
 
 /// One answer (or the lack of one) from a service.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,8 @@
 //! The preview manager and its parts, one folder per responsibility: `source` (git2), `build/`
 //! (the build context, Dockerfile stamping, image builds), `docker/` (the Engine API calls,
 //! names and labels, networks, locks), `manager/` (the deployment's phases), `gateway/`,
-//! `health` and `http` (checks through the gateway), `reconcile`, and `engine` (the manager as
+//! `health` and `http_client` (checks through the gateway), `cleanup` (the Docker side of a reconcile
+//! pass), and `engine` (the manager as
 //! the queue's `PreviewEngine`). The same manager serves the
 //! CLI and the webhook path. Never calls a forge's API: what a forge hears goes through
 //! `crate::engine`.
@@ -16,11 +17,11 @@ pub mod fault;
 pub(crate) mod fault {
     pub async fn pause(_: crate::engine::Phase) {}
 }
+pub mod cleanup;
 pub mod gateway;
 pub mod health;
-pub mod http;
+pub mod http_client;
 pub mod manager;
-pub mod reconcile;
 pub mod source;
 
 /// The paths from before the grouping, for the tests, benchmarks and fuzz targets that use them.

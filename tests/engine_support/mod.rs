@@ -139,7 +139,9 @@ impl TestEnv {
     /// GET through the gateway with any `Host` header, crafted ones included.
     pub async fn get_host(&self, host: &str, path: &str) -> (u16, String) {
         let addr = format!("127.0.0.1:{}", self.port);
-        match previewd::preview::http::tcp(&addr, host, "GET", path, Duration::from_secs(5)).await {
+        match previewd::preview::http_client::tcp(&addr, host, "GET", path, Duration::from_secs(5))
+            .await
+        {
             Ok(r) => (r.status, r.text()),
             Err(e) => (0, e.to_string()),
         }
@@ -166,9 +168,9 @@ impl TestEnv {
 
     /// One reconcile pass with no grace, nothing busy and nothing kept (`previewd gc` with a
     /// zero grace, or `serve`'s start-up pass).
-    pub async fn reconcile_now(&self) -> previewd::preview::reconcile::Report {
+    pub async fn clean_up_now(&self) -> previewd::preview::cleanup::Report {
         let none = std::collections::HashSet::new();
-        previewd::preview::reconcile::reconcile(&self.manager, Duration::ZERO, &none, &none)
+        previewd::preview::cleanup::clean_up(&self.manager, Duration::ZERO, &none, &none)
             .await
             .expect("reconcile")
     }

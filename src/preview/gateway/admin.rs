@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::GatewayError;
 use super::caddy::CERT_DIR;
 use crate::config::{Config, Tls};
-use crate::preview::http;
+use crate::preview::http_client as http;
 
 /// The directory shared with the gateway: admin socket, config file, Caddy's own data.
 pub fn admin_dir(config: &Config) -> PathBuf {

@@ -19,7 +19,7 @@ use super::routes;
 use super::{Gateway, GatewayError};
 use crate::config::{Config, Tls};
 use crate::preview::docker::{self, DockerError, labels};
-use crate::preview::http;
+use crate::preview::http_client as http;
 
 impl Gateway {
     /// Removes the gateway container when no preview is left (checked under the same lock as

@@ -18,7 +18,7 @@ use super::{Gateway, GatewayError};
 use crate::config::Config;
 use crate::preview::docker::labels::{self, Observed};
 use crate::preview::docker::{self, DockerError};
-use crate::preview::http;
+use crate::preview::http_client as http;
 
 /// The networks the gateway must have joined to reach every routed container.
 pub fn routed_networks(config: &Config, previews: &[Observed]) -> BTreeSet<String> {

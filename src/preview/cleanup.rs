@@ -1,5 +1,6 @@
-//! Reconcile: make Docker, the gateway and `data_dir` agree with the labels again. Run by
-//! `previewd gc`, by `serve` at start and periodically. It removes what no live preview
+//! Clean-up, the Docker side of a reconcile pass: make Docker, the gateway and `data_dir` agree
+//! with the labels again. Run by `previewd gc`, and by `serve`'s reconciler at start and
+//! periodically (which also compares the previews with the forge). It removes what no live preview
 //! explains (retired or unfinished generations, empty networks, images and worktrees of
 //! previews that are gone, untagged images builds left), removes previews past `limits.ttl`,
 //! and reloads the routes.
@@ -60,7 +61,7 @@ fn older(created: &str, grace: Duration, now: time::OffsetDateTime) -> bool {
 /// One reconcile pass. `busy` lists previews with a deployment running in this process, which
 /// are left alone whatever their age; `keep` lists previews exempt from `limits.ttl` (their PR
 /// carries `limits.keep_label`).
-pub async fn reconcile(
+pub async fn clean_up(
     m: &Manager,
     grace: Duration,
     busy: &HashSet<PreviewId>,
