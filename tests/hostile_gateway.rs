@@ -65,6 +65,25 @@ async fn sh_beside_gateway(env: &TestEnv, script: &str) -> String {
     out
 }
 
+/// A shell loop that fetches each of `urls` (5 s each), printing `== <url>`, what came back and
+/// `rc=<exit code>`.
+fn fetch_each(urls: &[String]) -> String {
+    format!(
+        "for u in {}; do echo \"== $u\"; timeout 5 wget -q -O- \"$u\" 2>&1; echo \"rc=$?\"; done",
+        urls.join(" ")
+    )
+}
+
+/// What `fetch_each`'s output says for `url`.
+fn answer<'a>(out: &'a str, url: &str) -> &'a str {
+    out.split("== ")
+        .find(|s| {
+            s.strip_prefix(url)
+                .is_some_and(|rest| rest.starts_with('\n'))
+        })
+        .unwrap_or_else(|| panic!("no answer for {url}:\n{out}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_preview_cannot_reach_the_gateway_admin_api() {
     let env = TestEnv::new("hgw").await;
@@ -72,30 +91,29 @@ async fn a_preview_cannot_reach_the_gateway_admin_api() {
     let d = env.up(repo.path()).await.expect("up");
     let app = labels::container_name(&env.config.instance, &d.state.id, "app");
     let gw = labels::gateway_name(&env.config.instance);
-    let script = format!(
-        "for u in http://{gw}:8080/ http://{gw}:8080/config/ http://{gw}:8080/load \
-                  http://{gw}:2019/config/ http://{gw}:2019/load http://{gw}:2020/; do \
-           echo \"== $u\"; timeout 5 wget -q -O- \"$u\" 2>&1; echo \"rc=$?\"; done"
-    );
-    let out = sh(&env, &app, &script).await;
-    let answer = |url: &str| -> String {
-        out.split("== ")
-            .find(|s| s.starts_with(url))
-            .unwrap_or_else(|| panic!("no answer for {url}:\n{out}"))
-            .to_owned()
-    };
-    // The control: the gateway is on this network and answers HTTP (404 for an unknown host).
-    for path in ["/", "/config/", "/load"] {
-        let a = answer(&format!("http://{gw}:8080{path}\n"));
-        assert!(a.contains("404"), "{path}: {a}");
-    }
-    // The admin API and the TLS ask endpoint: no answer at all.
-    for url in [
+    let control: Vec<String> = ["/", "/config/", "/load"]
+        .iter()
+        .map(|path| format!("http://{gw}:8080{path}"))
+        .collect();
+    let closed = [
         format!("http://{gw}:2019/config/"),
         format!("http://{gw}:2019/load"),
         format!("http://{gw}:2020/"),
-    ] {
-        let a = answer(&format!("{url}\n"));
+    ];
+    let out = sh(
+        &env,
+        &app,
+        &fetch_each(&[control.clone(), closed.to_vec()].concat()),
+    )
+    .await;
+    // The control: the gateway is on this network and answers HTTP (404 for an unknown host).
+    for url in &control {
+        let a = answer(&out, url);
+        assert!(a.contains("404"), "{url}: {a}");
+    }
+    // The admin API and the TLS ask endpoint: no answer at all.
+    for url in &closed {
+        let a = answer(&out, url);
         assert!(!a.contains("rc=0") && !a.contains("HTTP/"), "{url}: {a}");
         assert!(
             a.contains("can't connect") || a.contains("rc=124") || a.contains("rc=143"),
@@ -104,21 +122,13 @@ async fn a_preview_cannot_reach_the_gateway_admin_api() {
     }
     // On the gateway's own loopback: the HTTP listener answers (the control: the probe is
     // really inside the gateway's namespace), Caddy's default admin address refuses.
-    let inside = sh_beside_gateway(
-        &env,
-        "for u in http://localhost:8080/ http://localhost:2019/config/; do \
-           echo \"== $u\"; timeout 5 wget -q -O- \"$u\" 2>&1; echo \"rc=$?\"; done",
-    )
-    .await;
-    let control = inside
-        .split("== ")
-        .find(|s| s.starts_with("http://localhost:8080/"))
-        .unwrap_or_else(|| panic!("no answer for the control:\n{inside}"));
-    assert!(control.contains("404"), "{inside}");
-    let admin = inside
-        .split("== ")
-        .find(|s| s.starts_with("http://localhost:2019/"))
-        .unwrap_or_else(|| panic!("no answer for localhost:2019:\n{inside}"));
+    let (listener, admin_api) = (
+        "http://localhost:8080/".to_owned(),
+        "http://localhost:2019/config/".to_owned(),
+    );
+    let inside = sh_beside_gateway(&env, &fetch_each(&[listener.clone(), admin_api.clone()])).await;
+    assert!(answer(&inside, &listener).contains("404"), "{inside}");
+    let admin = answer(&inside, &admin_api);
     assert!(
         admin.contains("can't connect") && !admin.contains("rc=0"),
         "Caddy's admin API answers on the gateway's loopback: {admin}"
