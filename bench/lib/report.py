@@ -83,7 +83,13 @@ if route:
             print(f"| {n} | {l['p50_ms']:.1f} / {l['p99_ms']:.1f} | {rl['p50_ms']:.1f} / {rl['p99_ms']:.1f} | "
                   f"**{rl['p50_ms']/l['p50_ms']:.1f}× / {rl['p99_ms']/l['p99_ms']:.1f}×** | {l['own_p50_ms']:.2f} | "
                   f"{req(l)} vs {req(rl)} |")
-    ns = sorted({r["n"] for r in route})
+    for r in sorted((r for r in route if r["way"] == "sync"), key=lambda r: r["n"]):
+        print(f"\nreal route sync on Docker (bench/route/src/sync.rs), N={r['n']}, {r['reps']} reps: "
+              f"new host answering through the gateway container p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms, "
+              f"of which `Gateway::sync` (label listing of {2 * r['n'] + 2} containers, lock, network join, table) "
+              f"p50 {r['sync_p50_ms']:.1f} / p99 {r['sync_p99_ms']:.1f} ms "
+              f"(seeding {r['seed_s']:.0f} s, first sync joining {r['n']} networks {r['first_sync_s']:.1f} s)")
+    ns = sorted({r["n"] for r in route if r["way"] != "sync"})
     if len(ns) > 1:
         for way in ["table", "reload"]:
             a, b = cells.get((way, ns[0])), cells.get((way, ns[-1]))

@@ -126,8 +126,16 @@ if ing:
 
 if route:
     c = {(r["way"], r["n"]): r for r in route}
-    l, rl = c.get(("table", 200)), c.get(("reload", 200))
-    if l:
+    l, rl, sy = c.get(("table", 200)), c.get(("reload", 200)), c.get(("sync", 200))
+    if sy:
+        # The real sync (label listing, lock, network join, table) through the gateway container:
+        # the figure a deployment waits for.
+        row("route update p99 ≤ 100 ms at N=200, previewd's own work included",
+            f"real sync: p50 {sy['p50_ms']:.0f} ms, **p99 {sy['p99_ms']:.0f} ms** (`Gateway::sync` p50 "
+            f"{sy['sync_p50_ms']:.0f} ms); table write alone p50 {l['p50_ms']:.0f} ms" if l else
+            f"real sync: p50 {sy['p50_ms']:.0f} ms, **p99 {sy['p99_ms']:.0f} ms**",
+            "p50 4 ms, p99 5 ms (table write alone)", "**met**" if sy["p99_ms"] <= 100 else "**missed**")
+    elif l:
         row("route update p99 ≤ 100 ms at N=200, previewd's own work included",
             f"p50 {l['p50_ms']:.0f} ms, **p99 {l['p99_ms']:.0f} ms** (own work p50 {l['own_p50_ms']:.1f} ms)",
             "p50 4 ms, p99 5 ms", "**met**" if l["p99_ms"] <= 100 else "**missed**")
