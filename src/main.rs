@@ -25,9 +25,12 @@ struct Cli {
     /// Operator config (previewd.toml); every key can also come from PREVIEWD_* variables.
     #[arg(long, global = true, env = "PREVIEWD_CONFIG")]
     config: Option<PathBuf>,
-    /// Print JSON on stdout (up, ls, status and gc).
+    /// Print JSON on stdout (up, ls, status, gc and config).
     #[arg(long, global = true)]
     json: bool,
+    /// Say more on stderr: which config file was loaded, and previewd's debug lines.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,18 +79,28 @@ enum Command {
     },
     /// Reconcile now: routes from labels, orphans, expired previews.
     Gc,
-    /// Validate a repository's preview config and print the plan.
+    /// Validate a repository's preview config and print the plan (needs no operator config).
     Check {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+    /// Print the effective operator config: each value and where it came from, secrets masked.
+    Config,
+    /// Print a shell completion script: `previewd completions bash > /etc/bash_completion.d/previewd`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff): `previewd man | man -l -`.
+    Man,
 }
 
 impl Command {
     fn prints_json(&self) -> bool {
         matches!(
             self,
-            Command::Up { .. } | Command::Ls | Command::Status { .. } | Command::Gc
+            Command::Up { .. }
+                | Command::Ls
+                | Command::Status { .. }
+                | Command::Gc
+                | Command::Config
         )
     }
 }
@@ -95,7 +108,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.json && !cli.command.prints_json() {
-        let e = "--json: only up, ls, status and gc print JSON";
+        let e = "--json: only up, ls, status, gc and config print JSON";
         Cli::command().error(ErrorKind::ArgumentConflict, e).exit();
     }
     // `serve` logs through a background thread, so a slow or blocked stderr never stalls a
@@ -117,8 +130,13 @@ fn main() -> ExitCode {
     } else {
         (BoxMakeWriter::new(std::io::stderr), None)
     };
+    let quiet_default = if cli.verbose {
+        "previewd=debug,warn"
+    } else {
+        "previewd=info,warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PREVIEWD_LOG")
-        .unwrap_or_else(|_| "previewd=info,warn".into());
+        .unwrap_or_else(|_| quiet_default.into());
     // Colour only for a person at a terminal: under systemd, Docker or a pipe the escape codes
     // would end up in the journal and in log files. NO_COLOR (no-color.org) wins.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -156,6 +174,7 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Failed) => ExitCode::FAILURE,
+        Ok(Outcome::NotRunning) => ExitCode::from(3),
         Err(e) => {
             eprintln!("previewd: {}", cli::one_line(e.as_ref()));
             ExitCode::FAILURE
@@ -164,11 +183,28 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::Error> {
-    let config = Config::load(cli.config.as_deref())?;
     let json = cli.json;
+    let config_path = cli.config;
+    // Read only by the commands that need it: a broken previewd.toml must not stop a
+    // repository's check, nor printing completions or the manual.
+    let load = || Config::load(config_path.as_deref());
     let outcome = match cli.command {
         Command::Check { path } => cli::check::run(&path),
-        Command::Serve => cli::serve::run(config, log_drops).await,
+        Command::Config => cli::config::run(config_path.as_deref(), json),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "previewd",
+                &mut std::io::stdout(),
+            );
+            Ok(Outcome::Done)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(Outcome::Done)
+        }
+        Command::Serve => cli::serve::run(load()?, log_drops).await,
         Command::Up {
             repo,
             branch,
@@ -182,16 +218,16 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
                 dev,
                 worktree,
             };
-            cli::up::run(config, args, json).await
+            cli::up::run(load()?, args, json).await
         }
-        Command::Ls => cli::ls::run(config, json).await,
-        Command::Status { id } => cli::status::run(config, &id, json).await,
+        Command::Ls => cli::ls::run(load()?, json).await,
+        Command::Status { id } => cli::status::run(load()?, &id, json).await,
         Command::Logs { id, service, tail } => {
-            cli::logs::run(config, &id, service.as_deref(), tail).await
+            cli::logs::run(load()?, &id, service.as_deref(), tail).await
         }
         // clap lets `id` be absent only with `--all`.
-        Command::Down { id, .. } => cli::down::run(config, id).await,
-        Command::Gc => cli::gc::run(config, json).await,
+        Command::Down { id, .. } => cli::down::run(load()?, id).await,
+        Command::Gc => cli::gc::run(load()?, json).await,
     };
     Ok(outcome?)
 }

@@ -74,6 +74,21 @@ async fn up_ls_status_logs_down_follow_the_contract() {
     let logs = previewd(&env, &["logs", &id, "web", "--tail", "5"]);
     assert!(logs.status.success(), "{}", stderr(&logs));
 
+    // A preview that is there but not running: `status` prints it and exits 3, which a script
+    // tells apart from 1 (the question could not be answered) and 2 (a usage error).
+    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
+    let api = format!("{}-{id}-api", env.config.instance);
+    docker
+        .stop_container(
+            &api,
+            None::<bollard::query_parameters::StopContainerOptions>,
+        )
+        .await
+        .expect("stop the api container");
+    let stopped = previewd(&env, &["status", &id]);
+    assert_eq!(stopped.status.code(), Some(3), "{}", stdout(&stopped));
+    assert!(stdout(&stopped).contains("api"), "{}", stdout(&stopped));
+
     let bad = previewd(&env, &["status", "NOT-AN-ID"]);
     assert!(!bad.status.success());
     assert!(

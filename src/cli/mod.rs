@@ -4,6 +4,7 @@
 //! docs/architecture.md ("CLI").
 
 pub mod check;
+pub mod config;
 pub mod down;
 pub mod gc;
 pub mod logs;
@@ -56,16 +57,21 @@ pub enum CliError {
     Serve(#[from] ServeError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
-/// How a command that ran to its end went, for the exit status. `Failed` exits 1 without a
-/// further message: the command has said why (a failed `up`, `status` of a preview that is
-/// not running).
+/// How a command that ran to its end went, for the exit status (0, 1, 3; clap's usage errors
+/// are 2). `Failed` and `NotRunning` exit without a further message: the command has said why.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Done,
+    /// Exit 1: the command failed (a failed `up`).
     Failed,
+    /// Exit 3: `status` of a preview that exists but is not running, so a script can tell it
+    /// from a failure to ask.
+    NotRunning,
 }
 
 /// An error and its causes on one line, each said once: what `main` prints. Many errors, ours

@@ -6,7 +6,7 @@ use crate::engine::PreviewStatus;
 use crate::ids::PreviewId;
 use crate::preview::manager::Manager;
 
-/// `Failed` (exit 1, after printing it) when the preview is not `running`.
+/// `NotRunning` (exit 3, after printing it) when the preview is not `running`.
 pub async fn run(config: Config, id: &PreviewId, json: bool) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config).await?;
     let p = manager.get(id).await?;
@@ -15,6 +15,6 @@ pub async fn run(config: Config, id: &PreviewId, json: bool) -> Result<Outcome, 
     Ok(if state.status == PreviewStatus::Running {
         Outcome::Done
     } else {
-        Outcome::Failed
+        Outcome::NotRunning
     })
 }

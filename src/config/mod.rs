@@ -3,6 +3,7 @@
 //! variables the defaults serve a local trial. This is the one place secrets are read; they are
 //! `SecretString`s from here on and never printed.
 
+mod explain;
 mod keys;
 mod settle;
 
@@ -15,6 +16,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::ids::Instance;
+pub use explain::{Explained, Origin, Setting};
 #[cfg(feature = "fault-injection")]
 pub use keys::FAULT_PAUSE_AT;
 pub use keys::{KEYS, Key, Kind, PROCESS_SETTINGS};
@@ -148,10 +150,7 @@ impl Config {
     /// An explicit `path` (`--config`, `PREVIEWD_CONFIG`) must exist; otherwise the first of
     /// [`search_path`] that exists is read, and none at all means the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let found = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None => search_path().into_iter().find(|p| p.is_file()),
-        };
+        let found = locate(path);
         let text = found.as_deref().map(read).transpose()?;
         match &found {
             Some(p) => tracing::debug!(file = %p.display(), "config file loaded"),
@@ -235,6 +234,14 @@ pub fn search_path() -> Vec<PathBuf> {
     }
     paths.push(PathBuf::from("/etc/previewd/previewd.toml"));
     paths
+}
+
+/// The config file to read: the one named, else the first of [`search_path`] that exists.
+fn locate(path: Option<&Path>) -> Option<PathBuf> {
+    match path {
+        Some(p) => Some(p.to_path_buf()),
+        None => search_path().into_iter().find(|p| p.is_file()),
+    }
 }
 
 /// Lays `over`'s keys over `base`'s, section by section.

@@ -1,0 +1,169 @@
+//! The operator's side of the binary that needs no Docker: `config` (effective values, their
+//! origins, secrets masked), `check` without an operator config, `-v`, completions and the
+//! manual page. Each runs the built binary as an operator would.
+
+use std::process::{Command, Output};
+
+fn previewd(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_previewd"));
+    cmd.args(args).current_dir(dir).env("HOME", dir);
+    // The test's own PREVIEWD_* variables (a CI runner's) must not leak into what is checked.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("PREVIEWD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env_remove("XDG_CONFIG_HOME");
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("run previewd")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn config_shows_each_value_with_its_origin_and_masks_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("previewd.toml"),
+        "instance = \"opsfile\"\n[github]\nwebhook_secret = \"file-secret-xyzzy\"\n",
+    )
+    .expect("write previewd.toml");
+    let env = [
+        ("PREVIEWD_GATEWAY_PORT", "8123"),
+        ("PREVIEWD_GITHUB_TOKEN", "env-token-plugh"),
+    ];
+    let out = previewd(dir.path(), &["config"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("# file: previewd.toml"), "{shown}");
+    let line = |key: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no line for {key}: {shown}"))
+            .to_owned()
+    };
+    assert!(line("instance").contains("\"opsfile\""), "{shown}");
+    assert!(line("instance").ends_with("# file"), "{shown}");
+    assert!(line("port").contains("8123"), "{shown}");
+    assert!(
+        line("port").ends_with("# environment PREVIEWD_GATEWAY_PORT"),
+        "{shown}"
+    );
+    assert!(line("domain").ends_with("# default"), "{shown}");
+    assert!(shown.contains("# app_id = (not set)"), "{shown}");
+    for secret in ["xyzzy", "plugh"] {
+        assert!(!shown.contains(secret), "a secret was printed: {shown}");
+    }
+    assert!(line("token").contains("********"), "{shown}");
+
+    let out = previewd(dir.path(), &["config", "--json"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["file"], "previewd.toml");
+    let setting = |key: &str| {
+        v["settings"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["key"] == key))
+            .unwrap_or_else(|| panic!("no {key} in {v}"))
+            .clone()
+    };
+    assert_eq!(setting("gateway.port")["value"], 8123);
+    assert_eq!(setting("gateway.port")["origin"], "environment");
+    assert_eq!(setting("gateway.port")["variable"], "PREVIEWD_GATEWAY_PORT");
+    assert_eq!(setting("instance")["origin"], "file");
+    assert_eq!(setting("github.app_id")["origin"], "unset");
+    assert!(!v.to_string().contains("plugh"), "{v}");
+}
+
+#[test]
+fn config_names_the_bad_key_of_a_broken_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("previewd.toml"),
+        "[gateway]\nport = \"x\"\n",
+    )
+    .expect("write");
+    let out = previewd(dir.path(), &["config"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("port"), "{}", text(&out.stderr));
+}
+
+/// A repository's check must work where the operator's config is broken or absent.
+#[test]
+fn check_needs_no_operator_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("previewd.toml"), "this is not toml = = =\n").expect("write");
+    std::fs::write(
+        dir.path().join(".previewd.yml"),
+        "services:\n  web: {image: busybox, port: 80}\n",
+    )
+    .expect("write .previewd.yml");
+    let out = previewd(
+        dir.path(),
+        &["check", "."],
+        &[("PREVIEWD_NO_SUCH_KEY", "1")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("web"), "{}", text(&out.stdout));
+    // The same broken file stops a command that needs it, naming the file.
+    let ls = previewd(dir.path(), &["ls"], &[]);
+    assert_eq!(ls.status.code(), Some(1));
+    assert!(
+        text(&ls.stderr).contains("previewd.toml"),
+        "{}",
+        text(&ls.stderr)
+    );
+}
+
+#[test]
+fn verbose_says_which_config_file_was_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("previewd.toml"),
+        "instance = \"opsverbose\"\n",
+    )
+    .expect("write");
+    // `ls` without Docker fails after reading the config; the line comes before that.
+    let out = previewd(
+        dir.path(),
+        &["-v", "ls"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("config file loaded") && err.contains("previewd.toml"),
+        "{err}"
+    );
+    let quiet = previewd(
+        dir.path(),
+        &["ls"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert!(!text(&quiet.stderr).contains("config file loaded"));
+}
+
+#[test]
+fn completions_and_manual_come_from_the_command_line_definition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = previewd(dir.path(), &["completions", shell], &[]);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for sub in ["serve", "status", "config", "check"] {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let bad = previewd(dir.path(), &["completions", "cmd.exe"], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    let man = previewd(dir.path(), &["man"], &[]);
+    assert!(man.status.success());
+    let page = text(&man.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH previewd"),
+        "{page}"
+    );
+    assert!(page.contains("status"), "{page}");
+}
