@@ -13,6 +13,7 @@ use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use previewd::cli::{self, Outcome, up::UpArgs};
 use previewd::config::Config;
 use previewd::ids::PreviewId;
+use previewd::preview::manager::LogQuery;
 use previewd::serve::LogDrops;
 
 #[derive(Parser)]
@@ -25,7 +26,7 @@ struct Cli {
     /// Operator config (previewd.toml); every key can also come from PREVIEWD_* variables.
     #[arg(long, global = true, env = "PREVIEWD_CONFIG")]
     config: Option<PathBuf>,
-    /// Print JSON on stdout (up, ls, status, gc and config).
+    /// Print JSON on stdout (up, ls, status, logs as one object per line, gc and config).
     #[arg(long, global = true)]
     json: bool,
     /// Say more on stderr: which config file was loaded, and previewd's debug lines.
@@ -63,12 +64,19 @@ enum Command {
     Ls,
     /// Show one preview, with a health check of each service through the gateway.
     Status { id: PreviewId },
-    /// Print the last lines of a preview's logs.
+    /// Print a preview's logs (the last lines of each service), or follow them.
     Logs {
         id: PreviewId,
         service: Option<String>,
+        /// Lines from the end of each service's log to start with.
         #[arg(long, default_value_t = 100)]
         tail: usize,
+        /// Only lines since a duration ago (10m, 2h) or a time (2026-12-07T10:00:00Z).
+        #[arg(long, value_parser = cli::logs::parse_since)]
+        since: Option<i64>,
+        /// Keep printing lines as the services write them.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Remove a preview (or all of them).
     Down {
@@ -101,6 +109,7 @@ impl Command {
                 | Command::Status { .. }
                 | Command::Gc
                 | Command::Config
+                | Command::Logs { .. }
         )
     }
 }
@@ -108,7 +117,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.json && !cli.command.prints_json() {
-        let e = "--json: only up, ls, status, gc and config print JSON";
+        let e = "--json: only up, ls, status, logs, gc and config print JSON";
         Cli::command().error(ErrorKind::ArgumentConflict, e).exit();
     }
     // `serve` logs through a background thread, so a slow or blocked stderr never stalls a
@@ -222,8 +231,20 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
         }
         Command::Ls => cli::ls::run(load()?, json).await,
         Command::Status { id } => cli::status::run(load()?, &id, json).await,
-        Command::Logs { id, service, tail } => {
-            cli::logs::run(load()?, &id, service.as_deref(), tail).await
+        Command::Logs {
+            id,
+            service,
+            tail,
+            since,
+            follow,
+        } => {
+            let query = LogQuery {
+                service,
+                tail,
+                since,
+                follow,
+            };
+            cli::logs::run(load()?, &id, query, json).await
         }
         // clap lets `id` be absent only with `--all`.
         Command::Down { id, .. } => cli::down::run(load()?, id).await,

@@ -74,9 +74,71 @@ async fn up_ls_status_logs_down_follow_the_contract() {
     let logs = previewd(&env, &["logs", &id, "web", "--tail", "5"]);
     assert!(logs.status.success(), "{}", stderr(&logs));
 
+    // A line the web service writes (to its PID 1's stdout, as its server would), read back
+    // three ways: followed as it comes, as JSON lines, and not at all from a later time on.
+    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
+    let web = format!("{}-{id}-web", env.config.instance);
+    let mut follow = std::process::Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .args(["logs", "-f", "--tail", "0", &id, "web"])
+        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
+        .env("PREVIEWD_DATA_DIR", env.data.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run previewd logs -f");
+    let followed = std::thread::spawn({
+        let out = follow.stdout.take().expect("piped stdout");
+        move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.contains("cli-log-marker"))
+        }
+    });
+    // Written until the follower has it: it may start reading after the first write.
+    eventually(Duration::from_secs(30), "logs -f prints a new line", || {
+        let docker = docker.clone();
+        let web = web.clone();
+        let done = followed.is_finished();
+        async move {
+            if done {
+                return Some(());
+            }
+            let cmd = ["sh", "-c", "echo cli-log-marker > /proc/1/fd/1"];
+            engine_support::exec(&docker, &web, &cmd).await;
+            None
+        }
+    })
+    .await;
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let line = followed.join().expect("reader thread");
+    assert_eq!(line.as_deref(), Some("cli-log-marker"));
+
+    let json = previewd(&env, &["logs", &id, "web", "--json", "--since", "1h"]);
+    assert!(json.status.success(), "{}", stderr(&json));
+    let marker = stdout(&json)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("one JSON object a line"))
+        .find(|v| v["line"] == "cli-log-marker")
+        .expect("the marker among the JSON lines");
+    assert_eq!(
+        (&marker["service"], &marker["stream"]),
+        (&"web".into(), &"stdout".into())
+    );
+    let later = previewd(
+        &env,
+        &["logs", &id, "web", "--since", "2099-01-01T00:00:00Z"],
+    );
+    assert!(later.status.success(), "{}", stderr(&later));
+    assert!(
+        !stdout(&later).contains("cli-log-marker"),
+        "{}",
+        stdout(&later)
+    );
+
     // A preview that is there but not running: `status` prints it and exits 3, which a script
     // tells apart from 1 (the question could not be answered) and 2 (a usage error).
-    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
     let api = format!("{}-{id}-api", env.config.instance);
     docker
         .stop_container(

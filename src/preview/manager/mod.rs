@@ -35,6 +35,8 @@ use crate::spec::{self, Spec};
 mod commit;
 mod containers;
 mod images;
+mod logs;
+pub use logs::{LogLine, LogQuery, LogStream};
 mod prepare;
 mod teardown;
 mod view;

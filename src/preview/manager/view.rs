@@ -1,4 +1,4 @@
-//! Reading previews back: by key or id, their state for `ls`/`status`/`--json`, and logs.
+//! Reading previews back: by key or id, and their state for `ls`/`status`/`--json`.
 
 use std::collections::HashMap;
 
@@ -7,8 +7,8 @@ use futures_util::future::join_all;
 use super::{Manager, ManagerError};
 use crate::engine::{PreviewKey, PreviewState, PreviewStatus, ServiceHealth};
 use crate::ids::{CommitSha, PreviewId};
-use crate::preview::docker::labels::{Member, Observed};
-use crate::preview::docker::{self, DockerError};
+use crate::preview::docker::DockerError;
+use crate::preview::docker::labels::Observed;
 use crate::preview::gateway;
 use crate::preview::health::{self, Probe};
 
@@ -111,43 +111,5 @@ impl Manager {
             state.status = PreviewStatus::Failed;
         }
         state
-    }
-
-    /// The last `tail` lines of each service's log (or of one service).
-    pub async fn logs(
-        &self,
-        id: &PreviewId,
-        service: Option<&str>,
-        tail: usize,
-    ) -> Result<Vec<(String, Vec<String>)>, ManagerError> {
-        let p = self.get(id).await?;
-        let members: Vec<&Member> = match p.live() {
-            Some(_) => p.live_members().iter().collect(),
-            None => p
-                .generations
-                .values()
-                .next_back()
-                .into_iter()
-                .flatten()
-                .collect(),
-        };
-        let chosen: Vec<&Member> = members
-            .into_iter()
-            .filter(|m| service.is_none_or(|s| s == m.service))
-            .collect();
-        if let (Some(s), true) = (service, chosen.is_empty()) {
-            return Err(ManagerError::NoService {
-                id: id.to_string(),
-                service: s.to_owned(),
-            });
-        }
-        let mut out = Vec::new();
-        for m in chosen {
-            out.push((
-                m.service.clone(),
-                docker::log_tail(&self.docker, &m.container_id, tail).await,
-            ));
-        }
-        Ok(out)
     }
 }
