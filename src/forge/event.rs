@@ -123,3 +123,12 @@ pub enum ForgeEvent {
     /// An event previewd does not act on; the name is kept for the "ignored" answer.
     Unsupported { event: String },
 }
+
+/// Why an authentic webhook body could not be read (answered 400).
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("body is not JSON of the `{event}` event's shape: {reason}")]
+    Shape { event: String, reason: String },
+    #[error("`{event}` event: {reason}")]
+    Invalid { event: String, reason: String },
+}

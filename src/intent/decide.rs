@@ -48,6 +48,7 @@ impl Policy {
                     return ignore(format!("comment is not a `{}` command", self.command));
                 };
                 Decision::Act(Intent {
+                    forge: self.forge,
                     repo: repo.clone(),
                     subject: Subject::PullRequest { number: *number },
                     action,
@@ -83,7 +84,8 @@ impl Policy {
         action: &PrAction,
         pr: &PullRequest,
     ) -> Decision {
-        let (Some(head_repo), Some(key)) = (&pr.head_repo, pull_request_key(repo, pr)) else {
+        let (Some(head_repo), Some(key)) = (&pr.head_repo, pull_request_key(self.forge, repo, pr))
+        else {
             return ignore(format!(
                 "PR #{}: its head repository was deleted",
                 pr.number
@@ -91,6 +93,7 @@ impl Policy {
         };
         let intent = |action, cause, needs_permission| {
             Decision::Act(Intent {
+                forge: self.forge,
                 repo: repo.clone(),
                 subject: Subject::Branch {
                     key: key.clone(),
@@ -162,9 +165,11 @@ impl Policy {
             (false, None) => return ignore("push without a new commit"),
         };
         Decision::Act(Intent {
+            forge: self.forge,
             repo: repo.clone(),
             subject: Subject::Branch {
                 key: PreviewKey {
+                    forge: self.forge.as_str().to_owned(),
                     repo: repo.full_name(),
                     branch: branch.to_owned(),
                 },

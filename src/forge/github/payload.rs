@@ -14,14 +14,7 @@ use serde::Deserialize;
 use crate::forge::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo};
 use crate::ids::CommitSha;
 
-/// Why an authentic body could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum PayloadError {
-    #[error("body is not JSON of the `{event}` event's shape: {reason}")]
-    Shape { event: String, reason: String },
-    #[error("`{event}` event: {reason}")]
-    Invalid { event: String, reason: String },
-}
+pub use crate::forge::PayloadError;
 
 /// Maps a GitHub delivery (`X-GitHub-Event` and body) to a `ForgeEvent`.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<ForgeEvent, PayloadError> {
