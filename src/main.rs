@@ -26,7 +26,7 @@ struct Cli {
     /// Operator config (previewd.toml); every key can also come from PREVIEWD_* variables.
     #[arg(long, global = true, env = "PREVIEWD_CONFIG")]
     config: Option<PathBuf>,
-    /// Print JSON on stdout (up, ls, status, logs as one object per line, gc and config).
+    /// Print JSON on stdout (up, ls, status, logs as one object per line, gc, config, doctor).
     #[arg(long, global = true)]
     json: bool,
     /// Say more on stderr: which config file was loaded, and previewd's debug lines.
@@ -92,6 +92,9 @@ enum Command {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+    /// Check what would break the first preview (Docker, the gateway's image and port, address
+    /// pools, forge tokens, DNS, TLS), each finding with its fix; exit 1 when something would.
+    Doctor,
     /// Print the effective operator config: each value and where it came from, secrets masked.
     Config,
     /// Print a shell completion script: `previewd completions bash > /etc/bash_completion.d/previewd`.
@@ -109,6 +112,7 @@ impl Command {
                 | Command::Status { .. }
                 | Command::Gc
                 | Command::Config
+                | Command::Doctor
                 | Command::Logs { .. }
         )
     }
@@ -117,7 +121,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.json && !cli.command.prints_json() {
-        let e = "--json: only up, ls, status, logs, gc and config print JSON";
+        let e = "--json: only up, ls, status, logs, gc, config and doctor print JSON";
         Cli::command().error(ErrorKind::ArgumentConflict, e).exit();
     }
     // `serve` logs through a background thread, so a slow or blocked stderr never stalls a
@@ -200,6 +204,7 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
     let outcome = match cli.command {
         Command::Check { path } => cli::check::run(&path),
         Command::Config => cli::config::run(config_path.as_deref(), json),
+        Command::Doctor => cli::doctor::run(config_path.as_deref(), json).await,
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -167,3 +167,62 @@ fn completions_and_manual_come_from_the_command_line_definition() {
     );
     assert!(page.contains("status"), "{page}");
 }
+
+/// `doctor` names what would break the first preview, each with a fix, and exits 1 for it.
+#[test]
+fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let env = [
+        ("PREVIEWD_INSTANCE", "doctortest"),
+        ("PREVIEWD_GATEWAY_IMAGE", "previewd-doctor-absent:1"),
+        ("PREVIEWD_GATEWAY_PORT", port.as_str()),
+        ("PREVIEWD_GATEWAY_DOMAIN", "doctor.invalid"),
+    ];
+    let out = previewd(dir.path(), &["doctor", "--json"], &env);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    let status = |check: &str| {
+        v.as_array()
+            .and_then(|a| a.iter().find(|f| f["check"] == check))
+            .unwrap_or_else(|| panic!("no {check} in {v}"))
+            .clone()
+    };
+    assert_eq!(status("docker")["status"], "ok", "{v}");
+    for check in ["gateway image", "gateway port", "dns"] {
+        let f = status(check);
+        assert_eq!(f["status"], "fail", "{check}: {f}");
+        assert!(f["fix"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
+    }
+    assert_eq!(status("forges")["status"], "warn");
+
+    // The same host with the defaults' shape: nothing that breaks a first preview.
+    drop(taken);
+    let fine = previewd(
+        dir.path(),
+        &["doctor"],
+        &[
+            ("PREVIEWD_INSTANCE", "doctortest"),
+            ("PREVIEWD_GATEWAY_PORT", port.as_str()),
+        ],
+    );
+    assert_eq!(fine.status.code(), Some(0), "{}", text(&fine.stdout));
+    assert!(
+        text(&fine.stdout).contains("ok    docker"),
+        "{}",
+        text(&fine.stdout)
+    );
+
+    let no_docker = previewd(
+        dir.path(),
+        &["doctor"],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(no_docker.status.code(), Some(1));
+    assert!(
+        text(&no_docker.stdout).contains("fix: start Docker"),
+        "{}",
+        text(&no_docker.stdout)
+    );
+}

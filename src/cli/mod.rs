@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod config;
+pub mod doctor;
 pub mod down;
 pub mod gc;
 pub mod logs;
