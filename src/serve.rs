@@ -178,6 +178,7 @@ pub async fn bind(
         queue,
         engine,
         log_drops: options.log_drops,
+        page: crate::webhook::status_page::settings(&config),
     };
     let listen = |what, addr| async move {
         TcpListener::bind(addr)

@@ -1,6 +1,6 @@
 //! HTTP in: the public webhook router (`POST /webhooks/{github,gitea,gitlab}`, `GET
-//! /healthz`) and the operators' admin router (`GET /metrics`, `GET /deliveries`, `GET
-//! /healthz`). Handlers only verify, parse, record and enqueue, and answer before any work
+//! /healthz`) and the operators' admin router (`GET /` the status page, `GET /metrics`, `GET
+//! /deliveries`, `GET /healthz`). Handlers only verify, parse, record and enqueue, and answer before any work
 //! starts; a forge's route answers 404, unread, when that forge is not configured. Nothing
 //! here talks to a forge, nor to Docker except `/metrics` asking the engine for its list and
 //! a Gitea label change asking whether its PR has a preview.
@@ -11,6 +11,7 @@ pub mod form;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;
+pub mod status_page;
 pub mod tls_ask;
 pub mod verify;
 
@@ -75,6 +76,8 @@ pub struct AppState {
     pub queue: Queue,
     pub engine: Arc<dyn PreviewEngine>,
     pub log_drops: Option<LogDrops>,
+    /// What the admin listener's status page shows besides the engine's list.
+    pub page: Arc<status_page::PageSettings>,
 }
 
 /// The public router.
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
 /// The operators' router: never expose it publicly.
 pub fn admin_router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(status_page::page))
         .route("/metrics", get(metrics))
         .route("/deliveries", get(deliveries))
         .route("/healthz", get(healthz))

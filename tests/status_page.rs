@@ -1,0 +1,167 @@
+//! The admin listener's status page, as an operator's browser shows it: headless Chromium
+//! (Debian's) loads `GET /` of a real `serve` with two running previews and one failed, on
+//! real Docker; the test checks the page's text, that the browser logged no console message,
+//! and keeps a phone-sized screenshot in the target folder.
+
+mod engine_support;
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+
+use engine_support::{GitRepo, TestEnv};
+use previewd::preview::manager::Manager;
+use previewd::serve::{ServeOptions, bind};
+use tokio_util::sync::CancellationToken;
+
+/// Chromium, or `None` outside CI when it is not installed (`./run setup` installs it; CI
+/// must not pass by skipping).
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find_map(|name| {
+            let out = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()?;
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is missing: ./run setup installs it"
+        );
+        eprintln!("skipped: chromium is not installed (./run setup installs it)");
+    }
+    found
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments; its stdout and stderr.
+fn browse(
+    chromium: &PathBuf,
+    url: &str,
+    extra: &[&str],
+    profile: &std::path::Path,
+) -> (String, String) {
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=412,915",
+            "--timeout=15000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_previews_and_deliveries_in_a_real_browser() {
+    let Some(chromium) = chromium() else { return };
+    let env = TestEnv::with(
+        "page",
+        &[
+            ("PREVIEWD_LISTEN", "127.0.0.1:0"),
+            ("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "page-secret"),
+        ],
+    )
+    .await;
+    let running_a = GitRepo::from_fixture("two-service");
+    let running_b = GitRepo::from_fixture("compose-only");
+    let broken = GitRepo::from_fixture("compose-only");
+    let a = env.up(running_a.path()).await.expect("first preview");
+    let b = env.up(running_b.path()).await.expect("second preview");
+    let c = env.up(broken.path()).await.expect("third preview");
+    // The third one's only service stops: the preview is there, and failed.
+    let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
+    let app = format!("{}-{}-app", env.config.instance, c.state.id);
+    docker
+        .stop_container(
+            &app,
+            None::<bollard::query_parameters::StopContainerOptions>,
+        )
+        .await
+        .expect("stop the third preview's app");
+
+    let engine = Manager::connect(env.config.clone()).await.expect("docker");
+    let shutdown = CancellationToken::new();
+    let server = bind(
+        env.config.clone(),
+        Arc::new(engine),
+        ServeOptions::default(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("bind");
+    let webhook = server.webhook_addr().expect("webhook addr");
+    let admin = server.admin_addr().expect("admin addr");
+    let server = tokio::spawn(async move { server.run().await.expect("serve runs") });
+
+    // A delivery with a wrong signature: recorded with why it did not act.
+    let req = hyper::Request::post(format!("http://{webhook}/webhooks/github"))
+        .header("X-GitHub-Event", "ping")
+        .header("X-GitHub-Delivery", "page-delivery-1")
+        .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .expect("request");
+    let (status, _) = support::send(req).await;
+    assert_eq!(status, 401);
+
+    let url = format!("http://{admin}/");
+    let profile = tempfile::tempdir().expect("browser profile");
+    let (dom, log) = browse(&chromium, &url, &["--dump-dom"], profile.path());
+    for id in [&a.state.id, &b.state.id, &c.state.id] {
+        assert!(
+            dom.contains(id.as_str()),
+            "{id} missing from the page:\n{dom}"
+        );
+    }
+    assert_eq!(dom.matches("state running").count(), 2, "{dom}");
+    assert_eq!(dom.matches("state failed").count(), 1, "{dom}");
+    assert!(
+        dom.contains("unauthorized"),
+        "the delivery is missing:\n{dom}"
+    );
+    assert!(dom.contains("name=\"viewport\""), "{dom}");
+    assert!(
+        !log.contains(":CONSOLE("),
+        "the browser logged console messages:\n{log}"
+    );
+
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let (_, log) = browse(
+        &chromium,
+        &url,
+        &[&format!("--screenshot={}", shot.display())],
+        profile.path(),
+    );
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size > 1000,
+        "no screenshot at {} ({size} bytes): {log}",
+        shot.display()
+    );
+    eprintln!("status page screenshot: {}", shot.display());
+
+    shutdown.cancel();
+    let _ = server.await;
+    for id in [&a.state.id, &b.state.id, &c.state.id] {
+        env.manager.down(id).await.expect("down");
+    }
+    env.assert_clean().await;
+}
