@@ -282,6 +282,57 @@ async fn log_lines_on_a_pipe_have_no_colour_codes() {
     assert!(!err.contains('\x1b'), "colour codes on a pipe: {err:?}");
 }
 
+/// `up` at a terminal 40 columns wide: the status line (spinner, phase, elapsed time, newest
+/// build line) is cut to the width, so it never wraps and leaves no debris; finished phases
+/// stay on lines of their own. The terminal is a real pty (`script`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_at_a_narrow_terminal_keeps_its_status_line_within_the_width() {
+    let env = TestEnv::new("clitty").await;
+    let repo = fixture("two-service").display().to_string();
+    let inner = format!(
+        "stty cols 40 rows 20; exec {} up --repo {repo}",
+        env!("CARGO_BIN_EXE_previewd")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
+        .env("PREVIEWD_DATA_DIR", env.data.path())
+        .env("PREVIEWD_GATEWAY_PORT", env.port.to_string())
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run script");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{screen}");
+    let ansi = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").expect("regex");
+    let plain = ansi.replace_all(&screen, "");
+    let spinner = |c: char| ('\u{2800}'..='\u{28ff}').contains(&c);
+    let status: Vec<&str> = plain
+        .split(['\r', '\n'])
+        .map(str::trim_end)
+        .filter(|l| l.starts_with(spinner))
+        .collect();
+    assert!(
+        status.iter().any(|l| l.contains("build")),
+        "no status line seen: {plain:?}"
+    );
+    for l in &status {
+        assert!(
+            l.chars().count() <= 40,
+            "a status line wider than 40 columns: {l:?}"
+        );
+    }
+    // indicatif pads the line it leaves to the width, so the next one starts a row of its own.
+    let finished = regex::Regex::new(r"(?m)^  build [0-9]+\.[0-9]s").expect("regex");
+    assert!(
+        plain.split('\r').any(|l| finished.is_match(l)),
+        "no line for the finished build phase: {plain:?}"
+    );
+    let down = previewd(&env, &["down", "--all"]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    env.assert_clean().await;
+}
+
 /// A preview of PR 7 that GitHub asked for, with its deployment on the fake GitHub, for the
 /// commands that must tell the PR when they remove it.
 struct PrPreview {

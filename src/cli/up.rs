@@ -3,7 +3,10 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use tokio_util::sync::CancellationToken;
 
@@ -58,34 +61,17 @@ pub async fn run(config: Config, args: UpArgs, json: bool) -> Result<Outcome, Cl
 }
 
 async fn up(manager: &Manager, req: UpRequest, json: bool) -> Result<Outcome, CliError> {
-    let tty = std::io::stderr().is_terminal();
-    let progress = Arc::new(move |e: Event| {
-        let mut err = std::io::stderr();
-        match e {
-            Event::Phase(p) => {
-                if tty {
-                    let _ = write!(err, "\r\x1b[2K");
-                }
-                let _ = writeln!(err, "==> {p}");
-            }
-            Event::Line { service, line } if tty => {
-                let short: String = line.chars().take(100).collect();
-                let _ = write!(err, "\r\x1b[2K  {service} | {short}");
-            }
-            Event::Line { service, line } => {
-                let _ = writeln!(err, "  {service} | {line}");
-            }
-        }
-        let _ = err.flush();
-    });
+    let progress = Progress::new(std::io::stderr().is_terminal());
+    let events = {
+        let progress = progress.clone();
+        Arc::new(move |e: Event| progress.event(e))
+    };
     let mode = match req.mode {
         Mode::Preview => "preview",
         Mode::Dev { .. } => "dev",
     };
-    let result = manager.up(req, progress, CancellationToken::new()).await;
-    if tty {
-        eprint!("\r\x1b[2K");
-    }
+    let result = manager.up(req, events, CancellationToken::new()).await;
+    progress.finish();
     match result {
         Ok(d) => {
             if !json {
@@ -120,4 +106,69 @@ fn report_failure(f: &DeployFailure) {
         eprintln!("---");
     }
     eprintln!("previewd: {f}");
+}
+
+/// `up`'s progress on stderr. At a terminal: one status line (spinner, phase, its elapsed
+/// time, the newest build or log line cut to the terminal's width, never wrapped) and a line
+/// per finished phase with its time. Elsewhere (CI logs, pipes): plain lines, every one kept.
+#[derive(Clone)]
+struct Progress {
+    bar: Option<ProgressBar>,
+    /// The phase under way and when it began, to print its time when the next one starts.
+    phase: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl Progress {
+    fn new(tty: bool) -> Progress {
+        let bar = tty.then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            // The template is ours and valid; a bad one would only lose the style.
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner:.cyan} {prefix:.bold} {elapsed:>4} {wide_msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            bar,
+            phase: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn event(&self, e: Event) {
+        match (e, &self.bar) {
+            (Event::Phase(p), bar) => {
+                let name = p.to_string();
+                let mut phase = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+                let done = phase.replace((name.clone(), Instant::now()));
+                if let Some(bar) = bar {
+                    if let Some((prev, t)) = done {
+                        bar.println(format!("  {prev} {:.1}s", t.elapsed().as_secs_f64()));
+                    }
+                    bar.set_prefix(name);
+                    bar.set_message("");
+                    bar.reset_elapsed();
+                } else {
+                    let mut err = std::io::stderr();
+                    let _ = writeln!(err, "==> {name}");
+                }
+            }
+            (Event::Line { service, line }, Some(bar)) => {
+                bar.set_message(format!("{service} | {line}"));
+            }
+            (Event::Line { service, line }, None) => {
+                let mut err = std::io::stderr();
+                let _ = writeln!(err, "  {service} | {line}");
+            }
+        }
+    }
+
+    /// Clears the status line, so what `up` prints next starts on a clean line.
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }
