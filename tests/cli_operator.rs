@@ -226,3 +226,29 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         text(&no_docker.stdout)
     );
 }
+
+/// At a terminal (a real pty, `script`) `ok` is green and `FAIL` red; `NO_COLOR` turns colour
+/// off there too. On a pipe there is never colour (the other tests read plain text).
+#[test]
+fn colour_at_a_terminal_only_and_never_with_no_color() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |no_color: bool| {
+        let inner = format!("exec {} doctor", env!("CARGO_BIN_EXE_previewd"));
+        let mut cmd = Command::new("script");
+        cmd.args(["-qec", &inner, "/dev/null"])
+            .current_dir(dir.path())
+            .env("PREVIEWD_GATEWAY_IMAGE", "previewd-doctor-absent:1")
+            .env("TERM", "xterm")
+            .env_remove("NO_COLOR");
+        if no_color {
+            cmd.env("NO_COLOR", "1");
+        }
+        text(&cmd.output().expect("run script").stdout)
+    };
+    let coloured = run(false);
+    assert!(coloured.contains("\x1b[32mok"), "{coloured:?}");
+    assert!(coloured.contains("\x1b[31mFAIL"), "{coloured:?}");
+    let plain = run(true);
+    assert!(plain.contains("FAIL"), "{plain:?}");
+    assert!(!plain.contains("\x1b[3"), "{plain:?}");
+}

@@ -3,7 +3,6 @@
 //! a DNS lookup, the forges' `GET /user`); never starts, changes or removes anything, and never
 //! prints a secret.
 
-use std::io::IsTerminal;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
@@ -391,20 +390,12 @@ fn print(found: &[Finding], json: bool) -> Result<(), CliError> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    // Colour for a person at a terminal only; NO_COLOR (no-color.org) wins.
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let paint = |code: &str, word: &str| {
-        if colour {
-            format!("\x1b[{code}m{word:<4}\x1b[0m")
-        } else {
-            format!("{word:<4}")
-        }
-    };
+    let paint = super::paint::Paint::stdout();
     for f in found {
         let word = match f.verdict {
-            Verdict::Ok => paint("32", "ok"),
-            Verdict::Warn => paint("33", "warn"),
-            Verdict::Fail => paint("31", "FAIL"),
+            Verdict::Ok => paint.good(format!("{:<4}", "ok")),
+            Verdict::Warn => paint.warn(format!("{:<4}", "warn")),
+            Verdict::Fail => paint.bad(format!("{:<4}", "FAIL")),
         };
         println!("{word}  {:<14} {}", f.check, f.detail);
         if let Some(fix) = &f.fix {

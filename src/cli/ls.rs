@@ -19,11 +19,12 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
         println!("no previews");
     } else {
         println!("{:<12} {:<9} {:<40} REPO@BRANCH", "ID", "STATUS", "URL");
+        let paint = super::paint::Paint::stdout();
         for (s, _) in &states {
             println!(
-                "{:<12} {:<9} {:<40} {}{}",
+                "{:<12} {} {:<40} {}{}",
                 s.id,
-                s.status,
+                paint.status(s.status, 9),
                 s.url,
                 s.key.repo,
                 if s.key.branch.is_empty() {

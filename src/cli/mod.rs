@@ -10,6 +10,7 @@ pub mod down;
 pub mod gc;
 pub mod logs;
 pub mod ls;
+pub mod paint;
 pub mod serve;
 pub mod status;
 pub mod up;
@@ -126,21 +127,27 @@ pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliEr
         println!("{}", serde_json::to_string_pretty(&to_json(s, mode))?);
         return Ok(());
     }
-    println!("{}  {}  ({}, {mode} mode)", s.url, s.status, s.id);
+    let paint = paint::Paint::stdout();
+    println!(
+        "{}  {}  ({}, {mode} mode)",
+        s.url,
+        paint.status(s.status, 0),
+        s.id
+    );
     println!(
         "  {:<12} {:<10} {:<8} {:<8} LATENCY",
         "SERVICE", "ROUTE", "STATE", "HEALTH"
     );
     for svc in &s.services {
         let health = match (svc.route.is_some(), svc.healthy, svc.status) {
-            (false, _, _) => "internal".to_owned(),
-            (true, true, Some(st)) => format!("ok {st}"),
-            (true, true, None) => "ok".to_owned(),
-            (true, false, Some(st)) => format!("FAIL {st}"),
-            (true, false, None) => "FAIL".to_owned(),
+            (false, _, _) => format!("{:<8}", "internal"),
+            (true, true, Some(st)) => paint.good(format!("{:<8}", format!("ok {st}"))),
+            (true, true, None) => paint.good(format!("{:<8}", "ok")),
+            (true, false, Some(st)) => paint.bad(format!("{:<8}", format!("FAIL {st}"))),
+            (true, false, None) => paint.bad(format!("{:<8}", "FAIL")),
         };
         println!(
-            "  {:<12} {:<10} {:<8} {:<8} {}",
+            "  {:<12} {:<10} {:<8} {} {}",
             svc.name,
             svc.route.as_deref().unwrap_or("-"),
             svc.state,
