@@ -115,6 +115,7 @@ pub async fn build(
         // The legacy builder otherwise leaves a failed step's container behind.
         forcerm: true,
         buildargs: Some(spec.args.clone().into_iter().collect()),
+        target: spec.target.clone().unwrap_or_default(),
         memory: i32::try_from(config.limits.memory).ok(),
         // The same CPU share as the containers: a build is untrusted code too.
         cpuperiod: Some(100_000),
