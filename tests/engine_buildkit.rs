@@ -46,13 +46,13 @@ fn repo_with(name: &str, dockerfile: &str, config: &str) -> GitRepo {
 const WEB: &str = "services:\n  web:\n    build: .\n    port: 8080\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cache_mount_is_kept_for_the_next_build_of_a_changed_source() {
+async fn a_cache_mount_is_kept_for_the_next_build_of_a_changed_source_of_its_repository_only() {
     let env = TestEnv::new("bkcache").await;
-    // A cache id of this test's own, so no other build on the host shares the mount.
-    let id = env.config.instance.to_string();
+    // No `id=`: BuildKit would key the mount by its target, `/cache`, shared by every build on
+    // the host; previewd puts it in a namespace of the instance and the repository.
     let dockerfile = format!(
         "FROM busybox\nCOPY src.txt /src.txt\n\
-         RUN --mount=type=cache,id={id},target=/cache \
+         RUN --mount=type=cache,target=/cache \
          (ls /cache; true) > /seen && cp /src.txt /cache/from-$(cat /src.txt)\n{HTTPD}"
     );
     let repo = repo_with("cache mount", &dockerfile, WEB);
@@ -80,6 +80,20 @@ async fn a_cache_mount_is_kept_for_the_next_build_of_a_changed_source() {
     assert!(
         seen.contains("from-one"),
         "the first build's file in the cache mount: {seen:?}"
+    );
+
+    // Another repository with the same Dockerfile gets a cache of its own.
+    let other = repo_with("cache mount", &dockerfile, WEB);
+    other.write("src.txt", "three");
+    other.commit("three");
+    let (r, _) = up_logged(&env, env.request(other.path()), CancellationToken::new()).await;
+    let other_id = r.expect("other repository").state.id.to_string();
+    assert_ne!(other_id, pid);
+    let (status, seen) = env.get(&other_id, "/seen").await;
+    assert_eq!(status, 200);
+    assert!(
+        !seen.contains("from-"),
+        "another repository's cache: {seen:?}"
     );
 }
 

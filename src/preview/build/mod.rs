@@ -73,22 +73,40 @@ pub struct Built {
     pub reused: bool,
 }
 
-/// Builds (or reuses) the image of `service`, streaming each log line to `on_line`.
+/// What one build is of: the preview and service it is for, and the repository whose builds
+/// share cache mounts.
+pub struct Target<'a> {
+    pub id: &'a PreviewId,
+    pub service: &'a str,
+    /// The repository as the preview's key names it (`owner/name`, or a local path).
+    pub repo: &'a str,
+}
+
+/// The prefix of the cache mount ids of `repo`'s builds in this instance.
+pub fn cache_namespace(config: &Config, repo: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(repo.as_bytes());
+    format!("{}-{}-", config.instance, &hex::encode(digest)[..16])
+}
+
+/// Builds (or reuses) the image of a service, streaming each log line to `on_line`.
 pub async fn build(
     docker: &Docker,
     config: &Config,
-    id: &PreviewId,
-    service: &str,
+    target: Target<'_>,
     worktree: &Path,
     spec: &BuildSpec,
     on_line: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Built, BuildError> {
+    let (id, service) = (target.id, target.service);
     let wt = worktree.to_path_buf();
     let bs = spec.clone();
     let instance = config.instance.to_string();
+    let namespace = cache_namespace(config, target.repo);
     let ctx = tokio::task::spawn_blocking(move || {
-        let stamp = |d: &[u8]| dockerfile::label_stages(d, labels::INSTANCE, &instance);
-        context::pack(&wt, &bs, &stamp)
+        let edit =
+            |d: &[u8]| dockerfile::label_and_namespace(d, labels::INSTANCE, &instance, &namespace);
+        context::pack(&wt, &bs, &edit)
     })
     .await
     .map_err(|e| BuildError::Context(e.to_string()))?
