@@ -176,7 +176,7 @@ fn read_line(
             Err(e) => on_line(&format!("(unreadable BuildKit progress: {e})")),
         }
     }
-    let error = line.error_detail.and_then(|d| d.message).or(line.error)?;
+    let error = explain(line.error_detail.and_then(|d| d.message).or(line.error)?);
     Some(match trace.failed_step() {
         Some(step) => {
             on_line(&format!("failed step: {step}"));
@@ -184,6 +184,19 @@ fn read_line(
         }
         None => error,
     })
+}
+
+/// BuildKit's words, with what to do where they do not say it.
+fn explain(error: String) -> String {
+    if error.contains("no active sessions") {
+        format!(
+            "{error}: the Dockerfile mounts a build secret or an ssh agent (RUN --mount=type=secret or type=ssh), which previewd does not provide yet"
+        )
+    } else if error.contains("Unknown flag: link") {
+        format!("{error}: COPY --link needs a newer Docker engine (23+) on the preview host")
+    } else {
+        error
+    }
 }
 
 type Connection = AbortOnDropHandle<()>;
@@ -236,6 +249,17 @@ mod tests {
             &mut |l| lines.push(l.to_owned()),
         );
         assert_eq!(reason.as_deref(), Some("exit code: 3"));
+        let reason = read_line(
+            br#"{"errorDetail":{"message":"no active sessions"}}"#,
+            &mut trace,
+            &mut |_| {},
+        );
+        assert!(
+            reason
+                .as_deref()
+                .is_some_and(|r| r.contains("build secret")),
+            "{reason:?}"
+        );
         assert!(read_line(b"{\"stream\":\"Step 1/2\\n\"}", &mut trace, &mut |_| {}).is_none());
     }
 }
