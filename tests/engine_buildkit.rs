@@ -240,3 +240,22 @@ async fn a_build_past_its_timeout_stops_and_leaves_nothing() {
     assert_eq!(f.phase.as_str(), "build");
     assert!(f.reason.contains("limits.build_timeout"), "{f}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syntax_directive_whose_frontend_cannot_be_pulled_fails_in_one_line_naming_it() {
+    let env = TestEnv::new("bksyntax").await;
+    // `.invalid` never resolves: this fails the same way with or without a registry.
+    let dockerfile = format!("# syntax=frontend.invalid/dockerfile:1\nFROM busybox\n{HTTPD}");
+    let repo = repo_with("syntax", &dockerfile, WEB);
+    let (r, _) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let f = r.expect_err("must fail");
+    env.assert_clean().await;
+    assert_eq!(f.phase.as_str(), "build");
+    assert!(
+        f.reason
+            .contains("`# syntax=frontend.invalid/dockerfile:1`: the Dockerfile frontend image"),
+        "{}",
+        f.reason
+    );
+    assert!(!f.reason.contains('\n'), "{}", f.reason);
+}

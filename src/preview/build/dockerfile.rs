@@ -171,6 +171,21 @@ fn namespace_mount(value: &[u8], ns: &str) -> Vec<u8> {
     kept.join(&b',')
 }
 
+/// The frontend image a `# syntax=` parser directive names, if the Dockerfile starts with one.
+pub fn syntax(dockerfile: &[u8]) -> Option<String> {
+    let text = dockerfile
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(dockerfile);
+    for line in text.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (name, value) = directive(line)?;
+        if name.eq_ignore_ascii_case(b"syntax") {
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    None
+}
+
 /// A parser directive line, `# name=value`, as (name, value).
 fn directive(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = trim_start(line).strip_prefix(b"#")?;
@@ -266,6 +281,17 @@ mod tests {
                 "FROM a\n{L}RUN --mount=type=cache,target=/root/.npm,id=p-/root/.npm \\\n  --mount=type=secret,id=tok \\\n  --network=none npm ci --mount=type=cache,id=x\nRUN --mount=type=cache,target=/go,sharing=locked,id=p-go go build\nRUN echo --mount=type=cache,id=y\n"
             )
         );
+    }
+
+    #[test]
+    fn the_syntax_directive_is_found_only_among_the_directives() {
+        let f = |t: &str| super::syntax(t.as_bytes());
+        assert_eq!(
+            f("# escape=`\r\n# syntax = docker/dockerfile:1.4\nFROM a\n").as_deref(),
+            Some("docker/dockerfile:1.4")
+        );
+        assert_eq!(f("FROM a\n# syntax=x\n"), None);
+        assert_eq!(f("# a comment\n# syntax=x\nFROM a\n"), None);
     }
 
     #[test]

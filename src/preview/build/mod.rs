@@ -103,10 +103,14 @@ pub async fn build(
     let bs = spec.clone();
     let instance = config.instance.to_string();
     let namespace = cache_namespace(config, target.repo);
-    let ctx = tokio::task::spawn_blocking(move || {
-        let edit =
-            |d: &[u8]| dockerfile::label_and_namespace(d, labels::INSTANCE, &instance, &namespace);
-        context::pack(&wt, &bs, &edit)
+    let (ctx, syntax) = tokio::task::spawn_blocking(move || {
+        let syntax = std::sync::OnceLock::new();
+        let edit = |d: &[u8]| {
+            let _ = syntax.set(dockerfile::syntax(d));
+            dockerfile::label_and_namespace(d, labels::INSTANCE, &instance, &namespace)
+        };
+        let ctx = context::pack(&wt, &bs, &edit)?;
+        Ok::<_, context::ContextError>((ctx, syntax.into_inner().flatten()))
     })
     .await
     .map_err(|e| BuildError::Context(e.to_string()))?
@@ -193,11 +197,21 @@ pub async fn build(
     match ended {
         Ended::Built => Ok(Built { tag, reused: false }),
         Ended::Failed(reason) => Err(BuildError::Failed {
-            reason: first_line(&reason),
+            reason: first_line(&frontend_unavailable(syntax.as_deref(), &reason).unwrap_or(reason)),
             tail,
         }),
         Ended::TimedOut => Err(BuildError::Timeout(limit, tail)),
     }
+}
+
+/// A build that failed because the frontend image of the Dockerfile's `# syntax=` directive
+/// could not be had (no registry here, say): one line naming the directive and the reason.
+fn frontend_unavailable(syntax: Option<&str>, reason: &str) -> Option<String> {
+    let image = syntax?;
+    let (_, cause) = reason.split_once("frontend gateway.v0: ")?;
+    Some(format!(
+        "`# syntax={image}`: the Dockerfile frontend image it names cannot be had ({cause}); remove the line to use the engine's own frontend"
+    ))
 }
 
 /// How a build (with either builder) ended.
