@@ -7,7 +7,7 @@ mod engine_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine_support::{GitRepo, TestEnv, eventually};
+use engine_support::{GitRepo, TestEnv, eventually, processes_with};
 use previewd::engine::{DeployFailure, Deployed};
 use previewd::preview::manager::{Event, UpRequest};
 use tokio_util::sync::CancellationToken;
@@ -173,18 +173,6 @@ async fn a_failed_build_names_its_step_in_the_tail_and_leaves_nothing() {
     );
     assert!(f.reason.contains("RUN echo 'compiling...'"), "{}", f.reason);
     assert!(f.reason.contains("exit code: 3"), "{}", f.reason);
-}
-
-/// Processes on this host whose command line holds `marker` (BuildKit's step processes run in
-/// the host's view of processes, inside their own namespaces).
-fn processes_with(marker: &str) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .filter(|c| String::from_utf8_lossy(c).contains(marker))
-        .count()
 }
 
 /// A build whose step hangs, cancelled (as a newer push does) once the step's process runs

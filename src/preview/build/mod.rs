@@ -26,6 +26,7 @@ use bollard::query_parameters::{BuildImageOptions, BuilderVersion, TagImageOptio
 
 use super::docker::{self, DockerError, labels, lockfile};
 use crate::config::Config;
+use crate::engine::PreviewKey;
 use crate::ids::PreviewId;
 use crate::spec::BuildSpec;
 use buildkit::Outcome;
@@ -73,20 +74,25 @@ pub struct Built {
     pub reused: bool,
 }
 
-/// What one build is of: the preview and service it is for, and the repository whose builds
-/// share cache mounts.
+/// What one build is of: the preview and service it is for, and its key, whose repository
+/// (and fork) decides which builds share its cache mounts.
 pub struct Target<'a> {
     pub id: &'a PreviewId,
     pub service: &'a str,
-    /// The repository as the preview's key names it (`owner/name`, or a local path).
-    pub repo: &'a str,
+    pub key: &'a PreviewKey,
 }
 
-/// The prefix of the cache mount ids of `repo`'s builds in this instance.
-pub fn cache_namespace(config: &Config, repo: &str) -> String {
+/// The prefix of the cache mount ids of builds of `key`'s repository in this instance. A fork's
+/// pull request (its key's branch is `owner/name:branch`) gets the fork's own: its author must
+/// not be able to plant files in the cache that the base repository's previews read.
+pub fn cache_namespace(config: &Config, key: &PreviewKey) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(repo.as_bytes());
-    format!("{}-{}-", config.instance, &hex::encode(digest)[..16])
+    let fork = key.branch.rsplit_once(':').map_or("", |(fork, _)| fork);
+    let mut h = sha2::Sha256::new();
+    h.update(key.repo.as_bytes());
+    h.update(b"\0");
+    h.update(fork.as_bytes());
+    format!("{}-{}-", config.instance, &hex::encode(h.finalize())[..16])
 }
 
 /// Builds (or reuses) the image of a service, streaming each log line to `on_line`.
@@ -102,7 +108,7 @@ pub async fn build(
     let wt = worktree.to_path_buf();
     let bs = spec.clone();
     let instance = config.instance.to_string();
-    let namespace = cache_namespace(config, target.repo);
+    let namespace = cache_namespace(config, target.key);
     let (ctx, syntax) = tokio::task::spawn_blocking(move || {
         let syntax = std::sync::OnceLock::new();
         let edit = |d: &[u8]| {
@@ -338,4 +344,29 @@ async fn find_by_hash(
         ),
     ]);
     Ok(docker::image_ids(docker, filters).await?.into_iter().next())
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    use super::cache_namespace;
+    use crate::config::Config;
+    use crate::engine::PreviewKey;
+
+    #[test]
+    fn branches_share_a_cache_namespace_and_a_fork_has_its_own() {
+        let config = Config::from_parts(None, std::path::Path::new("t"), &[]).expect("defaults");
+        let ns = |branch: Option<&str>, fork: Option<&str>| {
+            let key = PreviewKey::pull_request_head("o/app", fork, branch.unwrap_or("main"));
+            cache_namespace(&config, &key)
+        };
+        assert_eq!(ns(Some("main"), None), ns(Some("feature"), None));
+        assert_ne!(ns(Some("main"), None), ns(Some("main"), Some("evil/app")));
+        assert_eq!(
+            ns(Some("a"), Some("evil/app")),
+            ns(Some("b"), Some("evil/app"))
+        );
+        assert_ne!(ns(None, Some("evil/app")), ns(None, Some("other/app")));
+        let other = PreviewKey::pull_request_head("o/other", None, "main");
+        assert_ne!(ns(None, None), cache_namespace(&config, &other));
+    }
 }

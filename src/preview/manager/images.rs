@@ -42,7 +42,7 @@ impl Manager {
                         let target = build::Target {
                             id: &p.id,
                             service: name,
-                            repo: &p.key.repo,
+                            key: &p.key,
                         };
                         let r = build::build(
                             &self.docker,
