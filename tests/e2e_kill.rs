@@ -149,8 +149,8 @@ async fn partial_state(env: &TestEnv, phase: &str) -> Leftovers {
             assert!(networks.is_empty(), "{phase}: {networks:?}");
             assert!(images.is_empty(), "{phase}: {images:?}");
         }
-        // Killed while the builder ran a step: nothing of previewd's own yet (the step's
-        // container is Docker's, and Docker removes it when the build's client goes).
+        // Killed while the builder ran a step: nothing of previewd's own yet (the step is
+        // BuildKit's, which cancels it when the build's client goes).
         "inside-build" => {
             assert!(
                 containers.iter().all(|c| !c.ends_with(".g1")),
@@ -205,13 +205,22 @@ async fn killed_at_then_restarted(phase: &str) {
     let repo = GitRepo::at("compose-only", "Codertocat/Hello-World.git", "changes");
     repo.write("marker.txt", phase);
     let inside_build = phase == "inside-build";
+    // The step's process is found by this word in its command line (BuildKit's steps are no
+    // Docker containers, but their processes are the host's).
+    let step_marker = format!(
+        "step-{}",
+        nanoid::nanoid!(8, &previewd::ids::PREVIEW_ID_ALPHABET)
+    );
     if inside_build {
         // A step long enough to be killed in (it runs again, whole, after the restart).
         repo.write(
             "Dockerfile",
             &std::fs::read_to_string(engine_support::fixture("compose-only").join("Dockerfile"))
                 .expect("the fixture's Dockerfile")
-                .replace("EXPOSE 8080", "EXPOSE 8080\nRUN sleep 6"),
+                .replace(
+                    "EXPOSE 8080",
+                    &format!("EXPOSE 8080\nRUN sh -c 'sleep 6; echo {step_marker}'"),
+                ),
         );
     }
     let sha = repo.commit(&format!("killed at {phase}"));
@@ -261,10 +270,7 @@ async fn killed_at_then_restarted(phase: &str) {
 
     if inside_build {
         eventually(DEADLINE, "the build's RUN step to be running", || async {
-            (!engine_support::build_step_containers(&inst)
-                .await
-                .is_empty())
-            .then_some(())
+            (engine_support::processes_with(&step_marker) > 0).then_some(())
         })
         .await;
     } else {

@@ -31,6 +31,7 @@ fn build(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> ImageSource 
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        target: None,
     })
 }
 

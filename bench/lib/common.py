@@ -124,15 +124,20 @@ def swap_summary(log, nonce, t0):
                 old_after_new=sum(1 for t, c, b in log[first + 1:] if c == 200 and new not in b))
 
 
-def by_hand(repo, tag, port, warm_only=None):
-    """The same steps with the docker CLI, one after another. Returns seconds to 200."""
+def by_hand(repo, tag, port, warm_only=None, build=None):
+    """The same steps with the docker CLI, one after another. Returns seconds to 200.
+    `build(tag, folder)` replaces `docker build` (the CLI here has no buildx, so a BuildKit
+    hand run builds through the Engine API: bench/lib/builders.py)."""
     net = f"{tag}-net"
     lab = ["--label", f"{HAND_LABEL}={tag}"]
     tags = [f"{tag}-{s}" for s in ["web", "api", "internal"]]
     before = image_ids(tags)
     t0 = time.monotonic()
     for s in ["web", "api", "internal"]:
-        sh("docker", "build", "-q", "-t", f"{tag}-{s}", str(repo / s))
+        if build:
+            build(f"{tag}-{s}", repo / s)
+        else:
+            sh("docker", "build", "-q", "-t", f"{tag}-{s}", str(repo / s))
     if warm_only is None:
         sh("docker", "network", "create", *lab, net)
         sh("docker", "run", "-d", *lab, "--name", f"{tag}-internal", "--network", net,

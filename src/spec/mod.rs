@@ -142,6 +142,8 @@ pub struct BuildSpec {
     /// Dockerfile path relative to the context (default `Dockerfile`).
     pub dockerfile: PathBuf,
     pub args: BTreeMap<String, String>,
+    /// The stage of a multi-stage Dockerfile to build (`--target`); the last stage when `None`.
+    pub target: Option<String>,
 }
 
 /// A route's path prefix, e.g. `/` or `/api`. Always starts with `/`, never ends with `/`

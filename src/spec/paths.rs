@@ -25,19 +25,20 @@ pub fn resolve_build(
     worktree: &Path,
     build: &Build,
 ) -> Result<(BuildSpec, Vars), SpecError> {
-    let (context, dockerfile, args, keys) = match build {
+    let (context, dockerfile, args, target, keys) = match build {
         Build::Short(context) => {
             let key = join(prefix, "build");
             let keys = Keys {
                 context: key.clone(),
                 dockerfile: key,
             };
-            (context.as_str(), None, Vars::default(), keys)
+            (context.as_str(), None, Vars::default(), None, keys)
         }
         Build::Full(map) => (
             map.context.as_deref().unwrap_or("."),
             map.dockerfile.as_deref(),
             map.args.clone().unwrap_or_default(),
+            map.target.as_deref(),
             Keys {
                 context: join(prefix, "build.context"),
                 dockerfile: join(prefix, "build.dockerfile"),
@@ -54,6 +55,15 @@ pub fn resolve_build(
         }
     };
 
+    if let Some(target) = target
+        && !is_stage_name(target)
+    {
+        let reason = format!(
+            "`{}` is not a build stage name (a letter, then letters, digits, `_`, `.` or `-`)",
+            clip(target)
+        );
+        return Err(err(&join(prefix, "build.target"), false, reason));
+    }
     check_relative(context).map_err(|(refused, reason)| err(&keys.context, refused, reason))?;
     check_relative(dockerfile)
         .map_err(|(refused, reason)| err(&keys.dockerfile, refused, reason))?;
@@ -123,8 +133,17 @@ pub fn resolve_build(
         context: relative_context,
         dockerfile: relative_dockerfile,
         args: Default::default(),
+        target: target.map(str::to_owned),
     };
     Ok((spec, args))
+}
+
+/// A stage name as Docker's Dockerfile parser accepts it after `FROM ... AS`.
+fn is_stage_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 fn resolve(base: &Path, relative: &str) -> io::Result<PathBuf> {
@@ -195,10 +214,31 @@ mod tests {
             context: Some("./api/".into()),
             dockerfile: Some("docker/Dockerfile.dev".into()),
             args: None,
+            target: Some("dev-stage_1.x".into()),
         });
         let (spec, _) = resolve_build("f", "services.api", dir.path(), &build).expect("ok");
         assert_eq!(spec.context, PathBuf::from("api"));
         assert_eq!(spec.dockerfile, PathBuf::from("docker/Dockerfile.dev"));
+        assert_eq!(spec.target.as_deref(), Some("dev-stage_1.x"));
+    }
+
+    #[test]
+    fn a_target_must_be_a_stage_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM x").expect("write");
+        for bad in ["", "1st", "a b", "a;rm", "--help"] {
+            let build = Build::Full(BuildMap {
+                context: None,
+                dockerfile: None,
+                args: None,
+                target: Some(bad.into()),
+            });
+            let r = resolve_build("f", "services.web", dir.path(), &build);
+            assert!(
+                matches!(r, Err(SpecError::Invalid { ref key, .. }) if key == "services.web.build.target"),
+                "{bad:?}: {r:?}"
+            );
+        }
     }
 
     #[test]

@@ -126,6 +126,8 @@ pub struct BuildMap {
     pub dockerfile: Option<String>,
     /// Build args (`ARG` values), as a mapping or a list of `NAME=value`.
     pub args: Option<Vars>,
+    /// The stage of a multi-stage Dockerfile to build; the last stage when absent.
+    pub target: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Build {

@@ -475,3 +475,15 @@ pub async fn exec(docker: &Docker, container: &str, cmd: &[&str]) -> (i64, Strin
         .unwrap_or(-1);
     (code, out)
 }
+
+/// Processes on this host whose command line holds `marker` (BuildKit's step processes run in
+/// the host's view of processes, inside their own namespaces).
+pub fn processes_with(marker: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| String::from_utf8_lossy(c).contains(marker))
+        .count()
+}

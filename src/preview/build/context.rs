@@ -26,9 +26,9 @@ pub const MAX_CONTEXT_BYTES: u64 = 512 * 1024 * 1024;
 pub struct BuildContext {
     /// The context as a tar archive, ready for the build API's body.
     pub tar: Vec<u8>,
-    /// Hex SHA-256 over the tar, the Dockerfile path and the sorted build args: equal for equal
-    /// inputs whatever the files' mtimes, different when any file, the Dockerfile or an arg
-    /// changes.
+    /// Hex SHA-256 over the tar, the Dockerfile path, the sorted build args and the target:
+    /// equal for equal inputs whatever the files' mtimes, different when any file, the
+    /// Dockerfile, an arg or the target changes.
     pub hash: String,
     /// The Dockerfile path relative to the context, with `/`, as the build API wants it.
     pub dockerfile: String,
@@ -112,7 +112,7 @@ pub fn pack(
         return Err(ContextError::DockerfileMissing { path: dockerfile });
     }
     let tar = write_tar(&context_dir, &entries, &dockerfile, edit_dockerfile)?;
-    let hash = hash(&tar, &dockerfile, &build.args);
+    let hash = hash(&tar, &dockerfile, build);
     Ok(BuildContext {
         tar,
         hash,
@@ -356,7 +356,7 @@ fn read_same_file(path: &Path, rel: &str, listed: &Metadata) -> Result<Vec<u8>, 
 
 /// The cache key of a build: every input Docker sees, each length-prefixed so that no two
 /// different inputs can be spelled with the same bytes.
-fn hash(tar: &[u8], dockerfile: &str, args: &std::collections::BTreeMap<String, String>) -> String {
+fn hash(tar: &[u8], dockerfile: &str, build: &BuildSpec) -> String {
     fn feed(h: &mut Sha256, bytes: &[u8]) {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
@@ -365,10 +365,15 @@ fn hash(tar: &[u8], dockerfile: &str, args: &std::collections::BTreeMap<String, 
     h.update(b"previewd build context v1\0");
     feed(&mut h, tar);
     feed(&mut h, dockerfile.as_bytes());
-    h.update((args.len() as u64).to_le_bytes());
-    for (key, value) in args {
+    h.update((build.args.len() as u64).to_le_bytes());
+    for (key, value) in &build.args {
         feed(&mut h, key.as_bytes());
         feed(&mut h, value.as_bytes());
+    }
+    // Absent and empty differ: `None` feeds nothing, `Some` a length and the name.
+    if let Some(target) = &build.target {
+        h.update(b"target");
+        feed(&mut h, target.as_bytes());
     }
     hex::encode(h.finalize())
 }

@@ -1,4 +1,13 @@
-//! Stamping previewd's instance label into every stage of a Dockerfile, right after its `FROM`.
+//! previewd's two edits of a Dockerfile before it is sent: the instance label stamped into
+//! every stage right after its `FROM`, and the ids of `RUN --mount=type=cache` mounts put in a
+//! namespace of the instance and the repository.
+//!
+//! Cache mounts: BuildKit keys a cache mount by its `id` (the target path when absent) across
+//! every build on the daemon. Left as written, a pull request of one repository could read or
+//! plant files in another repository's `/root/.npm` cache (or another tool's on the host),
+//! and theirs in previewd's. With the id prefixed by a namespace, a mount is shared only by
+//! builds of the same repository in the same instance: a warm build still finds the
+//! dependencies its previous build downloaded.
 //!
 //! Docker's classic builder commits an image per step and puts a build's `labels` option only
 //! on a step it appends to the end of the last stage. A build that fails or is cancelled (a
@@ -16,15 +25,26 @@
 /// `dockerfile` with `LABEL key="value"` inserted after every `FROM` instruction. `key` and
 /// `value` must not need quoting (previewd's label key and instance name do not).
 pub fn label_stages(dockerfile: &[u8], key: &str, value: &str) -> Vec<u8> {
+    edit(dockerfile, key, value, None)
+}
+
+/// [`label_stages`], and every `--mount=type=cache` flag of a `RUN` gets `id=<namespace><id>`
+/// (its own id, else its target). `namespace` must not need quoting.
+pub fn label_and_namespace(dockerfile: &[u8], key: &str, value: &str, namespace: &str) -> Vec<u8> {
+    edit(dockerfile, key, value, Some(namespace))
+}
+
+fn edit(dockerfile: &[u8], key: &str, value: &str, namespace: Option<&str>) -> Vec<u8> {
     let stamp = format!("LABEL {key}=\"{value}\"\n");
-    let mut out = Vec::with_capacity(dockerfile.len() + 4 * stamp.len());
+    let mut out = Vec::with_capacity(dockerfile.len() + 4 * stamp.len() + 256);
     let mut escape = b'\\';
     let mut directives = true;
     // Inside an instruction whose earlier line ended with the escape character.
     let mut continued = false;
     let mut is_from = false;
+    // Inside a `RUN`, before its command: where its flags are.
+    let mut run_flags = false;
     for (n, line) in dockerfile.split_inclusive(|b| *b == b'\n').enumerate() {
-        out.extend_from_slice(line);
         let mut content = line.strip_suffix(b"\n").unwrap_or(line);
         content = content.strip_suffix(b"\r").unwrap_or(content);
         if n == 0 {
@@ -33,6 +53,7 @@ pub fn label_stages(dockerfile: &[u8], key: &str, value: &str) -> Vec<u8> {
         if directives {
             match directive(content) {
                 Some((name, value)) => {
+                    out.extend_from_slice(line);
                     if name.eq_ignore_ascii_case(b"escape") && value == b"`" {
                         escape = b'`';
                     }
@@ -44,6 +65,7 @@ pub fn label_stages(dockerfile: &[u8], key: &str, value: &str) -> Vec<u8> {
         let text = trim_start(content);
         if text.is_empty() || text[0] == b'#' {
             // Blank and comment lines neither start nor end an instruction, even inside one.
+            out.extend_from_slice(line);
             continue;
         }
         if !continued {
@@ -52,6 +74,14 @@ pub fn label_stages(dockerfile: &[u8], key: &str, value: &str) -> Vec<u8> {
                 .next()
                 .unwrap_or(b"");
             is_from = keyword.eq_ignore_ascii_case(b"FROM");
+            run_flags = keyword.eq_ignore_ascii_case(b"RUN");
+        }
+        match namespace {
+            Some(ns) if run_flags => {
+                let skip = if continued { 0 } else { 1 };
+                run_flags = namespace_flags(line, skip, ns, escape, &mut out);
+            }
+            _ => out.extend_from_slice(line),
         }
         continued = trim_end(content).last() == Some(&escape);
         if !continued && is_from {
@@ -71,6 +101,89 @@ pub fn label_stages(dockerfile: &[u8], key: &str, value: &str) -> Vec<u8> {
         out.extend_from_slice(stamp.as_bytes());
     }
     out
+}
+
+/// Copies one line of a `RUN` to `out`, its `--mount=type=cache` flags namespaced; `skip`
+/// words (the keyword) come first. Every byte outside a rewritten flag is kept. `true` when
+/// the flags go on (the line ended with the escape character before any command word).
+fn namespace_flags(line: &[u8], skip: usize, ns: &str, escape: u8, out: &mut Vec<u8>) -> bool {
+    let mut i = 0;
+    let mut word = 0;
+    while i < line.len() {
+        if line[i].is_ascii_whitespace() {
+            out.push(line[i]);
+            i += 1;
+            continue;
+        }
+        let end = line[i..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(line.len(), |p| i + p);
+        let w = &line[i..end];
+        word += 1;
+        if word > skip {
+            if w == [escape] && line[end..].iter().all(u8::is_ascii_whitespace) {
+                out.extend_from_slice(&line[i..]);
+                return true;
+            }
+            if !w.starts_with(b"--") {
+                out.extend_from_slice(&line[i..]);
+                return false;
+            }
+            if let Some(value) = w.strip_prefix(b"--mount=") {
+                out.extend_from_slice(b"--mount=");
+                out.extend_from_slice(&namespace_mount(value, ns));
+                i = end;
+                continue;
+            }
+        }
+        out.extend_from_slice(w);
+        i = end;
+    }
+    true
+}
+
+/// A mount's `k=v,...` value with `id=` namespaced when it is a cache mount.
+fn namespace_mount(value: &[u8], ns: &str) -> Vec<u8> {
+    let fields: Vec<&[u8]> = value.split(|b| *b == b',').collect();
+    let field = |name: &[u8]| {
+        fields.iter().find_map(|f| {
+            let (k, v) = f.split_at(f.iter().position(|b| *b == b'=')?);
+            k.eq_ignore_ascii_case(name).then(|| &v[1..])
+        })
+    };
+    if !field(b"type").is_some_and(|t| t.eq_ignore_ascii_case(b"cache")) {
+        return value.to_vec();
+    }
+    let Some(id) = field(b"id")
+        .or_else(|| field(b"target"))
+        .or_else(|| field(b"dst"))
+        .or_else(|| field(b"destination"))
+    else {
+        return value.to_vec();
+    };
+    let mut kept: Vec<Vec<u8>> = fields
+        .iter()
+        .filter(|f| !f.to_ascii_lowercase().starts_with(b"id="))
+        .map(|f| f.to_vec())
+        .collect();
+    kept.push([b"id=", ns.as_bytes(), id].concat());
+    kept.join(&b',')
+}
+
+/// The frontend image a `# syntax=` parser directive names, if the Dockerfile starts with one.
+pub fn syntax(dockerfile: &[u8]) -> Option<String> {
+    let text = dockerfile
+        .strip_prefix(b"\xEF\xBB\xBF")
+        .unwrap_or(dockerfile);
+    for line in text.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (name, value) = directive(line)?;
+        if name.eq_ignore_ascii_case(b"syntax") {
+            return Some(String::from_utf8_lossy(value).into_owned());
+        }
+    }
+    None
 }
 
 /// A parser directive line, `# name=value`, as (name, value).
@@ -152,6 +265,33 @@ mod tests {
             stamp(text),
             format!("FROM a\n{L}RUN echo \\\n  FROM b\n# FROM c\nENV FROM=d\n")
         );
+    }
+
+    fn ns(text: &str) -> String {
+        let out = super::label_and_namespace(text.as_bytes(), "k", "v", "p-");
+        String::from_utf8(out).expect("utf-8 in, utf-8 out")
+    }
+
+    #[test]
+    fn cache_mount_ids_get_the_namespace_and_nothing_else_changes() {
+        let text = "FROM a\nRUN --mount=type=cache,target=/root/.npm \\\n  --mount=type=secret,id=tok \\\n  --network=none npm ci --mount=type=cache,id=x\nRUN --mount=type=cache,id=go,target=/go,sharing=locked go build\nRUN echo --mount=type=cache,id=y\n";
+        assert_eq!(
+            ns(text),
+            format!(
+                "FROM a\n{L}RUN --mount=type=cache,target=/root/.npm,id=p-/root/.npm \\\n  --mount=type=secret,id=tok \\\n  --network=none npm ci --mount=type=cache,id=x\nRUN --mount=type=cache,target=/go,sharing=locked,id=p-go go build\nRUN echo --mount=type=cache,id=y\n"
+            )
+        );
+    }
+
+    #[test]
+    fn the_syntax_directive_is_found_only_among_the_directives() {
+        let f = |t: &str| super::syntax(t.as_bytes());
+        assert_eq!(
+            f("# escape=`\r\n# syntax = docker/dockerfile:1.4\nFROM a\n").as_deref(),
+            Some("docker/dockerfile:1.4")
+        );
+        assert_eq!(f("FROM a\n# syntax=x\n"), None);
+        assert_eq!(f("# a comment\n# syntax=x\nFROM a\n"), None);
     }
 
     #[test]

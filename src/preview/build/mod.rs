@@ -1,32 +1,41 @@
 //! Building a service's image through the Engine API from a tar of its context. A service whose
-//! context (after `.dockerignore`), Dockerfile and build args hash to the same value as an
-//! image already on the host reuses that image without calling the builder: the hash is in
+//! context (after `.dockerignore`), Dockerfile, build args and target hash to the same value as
+//! an image already on the host reuses that image without calling the builder: the hash is in
 //! the image's tag, so the cache survives restarts and is shared between previews.
 //!
-//! Every step image a build commits carries the instance label (`dockerfile::label_stages`),
-//! so what a failed or cancelled build leaves can be pruned ([`prune_leftovers`]). A prune must
+//! Builds use BuildKit (`buildkit`); a daemon that refuses it gets the classic builder
+//! (`classic`), and the build log says which one ran. BuildKit leaves no step images or
+//! containers in Docker's stores: a cancelled build leaves at most build cache, which the
+//! cache limit bounds. The classic builder commits an image per step: every step image carries
+//! the instance label (`dockerfile::label_stages`), so what a failed or cancelled classic build
+//! leaves can be pruned ([`prune_leftovers`]). A prune must
 //! not take the step a running build has just committed (untagged until its next step starts
 //! from it), nor an image a build tags meanwhile: builds hold a shared `flock` on the
 //! instance's `builds.lock` and a prune runs only when it gets the lock alone, in this process
 //! or any other of the instance.
 //!
-//! Beside it: `context` packs the build context, `dockerfile` stamps the label.
+//! Beside it: `context` packs the build context, `dockerfile` stamps the label, `trace` reads
+//! BuildKit's progress.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::query_parameters::{BuildImageOptions, TagImageOptions};
-use futures_util::StreamExt;
+use bollard::query_parameters::{BuildImageOptions, BuilderVersion, TagImageOptions};
 
 use super::docker::{self, DockerError, labels, lockfile};
 use crate::config::Config;
+use crate::engine::PreviewKey;
 use crate::ids::PreviewId;
 use crate::spec::BuildSpec;
+use buildkit::Outcome;
 
+mod buildkit;
+mod classic;
 pub mod context;
 pub mod dockerfile;
+mod trace;
 
 /// How many log lines a failure report carries.
 pub const TAIL: usize = 50;
@@ -65,22 +74,49 @@ pub struct Built {
     pub reused: bool,
 }
 
-/// Builds (or reuses) the image of `service`, streaming each log line to `on_line`.
+/// What one build is of: the preview and service it is for, and its key, whose repository
+/// (and fork) decides which builds share its cache mounts.
+pub struct Target<'a> {
+    pub id: &'a PreviewId,
+    pub service: &'a str,
+    pub key: &'a PreviewKey,
+}
+
+/// The prefix of the cache mount ids of builds of `key`'s repository in this instance. A fork's
+/// pull request (its key's branch is `owner/name:branch`) gets the fork's own: its author must
+/// not be able to plant files in the cache that the base repository's previews read.
+pub fn cache_namespace(config: &Config, key: &PreviewKey) -> String {
+    use sha2::Digest;
+    let fork = key.branch.rsplit_once(':').map_or("", |(fork, _)| fork);
+    let mut h = sha2::Sha256::new();
+    h.update(key.repo.as_bytes());
+    h.update(b"\0");
+    h.update(fork.as_bytes());
+    format!("{}-{}-", config.instance, &hex::encode(h.finalize())[..16])
+}
+
+/// Builds (or reuses) the image of a service, streaming each log line to `on_line`.
 pub async fn build(
     docker: &Docker,
     config: &Config,
-    id: &PreviewId,
-    service: &str,
+    target: Target<'_>,
     worktree: &Path,
     spec: &BuildSpec,
     on_line: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Built, BuildError> {
+    let (id, service) = (target.id, target.service);
     let wt = worktree.to_path_buf();
     let bs = spec.clone();
     let instance = config.instance.to_string();
-    let ctx = tokio::task::spawn_blocking(move || {
-        let stamp = |d: &[u8]| dockerfile::label_stages(d, labels::INSTANCE, &instance);
-        context::pack(&wt, &bs, &stamp)
+    let namespace = cache_namespace(config, target.key);
+    let (ctx, syntax) = tokio::task::spawn_blocking(move || {
+        let syntax = std::sync::OnceLock::new();
+        let edit = |d: &[u8]| {
+            let _ = syntax.set(dockerfile::syntax(d));
+            dockerfile::label_and_namespace(d, labels::INSTANCE, &instance, &namespace)
+        };
+        let ctx = context::pack(&wt, &bs, &edit)?;
+        Ok::<_, context::ContextError>((ctx, syntax.into_inner().flatten()))
     })
     .await
     .map_err(|e| BuildError::Context(e.to_string()))?
@@ -105,102 +141,110 @@ pub async fn build(
         return Ok(Built { tag, reused: true });
     }
 
-    // No `labels` option: the classic builder turns it into a step of its own at the end (a
-    // container created and committed, ~1 s here) and the Dockerfile carries the instance label
-    // from each `FROM` on; the tag names the preview, the service and the content.
+    let tar = bytes::Bytes::from(ctx.tar);
+    let mut log = Log {
+        tail: VecDeque::with_capacity(TAIL),
+        on_line,
+    };
+    let limit = config.limits.build_timeout;
+    let deadline = tokio::time::Instant::now() + limit;
     let opts = BuildImageOptions {
         dockerfile: ctx.dockerfile.clone(),
         t: Some(tag.clone()),
-        rm: true,
-        // The legacy builder otherwise leaves a failed step's container behind.
-        forcerm: true,
         buildargs: Some(spec.args.clone().into_iter().collect()),
-        memory: i32::try_from(config.limits.memory).ok(),
-        // The same CPU share as the containers: a build is untrusted code too.
-        cpuperiod: Some(100_000),
-        cpuquota: i32::try_from((config.limits.cpus * 100_000.0) as i64).ok(),
+        target: spec.target.clone().unwrap_or_default(),
+        // BuildKit sets labels on the image it exports without adding a step (the Dockerfile's
+        // stamp labels it too: the stamp is there for the classic fallback, which shares the
+        // context and its hash). BuildKit through the Engine API ignores `memory` and the CPU
+        // options (measured): they are only set for the classic builder below.
+        labels: Some(HashMap::from([(
+            labels::INSTANCE.to_owned(),
+            config.instance.to_string(),
+        )])),
+        version: BuilderVersion::BuilderBuildKit,
         ..Default::default()
     };
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL);
-    let push = |line: &str, tail: &mut VecDeque<String>| {
-        for l in line.lines().map(docker::printable) {
+    log.push("building with BuildKit");
+    let first = {
+        let mut push = |l: &str| log.push(l);
+        let buildkit = buildkit::build(docker, &opts, tar.clone(), &mut push);
+        tokio::time::timeout_at(deadline, buildkit).await
+    };
+    let ended = match first {
+        Err(_) => Ended::TimedOut,
+        Ok(Ok(Outcome::Built)) => Ended::Built,
+        Ok(Ok(Outcome::Failed(reason))) => Ended::Failed(reason),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(Outcome::Refused(why))) => {
+            log.push(&format!(
+                "this Docker engine does not build with BuildKit ({}): building with the classic builder",
+                first_line(&why)
+            ));
+            // No `labels` option: the classic builder turns it into a step of its own at the
+            // end (a container created and committed, ~1 s here) and the Dockerfile carries
+            // the instance label from each `FROM` on; the tag names the preview, the service
+            // and the content.
+            let classic = BuildImageOptions {
+                labels: None,
+                version: BuilderVersion::BuilderV1,
+                rm: true,
+                // The legacy builder otherwise leaves a failed step's container behind.
+                forcerm: true,
+                memory: i32::try_from(config.limits.memory).ok(),
+                // The same CPU share as the containers: a build is untrusted code too.
+                cpuperiod: Some(100_000),
+                cpuquota: i32::try_from((config.limits.cpus * 100_000.0) as i64).ok(),
+                ..opts
+            };
+            classic::build(docker, config, classic, tar, &mut log, deadline).await
+        }
+    };
+    let tail: Vec<String> = log.tail.into_iter().collect();
+    match ended {
+        Ended::Built => Ok(Built { tag, reused: false }),
+        Ended::Failed(reason) => Err(BuildError::Failed {
+            reason: first_line(&frontend_unavailable(syntax.as_deref(), &reason).unwrap_or(reason)),
+            tail,
+        }),
+        Ended::TimedOut => Err(BuildError::Timeout(limit, tail)),
+    }
+}
+
+/// A build that failed because the frontend image of the Dockerfile's `# syntax=` directive
+/// could not be had (no registry here, say): one line naming the directive and the reason.
+fn frontend_unavailable(syntax: Option<&str>, reason: &str) -> Option<String> {
+    let image = syntax?;
+    let (_, cause) = reason.split_once("frontend gateway.v0: ")?;
+    Some(format!(
+        "`# syntax={image}`: the Dockerfile frontend image it names cannot be had ({cause}); remove the line to use the engine's own frontend"
+    ))
+}
+
+/// How a build (with either builder) ended.
+enum Ended {
+    Built,
+    Failed(String),
+    TimedOut,
+}
+
+/// The build log: every line goes to the caller, the last `TAIL` are kept for a failure report.
+struct Log<'a> {
+    tail: VecDeque<String>,
+    on_line: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+impl Log<'_> {
+    fn push(&mut self, text: &str) {
+        for l in text.lines().map(docker::printable) {
             if l.trim().is_empty() {
                 continue;
             }
-            if tail.len() == TAIL {
-                tail.pop_front();
+            if self.tail.len() == TAIL {
+                self.tail.pop_front();
             }
-            on_line(&l);
-            tail.push_back(l);
+            (self.on_line)(&l);
+            self.tail.push_back(l);
         }
-    };
-    let tar = bytes::Bytes::from(ctx.tar);
-    // The container of the step running now, if any, as the log names it.
-    let step = std::sync::Mutex::new(None::<String>);
-    let run = async {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let body = Some(bollard::body_full(tar.clone()));
-            let mut stream = docker.build_image(opts.clone(), None, body);
-            let mut failure = None;
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(info) => {
-                        if let Some(s) = info.stream.as_deref() {
-                            push(s, &mut tail);
-                            if let Ok(mut step) = step.lock() {
-                                track_step_container(s, &mut step);
-                            }
-                        }
-                        if let Some(detail) = info.error_detail {
-                            let reason = detail.message.unwrap_or_else(|| "unknown error".into());
-                            push(&reason, &mut tail);
-                            failure = Some(reason);
-                            break;
-                        }
-                    }
-                    Err(bollard::errors::Error::DockerStreamError { error }) => {
-                        push(&error, &mut tail);
-                        failure = Some(error);
-                        break;
-                    }
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            match failure {
-                None => return Ok(()),
-                Some(reason) if attempt == 1 && cache_vanished(&reason) => {
-                    on_line(
-                        "the build cache changed under this build (an image was removed meanwhile); building again",
-                    );
-                }
-                Some(reason) => return Err(reason),
-            }
-        }
-    };
-    let limit = config.limits.build_timeout;
-    let outcome = tokio::time::timeout(limit, run).await;
-    if outcome.is_err() {
-        // Docker aborts the build once the request is gone: it kills and removes the step's
-        // container a moment later. Until then the step it started from is in use and cannot
-        // be pruned by the cleanup that follows, so that moment is waited for.
-        let running = step.lock().ok().and_then(|mut s| s.take());
-        if let Some(id) = running {
-            step_container_gone(docker, config, &id).await;
-        }
-    }
-    let tail: Vec<String> = tail.into_iter().collect();
-    match outcome {
-        Ok(Ok(())) => Ok(Built { tag, reused: false }),
-        Ok(Err(reason)) => Err(BuildError::Failed {
-            reason: first_line(&reason),
-            tail,
-        }),
-        Err(_) => Err(BuildError::Timeout(limit, tail)),
     }
 }
 
@@ -277,51 +321,6 @@ pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<Str
 /// How long a prune may keep the instance's builds waiting.
 const PRUNE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Follows the classic builder's log: ` ---> Running in <id>` starts a step's container,
-/// `Removing intermediate container <id>` ends it. A step's own output can imitate these
-/// lines, so the id is only ever waited for, never acted on.
-fn track_step_container(chunk: &str, running: &mut Option<String>) {
-    for line in chunk.lines().map(str::trim) {
-        if let Some(id) = line.strip_prefix("---> Running in ") {
-            let id = id.trim();
-            if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                *running = Some(id.to_owned());
-            }
-        } else if let Some(id) = line.strip_prefix("Removing intermediate container ")
-            && running.as_deref() == Some(id.trim())
-        {
-            *running = None;
-        }
-    }
-}
-
-/// Waits (up to 10 s) for an aborted build's step container to go, if `id` names one: a
-/// container with the instance label and no `role` (previewd's own containers have one).
-async fn step_container_gone(docker: &Docker, config: &Config, id: &str) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let Ok(c) = docker.inspect_container(id, None).await else {
-            return;
-        };
-        let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
-        let step = labels.get(labels::INSTANCE).map(String::as_str)
-            == Some(config.instance.as_str())
-            && !labels.contains_key(labels::ROLE);
-        if !step || tokio::time::Instant::now() >= deadline {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// The classic builder's answer when a cached layer it was about to reuse was removed at the
-/// same moment (another preview's image went away): transient, so worth one more try.
-fn cache_vanished(reason: &str) -> bool {
-    reason.contains("failed to get digest")
-        || (reason.contains("No such image") && reason.contains("sha256:"))
-        || (reason.contains("no such file or directory") && reason.contains("/image/"))
-}
-
 fn first_line(s: &str) -> String {
     docker::printable(s.lines().next().unwrap_or(""))
         .chars()
@@ -348,36 +347,26 @@ async fn find_by_hash(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{cache_vanished, track_step_container};
+mod namespace_tests {
+    use super::cache_namespace;
+    use crate::config::Config;
+    use crate::engine::PreviewKey;
 
     #[test]
-    fn the_running_step_container_is_followed_in_the_log() {
-        let mut running = None;
-        let run = "Step 2/3 : RUN make\n ---> Running in 4d6105159a5e\n";
-        track_step_container(run, &mut running);
-        assert_eq!(running.as_deref(), Some("4d6105159a5e"));
-        track_step_container("building...\n", &mut running);
-        assert_eq!(running.as_deref(), Some("4d6105159a5e"));
-        let done = "Removing intermediate container 4d6105159a5e\n ---> f1dd2678d693\n";
-        track_step_container(done, &mut running);
-        assert_eq!(running, None);
-        track_step_container(" ---> Running in $(reboot)\n", &mut running);
-        assert_eq!(running, None);
-    }
-
-    #[test]
-    fn only_a_vanished_cache_layer_is_retried() {
-        assert!(cache_vanished(
-            "failed to get digest sha256:bb9a: open /var/lib/docker/image/overlay2/imagedb/content/sha256/bb9a: no such file or directory"
-        ));
-        assert!(cache_vanished("No such image: sha256:0123abcd"));
-        for real in [
-            "The command '/bin/sh -c exit 3' returned a non-zero code: 3",
-            "COPY failed: file not found in build context",
-            "No such image: busybox:latest",
-        ] {
-            assert!(!cache_vanished(real), "{real}");
-        }
+    fn branches_share_a_cache_namespace_and_a_fork_has_its_own() {
+        let config = Config::from_parts(None, std::path::Path::new("t"), &[]).expect("defaults");
+        let ns = |branch: Option<&str>, fork: Option<&str>| {
+            let key = PreviewKey::pull_request_head("o/app", fork, branch.unwrap_or("main"));
+            cache_namespace(&config, &key)
+        };
+        assert_eq!(ns(Some("main"), None), ns(Some("feature"), None));
+        assert_ne!(ns(Some("main"), None), ns(Some("main"), Some("evil/app")));
+        assert_eq!(
+            ns(Some("a"), Some("evil/app")),
+            ns(Some("b"), Some("evil/app"))
+        );
+        assert_ne!(ns(None, Some("evil/app")), ns(None, Some("other/app")));
+        let other = PreviewKey::pull_request_head("o/other", None, "main");
+        assert_ne!(ns(None, None), cache_namespace(&config, &other));
     }
 }

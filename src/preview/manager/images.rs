@@ -39,11 +39,15 @@ impl Manager {
                                 line: line.to_owned(),
                             })
                         };
+                        let target = build::Target {
+                            id: &p.id,
+                            service: name,
+                            key: &p.key,
+                        };
                         let r = build::build(
                             &self.docker,
                             &self.config,
-                            &p.id,
-                            name,
+                            target,
                             &p.worktree,
                             b,
                             &on_line,

@@ -28,6 +28,7 @@ fn spec(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> BuildSpec {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        target: None,
     }
 }
 
@@ -216,6 +217,12 @@ fn hash_changes_with_content_dockerfile_and_args() {
     let other_dockerfile = pack(root, &spec(".", "Dockerfile.dev", &[("V", "1")]), &as_is)
         .expect("packs")
         .hash;
+    let with_target = |target: &str| {
+        let mut build = spec(".", "Dockerfile", &[("V", "1")]);
+        build.target = Some(target.to_owned());
+        pack(root, &build, &as_is).expect("packs").hash
+    };
+    let (target_a, target_b) = (with_target("a"), with_target("b"));
     write(root, "a.txt", "b\n");
     let other_content = pack(root, &spec(".", "Dockerfile", &[("V", "1")]), &as_is)
         .expect("packs")
@@ -231,6 +238,8 @@ fn hash_changes_with_content_dockerfile_and_args() {
         &other_arg,
         &more_args,
         &other_dockerfile,
+        &target_a,
+        &target_b,
         &other_content,
         &other_dockerfile_content,
     ];
