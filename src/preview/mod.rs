@@ -1,15 +1,15 @@
 //! The preview manager and its parts, one folder per responsibility: `source` (git2), `build/`
 //! (the build context, Dockerfile stamping, image builds), `docker/` (the Engine API calls,
 //! names and labels, networks, locks), `manager/` (the deployment's phases), `gateway/`,
-//! `health` and `http_client` (checks through the gateway), `cleanup` (the Docker side of a reconcile
-//! pass), and `engine` (the manager as
-//! the queue's `PreviewEngine`). The same manager serves the
-//! CLI and the webhook path. Never calls a forge's API: what a forge hears goes through
-//! `crate::engine`.
+//! `health` and `http_client` (checks through the gateway), `cleanup` (the Docker side of a
+//! reconcile pass), and `adapter` (the manager behind the queue's `PreviewEngine` seam, which
+//! is `crate::engine`; "engine" names only that seam, never Docker's engine or this folder).
+//! The same manager serves the CLI and the webhook path. Never calls a forge's API: what a
+//! forge hears goes through `crate::engine`.
 
+pub mod adapter;
 pub mod build;
 pub mod docker;
-pub mod engine;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 /// Without the `fault-injection` feature (every shipped build) the hook is a no-op.

@@ -89,6 +89,9 @@ pub fn cache_namespace(config: &Config, key: &PreviewKey) -> String {
     use sha2::Digest;
     let fork = key.branch.rsplit_once(':').map_or("", |(fork, _)| fork);
     let mut h = sha2::Sha256::new();
+    // The same owner/name on two forges is two repositories.
+    h.update(key.forge.as_bytes());
+    h.update(b"\0");
     h.update(key.repo.as_bytes());
     h.update(b"\0");
     h.update(fork.as_bytes());
@@ -356,7 +359,8 @@ mod namespace_tests {
     fn branches_share_a_cache_namespace_and_a_fork_has_its_own() {
         let config = Config::from_parts(None, std::path::Path::new("t"), &[]).expect("defaults");
         let ns = |branch: Option<&str>, fork: Option<&str>| {
-            let key = PreviewKey::pull_request_head("o/app", fork, branch.unwrap_or("main"));
+            let key =
+                PreviewKey::pull_request_head("github", "o/app", fork, branch.unwrap_or("main"));
             cache_namespace(&config, &key)
         };
         assert_eq!(ns(Some("main"), None), ns(Some("feature"), None));
@@ -366,7 +370,9 @@ mod namespace_tests {
             ns(Some("b"), Some("evil/app"))
         );
         assert_ne!(ns(None, Some("evil/app")), ns(None, Some("other/app")));
-        let other = PreviewKey::pull_request_head("o/other", None, "main");
+        let other = PreviewKey::pull_request_head("github", "o/other", None, "main");
         assert_ne!(ns(None, None), cache_namespace(&config, &other));
+        let same_on_gitea = PreviewKey::pull_request_head("gitea", "o/app", None, "main");
+        assert_ne!(ns(None, None), cache_namespace(&config, &same_on_gitea));
     }
 }
