@@ -8,6 +8,7 @@
 //!   (`src/intent.rs`), never decided here a second time;
 //! - a preview near the end of `limits.ttl` gets a warning comment, and one whose PR carries
 //!   `limits.keep_label` is exempt from the ttl;
+//! - a final report (ready, failed, removed) a forge outage kept from a PR is sent again;
 //! - then the engine removes orphans and expired previews and reloads the routes; an expired
 //!   preview's PR is told, and is not started again (as a labelled PR without a preview
 //!   otherwise would be) until its head commit moves on.
@@ -146,6 +147,12 @@ impl Reconciler {
     /// previews that should exist and do not.
     pub async fn pass(&self, startup: bool) -> Result<Pass, EngineError> {
         let mut out = Pass::default();
+        // Reports an outage kept from their PRs, said again now that the forge may answer.
+        for (kind, _) in self.forges.iter() {
+            if let Some(reporter) = self.queue.reporter(kind) {
+                reporter.resend_owed().await;
+            }
+        }
         let previews = self.engine.list().await?;
         for p in previews
             .iter()

@@ -13,6 +13,7 @@ pub mod comment;
 pub mod gitea;
 pub mod github;
 pub mod http;
+pub mod owed;
 pub mod report;
 pub mod retry;
 
