@@ -158,10 +158,10 @@ impl Reconciler {
             .iter()
             .filter(|p| p.pr.is_none() && !p.key.branch.is_empty())
         {
-            let Some((_, policy)) = self.side(&p.key) else {
+            let Some((forge, policy)) = self.side(&p.key) else {
                 continue;
             };
-            if self.branch_deleted(policy, p).await {
+            if self.branch_deleted(forge, policy, p).await {
                 let Some(repo) = Repo::parse(&p.key.repo) else {
                     continue;
                 };
@@ -322,10 +322,23 @@ impl Reconciler {
 
     /// A branch preview (a push, no PR) whose branch is gone from the forge. Only a clear "no"
     /// from the remote counts: an unreachable forge removes nothing.
-    async fn branch_deleted(&self, policy: &Policy, p: &PreviewState) -> bool {
+    async fn branch_deleted(
+        &self,
+        forge: &Arc<dyn Forge>,
+        policy: &Policy,
+        p: &PreviewState,
+    ) -> bool {
         let Some(repo) = Repo::parse(&p.key.repo) else {
             return false;
         };
+        match forge.branch_exists(&repo, &p.key.branch).await {
+            Ok(Some(exists)) => return !exists,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(repo = %repo, error = %e, "reconcile: cannot read the branch");
+                return false;
+            }
+        }
         let url = policy.clone_url(&repo);
         let branch = p.key.branch.clone();
         let token = match self.git.git_token(&url, Some(&p.key.repo)).await {

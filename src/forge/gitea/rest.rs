@@ -30,6 +30,18 @@ fn valid_login(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Percent-encodes a value for one path segment (a branch name may hold `/`).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn repo_path(repo: &Repo) -> String {
     format!("/repos/{}/{}", repo.owner, repo.name)
 }
@@ -114,6 +126,17 @@ impl Forge for Gitea {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
+        let path = format!("{}/branches/{}", repo_path(repo), path_segment(branch));
+        Box::pin(async move {
+            match self.call("repoGetBranch", Method::GET, &path, None).await {
+                Ok(_) => Ok(Some(true)),
+                Err(e) if e.is_not_found() => Ok(Some(false)),
+                Err(e) => Err(e),
+            }
         })
     }
 
