@@ -14,6 +14,7 @@ pub mod gitea;
 pub mod github;
 pub mod http;
 pub mod owed;
+mod payload;
 pub mod report;
 pub mod retry;
 

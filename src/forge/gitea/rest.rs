@@ -12,7 +12,7 @@ use serde_json::json;
 use super::payload::PullRequestBody;
 use super::{Gitea, description};
 use crate::engine::BoxFuture;
-use crate::forge::http::decode;
+use crate::forge::http::{decode, encode};
 use crate::forge::{
     CommitState, Forge, ForgeError, ForgeKind, ForgeResult, Permission, PullRequest, Reaction, Repo,
 };
@@ -28,18 +28,6 @@ fn valid_login(s: &str) -> bool {
         && !s.starts_with('.')
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// Percent-encodes a value for one path segment (a branch name may hold `/`).
-fn path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn repo_path(repo: &Repo) -> String {
@@ -130,7 +118,7 @@ impl Forge for Gitea {
     }
 
     fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
-        let path = format!("{}/branches/{}", repo_path(repo), path_segment(branch));
+        let path = format!("{}/branches/{}", repo_path(repo), encode(branch));
         Box::pin(async move {
             match self.call("repoGetBranch", Method::GET, &path, None).await {
                 Ok(_) => Ok(Some(true)),
