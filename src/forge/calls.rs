@@ -172,6 +172,13 @@ pub trait Forge: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether `branch` exists in `repo`: `Some` when the forge answered, `None` when this
+    /// forge leaves the question to git (the reconciler then asks the git server).
+    fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
+        let _ = (repo, branch);
+        Box::pin(async { Ok(None) })
+    }
+
     /// `user`'s permission on `repo`.
     fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>>;
 
