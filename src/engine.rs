@@ -231,6 +231,25 @@ pub trait PreviewEngine: Send + Sync + 'static {
         let _ = (startup, keep);
         Box::pin(async { Ok(CleanupSummary::default()) })
     }
+
+    /// The repository URLs this engine keeps clones of, so that the reconciler also finds a
+    /// PR labelled while `serve` was down in a repository without a preview. Engines that
+    /// keep no clones answer none.
+    fn cloned_urls(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(async { Vec::new() })
+    }
+
+    /// Whether `branch` exists at `url`, asked of the remote itself (with `token`), for a
+    /// branch preview whose forge cannot say. `Ok(None)` when this engine cannot look.
+    fn branch_exists<'a>(
+        &'a self,
+        url: &'a str,
+        branch: &'a str,
+        token: Option<secrecy::SecretString>,
+    ) -> BoxFuture<'a, Result<Option<bool>, EngineError>> {
+        let _ = (url, branch, token);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Credentials for fetching repositories over HTTPS. The forge side implements it, so the

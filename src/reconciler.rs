@@ -20,7 +20,6 @@
 //! never blocks the webhook path.
 
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,9 +34,7 @@ use crate::engine::{
 };
 use crate::forge::comment::{self, Removal};
 use crate::forge::{Forge, ForgeKind, ForgeResult, Forges, PullRequest, Repo};
-use crate::intent::{Action, Cause, Intent, Policies, Policy, Subject};
-use crate::preview::cleanup::exempt_from_ttl;
-use crate::preview::source;
+use crate::intent::{Action, Cause, Intent, Policies, Policy, Subject, exempt_from_ttl};
 use crate::queue::Queue;
 
 /// A PR to read back: the preview's index, its repository and number, and its forge.
@@ -261,7 +258,7 @@ impl Reconciler {
             .map(|p| p.key.clone())
             .chain(self.queue.busy_keys())
             .collect();
-        for (kind, repo) in self.repositories(&previews) {
+        for (kind, repo) in self.repositories(&previews).await {
             let (Some(forge), Some(policy)) = (self.forges.get(kind), self.policies.get(kind))
             else {
                 continue;
@@ -340,7 +337,6 @@ impl Reconciler {
             }
         }
         let url = policy.clone_url(&repo);
-        let branch = p.key.branch.clone();
         let token = match self.git.git_token(&url, Some(&p.key.repo)).await {
             Ok(token) => token,
             Err(e) => {
@@ -348,29 +344,24 @@ impl Reconciler {
                 return false;
             }
         };
-        let answer = tokio::task::spawn_blocking(move || {
-            source::branch_exists(&url, &branch, token.as_ref())
-        })
-        .await;
-        match answer {
-            Ok(Ok(exists)) => !exists,
-            Ok(Err(e)) => {
+        match self.engine.branch_exists(&url, &p.key.branch, token).await {
+            Ok(Some(exists)) => !exists,
+            Ok(None) => false,
+            Err(e) => {
                 tracing::warn!(repo = %repo, error = %e, "reconcile: cannot list branches");
                 false
             }
-            Err(_) => false,
         }
     }
 
     /// Repositories to compare, with their forge: those with previews and those previewd
     /// has cloned from a configured forge's `git_url`.
-    fn repositories(&self, previews: &[PreviewState]) -> BTreeSet<(ForgeKind, Repo)> {
+    async fn repositories(&self, previews: &[PreviewState]) -> BTreeSet<(ForgeKind, Repo)> {
         let mut repos: BTreeSet<(ForgeKind, Repo)> = previews
             .iter()
             .filter_map(|p| Some((ForgeKind::parse(&p.key.forge)?, Repo::parse(&p.key.repo)?)))
             .collect();
-        let clones: PathBuf = self.config.instance_dir().join("repos");
-        for url in source::cloned_urls(&clones) {
+        for url in self.engine.cloned_urls().await {
             for policy in self.policies.iter() {
                 if let Some(repo) = policy.repo_of(&url) {
                     repos.insert((policy.forge, repo));

@@ -10,7 +10,8 @@ use super::{CliError, Outcome, Reporters};
 use crate::config::Config;
 use crate::forge::comment::Removal;
 use crate::ids::PreviewId;
-use crate::preview::cleanup::{self, exempt_from_ttl};
+use crate::intent::exempt_from_ttl;
+use crate::preview::cleanup;
 use crate::preview::docker::labels::{ForgeTarget, Observed};
 use crate::preview::manager::Manager;
 

@@ -230,6 +230,12 @@ pub fn pull_request_key(forge: ForgeKind, base: &Repo, pr: &PullRequest) -> Opti
     ))
 }
 
+/// Whether a pull request's labels exempt its preview from `limits.ttl`: they carry
+/// `limits.keep_label`. The one rule `serve`'s reconciler and `previewd gc` both apply.
+pub fn exempt_from_ttl(pr_labels: &[String], limits: &crate::config::Limits) -> bool {
+    pr_labels.contains(&limits.keep_label)
+}
+
 /// The reply when a command is not allowed.
 pub fn refusal(sender: &str, permission: &str) -> String {
     comment::refused(&format!(

@@ -76,6 +76,35 @@ impl PreviewEngine for Manager {
         Box::pin(self.clean_up_pass(startup, keep))
     }
 
+    fn cloned_urls(&self) -> BoxFuture<'_, Vec<String>> {
+        let repos = self.config().instance_dir().join("repos");
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || super::source::cloned_urls(&repos))
+                .await
+                .unwrap_or_default()
+        })
+    }
+
+    fn branch_exists<'a>(
+        &'a self,
+        url: &'a str,
+        branch: &'a str,
+        token: Option<secrecy::SecretString>,
+    ) -> BoxFuture<'a, Result<Option<bool>, EngineError>> {
+        let (url, branch) = (url.to_owned(), branch.to_owned());
+        Box::pin(async move {
+            // git2 blocks: off the runtime's threads.
+            let listed = tokio::task::spawn_blocking(move || {
+                super::source::branch_exists(&url, &branch, token.as_ref())
+            })
+            .await
+            .map_err(|e| EngineError::Failed(Box::new(e)))?;
+            listed
+                .map(Some)
+                .map_err(|e| EngineError::Failed(Box::new(e)))
+        })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
         Box::pin(async move {
             let observed = self.observed().await.map_err(err)?;

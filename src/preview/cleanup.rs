@@ -16,7 +16,6 @@ use super::docker::labels::{self, Observed};
 use super::manager::{Manager, ManagerError};
 use super::source;
 use crate::clock::age;
-use crate::config::Limits;
 use crate::ids::PreviewId;
 
 /// What a reconcile pass removed, for the operator and the tests.
@@ -45,12 +44,6 @@ pub fn past_ttl(p: &Observed, ttl: Duration, now: time::OffsetDateTime) -> bool 
     p.live_members()
         .first()
         .is_some_and(|mem| age(&mem.created, now).is_some_and(|a| a > ttl))
-}
-
-/// Whether a pull request's labels exempt its preview from `limits.ttl`: they carry
-/// `limits.keep_label`. The one rule `serve`'s reconciler and `previewd gc` both apply.
-pub fn exempt_from_ttl(pr_labels: &[String], limits: &Limits) -> bool {
-    pr_labels.contains(&limits.keep_label)
 }
 
 fn older(created: &str, grace: Duration, now: time::OffsetDateTime) -> bool {
