@@ -32,10 +32,11 @@ use crate::config::Config;
 use crate::engine::{
     BoxFuture, EngineError, GitCredentials, PreviewEngine, PreviewKey, PreviewState,
 };
-use crate::forge::comment::{self, Removal};
 use crate::forge::{Forge, ForgeKind, ForgeResult, Forges, PullRequest, Repo};
 use crate::intent::{Action, Cause, Intent, Policies, Policy, Subject, exempt_from_ttl};
 use crate::queue::Queue;
+
+mod ttl;
 
 /// A PR to read back: the preview's index, its repository and number, and its forge.
 type Read = (usize, Repo, u64, Arc<dyn Forge>);
@@ -48,9 +49,6 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// How many PRs a pass reads from the forge at once: well under GitHub's secondary rate
 /// limit on concurrent requests (100), enough to hide the round trips.
 const FORGE_READS: usize = 8;
-
-/// The longest warning ahead of a ttl removal.
-const WARN_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Reconciler {
     pub engine: Arc<dyn PreviewEngine>,
@@ -369,96 +367,6 @@ impl Reconciler {
             }
         }
         repos
-    }
-
-    /// Tells the forge that the preview of `key` expired: its deployment goes inactive and its
-    /// PR's sticky comment says why, with the commit it ran (`expired_at_head` reads it back).
-    async fn report_expired(&self, key: &PreviewKey, previews: &[PreviewState]) {
-        let Some(p) = previews.iter().find(|p| &p.key == key) else {
-            return;
-        };
-        let Some(repo) = Repo::parse(&key.repo) else {
-            return; // a preview of a local folder or URL (the CLI's): no forge to tell
-        };
-        let Some(reporter) = ForgeKind::parse(&key.forge).and_then(|k| self.queue.reporter(k))
-        else {
-            return;
-        };
-        let why = Removal::Expired {
-            ttl: self.config.limits.ttl,
-            command: self.config.triggers.command.clone(),
-            sha: p.sha.clone(),
-        };
-        reporter.removed(&repo, p.pr, &key.branch, &why).await;
-    }
-
-    /// Whether the PR's preview was removed by the ttl at the commit that is still its head:
-    /// then a labelled PR without a preview is as its users left it, and bringing it back
-    /// would undo the ttl at every pass. The forge remembers it (the sticky comment), so a
-    /// restart does not forget it. When the comment cannot be read, the PR is started.
-    async fn expired_at_head(&self, forge: &Arc<dyn Forge>, repo: &Repo, pr: &PullRequest) -> bool {
-        let sticky = comment::marker(repo, pr.number);
-        match forge.find_comment(repo, pr.number, &sticky).await {
-            Ok(Some(body)) => body.contains(&comment::expired_marker(&pr.head_sha)),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(repo = %repo, pr = pr.number, error = %e, "reconcile: cannot read the PR's comment");
-                false
-            }
-        }
-    }
-
-    /// Posts (once per generation) a warning when the preview will be removed within a day.
-    async fn warn_if_expiring(
-        &self,
-        forge: &Arc<dyn Forge>,
-        repo: &Repo,
-        number: u64,
-        p: &PreviewState,
-    ) -> bool {
-        let ttl = self.config.limits.ttl;
-        let Some(created) = p.created.as_deref() else {
-            return false;
-        };
-        let Some(age) = crate::clock::age(created, self.clock.now()) else {
-            return false;
-        };
-        let ahead = WARN_AHEAD.min(ttl / 2);
-        if age + ahead < ttl || age >= ttl {
-            return false;
-        }
-        let key = (
-            p.key.forge.clone(),
-            repo.full_name(),
-            number,
-            created.to_owned(),
-        );
-        if self.warned.lock().is_ok_and(|w| w.contains(&key)) {
-            return false;
-        }
-        let left = humantime::format_duration(Duration::from_secs((ttl - age).as_secs()));
-        let marker = comment::ttl_warning_marker(repo, number);
-        let body = format!(
-            "{marker}\n:hourglass: The preview at {} has not been redeployed for {} and will be \
-             removed in about {left} (`limits.ttl`). Push a commit or comment `{}` to keep it \
-             running, or add the label `{}` to exempt it.",
-            p.url,
-            humantime::format_duration(Duration::from_secs(age.as_secs())),
-            self.config.triggers.command,
-            self.config.limits.keep_label,
-        );
-        match forge.upsert_comment(repo, number, &marker, &body).await {
-            Ok(()) => {
-                if let Ok(mut w) = self.warned.lock() {
-                    w.insert(key);
-                }
-                true
-            }
-            Err(e) => {
-                tracing::warn!(repo = %repo, pr = number, error = %e, "cannot post the ttl warning");
-                false
-            }
-        }
     }
 }
 
