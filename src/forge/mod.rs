@@ -10,6 +10,7 @@
 
 pub mod comment;
 pub mod github;
+pub mod gitlab;
 pub mod report;
 pub mod retry;
 

@@ -120,6 +120,17 @@ impl Policy {
                 ignore(format!("PR #{n} still carries a trigger label"))
             }
             PrAction::Unlabeled(_) => intent(Action::Stop, Cause::Unlabeled, true),
+            PrAction::LabelsChanged { added, removed } => {
+                if added.iter().any(|l| self.is_trigger_label(l)) {
+                    intent(Action::Deploy, Cause::Label, true)
+                } else if !removed.iter().any(|l| self.is_trigger_label(l)) {
+                    ignore(format!("PR #{n}: no trigger label added or removed"))
+                } else if self.has_trigger_label(&pr.labels) {
+                    ignore(format!("PR #{n} still carries a trigger label"))
+                } else {
+                    intent(Action::Stop, Cause::Unlabeled, true)
+                }
+            }
             PrAction::Opened | PrAction::Reopened | PrAction::Synchronize => {
                 if !self.has_trigger_label(&pr.labels) {
                     ignore(format!("PR #{n} carries no trigger label"))

@@ -8,6 +8,7 @@ pub mod form;
 pub mod github;
 pub mod tls_ask;
 pub mod verify;
+pub mod verify_gitlab;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,8 @@ pub mod engine;
 pub mod fake_app;
 pub mod fake_github;
 pub mod fake_github_ops;
+pub mod fake_gitlab;
+pub mod fake_gitlab_ops;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

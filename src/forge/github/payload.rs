@@ -85,6 +85,7 @@ impl User<'_> {
         Actor {
             login: self.login.into_owned(),
             is_bot,
+            id: None,
         }
     }
 }
