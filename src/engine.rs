@@ -11,9 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::{CommitSha, PreviewId};
 
-/// What identifies a preview: one per (repository, branch).
+/// What identifies a preview: one per (forge, repository, branch), so the same `owner/name`
+/// on two forges gives two previews.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct PreviewKey {
+    /// The `dev.previewd.forge` label: `github`, `gitea`, `gitlab`, or `cli` for `previewd up`.
+    pub forge: String,
     /// `owner/name` for a forge repository, or the canonical local path for the CLI.
     pub repo: String,
     pub branch: String,
@@ -24,8 +27,14 @@ impl PreviewKey {
     /// keyed `owner/name:branch`, like GitHub's own notation for a fork's head: `:` cannot
     /// occur in a git branch name, so a fork's `patch-1` never shares a preview (its id, its
     /// URL) with the base repository's own `patch-1`, nor with another fork's.
-    pub fn pull_request_head(base: &str, fork_head: Option<&str>, branch: &str) -> PreviewKey {
+    pub fn pull_request_head(
+        forge: &str,
+        base: &str,
+        fork_head: Option<&str>,
+        branch: &str,
+    ) -> PreviewKey {
         PreviewKey {
+            forge: forge.to_owned(),
             repo: base.to_owned(),
             branch: match fork_head {
                 Some(head) => format!("{head}:{branch}"),
@@ -51,8 +60,6 @@ pub struct DeployRequest {
     /// The commit to deploy; `None` deploys the branch's current head.
     pub sha: Option<CommitSha>,
     pub pr: Option<u64>,
-    /// `github`, `gitea`, `gitlab`, or `cli`.
-    pub forge: String,
     /// When the webhook that asked for it arrived: time to ready counts from there, queue
     /// wait and the PR's read-back included. `None` when no webhook asked (the reconciler).
     pub received: Option<std::time::Instant>,

@@ -12,9 +12,10 @@
 //!   preview's PR is told, and is not started again (as a labelled PR without a preview
 //!   otherwise would be) until its head commit moves on.
 //!
-//! Which repositories it looks at: those with previews, and those previewd has cloned (its
-//! clones under `data_dir` remember their URL), so a PR labelled while previewd was down is
-//! found too. A failed pass (forge or Docker down) is logged and retried at the next tick; it
+//! It does so on every configured forge: a preview is compared with the forge its `forge`
+//! label names. Which repositories it looks at: those with previews, and those previewd has
+//! cloned (its clones under `data_dir` remember their URL, which names the forge), so a PR
+//! labelled while previewd was down is found too. A failed pass (forge or Docker down) is logged and retried at the next tick; it
 //! never blocks the webhook path.
 
 use std::collections::{BTreeSet, HashSet};
@@ -28,13 +29,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::engine::{EngineError, PreviewEngine, PreviewKey, PreviewState};
+use crate::engine::{
+    BoxFuture, EngineError, GitCredentials, PreviewEngine, PreviewKey, PreviewState,
+};
 use crate::forge::comment::{self, Removal};
-use crate::forge::{Forge, PullRequest, Repo};
-use crate::intent::{Action, Cause, Intent, Policy, Subject};
+use crate::forge::{Forge, ForgeKind, ForgeResult, Forges, PullRequest, Repo};
+use crate::intent::{Action, Cause, Intent, Policies, Policy, Subject};
 use crate::preview::cleanup::exempt_from_ttl;
 use crate::preview::source;
 use crate::queue::Queue;
+
+/// A PR to read back: the preview's index, its repository and number, and its forge.
+type Read = (usize, Repo, u64, Arc<dyn Forge>);
+/// What `read_back` gives: the same, with the PR as the forge answered.
+type ReadBack = (usize, Repo, u64, ForgeResult<PullRequest>, Arc<dyn Forge>);
 
 /// How often the periodic pass runs unless told otherwise.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
@@ -48,14 +56,16 @@ const WARN_AHEAD: Duration = Duration::from_secs(24 * 3600);
 
 pub struct Reconciler {
     pub engine: Arc<dyn PreviewEngine>,
-    pub forge: Arc<dyn Forge>,
+    pub forges: Forges,
     pub queue: Queue,
     pub config: Config,
-    /// The trigger rules: which PRs should have a preview, which previews should go.
-    pub policy: Policy,
-    /// Warnings already given, by (repository, PR, generation's created time): a cache, so a
+    /// The trigger rules, per forge: which PRs should have a preview, which previews should go.
+    pub policies: Policies,
+    /// Tokens for asking a forge's git server whether a branch still exists.
+    git: Arc<dyn GitCredentials>,
+    /// Warnings already given, by (forge, repository, PR, generation's created time): a cache, so a
     /// restart costs at most one more (identical) edit of the warning comment.
-    warned: Mutex<HashSet<(String, u64, String)>>,
+    warned: Mutex<HashSet<(String, String, u64, String)>>,
     /// "Now" for a preview's age against `limits.ttl`: the engine's clock.
     clock: SharedClock,
 }
@@ -78,19 +88,22 @@ pub struct Pass {
 }
 
 impl Reconciler {
+    /// Compares previews with the forges in both `forges` and `policies`; previews of other
+    /// forges are left as they are.
     pub fn new(
         engine: Arc<dyn PreviewEngine>,
-        forge: Arc<dyn Forge>,
+        forges: Forges,
         queue: Queue,
         config: Config,
-        policy: Policy,
+        policies: Policies,
     ) -> Reconciler {
         Reconciler {
+            git: crate::forge::git_credentials(&config),
             engine,
-            forge,
+            forges,
             queue,
             config,
-            policy,
+            policies,
             warned: Mutex::default(),
             clock: Arc::new(SystemClock),
         }
@@ -123,7 +136,13 @@ impl Reconciler {
         }
     }
 
-    /// One pass: the forge's view of existing previews, the engine's own reconcile, then
+    /// The forge a preview's key names and its policy, when that forge is configured.
+    fn side(&self, key: &PreviewKey) -> Option<(&Arc<dyn Forge>, &Policy)> {
+        let kind = ForgeKind::parse(&key.forge)?;
+        Some((self.forges.get(kind)?, self.policies.get(kind)?))
+    }
+
+    /// One pass: the forges' view of existing previews, the engine's own reconcile, then
     /// previews that should exist and do not.
     pub async fn pass(&self, startup: bool) -> Result<Pass, EngineError> {
         let mut out = Pass::default();
@@ -132,21 +151,26 @@ impl Reconciler {
             .iter()
             .filter(|p| p.pr.is_none() && !p.key.branch.is_empty())
         {
-            if self.branch_deleted(p).await {
+            let Some((_, policy)) = self.side(&p.key) else {
+                continue;
+            };
+            if self.branch_deleted(policy, p).await {
                 let Some(repo) = Repo::parse(&p.key.repo) else {
                     continue;
                 };
                 self.queue.submit(Intent {
+                    forge: policy.forge,
                     repo: repo.clone(),
                     subject: Subject::Branch {
                         key: p.key.clone(),
-                        source: self.policy.clone_url(&repo),
+                        source: policy.clone_url(&repo),
                         pr: None,
                     },
                     action: Action::Stop,
                     cause: Cause::BranchDeleted,
                     sha: None,
                     sender: "previewd".into(),
+                    sender_id: None,
                     needs_permission: false,
                     comment_id: None,
                 });
@@ -155,24 +179,29 @@ impl Reconciler {
         }
         // The PRs are read a few at a time: one after another, a start-up pass with 50
         // previews waited for 50 round trips in a row.
-        let ours: Vec<(usize, Repo, u64)> = previews
+        let ours: Vec<Read> = previews
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| Some((i, Repo::parse(&p.key.repo)?, p.pr?)))
-            .collect();
-        let read: Vec<_> = futures_util::stream::iter(ours)
-            .map(|(i, repo, number)| {
-                let forge = self.forge.clone();
-                async move {
-                    let pr = forge.pull_request(&repo, number).await;
-                    (i, repo, number, pr)
-                }
+            .filter_map(|(i, p)| {
+                let (forge, _) = self.side(&p.key)?;
+                Some((i, Repo::parse(&p.key.repo)?, p.pr?, forge.clone()))
             })
+            .collect();
+        // Boxed before the stream: a stream of `read_back`'s futures trips the compiler's
+        // check that `run`'s future is `Send` (rust-lang/rust#102211).
+        let jobs: Vec<BoxFuture<'static, ReadBack>> = ours
+            .into_iter()
+            .map(|r| Box::pin(read_back(r)) as BoxFuture<'static, ReadBack>)
+            .collect();
+        let read: Vec<ReadBack> = futures_util::stream::iter(jobs)
             .buffered(FORGE_READS)
             .collect()
             .await;
-        for (i, repo, number, pr) in read {
+        for (i, repo, number, pr, forge) in read {
             let p = &previews[i];
+            let Some((_, policy)) = self.side(&p.key) else {
+                continue;
+            };
             let pr = match pr {
                 Ok(pr) => pr,
                 Err(e) => {
@@ -184,9 +213,14 @@ impl Reconciler {
                     continue;
                 }
             };
-            if self.policy.should_stop(&p.key, &repo, &pr) {
-                self.queue
-                    .submit(intent(&repo, number, Action::Stop, Cause::Closed));
+            if policy.should_stop(&p.key, &repo, &pr) {
+                self.queue.submit(intent(
+                    policy.forge,
+                    &repo,
+                    number,
+                    Action::Stop,
+                    Cause::Closed,
+                ));
                 out.stopped.push(p.key.clone());
                 continue;
             }
@@ -194,7 +228,7 @@ impl Reconciler {
                 out.kept.push(p.key.clone());
                 continue;
             }
-            if self.warn_if_expiring(&repo, number, p).await {
+            if self.warn_if_expiring(&forge, &repo, number, p).await {
                 out.warned.push((repo.full_name(), number));
             }
         }
@@ -216,14 +250,17 @@ impl Reconciler {
         // Listed again after the cleanup: a preview a killed process left half-made (staging
         // containers, no live generation) was just removed and must be deployed again.
         let remaining = self.engine.list().await?;
-        let have: HashSet<(String, String)> = remaining
+        let have: HashSet<PreviewKey> = remaining
             .iter()
             .map(|p| p.key.clone())
             .chain(self.queue.busy_keys())
-            .map(|k| (k.repo, k.branch))
             .collect();
-        for repo in self.repositories(&previews) {
-            let open = match self.forge.open_pull_requests(&repo).await {
+        for (kind, repo) in self.repositories(&previews) {
+            let (Some(forge), Some(policy)) = (self.forges.get(kind), self.policies.get(kind))
+            else {
+                continue;
+            };
+            let open = match forge.open_pull_requests(&repo).await {
                 Ok(list) => list,
                 Err(e) => {
                     tracing::warn!(repo = %repo, error = %e, "reconcile: cannot list PRs");
@@ -231,14 +268,13 @@ impl Reconciler {
                 }
             };
             for pr in open {
-                let (Some(head), Some(key)) = (
-                    pr.head_repo.as_ref(),
-                    self.policy.wanted_preview(&repo, &pr),
-                ) else {
+                let (Some(head), Some(key)) =
+                    (pr.head_repo.as_ref(), policy.wanted_preview(&repo, &pr))
+                else {
                     continue;
                 };
-                let missing = !have.contains(&(key.repo.clone(), key.branch.clone()));
-                if missing && self.expired_at_head(&repo, &pr).await {
+                let missing = !have.contains(&key);
+                if missing && self.expired_at_head(forge, &repo, &pr).await {
                     out.left_expired.push((repo.full_name(), pr.number));
                     continue;
                 }
@@ -247,16 +283,18 @@ impl Reconciler {
                     // fork rule, so a fork PR starts here only with `allow_forks`. The key is
                     // given at once, so the next pass sees the queue busy with it.
                     self.queue.submit(Intent {
+                        forge: kind,
                         repo: repo.clone(),
                         subject: Subject::Branch {
                             key,
-                            source: self.policy.clone_url(head),
+                            source: policy.clone_url(head),
                             pr: Some(pr.number),
                         },
                         action: Action::Deploy,
                         cause: Cause::PullRequestUpdate,
                         sha: Some(pr.head_sha.clone()),
                         sender: "previewd".into(),
+                        sender_id: None,
                         needs_permission: false,
                         comment_id: None,
                     });
@@ -279,13 +317,19 @@ impl Reconciler {
 
     /// A branch preview (a push, no PR) whose branch is gone from the forge. Only a clear "no"
     /// from the remote counts: an unreachable forge removes nothing.
-    async fn branch_deleted(&self, p: &PreviewState) -> bool {
+    async fn branch_deleted(&self, policy: &Policy, p: &PreviewState) -> bool {
         let Some(repo) = Repo::parse(&p.key.repo) else {
             return false;
         };
-        let url = self.policy.clone_url(&repo);
+        let url = policy.clone_url(&repo);
         let branch = p.key.branch.clone();
-        let token = self.config.github.token.clone();
+        let token = match self.git.git_token(&url, Some(&p.key.repo)).await {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::warn!(repo = %repo, error = %e, "reconcile: no token to list branches");
+                return false;
+            }
+        };
         let answer = tokio::task::spawn_blocking(move || {
             source::branch_exists(&url, &branch, token.as_ref())
         })
@@ -300,17 +344,19 @@ impl Reconciler {
         }
     }
 
-    /// Repositories to compare: those with previews and those previewd has cloned.
-    fn repositories(&self, previews: &[PreviewState]) -> BTreeSet<Repo> {
-        let mut repos: BTreeSet<Repo> = previews
+    /// Repositories to compare, with their forge: those with previews and those previewd
+    /// has cloned from a configured forge's `git_url`.
+    fn repositories(&self, previews: &[PreviewState]) -> BTreeSet<(ForgeKind, Repo)> {
+        let mut repos: BTreeSet<(ForgeKind, Repo)> = previews
             .iter()
-            .filter_map(|p| Repo::parse(&p.key.repo))
+            .filter_map(|p| Some((ForgeKind::parse(&p.key.forge)?, Repo::parse(&p.key.repo)?)))
             .collect();
         let clones: PathBuf = self.config.instance_dir().join("repos");
         for url in source::cloned_urls(&clones) {
-            let path = crate::forge::forge_path(&self.config.github.git_url, &url);
-            if let Some(repo) = path.and_then(Repo::parse) {
-                repos.insert(repo);
+            for policy in self.policies.iter() {
+                if let Some(repo) = policy.repo_of(&url) {
+                    repos.insert((policy.forge, repo));
+                }
             }
         }
         repos
@@ -325,24 +371,25 @@ impl Reconciler {
         let Some(repo) = Repo::parse(&key.repo) else {
             return; // a preview of a local folder or URL (the CLI's): no forge to tell
         };
+        let Some(reporter) = ForgeKind::parse(&key.forge).and_then(|k| self.queue.reporter(k))
+        else {
+            return;
+        };
         let why = Removal::Expired {
             ttl: self.config.limits.ttl,
             command: self.config.triggers.command.clone(),
             sha: p.sha.clone(),
         };
-        self.queue
-            .reporter()
-            .removed(&repo, p.pr, &key.branch, &why)
-            .await;
+        reporter.removed(&repo, p.pr, &key.branch, &why).await;
     }
 
     /// Whether the PR's preview was removed by the ttl at the commit that is still its head:
     /// then a labelled PR without a preview is as its users left it, and bringing it back
     /// would undo the ttl at every pass. The forge remembers it (the sticky comment), so a
     /// restart does not forget it. When the comment cannot be read, the PR is started.
-    async fn expired_at_head(&self, repo: &Repo, pr: &PullRequest) -> bool {
+    async fn expired_at_head(&self, forge: &Arc<dyn Forge>, repo: &Repo, pr: &PullRequest) -> bool {
         let sticky = comment::marker(repo, pr.number);
-        match self.forge.find_comment(repo, pr.number, &sticky).await {
+        match forge.find_comment(repo, pr.number, &sticky).await {
             Ok(Some(body)) => body.contains(&comment::expired_marker(&pr.head_sha)),
             Ok(None) => false,
             Err(e) => {
@@ -353,7 +400,13 @@ impl Reconciler {
     }
 
     /// Posts (once per generation) a warning when the preview will be removed within a day.
-    async fn warn_if_expiring(&self, repo: &Repo, number: u64, p: &PreviewState) -> bool {
+    async fn warn_if_expiring(
+        &self,
+        forge: &Arc<dyn Forge>,
+        repo: &Repo,
+        number: u64,
+        p: &PreviewState,
+    ) -> bool {
         let ttl = self.config.limits.ttl;
         let Some(created) = p.created.as_deref() else {
             return false;
@@ -365,7 +418,12 @@ impl Reconciler {
         if age + ahead < ttl || age >= ttl {
             return false;
         }
-        let key = (repo.full_name(), number, created.to_owned());
+        let key = (
+            p.key.forge.clone(),
+            repo.full_name(),
+            number,
+            created.to_owned(),
+        );
         if self.warned.lock().is_ok_and(|w| w.contains(&key)) {
             return false;
         }
@@ -380,11 +438,7 @@ impl Reconciler {
             self.config.triggers.command,
             self.config.limits.keep_label,
         );
-        match self
-            .forge
-            .upsert_comment(repo, number, &marker, &body)
-            .await
-        {
+        match forge.upsert_comment(repo, number, &marker, &body).await {
             Ok(()) => {
                 if let Ok(mut w) = self.warned.lock() {
                     w.insert(key);
@@ -399,14 +453,22 @@ impl Reconciler {
     }
 }
 
-fn intent(repo: &Repo, number: u64, action: Action, cause: Cause) -> Intent {
+/// Reads a PR back from its forge, keeping what it was read for.
+async fn read_back((i, repo, number, forge): Read) -> ReadBack {
+    let pr = forge.pull_request(&repo, number).await;
+    (i, repo, number, pr, forge)
+}
+
+fn intent(forge: ForgeKind, repo: &Repo, number: u64, action: Action, cause: Cause) -> Intent {
     Intent {
+        forge,
         repo: repo.clone(),
         subject: Subject::PullRequest { number },
         action,
         cause,
         sha: None,
         sender: "previewd".into(),
+        sender_id: None,
         needs_permission: false,
         comment_id: None,
     }

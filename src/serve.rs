@@ -1,7 +1,9 @@
-//! `previewd serve`: binds the public webhook listener and the admin listener, builds the
-//! GitHub client, the policy and the queue, and runs until `shutdown` is cancelled, then
-//! drains the workers. It refuses to start without a webhook secret: unsigned webhooks are
-//! never accepted. Nothing here decides policy or talks to Docker itself.
+//! `previewd serve`: binds the public webhook listener and the admin listener, builds each
+//! configured forge's client and policy, and the queue, and runs until `shutdown` is
+//! cancelled, then drains the workers. It refuses to start without a forge, or with a forge
+//! set up without a webhook secret (unsigned webhooks are never accepted), and it reads each
+//! forge's token user at start, so a missing or wrong token shows before the first PR.
+//! Nothing here decides policy or talks to Docker itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,22 +15,49 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::engine::PreviewEngine;
 use crate::forge::retry::RetryPolicy;
-use crate::forge::{Forge, ForgeError, github::GitHub};
-use crate::intent::{Policy, PolicyError};
+use crate::forge::{Forge, ForgeError, ForgeKind, Forges, github::GitHub};
+use crate::intent::{Policies, PolicyError};
 pub use crate::metrics::LogDrops;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueOptions};
 use crate::reconciler::Reconciler;
 use crate::webhook::deliveries::Deliveries;
-use crate::webhook::{AppState, admin_router, router};
+use crate::webhook::{AppState, Route, admin_router, router};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(
-        "no webhook secret configured: set github.webhook_secret (or PREVIEWD_GITHUB_WEBHOOK_SECRET); \
+        "no webhook secret configured: set github.webhook_secret (or PREVIEWD_GITHUB_WEBHOOK_SECRET), \
+         or gitea.url and gitea.webhook_secret, or gitlab.url and gitlab.webhook_secret; \
          previewd never accepts unsigned webhooks"
     )]
     NoWebhookSecret,
+    #[error(
+        "{forge} is set up ({section}.url or its token is set) but has no webhook secret: set \
+         {section}.webhook_secret (or PREVIEWD_{env}_WEBHOOK_SECRET); previewd never accepts \
+         unsigned webhooks"
+    )]
+    ForgeWithoutSecret {
+        forge: &'static str,
+        section: &'static str,
+        env: String,
+    },
+    #[error(
+        "{section}.token is not set: previewd cannot report to {forge} without it; set it (or \
+         PREVIEWD_{env}_TOKEN) to a token of previewd's own user (docs/{section}.md)"
+    )]
+    NoToken {
+        forge: &'static str,
+        section: &'static str,
+        env: String,
+    },
+    #[error("{section}.token was refused by {forge} ({reason}); {hint}")]
+    BadToken {
+        forge: &'static str,
+        section: &'static str,
+        reason: String,
+        hint: &'static str,
+    },
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -91,18 +120,42 @@ pub async fn bind(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> Result<Server, ServeError> {
-    if config.github.webhook_secrets.is_empty() {
-        return Err(ServeError::NoWebhookSecret);
+    let enabled = check_forges(&config)?;
+    let mut forges = Forges::from_config(&config, &options.retry)?;
+    if enabled.contains(&ForgeKind::GitHub) && forges.get(ForgeKind::GitHub).is_none() {
+        // GitHub without a token still reads public pull requests (and is refused reports).
+        forges.insert(Arc::new(GitHub::with_policy(
+            &config.github,
+            options.retry.clone(),
+        )?));
     }
-    let github = GitHub::with_policy(&config.github, options.retry.clone())?;
-    let forge: Arc<dyn Forge> = Arc::new(github);
-    let reconcile_forge = forge.clone();
-    let policy = Policy::new(&config.triggers, &config.github.git_url)?;
+    let sections: Vec<(ForgeKind, String)> = enabled
+        .iter()
+        .filter_map(|k| Some((*k, config.forge_section(*k)?.git_url.to_owned())))
+        .collect();
+    let policies = Policies::new(&config.triggers, &sections)?;
+    let mut routes = std::collections::BTreeMap::new();
+    for kind in &enabled {
+        let (Some(section), Some(policy)) = (config.forge_section(*kind), policies.get(*kind))
+        else {
+            continue;
+        };
+        routes.insert(
+            *kind,
+            Route::new(section.webhook_secrets.to_vec(), policy.clone()),
+        );
+    }
+    for (kind, route) in &routes {
+        if let Some(forge) = forges.get(*kind) {
+            *route.self_user.write().unwrap_or_else(|p| p.into_inner()) =
+                token_user(*kind, forge.as_ref()).await?;
+        }
+    }
     let metrics = Metrics::new().map_err(|e| ServeError::Metrics(e.to_string()))?;
     let queue = Queue::new(
         engine.clone(),
-        forge,
-        policy.clone(),
+        &forges,
+        &policies,
         metrics.clone(),
         QueueOptions {
             parallel: config.limits.parallel,
@@ -113,19 +166,19 @@ pub async fn bind(
     );
     let reconciler = Reconciler::new(
         engine.clone(),
-        reconcile_forge,
+        forges,
         queue.clone(),
         config.clone(),
-        policy.clone(),
+        policies,
     );
     let state = AppState {
-        secrets: Arc::new(config.github.webhook_secrets.clone()),
+        routes: Arc::new(routes),
         deliveries: Arc::new(Deliveries::default()),
         metrics,
-        policy: Arc::new(policy),
         queue,
         engine,
         log_drops: options.log_drops,
+        clock: Arc::new(crate::clock::SystemClock),
     };
     let listen = |what, addr| async move {
         TcpListener::bind(addr)
@@ -144,6 +197,75 @@ pub async fn bind(
             .reconcile_interval
             .unwrap_or(crate::reconciler::DEFAULT_INTERVAL),
     })
+}
+
+/// The forges whose routes are on; refuses a config with none, or with a forge set up
+/// without a webhook secret or (but for GitHub, which works read-only) without a token.
+fn check_forges(config: &Config) -> Result<Vec<ForgeKind>, ServeError> {
+    for kind in [ForgeKind::Gitea, ForgeKind::GitLab] {
+        let Some(section) = config.forge_section(kind) else {
+            continue;
+        };
+        let names = (
+            kind.title(),
+            kind.as_str(),
+            kind.as_str().to_ascii_uppercase(),
+        );
+        if section.webhook_secrets.is_empty() {
+            return Err(ServeError::ForgeWithoutSecret {
+                forge: names.0,
+                section: names.1,
+                env: names.2,
+            });
+        }
+        if !section.token_set {
+            return Err(ServeError::NoToken {
+                forge: names.0,
+                section: names.1,
+                env: names.2,
+            });
+        }
+    }
+    let enabled = config.enabled_forges();
+    if enabled.is_empty() {
+        return Err(ServeError::NoWebhookSecret);
+    }
+    Ok(enabled)
+}
+
+/// The login `forge`'s token acts as (`GET /user`), read at start so that a wrong token is
+/// seen now rather than in the first failed report. A refused token stops `serve`; a forge
+/// that cannot be reached only warns (its comments are still told apart by their marker).
+async fn token_user(kind: ForgeKind, forge: &dyn Forge) -> Result<Option<String>, ServeError> {
+    let refused = |reason: String, hint: &'static str| ServeError::BadToken {
+        forge: kind.title(),
+        section: kind.as_str(),
+        reason,
+        hint,
+    };
+    match forge.self_user().await {
+        Ok(Some(login)) => {
+            tracing::info!(forge = %kind, user = %login, "forge token user");
+            Ok(Some(login))
+        }
+        Ok(None) => Ok(None),
+        Err(ForgeError::Status { status: 401, .. }) => Err(refused(
+            "401: the token is wrong, expired or revoked".into(),
+            "create a new one for previewd's user",
+        )),
+        Err(ForgeError::Status {
+            status: 403,
+            message,
+            ..
+        }) => Err(refused(
+            format!("403: {message}"),
+            "the token lacks a scope previewd needs (Gitea: read:user, write:repository, write:issue; GitLab: api)",
+        )),
+        Err(e) => {
+            tracing::warn!(forge = %kind, error = %e, "cannot read the forge token's user; going on (check the forge's url)");
+            Ok(None)
+        }
+    }
 }
 
 impl Server {

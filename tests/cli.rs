@@ -246,13 +246,15 @@ impl PrPreview {
         let forge: Arc<dyn Forge> =
             Arc::new(GitHub::with_policy(&env.config.github, fast_retry()).expect("github"));
         let deployment = forge
-            .create_deployment(
+            .environment_started(
                 &previewd::forge::Repo::parse(PR_REPO).expect("repo"),
                 &previewd::ids::CommitSha::parse(&sha).expect("sha"),
                 "preview/changes",
+                "building",
             )
             .await
-            .expect("deployment");
+            .expect("deployment")
+            .expect("a deployment id");
         PrPreview {
             github,
             env,

@@ -35,6 +35,14 @@ const OPTIONAL_KEYS: &[&str] = &[
     "github.token",
     "github.app_id",
     "github.private_key_path",
+    "gitea.url",
+    "gitea.token",
+    "gitea.webhook_secret",
+    "gitea.git_url",
+    "gitlab.url",
+    "gitlab.token",
+    "gitlab.webhook_secret",
+    "gitlab.git_url",
     "network.subnet_pool",
 ];
 

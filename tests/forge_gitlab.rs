@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use previewd::config::ForgeConfig;
 use previewd::forge::gitlab::{EnvironmentState, GitLab, ProjectRef, StatusState};
 use previewd::forge::retry::RetryPolicy;
 use previewd::forge::{ForgeError, Repo};
@@ -27,8 +28,14 @@ fn quick() -> RetryPolicy {
 }
 
 fn client(fake: &FakeGitLab, token: &str) -> GitLab {
-    let token = SecretString::from(token.to_owned());
-    GitLab::new(&fake.url(), Some(&token), "previewd", quick()).expect("client")
+    let cfg = ForgeConfig {
+        url: fake.url(),
+        token: Some(SecretString::from(token.to_owned())),
+        webhook_secrets: Vec::new(),
+        git_url: fake.url(),
+        status_context: "previewd".into(),
+    };
+    GitLab::new(&cfg, quick()).expect("client")
 }
 
 fn repo() -> Repo {
@@ -261,7 +268,7 @@ async fn transient_failures_are_retried_and_refusals_are_not() {
     let repo = repo();
     fake.set_member("acme/web/shop", 5, 40);
     fake.fault("getApiV4ProjectsIdMembersAllUserId", 502);
-    fake.fault("getApiV4ProjectsIdMembersAllUserId", 409);
+    fake.fault("getApiV4ProjectsIdMembersAllUserId", 503);
     assert_eq!(
         gl.access_level(&repo, 5).await.expect("third try"),
         Some(40)

@@ -25,7 +25,7 @@ fn policy() -> Policy {
         command: "/preview".into(),
         allow_forks: false,
     };
-    Policy::new(&t, "https://github.com").expect("policy")
+    Policy::new(&t, previewd::forge::ForgeKind::GitHub, "https://github.com").expect("policy")
 }
 
 fn config() -> ProptestConfig {

@@ -300,7 +300,7 @@ fn every_field_missing_or_mistyped_is_an_error_or_ignored_never_a_panic() {
         command: "/preview".into(),
         allow_forks: false,
     };
-    let policy = Policy::new(&t, "https://github.com").unwrap();
+    let policy = Policy::new(&t, previewd::forge::ForgeKind::GitHub, "https://github.com").unwrap();
     let wrong = [
         None,
         Some(Value::Null),

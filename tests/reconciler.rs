@@ -8,9 +8,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use previewd::forge::Forge;
 use previewd::forge::github::GitHub;
-use previewd::intent::Policy;
+use previewd::forge::{Forge, ForgeKind, Forges};
+use previewd::intent::Policies;
 use previewd::metrics::Metrics;
 use previewd::preview::manager::{Manager, Mode, UpRequest};
 use previewd::queue::{Queue, QueueOptions};
@@ -66,16 +66,22 @@ impl Setup {
         let forge: Arc<dyn Forge> =
             Arc::new(GitHub::with_policy(&config.github, fast_retry()).expect("github"));
         let shutdown = CancellationToken::new();
-        let policy = Policy::new(&config.triggers, &config.github.git_url).expect("policy");
+        let policies = Policies::new(
+            &config.triggers,
+            &[(ForgeKind::GitHub, config.github.git_url.clone())],
+        )
+        .expect("policy");
+        let mut forges = Forges::default();
+        forges.insert(forge.clone());
         let queue = Queue::new(
             engine.clone(),
-            forge.clone(),
-            policy.clone(),
+            &forges,
+            &policies,
             Metrics::new().expect("metrics"),
             QueueOptions::default(),
             shutdown.clone(),
         );
-        let rec = Reconciler::new(engine.clone(), forge.clone(), queue.clone(), config, policy)
+        let rec = Reconciler::new(engine.clone(), forges, queue.clone(), config, policies)
             .with_clock(env.clock.clone());
         Setup {
             github,
@@ -240,9 +246,10 @@ async fn an_expired_preview_is_reported_and_stays_down_until_its_head_moves() {
     let sha_id = previewd::ids::CommitSha::parse(sha).expect("sha");
     let deployment = t
         .forge
-        .create_deployment(&gh_repo, &sha_id, "preview/changes")
+        .environment_started(&gh_repo, &sha_id, "preview/changes", "building")
         .await
-        .expect("deployment");
+        .expect("deployment")
+        .expect("a deployment id");
 
     let early = rec.pass(false).await.expect("pass");
     assert!(early.expired.is_empty(), "expired at once: {early:?}");

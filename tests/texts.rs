@@ -37,6 +37,7 @@ fn state() -> PreviewState {
         id: PreviewId::parse("xh1kg8hlnv").expect("id"),
         url: "http://xh1kg8hlnv.preview.example.com".into(),
         key: PreviewKey {
+            forge: "github".into(),
             repo: "acme/shop".into(),
             branch: "feature/cart".into(),
         },

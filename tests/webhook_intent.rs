@@ -19,7 +19,7 @@ fn policy(allow_forks: bool) -> Policy {
         command: "/preview".into(),
         allow_forks,
     };
-    Policy::new(&t, "https://github.com").expect("policy")
+    Policy::new(&t, previewd::forge::ForgeKind::GitHub, "https://github.com").expect("policy")
 }
 
 fn decide_with(p: &Policy, event: &str, fixture: &str, edit: impl FnOnce(&mut Value)) -> Decision {
@@ -293,6 +293,7 @@ fn ping_and_unknown_events() {
 fn an_intent_still_holds_only_while_the_pr_read_back_agrees() {
     let repo = Repo::parse("Codertocat/Hello-World").unwrap();
     let key = PreviewKey {
+        forge: "github".into(),
         repo: repo.full_name(),
         branch: "changes".into(),
     };
@@ -338,6 +339,7 @@ fn an_intent_still_holds_only_while_the_pr_read_back_agrees() {
     fork.fork = true;
     fork.head_repo = Repo::parse("someone/Hello-World");
     let fork_key = PreviewKey {
+        forge: "github".into(),
         repo: repo.full_name(),
         branch: "someone/Hello-World:changes".into(),
     };

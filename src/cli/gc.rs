@@ -101,7 +101,7 @@ async fn kept_past_ttl(
                 .await
                 .map(|p| p.labels)
                 .map_err(|e| e.to_string()),
-            Err(why) => Err(why.to_owned()),
+            Err(why) => Err(why),
         };
         match labels {
             Ok(l) if !exempt_from_ttl(&l, limits) => continue,

@@ -12,14 +12,15 @@ pub mod serve;
 pub mod status;
 pub mod up;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::engine::PreviewState;
-use crate::forge::ForgeKind;
-use crate::forge::github::GitHub;
 use crate::forge::report::Reporter;
+use crate::forge::retry::RetryPolicy;
+use crate::forge::{ForgeKind, Forges};
 use crate::ids::PreviewId;
 use crate::metrics::Metrics;
 use crate::preview::docker::DockerError;
@@ -146,25 +147,27 @@ pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliEr
 /// The reporters of the commands that remove previews (`down`, `gc`): one per forge whose
 /// credentials are in the config. The CLI works without any.
 struct Reporters {
-    github: Option<Reporter>,
+    map: BTreeMap<ForgeKind, Reporter>,
 }
 
 impl Reporters {
     fn from_config(config: &Config) -> Reporters {
-        let github = GitHub::from_config(&config.github)
-            .ok()
-            .and_then(|g| Some(Reporter::new(Arc::new(g), Metrics::new().ok()?)));
-        Reporters { github }
+        let forges = Forges::from_config(config, &RetryPolicy::default()).unwrap_or_default();
+        let map = match Metrics::new() {
+            Ok(metrics) => forges
+                .iter()
+                .map(|(kind, forge)| (kind, Reporter::new(Arc::clone(forge), metrics.clone())))
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        Reporters { map }
     }
 
     /// The reporter for `forge`, or why there is none.
-    fn get(&self, forge: ForgeKind) -> Result<&Reporter, &'static str> {
-        match forge {
-            ForgeKind::GitHub => self
-                .github
-                .as_ref()
-                .ok_or("no GitHub credentials in the config"),
-        }
+    fn get(&self, forge: ForgeKind) -> Result<&Reporter, String> {
+        self.map
+            .get(&forge)
+            .ok_or_else(|| format!("no {} credentials in the config", forge.title()))
     }
 }
 

@@ -88,6 +88,17 @@ pub const KEYS: &[Key] = &[
     key("github.api_url", Text, Some("https://api.github.com")),
     key("github.git_url", Text, Some("https://github.com")),
     key("github.status_context", Text, Some("previewd")),
+    key("gitea.url", Text, None),
+    key("gitea.token", Text, None),
+    // A list in the file (several secrets during a rotation); one secret in the environment.
+    key("gitea.webhook_secret", Text, None),
+    key("gitea.git_url", Text, None),
+    key("gitea.status_context", Text, Some("previewd")),
+    key("gitlab.url", Text, None),
+    key("gitlab.token", Text, None),
+    key("gitlab.webhook_secret", Text, None),
+    key("gitlab.git_url", Text, None),
+    key("gitlab.status_context", Text, Some("previewd")),
     key("network.subnet_pool", Text, None),
     key("network.subnet_size", Integer, Some("24")),
 ];

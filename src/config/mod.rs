@@ -47,7 +47,25 @@ pub struct Config {
     pub limits: Limits,
     pub triggers: Triggers,
     pub github: GithubConfig,
+    /// `[gitea]` (Gitea and Forgejo), when its `url` is set.
+    pub gitea: Option<ForgeConfig>,
+    /// `[gitlab]`, when its `url` is set.
+    pub gitlab: Option<ForgeConfig>,
     pub network: NetworkConfig,
+}
+
+/// A forge section other than GitHub's (`[gitea]`, `[gitlab]`): present once its `url` is
+/// set; on (its route answers) when a webhook secret is set too.
+#[derive(Debug, Clone)]
+pub struct ForgeConfig {
+    /// The forge's web address, without a trailing `/`; its API lives under it.
+    pub url: String,
+    pub token: Option<SecretString>,
+    /// Several secrets may be active at once, so a secret can be rotated without downtime.
+    pub webhook_secrets: Vec<SecretString>,
+    /// Where repositories are cloned from (`url` unless set).
+    pub git_url: String,
+    pub status_context: String,
 }
 
 /// How preview networks get their addresses.
@@ -209,6 +227,32 @@ impl Config {
         raw.settle()
     }
 
+    /// The section of `forge`, when it is set (GitHub's always is: it has defaults).
+    pub fn forge_section(&self, forge: crate::forge::ForgeKind) -> Option<ForgeSection<'_>> {
+        use crate::forge::ForgeKind;
+        match forge {
+            ForgeKind::GitHub => Some(ForgeSection {
+                git_url: &self.github.git_url,
+                webhook_secrets: &self.github.webhook_secrets,
+                token_set: self.github.token.is_some() || self.github.app_id.is_some(),
+            }),
+            ForgeKind::Gitea => self.gitea.as_ref().map(ForgeSection::of),
+            ForgeKind::GitLab => self.gitlab.as_ref().map(ForgeSection::of),
+        }
+    }
+
+    /// The forges whose webhook route is on: a webhook secret is set (and, but for GitHub,
+    /// a url).
+    pub fn enabled_forges(&self) -> Vec<crate::forge::ForgeKind> {
+        crate::forge::ForgeKind::ALL
+            .into_iter()
+            .filter(|k| {
+                self.forge_section(*k)
+                    .is_some_and(|s| !s.webhook_secrets.is_empty())
+            })
+            .collect()
+    }
+
     /// The URL people are given for a preview.
     pub fn preview_url(&self, id: &crate::ids::PreviewId) -> String {
         let g = &self.gateway;
@@ -224,6 +268,25 @@ impl Config {
     /// Where a repository's clone, worktrees and the gateway's admin socket live.
     pub fn instance_dir(&self) -> PathBuf {
         self.data_dir.join(self.instance.as_str())
+    }
+}
+
+/// What every forge's section says in common, for `serve`'s checks and the webhook routes.
+#[derive(Debug, Clone, Copy)]
+pub struct ForgeSection<'a> {
+    pub git_url: &'a str,
+    pub webhook_secrets: &'a [SecretString],
+    /// A token (or a GitHub App) is set.
+    pub token_set: bool,
+}
+
+impl<'a> ForgeSection<'a> {
+    fn of(c: &'a ForgeConfig) -> ForgeSection<'a> {
+        ForgeSection {
+            git_url: &c.git_url,
+            webhook_secrets: &c.webhook_secrets,
+            token_set: c.token.is_some(),
+        }
     }
 }
 

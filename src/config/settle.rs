@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Config, ConfigError, GatewayConfig, GithubConfig, Limits, NetworkConfig, SubnetPool, Tls,
-    Triggers,
+    Config, ConfigError, ForgeConfig, GatewayConfig, GithubConfig, Limits, NetworkConfig,
+    SubnetPool, Tls, Triggers,
 };
 use crate::ids::Instance;
 
@@ -30,7 +30,94 @@ pub(super) struct RawConfig {
     limits: RawLimits,
     triggers: RawTriggers,
     github: RawGithub,
+    gitea: RawForge,
+    gitlab: RawForge,
     network: RawNetwork,
+}
+
+/// `[gitea]` and `[gitlab]`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawForge {
+    /// The forge's web address; the section is on once it and a webhook secret are set.
+    url: Option<String>,
+    token: Option<String>,
+    /// One secret, or a list of them during a rotation.
+    webhook_secret: Option<OneOrMany>,
+    /// Where repositories are cloned from; `url` unless set.
+    git_url: Option<String>,
+    status_context: String,
+}
+
+/// A string, or a list of strings.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+impl RawForge {
+    /// The section, checked; `None` when its `url` is not set (the forge is off). `section`
+    /// names it in errors.
+    fn settle(self, section: &str) -> Result<Option<ForgeConfig>, ConfigError> {
+        let key = |k: &str| format!("{section}.{k}");
+        let Some(url) = self.url.map(|u| u.trim().trim_end_matches('/').to_owned()) else {
+            if self.webhook_secret.is_some() || self.token.is_some() {
+                return Err(invalid(
+                    &key("url"),
+                    format!("{section}.token or webhook_secret is set, but not the forge's url"),
+                ));
+            }
+            return Ok(None);
+        };
+        web_url(&key("url"), &url)?;
+        let mut webhook_secrets = Vec::new();
+        for s in self
+            .webhook_secret
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+        {
+            if s.is_empty() {
+                return Err(invalid(&key("webhook_secret"), "must not be empty"));
+            }
+            webhook_secrets.push(SecretString::from(s));
+        }
+        let git_url = match self.git_url {
+            Some(g) => g.trim().trim_end_matches('/').to_owned(),
+            None => url.clone(),
+        };
+        Ok(Some(ForgeConfig {
+            url,
+            token: self.token.filter(|t| !t.is_empty()).map(SecretString::from),
+            webhook_secrets,
+            git_url,
+            status_context: self.status_context,
+        }))
+    }
+}
+
+/// A forge's address must be http(s) with a host: the API calls and the token go there.
+fn web_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => Err(invalid(
+            key,
+            format!("{url:?} is not a web address like https://gitea.example.com"),
+        )),
+    }
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -312,6 +399,9 @@ impl RawConfig {
         };
         let network = NetworkConfig { subnet_pool };
 
+        let gitea = self.gitea.settle("gitea")?;
+        let gitlab = self.gitlab.settle("gitlab")?;
+
         Ok(Config {
             instance,
             listen: addr("listen", &self.listen)?,
@@ -321,6 +411,8 @@ impl RawConfig {
             limits,
             triggers,
             github,
+            gitea,
+            gitlab,
             network,
         })
     }

@@ -292,3 +292,69 @@ fn the_search_path_ends_at_etc() {
         Some(&PathBuf::from("/etc/previewd/previewd.toml"))
     );
 }
+
+#[test]
+fn gitea_and_gitlab_sections_come_from_file_and_env() {
+    let c = load(None, &[]).unwrap();
+    assert!(c.gitea.is_none() && c.gitlab.is_none(), "off by default");
+    let text = "[gitea]\nurl = \"https://git.example.com/\"\nwebhook_secret = [\"new\", \"old\"]\n";
+    let c = load(
+        Some(text),
+        &[
+            ("PREVIEWD_GITEA_TOKEN", "tok"),
+            ("PREVIEWD_GITLAB_URL", "https://gitlab.example.com"),
+            ("PREVIEWD_GITLAB_WEBHOOK_SECRET", "glsecret"),
+            ("PREVIEWD_GITLAB_GIT_URL", "file:///srv/git"),
+        ],
+    )
+    .unwrap();
+    let g = c.gitea.as_ref().expect("gitea on");
+    assert_eq!(g.url, "https://git.example.com");
+    assert_eq!(
+        g.git_url, "https://git.example.com",
+        "git_url defaults to url"
+    );
+    assert_eq!(g.status_context, "previewd");
+    let secrets: Vec<&str> = g
+        .webhook_secrets
+        .iter()
+        .map(|s| s.expose_secret())
+        .collect();
+    assert_eq!(secrets, ["new", "old"]);
+    assert_eq!(g.token.as_ref().map(|t| t.expose_secret()), Some("tok"));
+    let l = c.gitlab.as_ref().expect("gitlab on");
+    assert_eq!(l.git_url, "file:///srv/git");
+    assert_eq!(l.webhook_secrets.len(), 1);
+    use crate::forge::ForgeKind;
+    assert_eq!(c.enabled_forges(), [ForgeKind::Gitea, ForgeKind::GitLab]);
+    // One secret in the file is a string.
+    let c = load(
+        Some("[gitea]\nurl = \"http://g:3000\"\nwebhook_secret = \"s\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.gitea.expect("gitea").webhook_secrets.len(), 1);
+}
+
+#[test]
+fn a_forge_section_without_its_url_or_with_a_bad_one_is_refused() {
+    let err = load(None, &[("PREVIEWD_GITEA_WEBHOOK_SECRET", "s")])
+        .expect_err("a secret without a url")
+        .to_string();
+    assert!(err.contains("gitea.url"), "{err}");
+    let err = load(Some("[gitlab]\nurl = \"gitlab.example.com\"\n"), &[])
+        .expect_err("not a web address")
+        .to_string();
+    assert!(err.contains("gitlab.url"), "{err}");
+    let err = load(
+        Some("[gitea]\nurl = \"https://g\"\nwebhook_secret = [\"\"]\n"),
+        &[],
+    )
+    .expect_err("empty secret")
+    .to_string();
+    assert!(err.contains("gitea.webhook_secret"), "{err}");
+    let err = load(Some("[gitea]\nurll = \"https://g\"\n"), &[])
+        .expect_err("unknown key")
+        .to_string();
+    assert!(err.contains("urll"), "{err}");
+}

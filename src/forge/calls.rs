@@ -1,6 +1,8 @@
 //! What previewd asks of a forge: the `Forge` trait, the values its calls take and give back
-//! (a permission, a commit or deployment status's state, a reaction), and why a call failed
-//! (`ForgeError`). A forge's module implements the trait; nothing here talks HTTP, and no
+//! (a permission, a commit status's or an environment's state, a reaction), and why a call
+//! failed (`ForgeError`). The reporting calls say what previewd means (an environment is
+//! building, ready at a URL, failed, gone); each forge says it in its own terms (GitHub:
+//! deployments; GitLab: environments; Gitea: nothing beyond the status and the comment). A forge's module implements the trait; nothing here talks HTTP, and no
 //! error may carry a token.
 
 use crate::engine::BoxFuture;
@@ -71,26 +73,17 @@ impl CommitState {
     }
 }
 
-/// A deployment status's state.
+/// Where a preview's environment is, once its deployment has started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeploymentState {
+pub enum EnvironmentState {
+    /// Being built and started.
     InProgress,
-    Success,
-    Failure,
+    /// Serving at its URL.
+    Ready,
+    /// The deployment failed.
+    Failed,
+    /// The deployment was superseded or broke off.
     Error,
-    Inactive,
-}
-
-impl DeploymentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeploymentState::InProgress => "in_progress",
-            DeploymentState::Success => "success",
-            DeploymentState::Failure => "failure",
-            DeploymentState::Error => "error",
-            DeploymentState::Inactive => "inactive",
-        }
-    }
 }
 
 /// Reactions previewd puts on a command.
@@ -132,6 +125,16 @@ pub enum ForgeError {
 }
 
 impl ForgeError {
+    /// The name of the call that failed, when it got as far as a call.
+    pub fn call(&self) -> Option<&'static str> {
+        match self {
+            ForgeError::Status { call, .. }
+            | ForgeError::Transport { call, .. }
+            | ForgeError::Decode { call, .. } => Some(call),
+            ForgeError::Setup(_) | ForgeError::Auth(_) => None,
+        }
+    }
+
     /// A 404 (or 410): the thing is gone, not the forge.
     pub fn is_not_found(&self) -> bool {
         matches!(
@@ -162,8 +165,21 @@ pub trait Forge: Send + Sync + 'static {
         Box::pin(async { Ok(Vec::new()) })
     }
 
-    /// `user`'s permission on `repo`.
-    fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>>;
+    /// The login of the user the token acts as, so that its own comments are never read as
+    /// commands. `None` when the forge tells previewd's comments apart otherwise (a GitHub
+    /// App's are marked as a bot's).
+    fn self_user(&self) -> BoxFuture<'_, ForgeResult<Option<String>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// `user`'s permission on `repo`. `user_id` is the forge's number for the user, for a
+    /// forge whose API names users by number (GitLab); `None` when the event carried none.
+    fn permission(
+        &self,
+        repo: &Repo,
+        user: &str,
+        user_id: Option<u64>,
+    ) -> BoxFuture<'_, ForgeResult<Permission>>;
 
     /// Sets the commit status (context from the config) on `sha`.
     fn commit_status(
@@ -175,29 +191,47 @@ pub trait Forge: Send + Sync + 'static {
         target_url: Option<&str>,
     ) -> BoxFuture<'_, ForgeResult<()>>;
 
-    /// Creates a transient deployment of `sha` for `environment`; returns its id.
-    fn create_deployment(
+    /// A deployment of `sha` to `environment` (`preview/<branch>`) starts. Returns the id
+    /// the later calls about this deployment get, when the forge made something to refer to
+    /// (GitHub: a deployment). A forge with no deployments or environments answers `None`.
+    fn environment_started(
         &self,
         repo: &Repo,
         sha: &CommitSha,
         environment: &str,
-    ) -> BoxFuture<'_, ForgeResult<u64>>;
+        description: &str,
+    ) -> BoxFuture<'_, ForgeResult<Option<u64>>> {
+        let _ = (repo, sha, environment, description);
+        Box::pin(async { Ok(None) })
+    }
 
-    /// The newest deployment for `environment`, if any.
-    fn latest_deployment(
+    /// The deployment `started` (what `environment_started` returned) of `sha` to
+    /// `environment` is under way, or ended: ready at `url`, failed, or broke off.
+    #[allow(clippy::too_many_arguments)]
+    fn environment_state(
+        &self,
+        repo: &Repo,
+        sha: &CommitSha,
+        environment: &str,
+        started: u64,
+        state: EnvironmentState,
+        description: &str,
+        url: Option<&str>,
+    ) -> BoxFuture<'_, ForgeResult<()>> {
+        let _ = (repo, sha, environment, started, state, description, url);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The preview of `environment` was torn down: the forge stops showing it as live.
+    fn environment_gone(
         &self,
         repo: &Repo,
         environment: &str,
-    ) -> BoxFuture<'_, ForgeResult<Option<u64>>>;
-
-    fn deployment_status(
-        &self,
-        repo: &Repo,
-        deployment: u64,
-        state: DeploymentState,
         description: &str,
-        environment_url: Option<&str>,
-    ) -> BoxFuture<'_, ForgeResult<()>>;
+    ) -> BoxFuture<'_, ForgeResult<()>> {
+        let _ = (repo, environment, description);
+        Box::pin(async { Ok(()) })
+    }
 
     /// Creates or edits in place the one comment on `number` whose body contains `marker`.
     fn upsert_comment(
@@ -219,9 +253,11 @@ pub trait Forge: Send + Sync + 'static {
     /// Posts a new comment (answers to commands).
     fn comment(&self, repo: &Repo, number: u64, body: &str) -> BoxFuture<'_, ForgeResult<()>>;
 
+    /// Reacts to comment `comment_id` on pull request `number` (GitLab names a note by both).
     fn react(
         &self,
         repo: &Repo,
+        number: u64,
         comment_id: u64,
         reaction: Reaction,
     ) -> BoxFuture<'_, ForgeResult<()>>;

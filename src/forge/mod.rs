@@ -1,51 +1,70 @@
 //! The forge-neutral middle: the events previewd understands, and the few calls it makes back
 //! to a forge (read a pull request, check a permission, report). Each forge lives in its own
-//! file (`github`, later `gitea`, `gitlab`) and maps its payloads and API onto these types, so
+//! folder (`github`, `gitea`, `gitlab`) and maps its payloads and API onto these types, so
 //! the policy (`intent`) and the workers (`queue`) never see a forge's wire format.
 //! Nothing here talks HTTP, and nothing here may hold or print a secret.
 //!
 //! `event` holds what a forge tells previewd (`Repo`, `PullRequest`, `ForgeEvent`, ...),
 //! `calls` what previewd asks of it (the `Forge` trait and `ForgeError`); this file names the
-//! forges (`ForgeKind`) and chooses the one whose token a git fetch gets.
+//! forges (`ForgeKind`), holds the configured ones (`Forges`: the one registration of a forge's
+//! implementation) and chooses the one whose token a git fetch gets.
 
 pub mod comment;
+pub mod gitea;
 pub mod github;
 pub mod gitlab;
+pub mod http;
 pub mod report;
 pub mod retry;
 
 mod calls;
 mod event;
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
-use std::fmt;
+use secrecy::SecretString;
 
 pub use calls::{
-    CommitState, DeploymentState, Forge, ForgeError, ForgeResult, Permission, Reaction,
+    CommitState, EnvironmentState, Forge, ForgeError, ForgeResult, Permission, Reaction,
 };
-pub use event::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo};
+pub use event::{Actor, CommentAction, ForgeEvent, PayloadError, PrAction, PullRequest, Repo};
 
 /// A forge previewd talks to, as the `forge` label of a preview names it (`Forge::name`).
 /// A preview `previewd up` made is labelled `cli`, which names no forge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ForgeKind {
     GitHub,
+    /// Gitea and Forgejo: one API, one webhook format.
+    Gitea,
+    GitLab,
 }
 
 impl ForgeKind {
+    pub const ALL: [ForgeKind; 3] = [ForgeKind::GitHub, ForgeKind::Gitea, ForgeKind::GitLab];
+
     /// The forge a label value names; `None` for `cli` and for anything unknown.
     pub fn parse(label: &str) -> Option<ForgeKind> {
-        match label {
-            "github" => Some(ForgeKind::GitHub),
-            _ => None,
-        }
+        ForgeKind::ALL.into_iter().find(|k| k.as_str() == label)
     }
 
-    /// The label value: what [`Forge::name`] returns for this forge.
+    /// The label value, the config section and the webhook route's last segment: what
+    /// [`Forge::name`] returns for this forge.
     pub fn as_str(self) -> &'static str {
         match self {
             ForgeKind::GitHub => "github",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::GitLab => "gitlab",
+        }
+    }
+
+    /// The forge's name as people write it, for messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            ForgeKind::GitHub => "GitHub",
+            ForgeKind::Gitea => "Gitea",
+            ForgeKind::GitLab => "GitLab",
         }
     }
 }
@@ -64,10 +83,110 @@ pub fn forge_path<'a>(git_url: &str, url: &'a str) -> Option<&'a str> {
     (!path.is_empty() && !path.contains("..")).then_some(path)
 }
 
-/// Git credentials of the configured forge, for the preview manager's fetches: the one place
-/// that chooses the forge's implementation.
+/// The forges previewd talks to, by kind: what the queue, the reconciler and the CLI pick an
+/// implementation from by a preview's `forge` label. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Forges {
+    map: BTreeMap<ForgeKind, Arc<dyn Forge>>,
+}
+
+impl Forges {
+    /// The forges whose credentials are in the config (a forge without a token is left out:
+    /// it could not be reported to). The one place each forge's implementation is chosen.
+    pub fn from_config(
+        config: &crate::config::Config,
+        policy: &retry::RetryPolicy,
+    ) -> Result<Forges, ForgeError> {
+        let mut forges = Forges::default();
+        if config.github.token.is_some() || config.github.app_id.is_some() {
+            forges.insert(Arc::new(github::GitHub::with_policy(
+                &config.github,
+                policy.clone(),
+            )?));
+        }
+        if let Some(g) = config.gitea.as_ref().filter(|g| g.token.is_some()) {
+            forges.insert(Arc::new(gitea::Gitea::new(g, policy.clone())?));
+        }
+        if let Some(g) = config.gitlab.as_ref().filter(|g| g.token.is_some()) {
+            forges.insert(Arc::new(gitlab::GitLab::new(g, policy.clone())?));
+        }
+        Ok(forges)
+    }
+
+    pub fn insert(&mut self, forge: Arc<dyn Forge>) {
+        if let Some(kind) = ForgeKind::parse(forge.name()) {
+            self.map.insert(kind, forge);
+        }
+    }
+
+    pub fn get(&self, kind: ForgeKind) -> Option<&Arc<dyn Forge>> {
+        self.map.get(&kind)
+    }
+
+    /// The forge a preview's `forge` label names, when it is configured.
+    pub fn by_label(&self, label: &str) -> Option<&Arc<dyn Forge>> {
+        self.get(ForgeKind::parse(label)?)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (ForgeKind, &Arc<dyn Forge>)> {
+        self.map.iter().map(|(k, f)| (*k, f))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A forge's git access: a token sent only to URLs under its `git_url`.
+struct TokenGitAccess {
+    git_url: String,
+    token: Option<SecretString>,
+}
+
+impl crate::engine::GitCredentials for TokenGitAccess {
+    fn git_token<'a>(
+        &'a self,
+        url: &'a str,
+        _key_repo: Option<&'a str>,
+    ) -> crate::engine::BoxFuture<'a, Result<Option<SecretString>, String>> {
+        let token = forge_path(&self.git_url, url).and(self.token.clone());
+        Box::pin(async move { Ok(token) })
+    }
+}
+
+/// Every configured forge's git credentials: a URL gets the token of the forge it belongs to,
+/// and a URL of no forge gets none.
+struct AllGitAccess(Vec<Arc<dyn crate::engine::GitCredentials>>);
+
+impl crate::engine::GitCredentials for AllGitAccess {
+    fn git_token<'a>(
+        &'a self,
+        url: &'a str,
+        key_repo: Option<&'a str>,
+    ) -> crate::engine::BoxFuture<'a, Result<Option<SecretString>, String>> {
+        Box::pin(async move {
+            for access in &self.0 {
+                if let Some(token) = access.git_token(url, key_repo).await? {
+                    return Ok(Some(token));
+                }
+            }
+            Ok(None)
+        })
+    }
+}
+
+/// Git credentials of the configured forges, for the preview manager's fetches: the one place
+/// that chooses each forge's implementation.
 pub fn git_credentials(config: &crate::config::Config) -> Arc<dyn crate::engine::GitCredentials> {
-    Arc::new(github::GitAccess::new(&config.github))
+    let mut all: Vec<Arc<dyn crate::engine::GitCredentials>> =
+        vec![Arc::new(github::GitAccess::new(&config.github))];
+    for section in [&config.gitea, &config.gitlab].into_iter().flatten() {
+        all.push(Arc::new(TokenGitAccess {
+            git_url: section.git_url.clone(),
+            token: section.token.clone(),
+        }));
+    }
+    Arc::new(AllGitAccess(all))
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
-//! The reporter: turns a worker's progress into forge calls (commit status, deployment and its
-//! statuses, the sticky comment, reactions). A forge failure here is logged and counted and
+//! The reporter: turns a worker's progress into forge calls (commit status, the preview's
+//! environment as the forge shows one, the sticky comment, reactions). A forge failure here is logged and counted and
 //! then dropped: it must never fail, stop or undo the work on the Docker side, so no method
 //! returns an error.
 
 use std::sync::Arc;
 
 use crate::engine::{DeployFailure, Deployed, PreviewState};
-use crate::forge::{CommitState, DeploymentState, Forge, ForgeResult, Reaction, Repo, comment};
+use crate::forge::{CommitState, EnvironmentState, Forge, ForgeResult, Reaction, Repo, comment};
 use crate::ids::CommitSha;
 use crate::metrics::Metrics;
 
@@ -25,7 +25,8 @@ impl Target {
     }
 }
 
-/// The deployment environment of a branch's preview.
+/// The environment of a branch's preview (GitHub's deployment environment, GitLab's
+/// environment).
 pub fn environment(branch: &str) -> String {
     format!("preview/{branch}")
 }
@@ -49,15 +50,47 @@ impl Reporter {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
-                tracing::warn!(call, error = %e, "report to the forge failed");
+                tracing::warn!(forge = self.forge.name(), call, error = %e, "report to the forge failed");
                 self.metrics.forge_error(call);
                 None
             }
         }
     }
 
-    /// A deployment starts: pending status, a deployment in progress, the comment says so.
-    /// Returns the deployment's id when the forge made one.
+    /// As `log`, counted under the forge's own name of the call that failed (an environment
+    /// call is one or several requests, different on each forge).
+    fn log_env<T>(&self, fallback: &'static str, r: ForgeResult<T>) -> Option<T> {
+        let call = r.as_ref().err().and_then(|e| e.call()).unwrap_or(fallback);
+        self.log(call, r)
+    }
+
+    /// The environment's deployment `started` is in `state`.
+    async fn environment(
+        &self,
+        t: &Target,
+        started: Option<u64>,
+        state: EnvironmentState,
+        description: &str,
+        url: Option<&str>,
+    ) {
+        let Some(id) = started else { return };
+        let r = self
+            .forge
+            .environment_state(
+                &t.repo,
+                &t.sha,
+                &t.environment(),
+                id,
+                state,
+                description,
+                url,
+            )
+            .await;
+        self.log_env("environment-state", r);
+    }
+
+    /// A deployment starts: pending status, the environment in progress, the comment says so.
+    /// Returns the environment's deployment id when the forge made one.
     pub async fn building(&self, t: &Target) -> Option<u64> {
         let f = &self.forge;
         let r = f
@@ -70,20 +103,18 @@ impl Reporter {
             )
             .await;
         self.log("commit-status", r);
-        let r = f.create_deployment(&t.repo, &t.sha, &t.environment()).await;
-        let deployment = self.log("create-deployment", r);
-        if let Some(id) = deployment {
-            let r = f
-                .deployment_status(
-                    &t.repo,
-                    id,
-                    DeploymentState::InProgress,
-                    comment::STATUS_BUILDING,
-                    None,
-                )
-                .await;
-            self.log("deployment-status", r);
-        }
+        let r = f
+            .environment_started(&t.repo, &t.sha, &t.environment(), comment::STATUS_BUILDING)
+            .await;
+        let deployment = self.log_env("environment-started", r).flatten();
+        self.environment(
+            t,
+            deployment,
+            EnvironmentState::InProgress,
+            comment::STATUS_BUILDING,
+            None,
+        )
+        .await;
         if let Some(pr) = t.pr {
             let body = comment::building(&t.repo, pr, &t.sha);
             self.sticky(&t.repo, pr, &body).await;
@@ -104,18 +135,14 @@ impl Reporter {
             )
             .await;
         self.log("commit-status", r);
-        if let Some(id) = deployment {
-            let r = f
-                .deployment_status(
-                    &t.repo,
-                    id,
-                    DeploymentState::Success,
-                    comment::STATUS_READY,
-                    Some(url),
-                )
-                .await;
-            self.log("deployment-status", r);
-        }
+        self.environment(
+            t,
+            deployment,
+            EnvironmentState::Ready,
+            comment::STATUS_READY,
+            Some(url),
+        )
+        .await;
         if let Some(pr) = t.pr {
             self.sticky(&t.repo, pr, &comment::ready(&t.repo, pr, d))
                 .await;
@@ -129,12 +156,8 @@ impl Reporter {
             .commit_status(&t.repo, &t.sha, CommitState::Failure, &line, None)
             .await;
         self.log("commit-status", r);
-        if let Some(id) = deployment {
-            let r = f
-                .deployment_status(&t.repo, id, DeploymentState::Failure, &line, None)
-                .await;
-            self.log("deployment-status", r);
-        }
+        self.environment(t, deployment, EnvironmentState::Failed, &line, None)
+            .await;
         if let Some(pr) = t.pr {
             let body = comment::failed(&t.repo, pr, &t.sha, failure);
             self.sticky(&t.repo, pr, &body).await;
@@ -149,15 +172,12 @@ impl Reporter {
             .commit_status(&t.repo, &t.sha, CommitState::Error, &line, None)
             .await;
         self.log("commit-status", r);
-        if let Some(id) = deployment {
-            let r = f
-                .deployment_status(&t.repo, id, DeploymentState::Error, &line, None)
-                .await;
-            self.log("deployment-status", r);
-        }
+        self.environment(t, deployment, EnvironmentState::Error, &line, None)
+            .await;
     }
 
-    /// The preview was torn down: the latest deployment goes inactive, the comment says why.
+    /// The preview was torn down: the forge stops showing its environment, the comment says
+    /// why.
     pub async fn removed(
         &self,
         repo: &Repo,
@@ -165,15 +185,11 @@ impl Reporter {
         branch: &str,
         why: &comment::Removal,
     ) {
-        let env = environment(branch);
-        let r = self.forge.latest_deployment(repo, &env).await;
-        if let Some(Some(id)) = self.log("list-deployments", r) {
-            let r = self
-                .forge
-                .deployment_status(repo, id, DeploymentState::Inactive, why.description(), None)
-                .await;
-            self.log("deployment-status", r);
-        }
+        let r = self
+            .forge
+            .environment_gone(repo, &environment(branch), why.description())
+            .await;
+        self.log_env("environment-gone", r);
         if let Some(pr) = pr {
             self.sticky(repo, pr, &comment::removed(repo, pr, why))
                 .await;
@@ -190,8 +206,8 @@ impl Reporter {
         self.log("create-comment", r);
     }
 
-    pub async fn react(&self, repo: &Repo, comment_id: u64, reaction: Reaction) {
-        let r = self.forge.react(repo, comment_id, reaction).await;
+    pub async fn react(&self, repo: &Repo, number: u64, comment_id: u64, reaction: Reaction) {
+        let r = self.forge.react(repo, number, comment_id, reaction).await;
         self.log("create-reaction", r);
     }
 

@@ -5,7 +5,7 @@
 
 use super::{Action, Cause, Decision, Intent, Policy, Subject, pull_request_key};
 use crate::engine::PreviewKey;
-use crate::forge::{CommentAction, ForgeEvent, PrAction, PullRequest, Repo, comment};
+use crate::forge::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo, comment};
 use crate::ids::CommitSha;
 
 impl Policy {
@@ -18,7 +18,7 @@ impl Policy {
                 sender,
                 action,
                 pr,
-            } => self.pull_request(repo, &sender.login, action, pr),
+            } => self.pull_request(repo, sender, action, pr),
             ForgeEvent::Push {
                 repo,
                 sender,
@@ -48,12 +48,14 @@ impl Policy {
                     return ignore(format!("comment is not a `{}` command", self.command));
                 };
                 Decision::Act(Intent {
+                    forge: self.forge,
                     repo: repo.clone(),
                     subject: Subject::PullRequest { number: *number },
                     action,
                     cause: Cause::Command,
                     sha: None,
                     sender: author.login.clone(),
+                    sender_id: author.id,
                     needs_permission: action != Action::Help,
                     comment_id: Some(*comment_id),
                 })
@@ -79,11 +81,12 @@ impl Policy {
     fn pull_request(
         &self,
         repo: &Repo,
-        sender: &str,
+        sender: &Actor,
         action: &PrAction,
         pr: &PullRequest,
     ) -> Decision {
-        let (Some(head_repo), Some(key)) = (&pr.head_repo, pull_request_key(repo, pr)) else {
+        let (Some(head_repo), Some(key)) = (&pr.head_repo, pull_request_key(self.forge, repo, pr))
+        else {
             return ignore(format!(
                 "PR #{}: its head repository was deleted",
                 pr.number
@@ -91,6 +94,7 @@ impl Policy {
         };
         let intent = |action, cause, needs_permission| {
             Decision::Act(Intent {
+                forge: self.forge,
                 repo: repo.clone(),
                 subject: Subject::Branch {
                     key: key.clone(),
@@ -100,7 +104,8 @@ impl Policy {
                 action,
                 cause,
                 sha: Some(pr.head_sha.clone()),
-                sender: sender.to_owned(),
+                sender: sender.login.clone(),
+                sender_id: sender.id,
                 needs_permission,
                 comment_id: None,
             })
@@ -173,9 +178,11 @@ impl Policy {
             (false, None) => return ignore("push without a new commit"),
         };
         Decision::Act(Intent {
+            forge: self.forge,
             repo: repo.clone(),
             subject: Subject::Branch {
                 key: PreviewKey {
+                    forge: self.forge.as_str().to_owned(),
                     repo: repo.full_name(),
                     branch: branch.to_owned(),
                 },
@@ -186,6 +193,7 @@ impl Policy {
             cause,
             sha: after.cloned(),
             sender: sender.to_owned(),
+            sender_id: None,
             needs_permission: false,
             comment_id: None,
         })

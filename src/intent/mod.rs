@@ -13,7 +13,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::config::Triggers;
 use crate::engine::PreviewKey;
-use crate::forge::{PullRequest, Repo, comment};
+use crate::forge::{ForgeKind, PullRequest, Repo, comment};
 use crate::ids::CommitSha;
 
 mod decide;
@@ -67,6 +67,8 @@ pub enum Subject {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
+    /// The forge the event came from: where the worker reads back, checks and reports.
+    pub forge: ForgeKind,
     pub repo: Repo,
     pub subject: Subject,
     pub action: Action,
@@ -74,13 +76,18 @@ pub struct Intent {
     /// The commit the event named; the worker deploys the PR's head as read back instead.
     pub sha: Option<CommitSha>,
     pub sender: String,
+    /// The sender's number on the forge, where its API names users by number (GitLab's
+    /// members); `None` where the forge's event does not carry it.
+    pub sender_id: Option<u64>,
     /// The sender must have write, maintain or admin permission, checked before acting.
     pub needs_permission: bool,
     /// The command's comment, for reactions.
     pub comment_id: Option<u64>,
 }
 
-/// What the receiver does with an event.
+/// What the receiver does with an event. One lives per delivery, moved once into the queue:
+/// boxing the intent would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Ping,
@@ -95,18 +102,24 @@ pub struct PolicyError {
     pub reason: String,
 }
 
-/// `[triggers]`, compiled.
+/// `[triggers]`, compiled, as they apply to the events of one forge (`forge`, whose
+/// repositories are cloned from `git_url`). The rules are the same on every forge.
 #[derive(Debug, Clone)]
 pub struct Policy {
     labels: Vec<String>,
     branches: GlobSet,
     pub command: String,
     pub allow_forks: bool,
+    pub forge: ForgeKind,
     git_url: String,
 }
 
 impl Policy {
-    pub fn new(triggers: &Triggers, git_url: &str) -> Result<Policy, PolicyError> {
+    pub fn new(
+        triggers: &Triggers,
+        forge: ForgeKind,
+        git_url: &str,
+    ) -> Result<Policy, PolicyError> {
         let mut b = GlobSetBuilder::new();
         for pattern in &triggers.branches {
             // `*` stops at `/`, as in git's refspecs; `**` crosses it.
@@ -128,8 +141,23 @@ impl Policy {
             branches,
             command: triggers.command.clone(),
             allow_forks: triggers.allow_forks,
+            forge,
             git_url: git_url.trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// The same rules for the events of another forge.
+    pub fn for_forge(&self, forge: ForgeKind, git_url: &str) -> Policy {
+        Policy {
+            forge,
+            git_url: git_url.trim_end_matches('/').to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The trigger labels, in the operator's order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
     }
 
     pub fn is_trigger_label(&self, label: &str) -> bool {
@@ -148,13 +176,57 @@ impl Policy {
     pub fn clone_url(&self, repo: &Repo) -> String {
         format!("{}/{}.git", self.git_url, repo.full_name())
     }
+
+    /// The repository `url` clones on this policy's forge, when it is one.
+    pub fn repo_of(&self, url: &str) -> Option<Repo> {
+        crate::forge::forge_path(&self.git_url, url).and_then(Repo::parse)
+    }
 }
 
-/// The preview key of a pull request's head in `base`; `None` when its head repository was
-/// deleted (nothing to fetch).
-pub fn pull_request_key(base: &Repo, pr: &PullRequest) -> Option<PreviewKey> {
+/// The policy of each configured forge: the same `[triggers]`, each forge's own `git_url`.
+#[derive(Debug, Clone, Default)]
+pub struct Policies {
+    map: std::collections::BTreeMap<ForgeKind, Policy>,
+}
+
+impl Policies {
+    /// `[triggers]` compiled once, for each of `forges` (kind and `git_url`).
+    pub fn new(
+        triggers: &Triggers,
+        forges: &[(ForgeKind, String)],
+    ) -> Result<Policies, PolicyError> {
+        let mut map = std::collections::BTreeMap::new();
+        let mut base: Option<Policy> = None;
+        for (kind, git_url) in forges {
+            let policy = match &base {
+                Some(b) => b.for_forge(*kind, git_url),
+                None => Policy::new(triggers, *kind, git_url)?,
+            };
+            base.get_or_insert_with(|| policy.clone());
+            map.insert(*kind, policy);
+        }
+        Ok(Policies { map })
+    }
+
+    pub fn insert(&mut self, policy: Policy) {
+        self.map.insert(policy.forge, policy);
+    }
+
+    pub fn get(&self, forge: ForgeKind) -> Option<&Policy> {
+        self.map.get(&forge)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Policy> {
+        self.map.values()
+    }
+}
+
+/// The preview key of a pull request's head in `base` on `forge`; `None` when its head
+/// repository was deleted (nothing to fetch).
+pub fn pull_request_key(forge: ForgeKind, base: &Repo, pr: &PullRequest) -> Option<PreviewKey> {
     let head = pr.head_repo.as_ref()?;
     Some(PreviewKey::pull_request_head(
+        forge.as_str(),
         &base.full_name(),
         pr.fork.then(|| head.full_name()).as_deref(),
         &pr.head_branch,

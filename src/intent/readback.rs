@@ -49,7 +49,7 @@ impl Policy {
         pr: &PullRequest,
     ) -> Result<(), Stale> {
         let labelled = self.has_trigger_label(&pr.labels);
-        let head_key = pull_request_key(base, pr);
+        let head_key = pull_request_key(self.forge, base, pr);
         let stale = match (action, cause) {
             (Action::Deploy, _) if !pr.open => Some(Stale::Closed),
             (Action::Deploy, _) if head_key.is_none() => Some(Stale::HeadRepositoryDeleted),
@@ -73,7 +73,7 @@ impl Policy {
     /// who asked (a writer's label starts it), so the deploy asked for is checked again by
     /// `still_holds` with its own cause when it runs.
     pub fn wanted_preview(&self, base: &Repo, pr: &PullRequest) -> Option<PreviewKey> {
-        let key = pull_request_key(base, pr)?;
+        let key = pull_request_key(self.forge, base, pr)?;
         // A trigger label's deploy is the one whose rules are the label's alone.
         self.still_holds(Action::Deploy, Cause::Label, &key, base, pr)
             .ok()?;

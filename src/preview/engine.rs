@@ -40,7 +40,7 @@ impl PreviewEngine for Manager {
                 key_branch,
                 sha: req.sha,
                 pr: req.pr,
-                forge: req.forge,
+                forge: req.key.forge,
                 mode: Mode::Preview,
                 key_repo: Some(req.key.repo),
                 received: req.received,

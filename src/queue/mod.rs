@@ -1,4 +1,4 @@
-//! The work queue: one worker per preview key (repository, branch), intents for a key run in
+//! The work queue: one worker per preview key (forge, repository, branch), intents for a key run in
 //! order, a newer deploy or stop cancels an older deploy still queued or running (reported as
 //! `error` "superseded by `<short sha>`"), and different keys run in parallel up to a limit.
 //! What a worker does with one intent (permission, reading the PR back, the engine, the
@@ -23,9 +23,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::DEFAULT_MAX_QUEUED;
 use crate::engine::{PreviewEngine, PreviewKey};
-use crate::forge::Forge;
 use crate::forge::report::{Reporter, Target};
-use crate::intent::{Action, Intent, Policy, Subject};
+use crate::forge::{ForgeKind, Forges};
+use crate::intent::{Action, Intent, Policies, Subject};
 use crate::metrics::Metrics;
 use worker::{Control, Job, Worker};
 
@@ -87,6 +87,7 @@ struct KeyState {
 }
 
 struct Notice {
+    forge: ForgeKind,
     target: Target,
     by: String,
 }
@@ -105,10 +106,11 @@ fn superseder(intent: &Intent) -> String {
 }
 
 impl Queue {
+    /// Works for the forges that are in both `forges` and `policies`.
     pub fn new(
         engine: Arc<dyn PreviewEngine>,
-        forge: Arc<dyn Forge>,
-        policy: Policy,
+        forges: &Forges,
+        policies: &Policies,
         metrics: Metrics,
         options: QueueOptions,
         shutdown: CancellationToken,
@@ -117,8 +119,8 @@ impl Queue {
             inner: Arc::new(Inner {
                 worker: Worker::new(
                     engine,
-                    forge,
-                    policy,
+                    forges,
+                    policies,
                     metrics.clone(),
                     options.parallel,
                     options.permission_ttl,
@@ -166,10 +168,10 @@ impl Queue {
         self.inner.total.load(Ordering::SeqCst)
     }
 
-    /// How the queue reports to the forge (and counts failed reports): the reconciler reports
-    /// the removals it makes itself through it too.
-    pub fn reporter(&self) -> &Reporter {
-        self.inner.worker.reporter()
+    /// How the queue reports to `forge` (and counts failed reports), when it is configured:
+    /// the reconciler reports the removals it makes itself through it too.
+    pub fn reporter(&self, forge: ForgeKind) -> Option<&Reporter> {
+        self.inner.worker.reporter(forge)
     }
 }
 
@@ -319,10 +321,9 @@ impl Inner {
                 (job, notices)
             };
             for n in notices {
-                self.worker
-                    .reporter()
-                    .superseded(&n.target, None, &n.by)
-                    .await;
+                if let Some(reporter) = self.worker.reporter(n.forge) {
+                    reporter.superseded(&n.target, None, &n.by).await;
+                }
             }
             let Some(job) = job else { continue };
             let control = job.control.clone();
@@ -353,6 +354,7 @@ fn push_notice(notices: &mut Vec<Notice>, dropped: &Job, newer: &Intent, by: &st
         );
     }
     notices.push(Notice {
+        forge: dropped.intent.forge,
         target: Target {
             repo: dropped.intent.repo.clone(),
             pr: dropped.pr,

@@ -5,6 +5,7 @@
 //! command. It never orders or drops intents (that is the queue's), and a forge failure never
 //! stops, fails or undoes the Docker side: it is logged, counted and the work goes on.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 use super::permissions::PermissionCache;
 use crate::engine::{DeployRequest, PreviewEngine, PreviewKey};
 use crate::forge::report::{Reporter, Target};
-use crate::forge::{Forge, PullRequest, Reaction, comment};
-use crate::intent::{Action, Cause, Intent, Policy, Stale, pull_request_key, refusal};
+use crate::forge::{Forge, ForgeKind, Forges, PullRequest, Reaction, comment};
+use crate::intent::{
+    Action, Cause, Intent, Policies, Policy, Stale, Subject, pull_request_key, refusal,
+};
 use crate::metrics::Metrics;
 
 /// Pull requests read from the forge at once to learn a command's branch.
@@ -47,35 +50,52 @@ enum Recheck {
     Unknown,
 }
 
-pub(super) struct Worker {
-    engine: Arc<dyn PreviewEngine>,
+/// One configured forge as the worker uses it: its calls, reports, permission cache and
+/// policy.
+struct Side {
     forge: Arc<dyn Forge>,
     reporter: Reporter,
     policy: Policy,
+    permissions: PermissionCache,
+}
+
+pub(super) struct Worker {
+    engine: Arc<dyn PreviewEngine>,
+    /// By forge; an intent of a forge not here (not configured) is dropped.
+    sides: BTreeMap<ForgeKind, Side>,
     metrics: Metrics,
     permits: Arc<Semaphore>,
     resolvers: Semaphore,
-    permissions: PermissionCache,
     shutdown: CancellationToken,
 }
 
 impl Worker {
-    /// `parallel` intents are carried out at once, whatever their keys.
+    /// `parallel` intents are carried out at once, whatever their keys. A forge needs both
+    /// its implementation in `forges` and its policy in `policies` to be worked for.
     pub(super) fn new(
         engine: Arc<dyn PreviewEngine>,
-        forge: Arc<dyn Forge>,
-        policy: Policy,
+        forges: &Forges,
+        policies: &Policies,
         metrics: Metrics,
         parallel: usize,
         permission_ttl: Duration,
         shutdown: CancellationToken,
     ) -> Worker {
+        let sides = forges
+            .iter()
+            .filter_map(|(kind, forge)| {
+                let side = Side {
+                    reporter: Reporter::new(forge.clone(), metrics.clone()),
+                    permissions: PermissionCache::new(forge.clone(), permission_ttl),
+                    policy: policies.get(kind)?.clone(),
+                    forge: forge.clone(),
+                };
+                Some((kind, side))
+            })
+            .collect();
         Worker {
             engine,
-            reporter: Reporter::new(forge.clone(), metrics.clone()),
-            permissions: PermissionCache::new(forge.clone(), permission_ttl),
-            forge,
-            policy,
+            sides,
             metrics,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
             resolvers: Semaphore::new(RESOLVERS),
@@ -83,8 +103,17 @@ impl Worker {
         }
     }
 
-    pub(super) fn reporter(&self) -> &Reporter {
-        &self.reporter
+    /// How the queue reports to `forge`, when it is configured.
+    pub(super) fn reporter(&self, forge: ForgeKind) -> Option<&Reporter> {
+        self.sides.get(&forge).map(|s| &s.reporter)
+    }
+
+    fn side(&self, intent: &Intent) -> Option<&Side> {
+        let side = self.sides.get(&intent.forge);
+        if side.is_none() {
+            tracing::warn!(forge = %intent.forge, "an intent for a forge that is not configured; dropped");
+        }
+        side
     }
 
     /// A command names a PR; its branch comes from the forge. Returns the PR's preview key and
@@ -94,38 +123,47 @@ impl Worker {
         intent: &mut Intent,
         number: u64,
     ) -> Option<(PreviewKey, String)> {
+        let side = self.side(intent)?;
         if let Some(id) = intent.comment_id {
-            self.reporter.react(&intent.repo, id, Reaction::Eyes).await;
+            side.reporter
+                .react(&intent.repo, number, id, Reaction::Eyes)
+                .await;
         }
         let read = {
             let _slot = self.resolvers.acquire().await.ok();
-            self.forge.pull_request(&intent.repo, number).await
+            side.forge.pull_request(&intent.repo, number).await
         };
         let pr = match read {
             Ok(pr) => pr,
             Err(e) => {
                 tracing::warn!(error = %e, pr = number, "cannot read the pull request");
                 self.metrics.forge_error("pulls/get");
-                self.done_command(intent, false).await;
+                self.done_command(side, intent, false).await;
                 return None;
             }
         };
-        let (Some(head), Some(key)) = (pr.head_repo.clone(), pull_request_key(&intent.repo, &pr))
-        else {
+        let (Some(head), Some(key)) = (
+            pr.head_repo.clone(),
+            pull_request_key(intent.forge, &intent.repo, &pr),
+        ) else {
             self.reply(
+                side,
                 intent,
                 number,
                 &comment::refused(Stale::HeadRepositoryDeleted.reason()),
             )
             .await;
-            self.done_command(intent, false).await;
+            self.done_command(side, intent, false).await;
             return None;
         };
         intent.sha = Some(pr.head_sha.clone());
-        Some((key, self.policy.clone_url(&head)))
+        Some((key, side.policy.clone_url(&head)))
     }
 
     pub(super) async fn run(&self, job: Job) {
+        let Some(side) = self.side(&job.intent) else {
+            return;
+        };
         let cancel = job.control.cancel.clone();
         let permit = tokio::select! {
             p = self.permits.clone().acquire_owned() => p.ok(),
@@ -141,82 +179,87 @@ impl Worker {
                     branch: job.key.branch.clone(),
                     sha,
                 };
-                self.superseded(&job, &target, None).await;
+                self.superseded(side, &job, &target, None).await;
             }
             return;
         };
-        if job.intent.needs_permission && !self.permitted(&job).await {
+        if job.intent.needs_permission && !self.permitted(side, &job).await {
             return;
         }
         match job.intent.action {
-            Action::Deploy => self.deploy(&job).await,
-            Action::Stop => self.stop(&job).await,
+            Action::Deploy => self.deploy(side, &job).await,
+            Action::Stop => self.stop(side, &job).await,
             Action::Status => {
                 let state = self.engine.status(job.key.clone()).await;
                 let number = job.pr.unwrap_or_default();
                 match state {
                     Ok(s) => {
-                        self.reporter
+                        side.reporter
                             .status_reply(&job.intent.repo, number, s.as_ref())
                             .await;
-                        self.done_command(&job.intent, true).await;
+                        self.done_command(side, &job.intent, true).await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "engine status failed");
-                        self.done_command(&job.intent, false).await;
+                        self.done_command(side, &job.intent, false).await;
                     }
                 }
             }
             Action::Help => {
                 if let Some(n) = job.pr {
-                    self.reply(&job.intent, n, &comment::help(&self.policy.command))
+                    self.reply(side, &job.intent, n, &comment::help(&side.policy.command))
                         .await;
                 }
-                self.done_command(&job.intent, false).await;
+                self.done_command(side, &job.intent, false).await;
             }
         }
     }
 
-    async fn permitted(&self, job: &Job) -> bool {
+    async fn permitted(&self, side: &Side, job: &Job) -> bool {
         let i = &job.intent;
-        match self.permissions.permission(&i.repo, &i.sender).await {
+        match side
+            .permissions
+            .permission(&i.repo, &i.sender, i.sender_id)
+            .await
+        {
             Ok(p) if p.may_trigger() => true,
             Ok(p) => {
                 tracing::info!(sender = %i.sender, permission = p.as_str(), "refused: no write permission");
                 if let Some(n) = job.pr {
-                    self.reply(i, n, &refusal(&i.sender, p.as_str())).await;
+                    self.reply(side, i, n, &refusal(&i.sender, p.as_str()))
+                        .await;
                 }
-                self.done_command(i, false).await;
+                self.done_command(side, i, false).await;
                 false
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check the sender's permission; doing nothing");
                 self.metrics
                     .forge_error("get-collaborator-permission-level");
-                self.done_command(i, false).await;
+                self.done_command(side, i, false).await;
                 false
             }
         }
     }
 
     /// Reads the PR back and checks the intent still holds.
-    async fn recheck(&self, job: &Job) -> Recheck {
+    async fn recheck(&self, side: &Side, job: &Job) -> Recheck {
         let Some(number) = job.pr else {
             return Recheck::Go(None);
         };
         let i = &job.intent;
-        let pr = match self.forge.pull_request(&i.repo, number).await {
+        let pr = match side.forge.pull_request(&i.repo, number).await {
             Ok(pr) => pr,
             Err(e) => {
                 tracing::warn!(error = %e, pr = number, "cannot read the pull request back");
                 self.metrics.forge_error("pulls/get");
                 if i.action == Action::Deploy {
-                    self.done_command(i, false).await;
+                    self.done_command(side, i, false).await;
                 }
                 return Recheck::Unknown;
             }
         };
-        match self
+        match side
             .policy
             .still_holds(i.action, i.cause, &job.key, &i.repo, &pr)
         {
@@ -224,8 +267,8 @@ impl Worker {
                 let reason = stale.reason();
                 tracing::info!(pr = number, reason, "intent no longer holds; skipped");
                 if i.cause == Cause::Command {
-                    self.reply(i, number, &comment::refused(reason)).await;
-                    self.done_command(i, false).await;
+                    self.reply(side, i, number, &comment::refused(reason)).await;
+                    self.done_command(side, i, false).await;
                 }
                 Recheck::Stale
             }
@@ -233,8 +276,8 @@ impl Worker {
         }
     }
 
-    async fn deploy(&self, job: &Job) {
-        let Recheck::Go(pr) = self.recheck(job).await else {
+    async fn deploy(&self, side: &Side, job: &Job) {
+        let Recheck::Go(pr) = self.recheck(side, job).await else {
             return;
         };
         let is_push = pr.is_none();
@@ -252,16 +295,15 @@ impl Worker {
             sha: sha.clone(),
         };
         if job.control.cancel.is_cancelled() {
-            self.superseded(job, &target, None).await;
+            self.superseded(side, job, &target, None).await;
             return;
         }
-        let deployment = self.reporter.building(&target).await;
+        let deployment = side.reporter.building(&target).await;
         let req = DeployRequest {
             key: job.key.clone(),
             source: job.source.clone(),
             sha: if is_push { None } else { Some(sha) },
             pr: job.pr,
-            forge: self.forge.name().to_owned(),
             received: job.received,
         };
         let result = self.engine.deploy(req, job.control.cancel.clone()).await;
@@ -269,28 +311,28 @@ impl Worker {
             Ok(d) => {
                 if let Some(actual) = d.state.sha.clone().filter(|s| *s != target.sha) {
                     // The branch moved on since this push: the newer commit is what runs.
-                    self.reporter
+                    side.reporter
                         .superseded(&target, None, actual.short())
                         .await;
                     target.sha = actual;
                 }
                 self.metrics.deploy("ready");
                 self.metrics.timings(&d.timings);
-                self.reporter.ready(&target, deployment, &d).await;
-                self.done_command(&job.intent, true).await;
+                side.reporter.ready(&target, deployment, &d).await;
+                self.done_command(side, &job.intent, true).await;
             }
             Err(f) if f.cancelled || job.control.cancel.is_cancelled() => {
-                self.superseded(job, &target, deployment).await;
+                self.superseded(side, job, &target, deployment).await;
             }
             Err(f) => {
                 self.metrics.deploy("failed");
-                self.reporter.failed(&target, deployment, &f).await;
-                self.done_command(&job.intent, false).await;
+                side.reporter.failed(&target, deployment, &f).await;
+                self.done_command(side, &job.intent, false).await;
             }
         }
     }
 
-    async fn superseded(&self, job: &Job, target: &Target, deployment: Option<u64>) {
+    async fn superseded(&self, side: &Side, job: &Job, target: &Target, deployment: Option<u64>) {
         self.metrics.deploy("superseded");
         let by = job
             .control
@@ -303,12 +345,12 @@ impl Worker {
             None if self.shutdown.is_cancelled() => "previewd shutting down".to_owned(),
             None => "a newer request".to_owned(),
         };
-        self.reporter.superseded(target, deployment, &by).await;
-        self.done_command(&job.intent, false).await;
+        side.reporter.superseded(target, deployment, &by).await;
+        self.done_command(side, &job.intent, false).await;
     }
 
-    async fn stop(&self, job: &Job) {
-        match self.recheck(job).await {
+    async fn stop(&self, side: &Side, job: &Job) {
+        match self.recheck(side, job).await {
             Recheck::Go(_) => {}
             Recheck::Stale => return,
             // A closed PR is stopped even when it cannot be read back: removing is the safe side.
@@ -318,7 +360,7 @@ impl Worker {
         match self.engine.remove(job.key.clone()).await {
             Ok(Some(id)) => {
                 tracing::info!(%id, key = ?job.key, "preview removed");
-                self.reporter
+                side.reporter
                     .removed(
                         &job.intent.repo,
                         job.pr,
@@ -326,37 +368,44 @@ impl Worker {
                         &comment::Removal::Stopped,
                     )
                     .await;
-                self.done_command(&job.intent, true).await;
+                self.done_command(side, &job.intent, true).await;
             }
             Ok(None) => {
                 if job.intent.cause == Cause::Command
                     && let Some(n) = job.pr
                 {
-                    self.reply(&job.intent, n, &comment::status_reply(None))
+                    self.reply(side, &job.intent, n, &comment::status_reply(None))
                         .await;
                 }
-                self.done_command(&job.intent, true).await;
+                self.done_command(side, &job.intent, true).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, key = ?job.key, "engine could not remove the preview");
-                self.done_command(&job.intent, false).await;
+                self.done_command(side, &job.intent, false).await;
             }
         }
     }
 
-    async fn reply(&self, intent: &Intent, number: u64, body: &str) {
-        self.reporter.reply(&intent.repo, number, body).await;
+    async fn reply(&self, side: &Side, intent: &Intent, number: u64, body: &str) {
+        side.reporter.reply(&intent.repo, number, body).await;
     }
 
     /// The final reaction on a command.
-    async fn done_command(&self, intent: &Intent, ok: bool) {
+    async fn done_command(&self, side: &Side, intent: &Intent, ok: bool) {
+        let number = match &intent.subject {
+            Subject::PullRequest { number }
+            | Subject::Branch {
+                pr: Some(number), ..
+            } => *number,
+            Subject::Branch { pr: None, .. } => return,
+        };
         if let Some(id) = intent.comment_id {
             let r = if ok {
                 Reaction::Rocket
             } else {
                 Reaction::Confused
             };
-            self.reporter.react(&intent.repo, id, r).await;
+            side.reporter.react(&intent.repo, number, id, r).await;
         }
     }
 }

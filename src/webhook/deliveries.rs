@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use crate::forge::ForgeKind;
+
 /// Delivery ids remembered for de-duplication.
 pub const SEEN_CAPACITY: usize = 10_000;
 /// Deliveries listed on `/deliveries`.
@@ -19,6 +21,8 @@ pub const REFUSALS_LOGGED_PER_SECOND: u64 = 10;
 /// One delivery as `/deliveries` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Record {
+    /// The forge whose route the delivery came to: `github`, `gitea`, `gitlab`.
+    pub forge: &'static str,
     pub delivery: Option<String>,
     pub event: Option<String>,
     pub action: Option<String>,
@@ -32,6 +36,7 @@ pub struct Record {
 
 impl Record {
     pub fn new(
+        forge: ForgeKind,
         delivery: Option<String>,
         event: Option<String>,
         action: Option<String>,
@@ -43,6 +48,7 @@ impl Record {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Record {
+            forge: forge.as_str(),
             delivery,
             event,
             action,
@@ -75,13 +81,27 @@ struct Seen {
     order: VecDeque<String>,
 }
 
+fn seen_key(forge: ForgeKind, id: &str) -> String {
+    format!("{}:{id}", forge.as_str())
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Deliveries {
-    /// Claims `id`: `false` when it was seen before. The oldest ids are forgotten first.
-    pub fn claim(&self, id: &str) -> bool {
+    /// Claims delivery `id` of `forge`: `false` when it was seen before. Ids are the forge's
+    /// own, so one forge's id never hides another's delivery. The oldest are forgotten first.
+    pub fn claim(&self, forge: ForgeKind, id: &str) -> bool {
+        self.claim_key(&seen_key(forge, id))
+    }
+
+    /// Gives a claim back (the delivery was refused, so a redelivery may be tried again).
+    pub fn release(&self, forge: ForgeKind, id: &str) {
+        self.release_key(&seen_key(forge, id))
+    }
+
+    fn claim_key(&self, id: &str) -> bool {
         let mut seen = lock(&self.seen);
         if seen.ids.contains(id) {
             return false;
@@ -96,8 +116,7 @@ impl Deliveries {
         true
     }
 
-    /// Gives a claim back (the delivery was refused, so a redelivery may be tried again).
-    pub fn release(&self, id: &str) {
+    fn release_key(&self, id: &str) {
         let mut seen = lock(&self.seen);
         if seen.ids.remove(id) {
             seen.order.retain(|x| x != id);
@@ -111,14 +130,14 @@ impl Deliveries {
     pub fn record(&self, r: Record) {
         match r.outcome {
             "queued" => {
-                tracing::info!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook")
+                tracing::info!(forge = r.forge, delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook")
             }
             "ignored" | "duplicate" | "ping" => {
-                tracing::debug!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook")
+                tracing::debug!(forge = r.forge, delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook")
             }
             _ => {
                 if self.may_log_refusal() {
-                    tracing::warn!(delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook refused")
+                    tracing::warn!(forge = r.forge, delivery = ?r.delivery, event = ?r.event, outcome = r.outcome, reason = %r.reason, "webhook refused")
                 }
             }
         }
@@ -169,14 +188,23 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_oldest_forgotten() {
         let d = Deliveries::default();
+        let gh = ForgeKind::GitHub;
         for i in 0..SEEN_CAPACITY + 5 {
-            assert!(d.claim(&i.to_string()));
+            assert!(d.claim(gh, &i.to_string()));
         }
-        assert!(d.claim("0"), "the oldest id was forgotten");
-        assert!(!d.claim(&(SEEN_CAPACITY + 4).to_string()));
+        assert!(d.claim(gh, "0"), "the oldest id was forgotten");
+        assert!(!d.claim(gh, &(SEEN_CAPACITY + 4).to_string()));
         assert!(lock(&d.seen).ids.len() <= SEEN_CAPACITY);
-        d.release("0");
-        assert!(d.claim("0"));
+        d.release(gh, "0");
+        assert!(d.claim(gh, "0"));
+    }
+
+    #[test]
+    fn ids_are_per_forge() {
+        let d = Deliveries::default();
+        assert!(d.claim(ForgeKind::GitHub, "same"));
+        assert!(d.claim(ForgeKind::Gitea, "same"), "another forge's id");
+        assert!(!d.claim(ForgeKind::Gitea, "same"));
     }
 
     #[test]

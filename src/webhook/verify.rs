@@ -1,4 +1,7 @@
-//! `VerifiedWebhook`: the axum extractor that makes an unsigned request unreachable. It reads
+//! `VerifiedWebhook`: the axum extractor that makes an unsigned GitHub request unreachable,
+//! and the pieces every forge's extractor shares (`Refuser`, `read_body`, `digest_matches`).
+//! It answers 404, unread, when GitHub is not configured, and 400 to another forge's
+//! delivery (its own headers name it), before anything else. It reads
 //! the raw body (at most 25 MiB, else 413; one cut short is a 400), checks
 //! `X-Hub-Signature-256` with HMAC-SHA256 against every configured secret in constant time
 //! (`Mac::verify_slice`), and only then hands the bytes on: a JSON body as it came, a form
@@ -15,6 +18,7 @@ use sha2::Sha256;
 
 use super::deliveries::Record;
 use super::{AppState, form};
+use crate::forge::ForgeKind;
 
 /// The largest body GitHub sends (25 MiB); anything larger is refused with 413.
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -49,7 +53,7 @@ impl IntoResponse for Refused {
     }
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name)?
         .to_str()
         .ok()
@@ -82,7 +86,7 @@ pub fn signature_matches(secrets: &[SecretString], signature: &str, body: &[u8])
 }
 
 /// Checks a parsed `digest` over `body` against each secret.
-fn digest_matches(secrets: &[SecretString], digest: &[u8], body: &[u8]) -> bool {
+pub(super) fn digest_matches(secrets: &[SecretString], digest: &[u8], body: &[u8]) -> bool {
     let mut ok = false;
     for secret in secrets {
         let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
@@ -95,6 +99,115 @@ fn digest_matches(secrets: &[SecretString], digest: &[u8], body: &[u8]) -> bool 
     ok
 }
 
+/// Records and builds the refusals of one request to `forge`'s route.
+pub(super) struct Refuser<'a> {
+    pub state: &'a AppState,
+    pub forge: ForgeKind,
+    pub event: Option<String>,
+    pub delivery: Option<String>,
+}
+
+impl Refuser<'_> {
+    pub fn refuse(
+        &self,
+        status: StatusCode,
+        outcome: &'static str,
+        reason: &'static str,
+    ) -> Refused {
+        self.state.deliveries.record(Record::new(
+            self.forge,
+            self.delivery.clone(),
+            self.event.clone(),
+            None,
+            status,
+            outcome,
+            reason.to_owned(),
+        ));
+        self.state.metrics.webhook("unverified", outcome);
+        Refused { status, reason }
+    }
+
+    /// 404 when the forge is not configured: nothing of the request is read.
+    pub fn configured(&self) -> Result<&super::Route, Refused> {
+        self.state.routes.get(&self.forge).ok_or(Refused {
+            status: StatusCode::NOT_FOUND,
+            reason: match self.forge {
+                ForgeKind::GitHub => "GitHub is not configured on this previewd",
+                ForgeKind::Gitea => "Gitea is not configured on this previewd",
+                ForgeKind::GitLab => "GitLab is not configured on this previewd",
+            },
+        })
+    }
+
+    /// 400 when the request carries another forge's event header and none of this one's:
+    /// a webhook pointed at the wrong route.
+    pub fn foreign(&self, headers: &HeaderMap, own: &[&str]) -> Result<(), Refused> {
+        if own.iter().any(|h| header_str(headers, h).is_some()) {
+            return Ok(());
+        }
+        let foreign = [
+            ("x-gitea-event", ForgeKind::Gitea),
+            ("x-forgejo-event", ForgeKind::Gitea),
+            ("x-gitlab-event", ForgeKind::GitLab),
+            ("x-github-event", ForgeKind::GitHub),
+        ];
+        match foreign
+            .iter()
+            .find(|(h, kind)| *kind != self.forge && header_str(headers, h).is_some())
+        {
+            None => Ok(()),
+            Some((_, ForgeKind::Gitea)) => Err(self.refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "a Gitea or Forgejo delivery: point its webhook at /webhooks/gitea",
+            )),
+            Some((_, ForgeKind::GitLab)) => Err(self.refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "a GitLab delivery: point its webhook at /webhooks/gitlab",
+            )),
+            Some((_, ForgeKind::GitHub)) => Err(self.refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "a GitHub delivery: point its webhook at /webhooks/github",
+            )),
+        }
+    }
+
+    /// 413 when the declared length is over the limit, before the body is read.
+    pub fn declared_size(&self, headers: &HeaderMap) -> Result<(), Refused> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(self.refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "body over 25 MiB",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The whole body, at most [`MAX_BODY`].
+    pub async fn read_body(&self, body: axum::body::Body) -> Result<Bytes, Refused> {
+        match axum::body::to_bytes(body, MAX_BODY).await {
+            Ok(b) => Ok(b),
+            Err(e) if is_over_limit(&e) => Err(self.refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "body over 25 MiB",
+            )),
+            Err(_) => Err(self.refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "body cut short or badly framed",
+            )),
+        }
+    }
+}
+
 impl FromRequest<AppState> for VerifiedWebhook {
     type Rejection = Refused;
 
@@ -105,39 +218,25 @@ impl FromRequest<AppState> for VerifiedWebhook {
         let event = header_str(&headers, "x-github-event").map(|s| s.chars().take(64).collect());
         let delivery =
             header_str(&headers, "x-github-delivery").map(|s| s.chars().take(80).collect());
-        let refuse = |status: StatusCode, outcome: &'static str, reason: &'static str| {
-            state.deliveries.record(Record::new(
-                delivery.clone(),
-                event.clone(),
-                None,
-                status,
-                outcome,
-                reason.to_owned(),
-            ));
-            state.metrics.webhook("unverified", outcome);
-            Refused { status, reason }
+        let refuser = Refuser {
+            state,
+            forge: ForgeKind::GitHub,
+            event: event.clone(),
+            delivery: delivery.clone(),
         };
-
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "body over 25 MiB",
-            ));
-        }
+        let route = refuser.configured()?;
+        // Gitea sends GitHub's headers too, beside its own: its own name it.
+        refuser.foreign(&headers, &[])?;
+        refuser.declared_size(&headers)?;
         let Some(signature) = header_str(&headers, "x-hub-signature-256") else {
-            return Err(refuse(
+            return Err(refuser.refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "X-Hub-Signature-256 header missing",
             ));
         };
         let unauthentic = || {
-            refuse(
+            refuser.refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "signature does not match any configured secret",
@@ -147,34 +246,18 @@ impl FromRequest<AppState> for VerifiedWebhook {
         let Some(digest) = digest_of(signature) else {
             return Err(unauthentic());
         };
-        let body = match axum::body::to_bytes(body, MAX_BODY).await {
-            Ok(b) => b,
-            Err(e) if is_over_limit(&e) => {
-                return Err(refuse(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    "body over 25 MiB",
-                ));
-            }
-            Err(_) => {
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid",
-                    "body cut short or badly framed",
-                ));
-            }
-        };
-        if !digest_matches(&state.secrets, &digest, &body) {
+        let body = refuser.read_body(body).await?;
+        if !digest_matches(&route.secrets, &digest, &body) {
             return Err(unauthentic());
         }
         let body = if form::is_form(header_str(&headers, "content-type")) {
             form::payload(&body)
-                .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid", e.reason()))?
+                .map_err(|e| refuser.refuse(StatusCode::BAD_REQUEST, "invalid", e.reason()))?
         } else {
             body
         };
-        let (Some(event), Some(delivery)) = (event.clone(), delivery.clone()) else {
-            return Err(refuse(
+        let (Some(event), Some(delivery)) = (event, delivery) else {
+            return Err(refuser.refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid",
                 "X-GitHub-Event or X-GitHub-Delivery header missing",

@@ -17,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
+use super::verify::header_str;
+
 /// How far a signed delivery's timestamp may be from now, either way (the Standard Webhooks
 /// spec asks for a tolerance; five minutes is what its reference libraries use).
 pub const TOLERANCE_SECS: i64 = 5 * 60;
@@ -37,29 +39,32 @@ pub enum Proof<'a> {
     },
 }
 
-/// Why a delivery is refused; each is a 401, and the text is what `/deliveries` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Why a delivery is refused; each is a 401, and `reason` is what `/deliveries` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unauthentic {
-    #[error("X-Gitlab-Token header (or a webhook-signature) missing")]
     Missing,
-    #[error("webhook-signature needs webhook-id and webhook-timestamp too")]
     Incomplete,
-    #[error("X-Gitlab-Token does not match any configured secret")]
     WrongToken,
-    #[error("webhook-timestamp is not a Unix time in seconds")]
     BadTimestamp,
-    #[error("webhook-timestamp is more than 5 minutes away from now")]
     Stale,
-    #[error("webhook-signature does not match any configured signing token")]
     WrongSignature,
 }
 
-pub(super) fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)?
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+impl Unauthentic {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unauthentic::Missing => "X-Gitlab-Token header (or a webhook-signature) missing",
+            Unauthentic::Incomplete => {
+                "webhook-signature needs webhook-id and webhook-timestamp too"
+            }
+            Unauthentic::WrongToken => "X-Gitlab-Token does not match any configured secret",
+            Unauthentic::BadTimestamp => "webhook-timestamp is not a Unix time in seconds",
+            Unauthentic::Stale => "webhook-timestamp is more than 5 minutes away from now",
+            Unauthentic::WrongSignature => {
+                "webhook-signature does not match any configured signing token"
+            }
+        }
+    }
 }
 
 /// The proof a delivery's headers offer: the signature when any of its headers is there.

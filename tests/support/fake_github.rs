@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use super::openapi::{Api, query_of};
+
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub op: String,
@@ -63,85 +65,11 @@ pub type PullFn = Arc<dyn Fn(u64) -> Option<Value> + Send + Sync>;
 /// A forced answer: operation id, status, headers; used once.
 pub type Fault = (String, u16, Vec<(String, String)>);
 
-struct Op {
-    id: String,
-    method: String,
-    segments: Vec<String>,
-    path_params: BTreeMap<String, String>,
-    query_params: Vec<String>,
-    body: Option<jsonschema::Validator>,
-    body_props: Option<Vec<String>>,
-}
-
 #[derive(Clone)]
 pub struct FakeGitHub {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<State>>,
-    ops: Arc<Vec<Op>>,
-}
-
-fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
-    match v.get("$ref").and_then(Value::as_str) {
-        Some(r) => doc
-            .pointer(r.trim_start_matches('#'))
-            .unwrap_or_else(|| panic!("unresolved {r}")),
-        None => v,
-    }
-}
-
-fn load_ops() -> Vec<Op> {
-    let path = super::fixtures_dir().join("forge-apis/github-openapi-subset.json");
-    let text = std::fs::read_to_string(&path).expect("read the OpenAPI subset");
-    let doc: Value = serde_json::from_str(&text).expect("OpenAPI subset is JSON");
-    let mut ops = Vec::new();
-    for (id, op) in doc["operations"].as_object().expect("operations") {
-        let mut path_params = BTreeMap::new();
-        let mut query_params = Vec::new();
-        for p in op["parameters"].as_array().cloned().unwrap_or_default() {
-            let p = resolve(&doc, &p);
-            let name = p["name"].as_str().expect("param name").to_owned();
-            match p["in"].as_str() {
-                Some("path") => {
-                    let ty = p["schema"]["type"].as_str().unwrap_or("string").to_owned();
-                    path_params.insert(name, ty);
-                }
-                Some("query") => query_params.push(name),
-                _ => {}
-            }
-        }
-        let schema = op.pointer("/requestBody/content/application~1json/schema");
-        let (body, body_props) = match schema {
-            Some(s) => {
-                let mut s = s.clone();
-                // Known drift since 2022 (see the subset's notes): environment is free-form.
-                if id == "repos/create-deployment-status" {
-                    s["properties"]["environment"] = json!({"type": "string"});
-                }
-                let props = s["properties"]
-                    .as_object()
-                    .map(|m| m.keys().cloned().collect());
-                s["components"] = doc["components"].clone();
-                let v = jsonschema::validator_for(&s).expect("request schema compiles");
-                (Some(v), props)
-            }
-            None => (None, None),
-        };
-        ops.push(Op {
-            id: id.clone(),
-            method: op["method"].as_str().expect("method").to_owned(),
-            segments: op["path"]
-                .as_str()
-                .expect("path")
-                .split('/')
-                .map(str::to_owned)
-                .collect(),
-            path_params,
-            query_params,
-            body,
-            body_props,
-        });
-    }
-    ops
+    api: Arc<Api>,
 }
 
 impl FakeGitHub {
@@ -150,12 +78,12 @@ impl FakeGitHub {
             next_id: 1000,
             ..State::default()
         }));
-        let ops = Arc::new(load_ops());
+        let api = Arc::new(Api::github());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake GitHub");
         let addr = listener.local_addr().expect("addr");
-        let fake = FakeGitHub { addr, state, ops };
+        let fake = FakeGitHub { addr, state, api };
         let f = fake.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -281,34 +209,8 @@ impl FakeGitHub {
 
     fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
         let path = uri.path().to_owned();
-        let query: BTreeMap<String, String> = uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|s| !s.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k.to_owned(), percent_decode(v))
-            })
-            .collect();
-        let segs: Vec<&str> = path.split('/').collect();
-        let Some((op, params)) = self.ops.iter().find_map(|op| {
-            if op.method != method.as_str() || op.segments.len() != segs.len() {
-                return None;
-            }
-            let mut params = BTreeMap::new();
-            for (t, s) in op.segments.iter().zip(&segs) {
-                if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-                    if s.is_empty() {
-                        return None;
-                    }
-                    params.insert(name.to_owned(), s.to_string());
-                } else if t != s {
-                    return None;
-                }
-            }
-            Some((op, params))
-        }) else {
+        let query = query_of(&uri);
+        let Some((op, params)) = self.api.find(method.as_str(), &path) else {
             return self.violation(
                 format!("{method} {path}: no such operation"),
                 "unknown",
@@ -316,17 +218,6 @@ impl FakeGitHub {
             );
         };
         let mut problems = Vec::new();
-        for (name, ty) in &op.path_params {
-            let v = params.get(name).map(String::as_str).unwrap_or("");
-            if ty == "integer" && v.parse::<u64>().is_err() {
-                problems.push(format!("path parameter {name}={v:?} is not an integer"));
-            }
-        }
-        for k in query.keys() {
-            if !op.query_params.contains(k) {
-                problems.push(format!("query parameter {k} is not declared"));
-            }
-        }
         let json_body: Value = if body.is_empty() {
             Value::Null
         } else {
@@ -338,23 +229,7 @@ impl FakeGitHub {
                 }
             }
         };
-        match (&op.body, &json_body) {
-            (Some(v), b) => {
-                let b = if b.is_null() { json!({}) } else { b.clone() };
-                for e in v.iter_errors(&b) {
-                    problems.push(format!("body: {e} at {}", e.instance_path()));
-                }
-                if let (Some(props), Some(obj)) = (&op.body_props, b.as_object()) {
-                    for k in obj.keys() {
-                        if !props.contains(k) {
-                            problems.push(format!("body property {k:?} is not in the schema"));
-                        }
-                    }
-                }
-            }
-            (None, b) if !b.is_null() => problems.push("a body where none is expected".into()),
-            _ => {}
-        }
+        problems.extend(self.api.check_request(op, &params, &query, &json_body));
         let authorization = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -451,23 +326,4 @@ impl FakeGitHub {
         st.next_id += 1;
         st.next_id
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

@@ -1,6 +1,6 @@
 //! A fake GitLab with state, on a real socket (127.0.0.1:0). Every request is recorded and
 //! checked against the OpenAPI 3.0 subset in `fixtures/forge-apis/gitlab-openapi-subset.json`
-//! (`GitlabSchema`): method and raw path must be a known operation (`{id}` may be
+//! (through `openapi::Api`): method and raw path must be a known operation (`{id}` may be
 //! `group%2Fproject`), integer path parameters must be integers, query parameters must be
 //! declared, and a JSON body must satisfy the operation's request schema and carry no property
 //! it does not name. The fake's own answers are checked against the response schemas too, so
@@ -16,6 +16,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+
+pub use super::openapi::percent_decode;
+use super::openapi::{Api, query_of};
 
 pub const GITLAB_TOKEN: &str = "glpat-test-token-0123456789";
 
@@ -81,7 +84,7 @@ pub struct State {
 pub struct FakeGitLab {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<State>>,
-    schema: Arc<GitlabSchema>,
+    api: Arc<Api>,
 }
 
 impl FakeGitLab {
@@ -91,16 +94,12 @@ impl FakeGitLab {
             user: (77, "previewd-bot".into()),
             ..State::default()
         }));
-        let schema = Arc::new(GitlabSchema::load());
+        let api = Arc::new(Api::openapi3("gitlab-openapi-subset.json"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake GitLab");
         let addr = listener.local_addr().expect("addr");
-        let fake = FakeGitLab {
-            addr,
-            state,
-            schema,
-        };
+        let fake = FakeGitLab { addr, state, api };
         let f = fake.clone();
         let app = axum::Router::new().fallback(
             move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
@@ -153,7 +152,7 @@ impl FakeGitLab {
 
     /// Every operation answers 500 until `recover` (a GitLab outage).
     pub fn go_down(&self) {
-        let ops = self.schema.ops.iter().map(|o| o.id.clone()).collect();
+        let ops = self.api.ops.iter().map(|o| o.id.clone()).collect();
         self.lock().down = ops;
     }
 
@@ -181,8 +180,8 @@ impl FakeGitLab {
 
     fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
         let path = uri.path().to_owned();
-        let query = parse_query(uri.query().unwrap_or(""));
-        let Some((op, params)) = self.schema.find(method.as_str(), &path) else {
+        let query = query_of(&uri);
+        let Some((op, params)) = self.api.find(method.as_str(), &path) else {
             return self.violation(format!("{method} {path}: no such operation"));
         };
         let json_body: Value = if body.is_empty() {
@@ -190,7 +189,7 @@ impl FakeGitLab {
         } else {
             serde_json::from_slice(&body).unwrap_or(json!({"__not_json__": true}))
         };
-        let problems = op.check(&params, &query, &json_body);
+        let problems = self.api.check_request(op, &params, &query, &json_body);
         self.lock().requests.push(Recorded {
             op: op.id.clone(),
             method: method.to_string(),
@@ -227,10 +226,18 @@ impl FakeGitLab {
         }
         let (status, answer) =
             super::fake_gitlab_ops::answer(self, &op.id, &params, &query, json_body);
-        if let Some(problem) = op.check_response(status, &answer) {
-            self.lock()
-                .violations
-                .push(format!("the fake's own answer to {}: {problem}", op.id));
+        // The notes list is described as one note; GitLab answers an array of them (x-notes).
+        let answers = match (op.id.as_str(), &answer) {
+            ("getApiV4ProjectsIdMergeRequestsNoteableIdNotes", Value::Array(a)) => a.clone(),
+            _ => vec![answer.clone()],
+        };
+        for a in &answers {
+            let problems = self.api.check_response(op, status, a);
+            if !problems.is_empty() {
+                self.lock()
+                    .violations
+                    .push(format!("the fake's own answer: {}", problems.join("; ")));
+            }
         }
         (
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -246,216 +253,5 @@ impl FakeGitLab {
             axum::Json(json!({"message": format!("400 Bad request - {message}")})),
         )
             .into_response()
-    }
-}
-
-fn parse_query(q: &str) -> BTreeMap<String, String> {
-    q.split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k.to_owned(), percent_decode(v))
-        })
-        .collect()
-}
-
-/// Decodes `%XX` escapes (a project path `group%2Fproject`, a branch name).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The operations of the GitLab subset, compiled once: where the shared OpenAPI checker would
-/// plug in.
-pub struct GitlabSchema {
-    ops: Vec<Op>,
-}
-
-struct Op {
-    id: String,
-    method: String,
-    segments: Vec<String>,
-    integer_params: Vec<String>,
-    query_params: Vec<String>,
-    body: Option<(jsonschema::Validator, Vec<String>)>,
-    responses: BTreeMap<u16, jsonschema::Validator>,
-}
-
-/// OpenAPI 3.0's `nullable: true` is not JSON Schema: `{type: T, nullable}` becomes
-/// `{type: [T, "null"]}`, and a nullable `allOf`/`$ref` accepts null too.
-fn denullable(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for child in m.values_mut() {
-                denullable(child);
-            }
-            if m.remove("nullable") == Some(Value::Bool(true)) {
-                if let Some(Value::String(t)) = m.get("type").cloned() {
-                    m.insert("type".into(), json!([t, "null"]));
-                } else {
-                    let inner = Value::Object(std::mem::take(m));
-                    m.insert("anyOf".into(), json!([inner, {"type": "null"}]));
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(denullable),
-        _ => {}
-    }
-}
-
-impl GitlabSchema {
-    pub fn load() -> GitlabSchema {
-        let path = super::fixtures_dir().join("forge-apis/gitlab-openapi-subset.json");
-        let text = std::fs::read_to_string(&path).expect("read the GitLab subset");
-        let mut doc: Value = serde_json::from_str(&text).expect("subset is JSON");
-        denullable(&mut doc);
-        let components = doc["components"].clone();
-        let compile = |s: &Value| {
-            let mut s = s.clone();
-            s["components"] = components.clone();
-            jsonschema::validator_for(&s).expect("schema compiles")
-        };
-        let mut ops = Vec::new();
-        for (p, methods) in doc["paths"].as_object().expect("paths") {
-            for (method, op) in methods.as_object().expect("methods") {
-                let mut integer_params = Vec::new();
-                let mut query_params = Vec::new();
-                for prm in op["parameters"].as_array().cloned().unwrap_or_default() {
-                    let name = prm["name"].as_str().expect("name").to_owned();
-                    match prm["in"].as_str() {
-                        Some("path") if prm["schema"]["type"] == "integer" => {
-                            integer_params.push(name)
-                        }
-                        Some("query") => query_params.push(name),
-                        _ => {}
-                    }
-                }
-                let body = op
-                    .pointer("/requestBody/content/application~1json/schema")
-                    .map(|s| {
-                        let resolved = match s["$ref"].as_str() {
-                            Some(r) => doc.pointer(r.trim_start_matches('#')).expect("ref").clone(),
-                            None => s.clone(),
-                        };
-                        let props = resolved["properties"]
-                            .as_object()
-                            .map(|m| m.keys().cloned().collect())
-                            .unwrap_or_default();
-                        (compile(s), props)
-                    });
-                let mut responses = BTreeMap::new();
-                for (code, r) in op["responses"].as_object().expect("responses") {
-                    if let (Ok(code), Some(s)) = (
-                        code.parse::<u16>(),
-                        r.pointer("/content/application~1json/schema"),
-                    ) {
-                        responses.insert(code, compile(s));
-                    }
-                }
-                ops.push(Op {
-                    id: op["operationId"].as_str().expect("operationId").to_owned(),
-                    method: method.to_uppercase(),
-                    segments: p.split('/').map(str::to_owned).collect(),
-                    integer_params,
-                    query_params,
-                    body,
-                    responses,
-                });
-            }
-        }
-        GitlabSchema { ops }
-    }
-
-    /// The operation `method path` names, and its raw path parameters.
-    fn find(&self, method: &str, path: &str) -> Option<(&Op, BTreeMap<String, String>)> {
-        let segs: Vec<&str> = path.split('/').collect();
-        self.ops.iter().find_map(|op| {
-            if op.method != method || op.segments.len() != segs.len() {
-                return None;
-            }
-            let mut params = BTreeMap::new();
-            for (t, s) in op.segments.iter().zip(&segs) {
-                if let Some(name) = t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-                    if s.is_empty() {
-                        return None;
-                    }
-                    params.insert(name.to_owned(), s.to_string());
-                } else if t != s {
-                    return None;
-                }
-            }
-            Some((op, params))
-        })
-    }
-}
-
-impl Op {
-    fn check(
-        &self,
-        params: &BTreeMap<String, String>,
-        query: &BTreeMap<String, String>,
-        body: &Value,
-    ) -> Vec<String> {
-        let mut problems = Vec::new();
-        for name in &self.integer_params {
-            let v = params.get(name).map(String::as_str).unwrap_or("");
-            if v.parse::<u64>().is_err() {
-                problems.push(format!("path parameter {name}={v:?} is not an integer"));
-            }
-        }
-        for k in query.keys() {
-            if !self.query_params.contains(k) {
-                problems.push(format!("query parameter {k} is not declared"));
-            }
-        }
-        match (&self.body, body) {
-            (Some((v, props)), b) => {
-                let b = if b.is_null() { json!({}) } else { b.clone() };
-                for e in v.iter_errors(&b) {
-                    problems.push(format!("body: {e} at {}", e.instance_path()));
-                }
-                for k in b.as_object().map(|o| o.keys().collect()).unwrap_or(vec![]) {
-                    if !props.contains(k) {
-                        problems.push(format!("body property {k:?} is not in the schema"));
-                    }
-                }
-            }
-            (None, b) if !b.is_null() => problems.push("a body where none is expected".into()),
-            _ => {}
-        }
-        problems
-    }
-
-    fn check_response(&self, status: u16, body: &Value) -> Option<String> {
-        let v = self.responses.get(&status)?;
-        // The notes list is documented as one note; it is an array of them (see x-notes).
-        let items: Vec<&Value> = match (self.id.as_str(), body) {
-            ("getApiV4ProjectsIdMergeRequestsNoteableIdNotes", Value::Array(a)) => {
-                a.iter().collect()
-            }
-            _ => vec![body],
-        };
-        let errors: Vec<String> = items
-            .iter()
-            .flat_map(|b| {
-                v.iter_errors(b)
-                    .map(|e| format!("{e} at {}", e.instance_path()))
-            })
-            .collect();
-        (!errors.is_empty()).then(|| errors.join("; "))
     }
 }

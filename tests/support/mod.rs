@@ -5,10 +5,12 @@
 
 pub mod engine;
 pub mod fake_app;
+pub mod fake_gitea;
 pub mod fake_github;
 pub mod fake_github_ops;
 pub mod fake_gitlab;
 pub mod fake_gitlab_ops;
+pub mod openapi;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
 use engine::FakeEngine;
+use fake_gitea::{FakeGitea, GITEA_TOKEN};
 use fake_github::FakeGitHub;
 
 pub const SECRET: &str = "It's a Secret to Everybody";
@@ -117,9 +120,15 @@ pub fn fast_retry() -> RetryPolicy {
     }
 }
 
-/// A running `previewd serve` wired to a fake GitHub and a fake engine.
+/// The secret of the Gitea route in the tests (rotation: `GITEA_OLD_SECRET` still works).
+pub const GITEA_SECRET: &str = "gitea shared secret";
+pub const GITEA_OLD_SECRET: &str = "gitea previous secret";
+
+/// A running `previewd serve` wired to a fake GitHub (and, from `start_gitea`, a fake Gitea)
+/// and a fake engine.
 pub struct Harness {
     pub github: FakeGitHub,
+    pub gitea: Option<FakeGitea>,
     pub engine: FakeEngine,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
@@ -151,14 +160,73 @@ impl Harness {
         extra_env: &[(&str, &str)],
         options: ServeOptions,
     ) -> Harness {
+        Harness::start_inner(engine, extra_env, options, false, None).await
+    }
+
+    /// As `start`, with `previewd.toml` holding `file`: what the environment cannot say, such
+    /// as a forge section's list of secrets.
+    pub async fn start_with_file(
+        engine: FakeEngine,
+        file: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Harness {
+        Harness::start_inner(
+            engine,
+            extra_env,
+            ServeOptions::default(),
+            false,
+            Some(file),
+        )
+        .await
+    }
+
+    /// As `start`, with a fake Gitea configured beside GitHub (`[gitea]`: its url and token,
+    /// the secrets `GITEA_SECRET` and `GITEA_OLD_SECRET`).
+    pub async fn start_gitea(engine: FakeEngine, extra_env: &[(&str, &str)]) -> Harness {
+        Harness::start_inner(engine, extra_env, ServeOptions::default(), true, None).await
+    }
+
+    async fn start_inner(
+        engine: FakeEngine,
+        extra_env: &[(&str, &str)],
+        options: ServeOptions,
+        with_gitea: bool,
+        file: Option<&str>,
+    ) -> Harness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let github = FakeGitHub::start().await;
-        let env = test_env(&github.url(), extra_env);
-        let config =
-            Config::from_parts(None, Path::new("previewd.toml"), &env).expect("test config");
+        let gitea = match with_gitea {
+            true => Some(FakeGitea::start().await),
+            false => None,
+        };
+        let mut env = test_env(&github.url(), &[]);
+        if let Some(g) = &gitea {
+            let url = g.url();
+            let gitea_env = [
+                ("PREVIEWD_GITEA_URL", url.as_str()),
+                ("PREVIEWD_GITEA_TOKEN", GITEA_TOKEN),
+                ("PREVIEWD_GITEA_GIT_URL", "file:///tmp/previewd-test-gitea"),
+            ];
+            env.extend(
+                gitea_env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+        }
+        for (k, v) in extra_env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let text = with_gitea
+            .then(|| {
+                format!("[gitea]\nwebhook_secret = [\"{GITEA_SECRET}\", \"{GITEA_OLD_SECRET}\"]\n")
+            })
+            .or(file.map(str::to_owned));
+        let config = Config::from_parts(text.as_deref(), Path::new("previewd.toml"), &env)
+            .expect("test config");
         let shutdown = CancellationToken::new();
         let options = ServeOptions {
             retry: fast_retry(),
@@ -174,6 +242,7 @@ impl Harness {
         });
         Harness {
             github,
+            gitea,
             engine,
             addr,
             admin,
@@ -220,7 +289,17 @@ impl Harness {
     }
 
     pub async fn post_raw(&self, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
-        let mut req = hyper::Request::post(format!("http://{}/webhooks/github", self.addr));
+        self.post_to("github", headers, body).await
+    }
+
+    /// Posts `body` with `headers` to `/webhooks/<forge>`.
+    pub async fn post_to(
+        &self,
+        forge: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let mut req = hyper::Request::post(format!("http://{}/webhooks/{forge}", self.addr));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

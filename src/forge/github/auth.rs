@@ -17,8 +17,8 @@ use octocrab::jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::http::{decode, send};
 use crate::config::GithubConfig;
+use crate::forge::http::{decode, send};
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{ForgeError, ForgeResult, Repo};
 
@@ -233,7 +233,7 @@ impl App {
             Method::GET,
             &path,
             None,
-            Some(&auth),
+            Some((&axum::http::header::AUTHORIZATION, &auth)),
         )
         .await?;
         let id = decode::<Installation>(CALL, &body)?.id;
@@ -275,7 +275,7 @@ impl App {
             Method::POST,
             &path,
             None,
-            Some(&auth),
+            Some((&axum::http::header::AUTHORIZATION, &auth)),
         )
         .await?;
         let t: AccessToken = decode(CALL, &body)?;

@@ -9,7 +9,6 @@
 
 pub mod auth;
 mod git;
-mod http;
 pub mod payload;
 mod rest;
 
@@ -21,11 +20,11 @@ use octocrab::Octocrab;
 use serde_json::Value;
 
 use crate::config::GithubConfig;
+use crate::forge::http::send;
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{ForgeError, ForgeResult, Repo};
 use auth::Credentials;
 pub use git::GitAccess;
-use http::send;
 
 /// GitHub's limit on a status or deployment status description.
 pub const DESCRIPTION_MAX: usize = 140;
@@ -95,7 +94,7 @@ impl GitHub {
             method.clone(),
             path,
             body.as_ref(),
-            auth.as_ref(),
+            auth.as_ref().map(|a| (&header::AUTHORIZATION, a)),
         )
         .await;
         match first {
@@ -111,7 +110,7 @@ impl GitHub {
                     method,
                     path,
                     body.as_ref(),
-                    auth.as_ref(),
+                    auth.as_ref().map(|a| (&header::AUTHORIZATION, a)),
                 )
                 .await
             }

@@ -1,5 +1,5 @@
 //! The `Forge` calls as GitHub's REST endpoints: pull requests and permissions, commit
-//! statuses and deployments, comments (found again by their marker) and reactions. Each goes
+//! statuses and deployments (GitHub's form of a preview's environment), comments (found again by their marker) and reactions. Each goes
 //! through `GitHub::call`, so each is authenticated and retried there; nothing here builds a
 //! header or sees a token, and nothing puts a value from outside in a path unchecked.
 
@@ -7,11 +7,11 @@ use axum::http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::decode;
 use super::{GitHub, description, payload};
 use crate::engine::BoxFuture;
+use crate::forge::http::decode;
 use crate::forge::{
-    CommitState, DeploymentState, Forge, ForgeError, ForgeKind, ForgeResult, Permission,
+    CommitState, EnvironmentState, Forge, ForgeError, ForgeKind, ForgeResult, Permission,
     PullRequest, Reaction, Repo,
 };
 use crate::ids::CommitSha;
@@ -52,6 +52,90 @@ impl GitHub {
             }
         }
         Ok(None)
+    }
+}
+
+/// A deployment status's state, as GitHub names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeploymentState {
+    InProgress,
+    Success,
+    Failure,
+    Error,
+    Inactive,
+}
+
+impl DeploymentState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::InProgress => "in_progress",
+            DeploymentState::Success => "success",
+            DeploymentState::Failure => "failure",
+            DeploymentState::Error => "error",
+            DeploymentState::Inactive => "inactive",
+        }
+    }
+}
+
+impl GitHub {
+    /// The newest deployment for `environment`, if any.
+    fn latest_deployment<'a>(
+        &'a self,
+        repo: &Repo,
+        environment: &str,
+    ) -> BoxFuture<'a, ForgeResult<Option<u64>>> {
+        let repo = repo.clone();
+        let path = format!(
+            "/repos/{}/{}/deployments?environment={}&per_page=1",
+            repo.owner,
+            repo.name,
+            query_value(environment)
+        );
+        Box::pin(async move {
+            #[derive(Deserialize)]
+            struct Listed {
+                id: u64,
+            }
+            let body = self
+                .call(&repo, "list-deployments", Method::GET, &path, None)
+                .await?;
+            let list: Vec<Listed> = decode("list-deployments", &body)?;
+            Ok(list.first().map(|d| d.id))
+        })
+    }
+
+    fn deployment_status<'a>(
+        &'a self,
+        repo: &Repo,
+        deployment: u64,
+        state: DeploymentState,
+        desc: &str,
+        environment_url: Option<&str>,
+    ) -> BoxFuture<'a, ForgeResult<()>> {
+        let repo = repo.clone();
+        let path = format!(
+            "/repos/{}/{}/deployments/{deployment}/statuses",
+            repo.owner, repo.name
+        );
+        let mut body = json!({
+            "state": state.as_str(),
+            "description": description(desc),
+            "auto_inactive": true,
+        });
+        if let Some(u) = environment_url {
+            body["environment_url"] = json!(u);
+        }
+        Box::pin(async move {
+            self.call(
+                &repo,
+                "create-deployment-status",
+                Method::POST,
+                &path,
+                Some(body),
+            )
+            .await
+            .map(drop)
+        })
     }
 }
 
@@ -118,7 +202,12 @@ impl Forge for GitHub {
         })
     }
 
-    fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>> {
+    fn permission(
+        &self,
+        repo: &Repo,
+        user: &str,
+        _user_id: Option<u64>,
+    ) -> BoxFuture<'_, ForgeResult<Permission>> {
         let repo = repo.clone();
         let user = user.to_owned();
         Box::pin(async move {
@@ -185,12 +274,13 @@ impl Forge for GitHub {
         })
     }
 
-    fn create_deployment(
+    fn environment_started(
         &self,
         repo: &Repo,
         sha: &CommitSha,
         environment: &str,
-    ) -> BoxFuture<'_, ForgeResult<u64>> {
+        _description: &str,
+    ) -> BoxFuture<'_, ForgeResult<Option<u64>>> {
         let repo = repo.clone();
         let path = format!("/repos/{}/{}/deployments", repo.owner, repo.name);
         let body = json!({
@@ -210,66 +300,46 @@ impl Forge for GitHub {
             let body = self
                 .call(&repo, "create-deployment", Method::POST, &path, Some(body))
                 .await?;
-            Ok(decode::<Created>("create-deployment", &body)?.id)
+            Ok(Some(decode::<Created>("create-deployment", &body)?.id))
         })
     }
 
-    fn latest_deployment(
+    fn environment_state(
+        &self,
+        repo: &Repo,
+        _sha: &CommitSha,
+        _environment: &str,
+        started: u64,
+        state: EnvironmentState,
+        desc: &str,
+        url: Option<&str>,
+    ) -> BoxFuture<'_, ForgeResult<()>> {
+        let state = match state {
+            EnvironmentState::InProgress => DeploymentState::InProgress,
+            EnvironmentState::Ready => DeploymentState::Success,
+            EnvironmentState::Failed => DeploymentState::Failure,
+            EnvironmentState::Error => DeploymentState::Error,
+        };
+        self.deployment_status(repo, started, state, desc, url)
+    }
+
+    fn environment_gone(
         &self,
         repo: &Repo,
         environment: &str,
-    ) -> BoxFuture<'_, ForgeResult<Option<u64>>> {
-        let repo = repo.clone();
-        let path = format!(
-            "/repos/{}/{}/deployments?environment={}&per_page=1",
-            repo.owner,
-            repo.name,
-            query_value(environment)
-        );
-        Box::pin(async move {
-            #[derive(Deserialize)]
-            struct Listed {
-                id: u64,
-            }
-            let body = self
-                .call(&repo, "list-deployments", Method::GET, &path, None)
-                .await?;
-            let list: Vec<Listed> = decode("list-deployments", &body)?;
-            Ok(list.first().map(|d| d.id))
-        })
-    }
-
-    fn deployment_status(
-        &self,
-        repo: &Repo,
-        deployment: u64,
-        state: DeploymentState,
         desc: &str,
-        environment_url: Option<&str>,
     ) -> BoxFuture<'_, ForgeResult<()>> {
         let repo = repo.clone();
-        let path = format!(
-            "/repos/{}/{}/deployments/{deployment}/statuses",
-            repo.owner, repo.name
-        );
-        let mut body = json!({
-            "state": state.as_str(),
-            "description": description(desc),
-            "auto_inactive": true,
-        });
-        if let Some(u) = environment_url {
-            body["environment_url"] = json!(u);
-        }
+        let environment = environment.to_owned();
+        let desc = desc.to_owned();
         Box::pin(async move {
-            self.call(
-                &repo,
-                "create-deployment-status",
-                Method::POST,
-                &path,
-                Some(body),
-            )
-            .await
-            .map(drop)
+            match self.latest_deployment(&repo, &environment).await? {
+                Some(id) => {
+                    self.deployment_status(&repo, id, DeploymentState::Inactive, &desc, None)
+                        .await
+                }
+                None => Ok(()),
+            }
         })
     }
 
@@ -332,6 +402,7 @@ impl Forge for GitHub {
     fn react(
         &self,
         repo: &Repo,
+        _number: u64,
         comment_id: u64,
         reaction: Reaction,
     ) -> BoxFuture<'_, ForgeResult<()>> {

@@ -9,21 +9,31 @@
 //! through (`GitLab::call`); `rest` holds GitLab's endpoints, `report` maps previewd's reports
 //! onto them (commit status, environment and deployment, notes, award emoji).
 
-mod http;
 pub mod payload;
+mod report;
 mod rest;
 
-use axum::http::{HeaderValue, Method};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use axum::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use octocrab::Octocrab;
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-use secrecy::{ExposeSecret, SecretString};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
+use crate::config::ForgeConfig;
+use crate::forge::http::send;
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{ForgeError, ForgeResult, Repo};
+use crate::ids::CommitSha;
 
+pub use report::permission_of;
 pub use rest::{DEVELOPER, Environment, EnvironmentState, GitLabUser, StatusState};
+
+/// GitLab's header for a personal, project or group access token.
+static PRIVATE_TOKEN: HeaderName = HeaderName::from_static("private-token");
 
 /// GitLab's limit on a commit status description (it keeps 255 characters).
 pub const DESCRIPTION_MAX: usize = 255;
@@ -35,7 +45,14 @@ pub struct GitLab {
     token: Option<HeaderValue>,
     status_context: String,
     policy: RetryPolicy,
+    /// Heads of fork merge requests, with their source project's number, learned when a merge
+    /// request is read back (a worker reads it before each deployment): a fork's commit status
+    /// goes to its own project. Rebuilt by the next read back; a miss reports on the target.
+    forks: Mutex<HashMap<(Repo, CommitSha), u64>>,
 }
+
+/// Fork heads remembered at most; past it the memory starts again.
+const FORKS_MAX: usize = 1024;
 
 /// A project as a path segment: its number, or its full path URL-encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,24 +70,26 @@ impl ProjectRef<'_> {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes one path segment or query value (`/` included, as GitLab wants for a
 /// project path or a branch name in a path).
 pub fn encode(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 impl GitLab {
-    /// A client for the GitLab at `url` (the API is `{url}/api/v4`).
-    pub fn new(
-        url: &str,
-        token: Option<&SecretString>,
-        status_context: &str,
-        policy: RetryPolicy,
-    ) -> ForgeResult<GitLab> {
-        let token = match token {
+    /// A client for the GitLab at `cfg.url` (the API is `{url}/api/v4`).
+    pub fn new(cfg: &ForgeConfig, policy: RetryPolicy) -> ForgeResult<GitLab> {
+        let token = match &cfg.token {
             Some(t) => {
                 let mut v = HeaderValue::from_str(t.expose_secret()).map_err(|_| {
-                    ForgeError::Setup("gitlab.token is not a valid header value".into())
+                    ForgeError::Setup("gitlab.token holds characters a header cannot".into())
                 })?;
                 v.set_sensitive(true);
                 Some(v)
@@ -78,11 +97,30 @@ impl GitLab {
             None => None,
         };
         Ok(GitLab {
-            http: http::client(url)?,
+            http: crate::forge::http::client("gitlab", &format!("{}/api/v4", cfg.url))?,
             token,
-            status_context: status_context.to_owned(),
+            status_context: cfg.status_context.clone(),
             policy,
+            forks: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn forks(&self) -> std::sync::MutexGuard<'_, HashMap<(Repo, CommitSha), u64>> {
+        self.forks.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers that `sha` is the head of a merge request into `repo` from project `source`.
+    fn remember_fork(&self, repo: &Repo, sha: &CommitSha, source: u64) {
+        let mut forks = self.forks();
+        if forks.len() >= FORKS_MAX {
+            forks.clear();
+        }
+        forks.insert((repo.clone(), sha.clone()), source);
+    }
+
+    /// The fork project `sha` is a merge request head of, if one was read back.
+    fn fork_of(&self, repo: &Repo, sha: &CommitSha) -> Option<u64> {
+        self.forks().get(&(repo.clone(), sha.clone())).copied()
     }
 
     async fn call(
@@ -92,14 +130,14 @@ impl GitLab {
         path: &str,
         body: Option<Value>,
     ) -> ForgeResult<Bytes> {
-        http::send(
+        send(
             &self.http,
             &self.policy,
             call,
             method,
             path,
             body.as_ref(),
-            self.token.as_ref(),
+            self.token.as_ref().map(|t| (&PRIVATE_TOKEN, t)),
         )
         .await
     }

@@ -19,24 +19,14 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::forge::github::payload::PayloadError;
-use crate::forge::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo};
+use crate::forge::{Actor, CommentAction, ForgeEvent, PayloadError, PrAction, PullRequest, Repo};
 use crate::ids::CommitSha;
 
 /// Maps a GitLab delivery (`X-Gitlab-Event` and body) to a `ForgeEvent`.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<ForgeEvent, PayloadError> {
-    let shape = |e: serde_json::Error| PayloadError::Shape {
-        event: event.to_owned(),
-        reason: e.to_string(),
-    };
-    let invalid = |reason: String| PayloadError::Invalid {
-        event: event.to_owned(),
-        reason,
-    };
-    let body = std::str::from_utf8(body).map_err(|e| PayloadError::Shape {
-        event: event.to_owned(),
-        reason: format!("not UTF-8 at byte {}", e.valid_up_to()),
-    })?;
+    let shape = |e| PayloadError::shape(event, e);
+    let invalid = |reason| PayloadError::invalid(event, reason);
+    let body = PayloadError::text(event, body)?;
     match event {
         "Merge Request Hook" => {
             let p: MergeRequestPayload = serde_json::from_str(body).map_err(shape)?;

@@ -8,8 +8,8 @@ use axum::http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::http::decode;
 use super::{GitLab, ProjectRef, description, encode};
+use crate::forge::http::decode;
 use crate::forge::{ForgeError, ForgeResult, PullRequest, Repo};
 use crate::ids::CommitSha;
 
@@ -124,6 +124,7 @@ impl GitLab {
         })?;
         let fork = mr.source_project_id != mr.target_project_id;
         let head_repo = if fork {
+            self.remember_fork(repo, &head_sha, mr.source_project_id);
             self.project_path(mr.source_project_id).await?
         } else {
             Some(repo.clone())

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::engine::PreviewKey;
 use crate::forge::{ForgeKind, Repo};
 use crate::ids::{CommitSha, Instance, PreviewId};
 
@@ -106,6 +107,14 @@ pub struct Member {
     pub image: String,
     /// `true` when the container has its canonical name: its generation is (or was) live.
     pub canonical: bool,
+}
+
+impl Member {
+    /// Whether this container belongs to the preview of `key`: the same forge, repository
+    /// and branch (one `owner/name` on two forges is two previews).
+    pub fn is_for(&self, key: &PreviewKey) -> bool {
+        self.forge == key.forge && self.repo == key.repo && self.branch == key.branch
+    }
 }
 
 /// Parses a container's labels; `None` when it is not a service container of `instance`.

@@ -101,6 +101,7 @@ impl Manager {
         let origin = Origin::classify(&req.repo).map_err(fetch_err)?;
         let (branch, sha, fetched) = self.fetch(req, &origin).await?;
         let key = PreviewKey {
+            forge: req.forge.clone(),
             repo: req.key_repo.clone().unwrap_or_else(|| origin.key()),
             branch,
         };
@@ -172,10 +173,9 @@ impl Manager {
             .observed()
             .await
             .map_err(|e| fail(Phase::Fetch, None, e.to_string()))?;
-        let existing = observed.iter().find(|p| {
-            p.any()
-                .is_some_and(|m| m.repo == key.repo && m.branch == key.branch)
-        });
+        let existing = observed
+            .iter()
+            .find(|p| p.any().is_some_and(|m| m.is_for(key)));
         let (id, generation, fresh, old) = match existing {
             Some(p) => (
                 p.id.clone(),

@@ -15,10 +15,11 @@ use crate::preview::health::{self, Probe};
 impl Manager {
     /// The preview for a key, if there is one.
     pub async fn find(&self, key: &PreviewKey) -> Result<Option<Observed>, DockerError> {
-        Ok(self.observed().await?.into_iter().find(|p| {
-            p.any()
-                .is_some_and(|m| m.repo == key.repo && m.branch == key.branch)
-        }))
+        Ok(self
+            .observed()
+            .await?
+            .into_iter()
+            .find(|p| p.any().is_some_and(|m| m.is_for(key))))
     }
 
     pub async fn get(&self, id: &PreviewId) -> Result<Observed, ManagerError> {
@@ -76,6 +77,7 @@ impl Manager {
             id: p.id.clone(),
             url,
             key: PreviewKey {
+                forge: first.map(|m| m.forge.clone()).unwrap_or_default(),
                 repo: first.map(|m| m.repo.clone()).unwrap_or_default(),
                 branch: first.map(|m| m.branch.clone()).unwrap_or_default(),
             },

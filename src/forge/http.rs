@@ -1,8 +1,13 @@
-//! One REST call to GitHub through octocrab, with the bounded retry of `forge::retry`: the
-//! request carries the `Authorization` header it is given (octocrab's own client holds no
-//! credentials), and an error carries the call's name and GitHub's message, never a header.
+//! One REST call to a forge, with the bounded retry of `forge::retry`: the request carries the
+//! auth header it is given (the client holds no credentials), and an error carries the call's
+//! name and the forge's message, never a header. The client is octocrab's: the HTTP client
+//! (hyper, rustls, timeouts) previewd already ships for GitHub serves Gitea's and GitLab's
+//! REST APIs as well, with none of GitHub's headers added (`client`), rather than a second
+//! HTTP and TLS stack in the binary.
 
-use axum::http::{HeaderValue, Method, StatusCode, header, request};
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, request};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
@@ -12,15 +17,28 @@ use serde_json::Value;
 use crate::forge::retry::{Attempt, RetryPolicy, classify, retry};
 use crate::forge::{ForgeError, ForgeResult};
 
-/// One REST call with the bounded retry; returns the body of a 2xx answer.
-pub(super) async fn send(
+/// A client for the API at `base` (e.g. `https://gitea.example.com/api/v1`), with timeouts and
+/// no credentials; `forge` names the config section in errors.
+pub fn client(forge: &str, base: &str) -> ForgeResult<Octocrab> {
+    Octocrab::builder()
+        .base_uri(base)
+        .map_err(|e| ForgeError::Setup(format!("{forge}.url {base:?}: {e}")))?
+        .set_connect_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .build()
+        .map_err(|e| ForgeError::Setup(e.to_string()))
+}
+
+/// One REST call with the bounded retry; returns the body of a 2xx answer. `auth` is the
+/// header that authenticates it (`Authorization`, or GitLab's `PRIVATE-TOKEN`), if any.
+pub async fn send(
     client: &Octocrab,
     policy: &RetryPolicy,
     call: &'static str,
     method: Method,
     path: &str,
     body: Option<&Value>,
-    auth: Option<&HeaderValue>,
+    auth: Option<(&HeaderName, &HeaderValue)>,
 ) -> ForgeResult<Bytes> {
     retry(policy, || {
         let method = method.clone();
@@ -33,8 +51,8 @@ pub(super) async fn send(
                 after: None,
             };
             let mut builder = request::Builder::new().method(method).uri(path);
-            if let Some(auth) = auth {
-                builder = builder.header(header::AUTHORIZATION, auth.clone());
+            if let Some((name, value)) = auth {
+                builder = builder.header(name, value.clone());
             }
             let req = match client.build_request(builder, body) {
                 Ok(r) => r,
@@ -61,7 +79,7 @@ pub(super) async fn send(
             let error = ForgeError::Status {
                 call,
                 status: status.as_u16(),
-                message: github_message(status, &bytes),
+                message: forge_message(status, &bytes),
             };
             match classify(status.as_u16(), &headers) {
                 Some(after) => Attempt::Retry { error, after },
@@ -72,7 +90,9 @@ pub(super) async fn send(
     .await
 }
 
-fn github_message(status: StatusCode, body: &[u8]) -> String {
+/// The `message` of a forge's error body (GitHub, Gitea and GitLab all send one), else the
+/// status's reason.
+fn forge_message(status: StatusCode, body: &[u8]) -> String {
     #[derive(Deserialize)]
     struct Msg {
         message: String,
@@ -83,16 +103,13 @@ fn github_message(status: StatusCode, body: &[u8]) -> String {
     }
 }
 
-pub(super) fn decode<'a, T: serde::Deserialize<'a>>(
-    call: &'static str,
-    body: &'a [u8],
-) -> ForgeResult<T> {
+pub fn decode<'a, T: serde::Deserialize<'a>>(call: &'static str, body: &'a [u8]) -> ForgeResult<T> {
     serde_json::from_slice(body).map_err(|e| ForgeError::Decode {
         call,
         reason: short(&e.to_string()),
     })
 }
 
-pub(super) fn short(s: &str) -> String {
+pub fn short(s: &str) -> String {
     s.chars().take(200).collect()
 }
