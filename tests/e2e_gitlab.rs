@@ -2,7 +2,8 @@
 //! Caddy gateway and a real git repository (`gitlab.git_url = file://...`), driven by real
 //! GitLab merge request payloads sent with the hook's secret token, reporting to the fake
 //! GitLab that refuses any request the real API would refuse. The test asserts what a user
-//! sees on the merge request: the `previewd` status, the environment and its URL, the note.
+//! sees on the merge request: the `previewd` status, the environment and its URL, the note;
+//! and, with GitLab failing for a while, that every report still arrives once.
 
 mod e2e_support;
 mod engine_support;
@@ -248,6 +249,73 @@ async fn a_labelled_merge_request_gets_a_preview_an_environment_and_loses_both_w
         },
     )
     .await;
+    eventually(DEADLINE, "everything to be removed", || async {
+        let (c, n, _) = e.env.objects().await;
+        (c.is_empty() && n.is_empty()).then_some(())
+    })
+    .await;
+    e.env.assert_clean().await;
+    e.stop().await;
+}
+
+/// Fault: GitLab answers 500, 502 and 503 for a while on every call a deployment makes
+/// (reading the MR back, the status, the environment and its deployment, the note). Once it
+/// answers again everything is delivered, once, and the preview serves as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlab_outage_delays_the_reports_and_loses_none() {
+    let e = E2eGitLab::start("e2e-gitlab-fault").await;
+    for op in [
+        "getApiV4ProjectsIdMergeRequestsMergeRequestIid",
+        "postApiV4ProjectsIdStatusesSha",
+        "getApiV4ProjectsIdEnvironments",
+        "postApiV4ProjectsIdEnvironments",
+        "postApiV4ProjectsIdDeployments",
+        "putApiV4ProjectsIdDeploymentsDeploymentId",
+        "getApiV4ProjectsIdMergeRequestsNoteableIdNotes",
+        "postApiV4ProjectsIdMergeRequestsNoteableIdNotes",
+    ] {
+        for status in [500, 502, 503] {
+            e.gitlab.fault(op, status);
+        }
+    }
+    let sha = e.repo.commit("nothing new").to_string();
+    e.mr("open", &sha, None).await;
+    let ok = e.status(&sha, "success").await;
+    let url = ok["target_url"].as_str().expect("target_url").to_owned();
+    eventually(DEADLINE, "the note and the environment", || async {
+        let st = e.gitlab.lock();
+        let note = st.notes.iter().any(|n| n.body.contains(&url));
+        let env = st
+            .environments
+            .iter()
+            .any(|env| env.external_url.as_deref() == Some(url.as_str()));
+        (note && env).then_some(())
+    })
+    .await;
+    {
+        let st = e.gitlab.lock();
+        assert!(st.faults.is_empty(), "every fault was hit: {:?}", st.faults);
+        let states: Vec<_> = st
+            .statuses
+            .iter()
+            .map(|(_, _, b)| b["state"].clone())
+            .collect();
+        assert_eq!(
+            states,
+            vec![json!("running"), json!("success")],
+            "{states:?}"
+        );
+        assert_eq!(st.notes.len(), 1, "one sticky note");
+        assert!(
+            st.deployments
+                .iter()
+                .any(|(_, _, d)| d["status"] == "success"),
+            "the deployment's success delivered"
+        );
+    }
+    let (status, page) = e.get(&url, "/").await;
+    assert_eq!(status, 200, "{page}");
+    e.mr("close", &sha, None).await;
     eventually(DEADLINE, "everything to be removed", || async {
         let (c, n, _) = e.env.objects().await;
         (c.is_empty() && n.is_empty()).then_some(())
