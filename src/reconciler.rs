@@ -8,6 +8,7 @@
 //!   (`src/intent.rs`), never decided here a second time;
 //! - a preview near the end of `limits.ttl` gets a warning comment, and one whose PR carries
 //!   `limits.keep_label` is exempt from the ttl;
+//! - a final report (ready, failed, removed) a forge outage kept from a PR is sent again;
 //! - then the engine removes orphans and expired previews and reloads the routes; an expired
 //!   preview's PR is told, and is not started again (as a labelled PR without a preview
 //!   otherwise would be) until its head commit moves on.
@@ -146,15 +147,21 @@ impl Reconciler {
     /// previews that should exist and do not.
     pub async fn pass(&self, startup: bool) -> Result<Pass, EngineError> {
         let mut out = Pass::default();
+        // Reports an outage kept from their PRs, said again now that the forge may answer.
+        for (kind, _) in self.forges.iter() {
+            if let Some(reporter) = self.queue.reporter(kind) {
+                reporter.resend_owed().await;
+            }
+        }
         let previews = self.engine.list().await?;
         for p in previews
             .iter()
             .filter(|p| p.pr.is_none() && !p.key.branch.is_empty())
         {
-            let Some((_, policy)) = self.side(&p.key) else {
+            let Some((forge, policy)) = self.side(&p.key) else {
                 continue;
             };
-            if self.branch_deleted(policy, p).await {
+            if self.branch_deleted(forge, policy, p).await {
                 let Some(repo) = Repo::parse(&p.key.repo) else {
                     continue;
                 };
@@ -317,10 +324,23 @@ impl Reconciler {
 
     /// A branch preview (a push, no PR) whose branch is gone from the forge. Only a clear "no"
     /// from the remote counts: an unreachable forge removes nothing.
-    async fn branch_deleted(&self, policy: &Policy, p: &PreviewState) -> bool {
+    async fn branch_deleted(
+        &self,
+        forge: &Arc<dyn Forge>,
+        policy: &Policy,
+        p: &PreviewState,
+    ) -> bool {
         let Some(repo) = Repo::parse(&p.key.repo) else {
             return false;
         };
+        match forge.branch_exists(&repo, &p.key.branch).await {
+            Ok(Some(exists)) => return !exists,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(repo = %repo, error = %e, "reconcile: cannot read the branch");
+                return false;
+            }
+        }
         let url = policy.clone_url(&repo);
         let branch = p.key.branch.clone();
         let token = match self.git.git_token(&url, Some(&p.key.repo)).await {

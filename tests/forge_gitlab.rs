@@ -100,12 +100,8 @@ async fn access_levels_branches_and_the_token_user() {
     fake.set_branch("acme/web/shop", "feature/a b");
     assert_eq!(gl.access_level(&repo, 5).await.expect("member"), Some(30));
     assert_eq!(gl.access_level(&repo, 6).await.expect("no member"), None);
-    assert!(
-        gl.branch_exists(&repo, "feature/a b")
-            .await
-            .expect("branch")
-    );
-    assert!(!gl.branch_exists(&repo, "gone").await.expect("no branch"));
+    assert!(gl.has_branch(&repo, "feature/a b").await.expect("branch"));
+    assert!(!gl.has_branch(&repo, "gone").await.expect("no branch"));
     let me = gl.current_user().await.expect("user");
     assert_eq!((me.id, me.username.as_str()), (77, "previewd-bot"));
     fake.assert_clean();

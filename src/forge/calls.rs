@@ -172,6 +172,13 @@ pub trait Forge: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// Whether `branch` exists in `repo`: `Some` when the forge answered, `None` when this
+    /// forge leaves the question to git (the reconciler then asks the git server).
+    fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
+        let _ = (repo, branch);
+        Box::pin(async { Ok(None) })
+    }
+
     /// `user`'s permission on `repo`. `user_id` is the forge's number for the user, for a
     /// forge whose API names users by number (GitLab); `None` when the event carried none.
     fn permission(

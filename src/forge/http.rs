@@ -110,6 +110,20 @@ pub fn decode<'a, T: serde::Deserialize<'a>>(call: &'static str, body: &'a [u8])
     })
 }
 
+/// Percent-encodes `s` for a query value or one path segment (a branch may hold `/`): only
+/// unreserved characters stay as they are.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 pub fn short(s: &str) -> String {
     s.chars().take(200).collect()
 }

@@ -14,6 +14,8 @@ pub mod gitea;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod owed;
+mod payload;
 pub mod report;
 pub mod retry;
 

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use crate::engine::{DeployFailure, Deployed, PreviewState};
+use crate::forge::owed::{Owed, OwedReports, StatusReport};
 use crate::forge::{CommitState, EnvironmentState, Forge, ForgeResult, Reaction, Repo, comment};
 use crate::ids::CommitSha;
 use crate::metrics::Metrics;
@@ -35,11 +36,17 @@ pub fn environment(branch: &str) -> String {
 pub struct Reporter {
     forge: Arc<dyn Forge>,
     metrics: Metrics,
+    /// Final reports a forge failure kept from the PR, said again by `resend_owed`.
+    owed: OwedReports,
 }
 
 impl Reporter {
     pub fn new(forge: Arc<dyn Forge>, metrics: Metrics) -> Reporter {
-        Reporter { forge, metrics }
+        Reporter {
+            forge,
+            metrics,
+            owed: OwedReports::default(),
+        }
     }
 
     pub fn forge(&self) -> &Arc<dyn Forge> {
@@ -124,17 +131,17 @@ impl Reporter {
 
     pub async fn ready(&self, t: &Target, deployment: Option<u64>, d: &Deployed) {
         let url = d.state.url.as_str();
-        let f = &self.forge;
-        let r = f
-            .commit_status(
-                &t.repo,
-                &t.sha,
-                CommitState::Success,
-                comment::STATUS_READY,
-                Some(url),
-            )
-            .await;
-        self.log("commit-status", r);
+        let owed = Owed {
+            repo: t.repo.clone(),
+            status: Some(StatusReport {
+                sha: t.sha.clone(),
+                state: CommitState::Success,
+                description: comment::STATUS_READY.to_owned(),
+                url: Some(url.to_owned()),
+            }),
+            comment: t.pr.map(|pr| (pr, comment::ready(&t.repo, pr, d))),
+        };
+        let status = self.say_status(&owed).await;
         self.environment(
             t,
             deployment,
@@ -143,24 +150,82 @@ impl Reporter {
             Some(url),
         )
         .await;
-        if let Some(pr) = t.pr {
-            self.sticky(&t.repo, pr, &comment::ready(&t.repo, pr, d))
-                .await;
-        }
+        self.last_word(&t.branch, owed, status).await;
     }
 
     pub async fn failed(&self, t: &Target, deployment: Option<u64>, failure: &DeployFailure) {
         let line = comment::status_failed(failure);
-        let f = &self.forge;
-        let r = f
-            .commit_status(&t.repo, &t.sha, CommitState::Failure, &line, None)
-            .await;
-        self.log("commit-status", r);
+        let owed = Owed {
+            repo: t.repo.clone(),
+            comment: t
+                .pr
+                .map(|pr| (pr, comment::failed(&t.repo, pr, &t.sha, failure))),
+            status: Some(StatusReport {
+                sha: t.sha.clone(),
+                state: CommitState::Failure,
+                description: line.clone(),
+                url: None,
+            }),
+        };
+        let status = self.say_status(&owed).await;
         self.environment(t, deployment, EnvironmentState::Failed, &line, None)
             .await;
-        if let Some(pr) = t.pr {
-            let body = comment::failed(&t.repo, pr, &t.sha, failure);
-            self.sticky(&t.repo, pr, &body).await;
+        self.last_word(&t.branch, owed, status).await;
+    }
+
+    /// The end of a preview's final report, its status already sent (`status`: delivered):
+    /// its sticky comment. When either was not delivered, the report is owed, and said again
+    /// by `resend_owed`.
+    async fn last_word(&self, branch: &str, owed: Owed, status: bool) {
+        if self.say_comment(&owed).await && status {
+            self.owed.delivered(&owed.repo, branch);
+        } else {
+            self.owed.owe(branch, owed);
+        }
+    }
+
+    /// Sends `owed`'s status and comment; whether both were delivered.
+    async fn say(&self, owed: &Owed) -> bool {
+        let status = self.say_status(owed).await;
+        self.say_comment(owed).await && status
+    }
+
+    /// Whether `owed`'s status (if it has one) was delivered.
+    async fn say_status(&self, owed: &Owed) -> bool {
+        match &owed.status {
+            Some(s) => {
+                let r = self
+                    .forge
+                    .commit_status(
+                        &owed.repo,
+                        &s.sha,
+                        s.state,
+                        &s.description,
+                        s.url.as_deref(),
+                    )
+                    .await;
+                self.log("commit-status", r).is_some()
+            }
+            None => true,
+        }
+    }
+
+    /// Whether `owed`'s comment (if it has one) was delivered.
+    async fn say_comment(&self, owed: &Owed) -> bool {
+        match &owed.comment {
+            Some((pr, body)) => self.sticky(&owed.repo, *pr, body).await,
+            None => true,
+        }
+    }
+
+    /// Says again the final reports a forge failure kept from their PRs (the reconciler
+    /// calls it at each pass): once the forge answers, each PR ends with its true status.
+    pub async fn resend_owed(&self) {
+        for (branch, ticket, owed) in self.owed.pending() {
+            if self.say(&owed).await {
+                tracing::info!(repo = %owed.repo, branch = %branch, "an undelivered report was delivered");
+                self.owed.settle(&owed.repo, &branch, ticket);
+            }
         }
     }
 
@@ -190,10 +255,12 @@ impl Reporter {
             .environment_gone(repo, &environment(branch), why.description())
             .await;
         self.log_env("environment-gone", r);
-        if let Some(pr) = pr {
-            self.sticky(repo, pr, &comment::removed(repo, pr, why))
-                .await;
-        }
+        let owed = Owed {
+            repo: repo.clone(),
+            status: None,
+            comment: pr.map(|pr| (pr, comment::removed(repo, pr, why))),
+        };
+        self.last_word(branch, owed, true).await;
     }
 
     pub async fn status_reply(&self, repo: &Repo, number: u64, state: Option<&PreviewState>) {
@@ -211,9 +278,10 @@ impl Reporter {
         self.log("create-reaction", r);
     }
 
-    async fn sticky(&self, repo: &Repo, pr: u64, body: &str) {
+    /// Whether the comment was delivered.
+    async fn sticky(&self, repo: &Repo, pr: u64, body: &str) -> bool {
         let marker = comment::marker(repo, pr);
         let r = self.forge.upsert_comment(repo, pr, &marker, body).await;
-        self.log("sticky-comment", r);
+        self.log("sticky-comment", r).is_some()
     }
 }

@@ -16,7 +16,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::forge::{Actor, CommentAction, ForgeEvent, PayloadError, PrAction, PullRequest, Repo};
+use crate::forge::payload::{Issue, Label, PrRef, Repository, cap, comment_action, pull_request};
+use crate::forge::{Actor, ForgeEvent, PayloadError, PrAction, PullRequest, Repo};
 use crate::ids::CommitSha;
 
 /// What a Gitea delivery says, once read.
@@ -124,36 +125,6 @@ impl User<'_> {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct Repository<'a> {
-    #[serde(borrow)]
-    full_name: Cow<'a, str>,
-}
-
-impl Repository<'_> {
-    fn repo(&self) -> Result<Repo, String> {
-        Repo::parse(&self.full_name)
-            .ok_or_else(|| format!("repository {:?} is not owner/name", cap(&self.full_name)))
-    }
-}
-
-#[derive(Deserialize)]
-struct Label<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct PrRef<'a> {
-    #[serde(rename = "ref", borrow)]
-    git_ref: Cow<'a, str>,
-    #[serde(borrow)]
-    sha: Cow<'a, str>,
-    /// `null` (and `repo_id` -1) once the head repository was deleted.
-    #[serde(default, borrow)]
-    repo: Option<Repository<'a>>,
-}
-
 /// A pull request as webhooks and the REST API (`repoGetPullRequest`) both give it.
 #[derive(Deserialize)]
 pub(super) struct PullRequestBody<'a> {
@@ -176,38 +147,12 @@ pub(super) struct PullRequestBody<'a> {
 
 impl PullRequestBody<'_> {
     pub(super) fn into_pull_request(self) -> Result<PullRequest, String> {
-        let head_sha = CommitSha::parse(&self.head.sha).map_err(|e| e.to_string())?;
-        let head_repo = match &self.head.repo {
-            Some(r) => Some(r.repo()?),
-            None => None,
-        };
-        let base_repo = match &self.base.repo {
-            Some(r) => Some(r.repo()?),
-            None => None,
-        };
-        // A deleted head repository is treated as a fork: its code is not the base's.
-        let fork = match (&head_repo, &base_repo) {
-            (Some(h), Some(b)) => h != b,
-            _ => true,
-        };
         let open = match self.state.as_deref() {
             Some(state) => state == "open",
             None => self.closed_at.is_none() && self.merged != Some(true),
         };
-        Ok(PullRequest {
-            number: self.number,
-            open,
-            head_sha,
-            head_branch: self.head.git_ref.into_owned(),
-            head_repo,
-            fork,
-            labels: self
-                .labels
-                .unwrap_or_default()
-                .into_iter()
-                .map(|l| l.name.into_owned())
-                .collect(),
-        })
+        let labels = self.labels.unwrap_or_default();
+        pull_request(self.number, open, self.head, &self.base, labels)
     }
 }
 
@@ -313,13 +258,6 @@ impl DeletePayload<'_> {
 }
 
 #[derive(Deserialize)]
-struct Issue {
-    number: u64,
-    #[serde(default)]
-    pull_request: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
 struct Comment<'a> {
     id: u64,
     #[serde(default, borrow)]
@@ -344,12 +282,7 @@ struct IssueCommentPayload<'a> {
 
 impl IssueCommentPayload<'_> {
     fn into_event(self) -> Result<ForgeEvent, String> {
-        let action = match &*self.action {
-            "created" => CommentAction::Created,
-            "edited" => CommentAction::Edited,
-            "deleted" => CommentAction::Deleted,
-            other => CommentAction::Other(cap(other)),
-        };
+        let action = comment_action(&self.action);
         let on_pull_request = self
             .is_pull
             .unwrap_or_else(|| self.issue.pull_request.is_some_and(|v| !v.is_null()));
@@ -363,11 +296,6 @@ impl IssueCommentPayload<'_> {
             body: self.comment.body.map(Cow::into_owned).unwrap_or_default(),
         })
     }
-}
-
-/// Values from outside are capped before they go into messages.
-fn cap(s: &str) -> String {
-    s.chars().take(80).collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::payload::PullRequestBody;
 use super::{Gitea, description};
 use crate::engine::BoxFuture;
-use crate::forge::http::decode;
+use crate::forge::http::{decode, encode};
 use crate::forge::{
     CommitState, Forge, ForgeError, ForgeKind, ForgeResult, Permission, PullRequest, Reaction, Repo,
 };
@@ -114,6 +114,17 @@ impl Forge for Gitea {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
+        let path = format!("{}/branches/{}", repo_path(repo), encode(branch));
+        Box::pin(async move {
+            match self.call("repoGetBranch", Method::GET, &path, None).await {
+                Ok(_) => Ok(Some(true)),
+                Err(e) if e.is_not_found() => Ok(Some(false)),
+                Err(e) => Err(e),
+            }
         })
     }
 

@@ -11,7 +11,8 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::forge::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo};
+use crate::forge::payload::{Issue, Label, PrRef, Repository, cap, comment_action, pull_request};
+use crate::forge::{Actor, ForgeEvent, PrAction, PullRequest};
 use crate::ids::CommitSha;
 
 pub use crate::forge::PayloadError;
@@ -70,35 +71,6 @@ impl User<'_> {
     }
 }
 
-#[derive(Deserialize)]
-struct Repository<'a> {
-    #[serde(borrow)]
-    full_name: Cow<'a, str>,
-}
-
-impl Repository<'_> {
-    fn repo(&self) -> Result<Repo, String> {
-        Repo::parse(&self.full_name)
-            .ok_or_else(|| format!("repository {:?} is not owner/name", cap(&self.full_name)))
-    }
-}
-
-#[derive(Deserialize)]
-struct Label<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct PrRef<'a> {
-    #[serde(rename = "ref", borrow)]
-    git_ref: Cow<'a, str>,
-    #[serde(borrow)]
-    sha: Cow<'a, str>,
-    #[serde(borrow)]
-    repo: Option<Repository<'a>>,
-}
-
 /// A pull request as webhooks and the REST API (`pulls/get`, `pulls/list`) both give it.
 #[derive(Deserialize)]
 pub(crate) struct PullRequestBody<'a> {
@@ -118,33 +90,8 @@ pub(crate) struct PullRequestBody<'a> {
 impl PullRequestBody<'_> {
     /// Also used to read a pull request back from the REST API (same shape).
     pub(crate) fn into_pull_request(self) -> Result<PullRequest, String> {
-        let head_sha = CommitSha::parse(&self.head.sha).map_err(|e| e.to_string())?;
-        let head_repo = match &self.head.repo {
-            Some(r) => Some(r.repo()?),
-            None => None,
-        };
-        let base_repo = match &self.base.repo {
-            Some(r) => Some(r.repo()?),
-            None => None,
-        };
-        // A deleted head repository is treated as a fork: its code is not the base's.
-        let fork = match (&head_repo, &base_repo) {
-            (Some(h), Some(b)) => h != b,
-            _ => true,
-        };
-        Ok(PullRequest {
-            number: self.number,
-            open: self.state == "open",
-            head_sha,
-            head_branch: self.head.git_ref.into_owned(),
-            head_repo,
-            fork,
-            labels: self
-                .labels
-                .into_iter()
-                .map(|l| l.name.into_owned())
-                .collect(),
-        })
+        let open = self.state == "open";
+        pull_request(self.number, open, self.head, &self.base, self.labels)
     }
 }
 
@@ -222,13 +169,6 @@ impl PushPayload<'_> {
 }
 
 #[derive(Deserialize)]
-struct Issue {
-    number: u64,
-    #[serde(default)]
-    pull_request: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
 struct Comment<'a> {
     id: u64,
     #[serde(default, borrow)]
@@ -250,12 +190,7 @@ struct IssueCommentPayload<'a> {
 
 impl IssueCommentPayload<'_> {
     fn into_event(self) -> Result<ForgeEvent, String> {
-        let action = match &*self.action {
-            "created" => CommentAction::Created,
-            "edited" => CommentAction::Edited,
-            "deleted" => CommentAction::Deleted,
-            other => CommentAction::Other(cap(other)),
-        };
+        let action = comment_action(&self.action);
         Ok(ForgeEvent::Comment {
             repo: self.repository.repo()?,
             author: self.comment.user.actor(),
@@ -266,9 +201,4 @@ impl IssueCommentPayload<'_> {
             body: self.comment.body.map(Cow::into_owned).unwrap_or_default(),
         })
     }
-}
-
-/// Values from outside are capped before they go into messages.
-fn cap(s: &str) -> String {
-    s.chars().take(80).collect()
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{GitHub, description, payload};
 use crate::engine::BoxFuture;
-use crate::forge::http::decode;
+use crate::forge::http::{decode, encode};
 use crate::forge::{
     CommitState, EnvironmentState, Forge, ForgeError, ForgeKind, ForgeResult, Permission,
     PullRequest, Reaction, Repo,
@@ -89,7 +89,7 @@ impl GitHub {
             "/repos/{}/{}/deployments?environment={}&per_page=1",
             repo.owner,
             repo.name,
-            query_value(environment)
+            encode(environment)
         );
         Box::pin(async move {
             #[derive(Deserialize)]
@@ -137,19 +137,6 @@ impl GitHub {
             .map(drop)
         })
     }
-}
-
-/// Percent-encodes a query value.
-fn query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// A login is safe in a path: GitHub logins are alphanumerics and `-`, apps end in `[bot]`.

@@ -19,12 +19,11 @@ use std::sync::{Mutex, PoisonError};
 use axum::http::{HeaderName, HeaderValue, Method};
 use bytes::Bytes;
 use octocrab::Octocrab;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::config::ForgeConfig;
-use crate::forge::http::send;
+use crate::forge::http::{encode, send};
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{ForgeError, ForgeResult, Repo};
 use crate::ids::CommitSha;
@@ -68,19 +67,6 @@ impl ProjectRef<'_> {
             ProjectRef::Id(id) => id.to_string(),
         }
     }
-}
-
-/// Everything but RFC 3986's unreserved characters.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-
-/// Percent-encodes one path segment or query value (`/` included, as GitLab wants for a
-/// project path or a branch name in a path).
-pub fn encode(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 impl GitLab {

@@ -53,6 +53,12 @@ impl Forge for GitLab {
         Box::pin(async move { Ok(Some(self.current_user().await?.username)) })
     }
 
+    fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
+        let repo = repo.clone();
+        let branch = branch.to_owned();
+        Box::pin(async move { Ok(Some(self.has_branch(&repo, &branch).await?)) })
+    }
+
     fn permission(
         &self,
         repo: &Repo,

@@ -8,8 +8,8 @@ use axum::http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{GitLab, ProjectRef, description, encode};
-use crate::forge::http::decode;
+use super::{GitLab, ProjectRef, description};
+use crate::forge::http::{decode, encode};
 use crate::forge::{ForgeError, ForgeResult, PullRequest, Repo};
 use crate::ids::CommitSha;
 
@@ -183,7 +183,7 @@ impl GitLab {
     }
 
     /// Whether `branch` exists in `repo`.
-    pub async fn branch_exists(&self, repo: &Repo, branch: &str) -> ForgeResult<bool> {
+    pub async fn has_branch(&self, repo: &Repo, branch: &str) -> ForgeResult<bool> {
         let path = format!(
             "/projects/{}/repository/branches/{}",
             ProjectRef::Path(repo).segment(),

@@ -337,6 +337,20 @@ mod tests {
         assert_eq!(target(member("cli", "o/r")), None);
         assert_eq!(target(member("GitHub", "o/r")), None);
         assert_eq!(target(member("github", "/tmp/checkout")), None);
+        assert_eq!(
+            target(member("gitea", "o/r")).map(|t| t.forge),
+            Some(ForgeKind::Gitea)
+        );
+        // One owner/repo and branch on two forges: two previews.
+        let key = |forge: &str| PreviewKey {
+            forge: forge.to_owned(),
+            repo: "o/r".to_owned(),
+            branch: "main".to_owned(),
+        };
+        let on_gitea = member("gitea", "o/r");
+        assert!(on_gitea.is_for(&key("gitea")));
+        assert!(!on_gitea.is_for(&key("github")));
+        assert!(!member("github", "o/r").is_for(&key("gitea")));
     }
 
     #[test]
