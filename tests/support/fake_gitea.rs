@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::openapi::{Api, query_of};
+use super::openapi::{Api, percent_decode, query_of};
 
 pub const GITEA_TOKEN: &str = "gitea_token_0123456789abcdef";
 /// The login previewd's token belongs to.
@@ -351,7 +351,8 @@ impl FakeGitea {
                 (status, Some(r))
             }
             "repoGetBranch" => {
-                let b = params.get("branch").cloned().unwrap_or_default();
+                // Gitea decodes the branch (it may hold `/`, sent as `%2F`).
+                let b = percent_decode(params.get("branch").map_or("", String::as_str));
                 if self.lock().branches.contains(&b) {
                     (StatusCode::OK, Some(json!({"name": b})))
                 } else {
