@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use previewd::engine::PreviewEngine;
 use previewd::preview::manager::Manager;
 use previewd::serve::{ServeOptions, bind};
 use serde_json::{Value, json};
@@ -34,6 +35,7 @@ struct E2eGitLab {
     gitlab: FakeGitLab,
     repo: GitRepo,
     addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
 }
@@ -63,6 +65,7 @@ impl E2eGitLab {
         let shutdown = CancellationToken::new();
         let options = ServeOptions {
             retry: fast_retry(),
+            reconcile_interval: Some(Duration::from_secs(2)),
             ..Default::default()
         };
         let server = bind(
@@ -74,6 +77,7 @@ impl E2eGitLab {
         .await
         .expect("bind");
         let addr = server.webhook_addr().expect("addr");
+        let admin = server.admin_addr().expect("admin addr");
         let server = tokio::spawn(async move {
             server.run().await.expect("serve runs");
         });
@@ -82,6 +86,7 @@ impl E2eGitLab {
             gitlab,
             repo,
             addr,
+            admin,
             shutdown,
             server,
         }
@@ -179,6 +184,13 @@ impl E2eGitLab {
             .next()
             .expect("id in URL");
         self.env.get(id, path).await
+    }
+
+    async fn metrics(&self) -> String {
+        let req = hyper::Request::get(format!("http://{}/metrics", self.admin))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        send(req).await.1
     }
 
     async fn stop(self) {
@@ -315,6 +327,61 @@ async fn a_gitlab_outage_delays_the_reports_and_loses_none() {
     }
     let (status, page) = e.get(&url, "/").await;
     assert_eq!(status, 200, "{page}");
+    e.mr("close", &sha, None).await;
+    eventually(DEADLINE, "everything to be removed", || async {
+        let (c, n, _) = e.env.objects().await;
+        (c.is_empty() && n.is_empty()).then_some(())
+    })
+    .await;
+    e.env.assert_clean().await;
+    e.stop().await;
+}
+
+/// Fault: GitLab is down (500 on everything) for longer than the retry budget while the
+/// preview builds. The ready report is lost, the preview is not; once GitLab answers again the
+/// reconciler says the true status again, and the merge request ends as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_gitlab_outage_the_merge_request_ends_with_the_true_status() {
+    let e = E2eGitLab::start("e2e-gitlab-down").await;
+    let sha = e.repo.commit("nothing new").to_string();
+    e.mr("open", &sha, None).await;
+    e.status(&sha, "running").await;
+    eventually(DEADLINE, "the building note", || async {
+        let st = e.gitlab.lock();
+        st.notes
+            .iter()
+            .any(|n| n.body.contains("Building preview"))
+            .then_some(())
+    })
+    .await;
+    e.gitlab.go_down();
+    eventually(DEADLINE, "the ready report to fail", || async {
+        let m = e.metrics().await;
+        (m.contains(r#"previewd_forge_errors_total{call="commit-status"}"#)
+            && m.contains(r#"previewd_forge_errors_total{call="sticky-comment"}"#))
+        .then_some(())
+    })
+    .await;
+    let states: Vec<Value> = e
+        .gitlab
+        .lock()
+        .statuses
+        .iter()
+        .map(|(_, _, b)| b["state"].clone())
+        .collect();
+    assert_eq!(states, vec![json!("running")], "{states:?}");
+    let previews = e.env.manager.list().await.expect("list");
+    let url = previews.first().expect("the preview runs").url.clone();
+    assert_eq!(e.get(&url, "/").await.0, 200, "serving through the outage");
+    // GitLab is back: the reconciler says the true status again.
+    e.gitlab.recover();
+    let ok = e.status(&sha, "success").await;
+    assert_eq!(ok["target_url"], url.as_str());
+    eventually(DEADLINE, "the note with the URL", || async {
+        let st = e.gitlab.lock();
+        st.notes.iter().any(|n| n.body.contains(&url)).then_some(())
+    })
+    .await;
     e.mr("close", &sha, None).await;
     eventually(DEADLINE, "everything to be removed", || async {
         let (c, n, _) = e.env.objects().await;
