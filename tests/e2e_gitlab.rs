@@ -41,7 +41,9 @@ struct E2eGitLab {
 }
 
 impl E2eGitLab {
-    async fn start(name: &str) -> E2eGitLab {
+    /// `reconcile`: how often the reconciler runs (`None`: serve's default, which no test
+    /// outlasts).
+    async fn start(name: &str, reconcile: Option<Duration>) -> E2eGitLab {
         let gitlab = FakeGitLab::start().await;
         let repo = GitRepo::at("two-service", &format!("{PROJECT}.git"), BRANCH);
         let git_url = format!("file://{}", repo.root().display());
@@ -65,7 +67,7 @@ impl E2eGitLab {
         let shutdown = CancellationToken::new();
         let options = ServeOptions {
             retry: fast_retry(),
-            reconcile_interval: Some(Duration::from_secs(2)),
+            reconcile_interval: reconcile,
             ..Default::default()
         };
         let server = bind(
@@ -202,7 +204,7 @@ impl E2eGitLab {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_labelled_merge_request_gets_a_preview_an_environment_and_loses_both_when_closed() {
-    let e = E2eGitLab::start("e2e-gitlab").await;
+    let e = E2eGitLab::start("e2e-gitlab", None).await;
     let sha1 = e.repo.commit("nothing new").to_string();
 
     // Opened with the label: running, then success whose URL serves the commit.
@@ -275,7 +277,7 @@ async fn a_labelled_merge_request_gets_a_preview_an_environment_and_loses_both_w
 /// answers again everything is delivered, once, and the preview serves as if nothing happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gitlab_outage_delays_the_reports_and_loses_none() {
-    let e = E2eGitLab::start("e2e-gitlab-fault").await;
+    let e = E2eGitLab::start("e2e-gitlab-fault", None).await;
     for op in [
         "getApiV4ProjectsIdMergeRequestsMergeRequestIid",
         "postApiV4ProjectsIdStatusesSha",
@@ -342,7 +344,7 @@ async fn a_gitlab_outage_delays_the_reports_and_loses_none() {
 /// reconciler says the true status again, and the merge request ends as if nothing happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_gitlab_outage_the_merge_request_ends_with_the_true_status() {
-    let e = E2eGitLab::start("e2e-gitlab-down").await;
+    let e = E2eGitLab::start("e2e-gitlab-down", Some(Duration::from_secs(2))).await;
     let sha = e.repo.commit("nothing new").to_string();
     e.mr("open", &sha, None).await;
     e.status(&sha, "running").await;
