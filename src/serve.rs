@@ -179,6 +179,7 @@ pub async fn bind(
         engine,
         log_drops: options.log_drops,
         page: crate::webhook::status_page::settings(&config),
+        clock: Arc::new(crate::clock::SystemClock),
     };
     let listen = |what, addr| async move {
         TcpListener::bind(addr)

@@ -350,6 +350,7 @@ fn dockerfile_builds_from_what_the_repository_has() {
 
 const DOCS: &[&str] = &[
     "docs/github.md",
+    "docs/gitlab.md",
     "docs/tls.md",
     "docs/operations.md",
     "docs/security-model.md",

@@ -69,13 +69,13 @@ async fn the_client_speaks_giteas_api() {
     ] {
         g.set_permission(level, level);
         assert_eq!(
-            gitea.permission(&repo, level).await.unwrap(),
+            gitea.permission(&repo, level, None).await.unwrap(),
             expected,
             "{level}"
         );
     }
     assert_eq!(
-        gitea.permission(&repo, "../x").await.unwrap(),
+        gitea.permission(&repo, "../x", None).await.unwrap(),
         Permission::None,
         "an unsafe login never reaches a path"
     );

@@ -179,8 +179,14 @@ pub trait Forge: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
-    /// `user`'s permission on `repo`.
-    fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>>;
+    /// `user`'s permission on `repo`. `user_id` is the forge's number for the user, for a
+    /// forge whose API names users by number (GitLab); `None` when the event carried none.
+    fn permission(
+        &self,
+        repo: &Repo,
+        user: &str,
+        user_id: Option<u64>,
+    ) -> BoxFuture<'_, ForgeResult<Permission>>;
 
     /// Sets the commit status (context from the config) on `sha`.
     fn commit_status(
@@ -254,9 +260,11 @@ pub trait Forge: Send + Sync + 'static {
     /// Posts a new comment (answers to commands).
     fn comment(&self, repo: &Repo, number: u64, body: &str) -> BoxFuture<'_, ForgeResult<()>>;
 
+    /// Reacts to comment `comment_id` on pull request `number` (GitLab names a note by both).
     fn react(
         &self,
         repo: &Repo,
+        number: u64,
         comment_id: u64,
         reaction: Reaction,
     ) -> BoxFuture<'_, ForgeResult<()>>;

@@ -12,6 +12,7 @@
 pub mod comment;
 pub mod gitea;
 pub mod github;
+pub mod gitlab;
 pub mod http;
 pub mod links;
 pub mod owed;
@@ -108,6 +109,9 @@ impl Forges {
         }
         if let Some(g) = config.gitea.as_ref().filter(|g| g.token.is_some()) {
             forges.insert(Arc::new(gitea::Gitea::new(g, policy.clone())?));
+        }
+        if let Some(g) = config.gitlab.as_ref().filter(|g| g.token.is_some()) {
+            forges.insert(Arc::new(gitlab::GitLab::new(g, policy.clone())?));
         }
         Ok(forges)
     }

@@ -273,8 +273,8 @@ impl Reporter {
         self.log("create-comment", r);
     }
 
-    pub async fn react(&self, repo: &Repo, comment_id: u64, reaction: Reaction) {
-        let r = self.forge.react(repo, comment_id, reaction).await;
+    pub async fn react(&self, repo: &Repo, number: u64, comment_id: u64, reaction: Reaction) {
+        let r = self.forge.react(repo, number, comment_id, reaction).await;
         self.log("create-reaction", r);
     }
 

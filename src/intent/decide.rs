@@ -5,7 +5,7 @@
 
 use super::{Action, Cause, Decision, Intent, Policy, Subject, pull_request_key};
 use crate::engine::PreviewKey;
-use crate::forge::{CommentAction, ForgeEvent, PrAction, PullRequest, Repo, comment};
+use crate::forge::{Actor, CommentAction, ForgeEvent, PrAction, PullRequest, Repo, comment};
 use crate::ids::CommitSha;
 
 impl Policy {
@@ -18,7 +18,7 @@ impl Policy {
                 sender,
                 action,
                 pr,
-            } => self.pull_request(repo, &sender.login, action, pr),
+            } => self.pull_request(repo, sender, action, pr),
             ForgeEvent::Push {
                 repo,
                 sender,
@@ -55,6 +55,7 @@ impl Policy {
                     cause: Cause::Command,
                     sha: None,
                     sender: author.login.clone(),
+                    sender_id: author.id,
                     needs_permission: action != Action::Help,
                     comment_id: Some(*comment_id),
                 })
@@ -80,7 +81,7 @@ impl Policy {
     fn pull_request(
         &self,
         repo: &Repo,
-        sender: &str,
+        sender: &Actor,
         action: &PrAction,
         pr: &PullRequest,
     ) -> Decision {
@@ -103,7 +104,8 @@ impl Policy {
                 action,
                 cause,
                 sha: Some(pr.head_sha.clone()),
-                sender: sender.to_owned(),
+                sender: sender.login.clone(),
+                sender_id: sender.id,
                 needs_permission,
                 comment_id: None,
             })
@@ -123,6 +125,17 @@ impl Policy {
                 ignore(format!("PR #{n} still carries a trigger label"))
             }
             PrAction::Unlabeled(_) => intent(Action::Stop, Cause::Unlabeled, true),
+            PrAction::LabelsChanged { added, removed } => {
+                if added.iter().any(|l| self.is_trigger_label(l)) {
+                    intent(Action::Deploy, Cause::Label, true)
+                } else if !removed.iter().any(|l| self.is_trigger_label(l)) {
+                    ignore(format!("PR #{n}: no trigger label added or removed"))
+                } else if self.has_trigger_label(&pr.labels) {
+                    ignore(format!("PR #{n} still carries a trigger label"))
+                } else {
+                    intent(Action::Stop, Cause::Unlabeled, true)
+                }
+            }
             PrAction::Opened | PrAction::Reopened | PrAction::Synchronize => {
                 if !self.has_trigger_label(&pr.labels) {
                     ignore(format!("PR #{n} carries no trigger label"))
@@ -180,6 +193,7 @@ impl Policy {
             cause,
             sha: after.cloned(),
             sender: sender.to_owned(),
+            sender_id: None,
             needs_permission: false,
             comment_id: None,
         })

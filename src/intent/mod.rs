@@ -76,6 +76,9 @@ pub struct Intent {
     /// The commit the event named; the worker deploys the PR's head as read back instead.
     pub sha: Option<CommitSha>,
     pub sender: String,
+    /// The sender's number on the forge, where its API names users by number (GitLab's
+    /// members); `None` where the forge's event does not carry it.
+    pub sender_id: Option<u64>,
     /// The sender must have write, maintain or admin permission, checked before acting.
     pub needs_permission: bool,
     /// The command's comment, for reactions.

@@ -26,14 +26,19 @@ impl PermissionCache {
         }
     }
 
-    pub(super) async fn permission(&self, repo: &Repo, user: &str) -> ForgeResult<Permission> {
+    pub(super) async fn permission(
+        &self,
+        repo: &Repo,
+        user: &str,
+        user_id: Option<u64>,
+    ) -> ForgeResult<Permission> {
         let k = (repo.full_name(), user.to_owned());
         if let Some((p, at)) = self.lock().get(&k)
             && at.elapsed() < self.ttl
         {
             return Ok(*p);
         }
-        let p = self.forge.permission(repo, user).await?;
+        let p = self.forge.permission(repo, user, user_id).await?;
         let mut cache = self.lock();
         cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
         cache.insert(k, (p, Instant::now()));

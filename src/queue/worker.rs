@@ -16,7 +16,9 @@ use super::permissions::PermissionCache;
 use crate::engine::{DeployRequest, PreviewEngine, PreviewKey};
 use crate::forge::report::{Reporter, Target};
 use crate::forge::{Forge, ForgeKind, Forges, PullRequest, Reaction, comment};
-use crate::intent::{Action, Cause, Intent, Policies, Policy, Stale, pull_request_key, refusal};
+use crate::intent::{
+    Action, Cause, Intent, Policies, Policy, Stale, Subject, pull_request_key, refusal,
+};
 use crate::metrics::Metrics;
 
 /// Pull requests read from the forge at once to learn a command's branch.
@@ -123,7 +125,9 @@ impl Worker {
     ) -> Option<(PreviewKey, String)> {
         let side = self.side(intent)?;
         if let Some(id) = intent.comment_id {
-            side.reporter.react(&intent.repo, id, Reaction::Eyes).await;
+            side.reporter
+                .react(&intent.repo, number, id, Reaction::Eyes)
+                .await;
         }
         let read = {
             let _slot = self.resolvers.acquire().await.ok();
@@ -213,7 +217,11 @@ impl Worker {
 
     async fn permitted(&self, side: &Side, job: &Job) -> bool {
         let i = &job.intent;
-        match side.permissions.permission(&i.repo, &i.sender).await {
+        match side
+            .permissions
+            .permission(&i.repo, &i.sender, i.sender_id)
+            .await
+        {
             Ok(p) if p.may_trigger() => true,
             Ok(p) => {
                 tracing::info!(sender = %i.sender, permission = p.as_str(), "refused: no write permission");
@@ -384,13 +392,20 @@ impl Worker {
 
     /// The final reaction on a command.
     async fn done_command(&self, side: &Side, intent: &Intent, ok: bool) {
+        let number = match &intent.subject {
+            Subject::PullRequest { number }
+            | Subject::Branch {
+                pr: Some(number), ..
+            } => *number,
+            Subject::Branch { pr: None, .. } => return,
+        };
         if let Some(id) = intent.comment_id {
             let r = if ok {
                 Reaction::Rocket
             } else {
                 Reaction::Confused
             };
-            side.reporter.react(&intent.repo, id, r).await;
+            side.reporter.react(&intent.repo, number, id, r).await;
         }
     }
 }

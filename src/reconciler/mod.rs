@@ -172,6 +172,7 @@ impl Reconciler {
                     cause: Cause::BranchDeleted,
                     sha: None,
                     sender: "previewd".into(),
+                    sender_id: None,
                     needs_permission: false,
                     comment_id: None,
                 });
@@ -295,6 +296,7 @@ impl Reconciler {
                         cause: Cause::PullRequestUpdate,
                         sha: Some(pr.head_sha.clone()),
                         sender: "previewd".into(),
+                        sender_id: None,
                         needs_permission: false,
                         comment_id: None,
                     });
@@ -385,6 +387,7 @@ fn intent(forge: ForgeKind, repo: &Repo, number: u64, action: Action, cause: Cau
         cause,
         sha: None,
         sender: "previewd".into(),
+        sender_id: None,
         needs_permission: false,
         comment_id: None,
     }

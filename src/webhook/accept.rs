@@ -147,6 +147,7 @@ fn action_name(e: &ForgeEvent) -> Option<String> {
             PrAction::Synchronize => "synchronize".into(),
             PrAction::Labeled(_) => "labeled".into(),
             PrAction::Unlabeled(_) => "unlabeled".into(),
+            PrAction::LabelsChanged { .. } => "labels_changed".into(),
             PrAction::Closed { .. } => "closed".into(),
             PrAction::Other(a) => a.clone(),
         },

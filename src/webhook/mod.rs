@@ -14,6 +14,7 @@ pub mod gitlab;
 pub mod status_page;
 pub mod tls_ask;
 pub mod verify;
+pub mod verify_gitlab;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -26,6 +27,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use secrecy::SecretString;
 
+use crate::clock::SharedClock;
 use crate::engine::PreviewEngine;
 use crate::forge::ForgeKind;
 use crate::intent::Policy;
@@ -78,6 +80,9 @@ pub struct AppState {
     pub log_drops: Option<LogDrops>,
     /// What the admin listener's status page shows besides the engine's list.
     pub page: Arc<status_page::PageSettings>,
+    /// Now, for the signature windows of forges that sign a timestamp (GitLab's Standard
+    /// Webhooks signatures).
+    pub clock: SharedClock,
 }
 
 /// The public router.

@@ -8,6 +8,8 @@ pub mod fake_app;
 pub mod fake_gitea;
 pub mod fake_github;
 pub mod fake_github_ops;
+pub mod fake_gitlab;
+pub mod fake_gitlab_ops;
 pub mod openapi;
 
 use std::net::SocketAddr;
@@ -158,13 +160,30 @@ impl Harness {
         extra_env: &[(&str, &str)],
         options: ServeOptions,
     ) -> Harness {
-        Harness::start_inner(engine, extra_env, options, false).await
+        Harness::start_inner(engine, extra_env, options, false, None).await
+    }
+
+    /// As `start`, with `previewd.toml` holding `file`: what the environment cannot say, such
+    /// as a forge section's list of secrets.
+    pub async fn start_with_file(
+        engine: FakeEngine,
+        file: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Harness {
+        Harness::start_inner(
+            engine,
+            extra_env,
+            ServeOptions::default(),
+            false,
+            Some(file),
+        )
+        .await
     }
 
     /// As `start`, with a fake Gitea configured beside GitHub (`[gitea]`: its url and token,
     /// the secrets `GITEA_SECRET` and `GITEA_OLD_SECRET`).
     pub async fn start_gitea(engine: FakeEngine, extra_env: &[(&str, &str)]) -> Harness {
-        Harness::start_inner(engine, extra_env, ServeOptions::default(), true).await
+        Harness::start_inner(engine, extra_env, ServeOptions::default(), true, None).await
     }
 
     async fn start_inner(
@@ -172,6 +191,7 @@ impl Harness {
         extra_env: &[(&str, &str)],
         options: ServeOptions,
         with_gitea: bool,
+        file: Option<&str>,
     ) -> Harness {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -200,9 +220,11 @@ impl Harness {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let text = with_gitea.then(|| {
-            format!("[gitea]\nwebhook_secret = [\"{GITEA_SECRET}\", \"{GITEA_OLD_SECRET}\"]\n")
-        });
+        let text = with_gitea
+            .then(|| {
+                format!("[gitea]\nwebhook_secret = [\"{GITEA_SECRET}\", \"{GITEA_OLD_SECRET}\"]\n")
+            })
+            .or(file.map(str::to_owned));
         let config = Config::from_parts(text.as_deref(), Path::new("previewd.toml"), &env)
             .expect("test config");
         let shutdown = CancellationToken::new();

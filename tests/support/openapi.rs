@@ -4,7 +4,7 @@
 //! and no property the schema does not name) are checked; a fake's own answer can be checked
 //! against the operation's response schema too, so a fake cannot drift from the real forge.
 //! Three formats are read: GitHub's subset (operations keyed by id, OpenAPI 3.0 pieces),
-//! Swagger 2.0 (Gitea, Forgejo) and OpenAPI 3.0 documents (GitLab).
+//! Swagger 2.0 (Gitea, Forgejo) and OpenAPI 3.0 documents (GitLab, `openapi3`).
 
 use std::collections::BTreeMap;
 
@@ -162,6 +162,53 @@ impl Api {
         }
     }
 
+    /// An OpenAPI 3.0 document (GitLab's): paths as written (they carry `/api/v4`), bodies
+    /// at `requestBody.content["application/json"]`, `nullable: true` made JSON Schema first.
+    pub fn openapi3(file: &str) -> Api {
+        let mut doc = load(file);
+        denullable(&mut doc);
+        let mut ops = Vec::new();
+        for (path, methods) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in methods.as_object().expect("methods") {
+                let Some(id) = op["operationId"].as_str() else {
+                    continue;
+                };
+                let (path_params, query_params) = Self::parameters(&doc, op, |p| {
+                    p["schema"]["type"].as_str().unwrap_or("string").to_owned()
+                });
+                let schema = op.pointer("/requestBody/content/application~1json/schema");
+                let (body, body_props) = match schema {
+                    Some(s) => (Some(compile(&doc, s, "components")), props(&doc, s)),
+                    None => (None, None),
+                };
+                let mut responses = BTreeMap::new();
+                for (code, r) in op["responses"].as_object().into_iter().flatten() {
+                    let (Ok(code), Some(schema)) = (
+                        code.parse::<u16>(),
+                        r.pointer("/content/application~1json/schema"),
+                    ) else {
+                        continue;
+                    };
+                    responses.insert(code, compile(&doc, schema, "components"));
+                }
+                ops.push(Op {
+                    id: id.to_owned(),
+                    method: method.to_ascii_uppercase(),
+                    segments: segments(path),
+                    path_params,
+                    query_params,
+                    body,
+                    body_props,
+                    responses,
+                });
+            }
+        }
+        Api {
+            ops,
+            drop_nulls: false,
+        }
+    }
+
     /// Path parameters with their types, and query parameters with theirs.
     fn parameters(
         doc: &Value,
@@ -266,6 +313,28 @@ impl Api {
         v.iter_errors(&body)
             .map(|e| format!("{} answer {status}: {e} at {}", op.id, e.instance_path()))
             .collect()
+    }
+}
+
+/// OpenAPI 3.0's `nullable: true` is not JSON Schema (the validator ignores it): `{type: T,
+/// nullable}` becomes `{type: [T, "null"]}`, and any other nullable schema accepts null too.
+fn denullable(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for child in m.values_mut() {
+                denullable(child);
+            }
+            if m.remove("nullable") == Some(Value::Bool(true)) {
+                if let Some(Value::String(t)) = m.get("type").cloned() {
+                    m.insert("type".into(), json!([t, "null"]));
+                } else {
+                    let inner = Value::Object(std::mem::take(m));
+                    m.insert("anyOf".into(), json!([inner, {"type": "null"}]));
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(denullable),
+        _ => {}
     }
 }
 

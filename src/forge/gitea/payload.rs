@@ -120,6 +120,7 @@ impl User<'_> {
         Actor {
             login: self.login.into_owned(),
             is_bot: false,
+            id: None,
         }
     }
 }

@@ -128,7 +128,12 @@ impl Forge for Gitea {
         })
     }
 
-    fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>> {
+    fn permission(
+        &self,
+        repo: &Repo,
+        user: &str,
+        _user_id: Option<u64>,
+    ) -> BoxFuture<'_, ForgeResult<Permission>> {
         let path = format!("{}/collaborators/{user}/permission", repo_path(repo));
         let valid = valid_login(user);
         Box::pin(async move {
@@ -236,6 +241,7 @@ impl Forge for Gitea {
     fn react(
         &self,
         repo: &Repo,
+        _number: u64,
         comment_id: u64,
         reaction: Reaction,
     ) -> BoxFuture<'_, ForgeResult<()>> {

@@ -189,7 +189,12 @@ impl Forge for GitHub {
         })
     }
 
-    fn permission(&self, repo: &Repo, user: &str) -> BoxFuture<'_, ForgeResult<Permission>> {
+    fn permission(
+        &self,
+        repo: &Repo,
+        user: &str,
+        _user_id: Option<u64>,
+    ) -> BoxFuture<'_, ForgeResult<Permission>> {
         let repo = repo.clone();
         let user = user.to_owned();
         Box::pin(async move {
@@ -384,6 +389,7 @@ impl Forge for GitHub {
     fn react(
         &self,
         repo: &Repo,
+        _number: u64,
         comment_id: u64,
         reaction: Reaction,
     ) -> BoxFuture<'_, ForgeResult<()>> {
