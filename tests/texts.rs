@@ -67,6 +67,7 @@ fn deployed() -> Deployed {
             ],
             total: s(11_100),
         },
+        downtime: Vec::new(),
     }
 }
 

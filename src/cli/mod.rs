@@ -4,6 +4,7 @@
 //! docs/architecture.md ("CLI").
 
 pub mod check;
+mod check_plan;
 pub mod down;
 pub mod gc;
 pub mod logs;

@@ -25,19 +25,20 @@ pub fn resolve_build(
     worktree: &Path,
     build: &Build,
 ) -> Result<(BuildSpec, Vars), SpecError> {
-    let (context, dockerfile, args, keys) = match build {
+    let (context, dockerfile, args, target, keys) = match build {
         Build::Short(context) => {
             let key = join(prefix, "build");
             let keys = Keys {
                 context: key.clone(),
                 dockerfile: key,
             };
-            (context.as_str(), None, Vars::default(), keys)
+            (context.as_str(), None, Vars::default(), None, keys)
         }
         Build::Full(map) => (
             map.context.as_deref().unwrap_or("."),
             map.dockerfile.as_deref(),
             map.args.clone().unwrap_or_default(),
+            map.target.clone(),
             Keys {
                 context: join(prefix, "build.context"),
                 dockerfile: join(prefix, "build.dockerfile"),
@@ -123,8 +124,66 @@ pub fn resolve_build(
         context: relative_context,
         dockerfile: relative_dockerfile,
         args: Default::default(),
+        target,
     };
     Ok((spec, args))
+}
+
+/// A path of the repository as a config writes it (`./conf/nginx.conf`), resolved against the
+/// real file system, symbolic links included, and refused unless it stays inside `worktree`.
+/// Returns it relative to the worktree's root. A tail that does not exist yet is kept as
+/// written (compose creates a missing bind-mount folder; previewd creates it inside the
+/// worktree). `Err((refused, reason))` as [`check_relative`]. Run again right before a mount,
+/// since the worktree may have changed since the config was read.
+pub fn resolve_inside(worktree: &Path, path: &str) -> Result<PathBuf, (bool, String)> {
+    if path.contains("docker.sock") {
+        return Err((
+            true,
+            "it mounts the Docker socket, which would give the preview control of every \
+             container on the host"
+                .to_owned(),
+        ));
+    }
+    check_relative(path)?;
+    let root = worktree
+        .canonicalize()
+        .map_err(|e| (false, format!("the worktree cannot be resolved: {e}")))?;
+    let mut existing = root.clone();
+    let mut rest = PathBuf::new();
+    for c in Path::new(path).components() {
+        let Component::Normal(part) = c else { continue };
+        if rest.as_os_str().is_empty() {
+            let next = existing.join(part);
+            match std::fs::symlink_metadata(&next) {
+                Ok(_) => {
+                    existing = next
+                        .canonicalize()
+                        .map_err(|e| (true, format!("`{}` cannot be resolved: {e}", clip(path))))?;
+                    if !existing.starts_with(&root) {
+                        return Err((
+                            true,
+                            format!(
+                                "`{}` leads outside the repository (through a symbolic link)",
+                                clip(path)
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err((false, format!("`{}` cannot be read: {e}", clip(path)))),
+            }
+        }
+        rest.push(part);
+    }
+    let relative = relative(&existing, &root);
+    Ok(if rest.as_os_str().is_empty() {
+        relative
+    } else if relative == Path::new(".") {
+        rest
+    } else {
+        relative.join(rest)
+    })
 }
 
 fn resolve(base: &Path, relative: &str) -> io::Result<PathBuf> {
@@ -163,7 +222,7 @@ fn check_relative(path: &str) -> Result<(), (bool, String)> {
         ));
     }
     let p = Path::new(path);
-    if p.is_absolute() || path.starts_with('~') {
+    if p.is_absolute() || path.starts_with('~') || path.starts_with('$') {
         return Err((
             true,
             format!(
@@ -195,6 +254,7 @@ mod tests {
             context: Some("./api/".into()),
             dockerfile: Some("docker/Dockerfile.dev".into()),
             args: None,
+            target: None,
         });
         let (spec, _) = resolve_build("f", "services.api", dir.path(), &build).expect("ok");
         assert_eq!(spec.context, PathBuf::from("api"));

@@ -126,6 +126,8 @@ pub struct BuildMap {
     pub dockerfile: Option<String>,
     /// Build args (`ARG` values), as a mapping or a list of `NAME=value`.
     pub args: Option<Vars>,
+    /// The stage of a multi-stage Dockerfile to build; the last one when absent.
+    pub target: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for Build {
@@ -134,7 +136,7 @@ impl<'de> Deserialize<'de> for Build {
         impl<'de> Visitor<'de> for V {
             type Value = Build;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a context path, or a mapping {context, dockerfile, args}")
+                f.write_str("a context path, or a mapping {context, dockerfile, args, target}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Build, E> {
                 Ok(Build::Short(v.to_owned()))

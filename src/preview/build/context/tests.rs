@@ -28,6 +28,7 @@ fn spec(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> BuildSpec {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        target: None,
     }
 }
 
