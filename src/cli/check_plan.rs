@@ -73,7 +73,7 @@ pub fn plan(spec: &Spec) -> String {
             let waits: Vec<String> = run
                 .conditions
                 .iter()
-                .map(|(d, c)| format!("{d} {c:?}").to_lowercase())
+                .map(|(d, c)| format!("{d} ({c})"))
                 .collect();
             let _ = writeln!(out, "{pad}starts after: {}", waits.join(", "));
         }

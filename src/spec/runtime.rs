@@ -73,6 +73,16 @@ pub enum Condition {
     CompletedSuccessfully,
 }
 
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Condition::Started => "service_started",
+            Condition::Healthy => "service_healthy",
+            Condition::CompletedSuccessfully => "service_completed_successfully",
+        })
+    }
+}
+
 /// Compose's `healthcheck`, run by Docker inside the container (its `HEALTHCHECK`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DockerHealth {

@@ -145,6 +145,12 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
     }
     routing::assign_hosts(file, &mut drafts, &mut problems);
     let mut changes = declared.changes;
+    for name in &skipped {
+        changes.push(format!(
+            "services.{}: has profiles, so it does not start (previews run the default profile)",
+            clip(name)
+        ));
+    }
     if let Some(n) = tree.get("name").and_then(Value::as_str) {
         changes.push(format!(
             "name `{}`: previewd names every object after the preview instead",
