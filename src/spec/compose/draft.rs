@@ -158,8 +158,9 @@ pub(super) fn draft(
             links.push((service.to_owned(), alias.to_owned()));
         }
     }
-    deploy::deploy(file, &prefix, &mut s, &mut run, problems);
+    // `deploy` after the service-level keys: its resources and restart policy win.
     options::runtime(file, &prefix, &mut s, &mut run, problems);
+    deploy::deploy(file, &prefix, &mut s, &mut run, problems);
     run.changes.extend(notes);
     // With `build`, compose uses `image` as the tag of the result; previewd tags its own.
     let image = if s.build.is_some() { None } else { s.image };
