@@ -154,3 +154,16 @@ async fn a_compose_project_runs_with_its_meaning_across_a_push_and_down_removes_
     assert!(volumes(&inst).await.is_empty(), "down removes the volume");
     env.assert_clean().await;
 }
+
+/// `build.target` picks the stage that runs (the proxy's Dockerfile has a later `debug` stage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the build side passes BuildSpec.target to Docker with issue 25 (BuildKit); run it once that is merged"]
+async fn the_build_target_is_the_stage_that_runs() {
+    let env = TestEnv::new("ctarget").await;
+    let repo = GitRepo::from_fixture("compose-shop");
+    let d = env.up(repo.path()).await.expect("up");
+    let (_, body) = env.get(d.state.id.as_str(), "/stage.txt").await;
+    assert_eq!(body.trim(), "stage: runtime");
+    env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}

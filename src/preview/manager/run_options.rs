@@ -178,3 +178,59 @@ pub(super) fn apply(body: &mut ContainerCreateBody, run: &Runtime, limits: &Limi
     all.extend(ours);
     body.labels = Some(all);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        crate::config::Config::from_parts(None, Path::new("t"), &[])
+            .expect("defaults")
+            .limits
+    }
+
+    #[test]
+    fn a_bind_source_swapped_for_a_link_out_after_the_check_is_refused_at_mount_time() {
+        let wt = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(wt.path().join("conf")).expect("mkdir");
+        let run = Runtime {
+            mounts: vec![Mount::Bind {
+                source: "conf".into(),
+                target: "/etc/app".into(),
+                read_only: true,
+            }],
+            ..Default::default()
+        };
+        let inst = Instance::parse("pv").expect("instance");
+        let id = PreviewId::parse("abcdefghij").expect("id");
+        let ok = mounts(&inst, &id, &run, wt.path(), &limits()).expect("inside");
+        assert_eq!(ok[0].read_only, Some(true));
+        // A push replaced the folder by a link to the host's /etc.
+        std::fs::remove_dir(wt.path().join("conf")).expect("rmdir");
+        std::os::unix::fs::symlink("/etc", wt.path().join("conf")).expect("symlink");
+        let e = mounts(&inst, &id, &run, wt.path(), &limits()).expect_err("outside");
+        assert!(e.contains("outside the repository"), "{e}");
+    }
+
+    #[test]
+    fn resources_are_clamped_to_the_operators_limits() {
+        let l = limits();
+        let mut run = Runtime::default();
+        run.resources.memory = Some(l.memory * 4);
+        run.resources.cpus = Some(l.cpus * 8.0);
+        run.resources.shm_size = Some(l.memory * 2);
+        run.ulimits.push(crate::spec::runtime::Ulimit {
+            name: "nproc".into(),
+            soft: l.pids * 10,
+            hard: -1,
+        });
+        let mut body = ContainerCreateBody::default();
+        apply(&mut body, &run, &l, false);
+        let h = body.host_config.expect("host config");
+        assert_eq!(h.memory, Some(l.memory));
+        assert_eq!(h.nano_cpus, Some((l.cpus * 1e9) as i64));
+        assert_eq!(h.shm_size, Some(l.memory));
+        let u = &h.ulimits.expect("ulimits")[0];
+        assert_eq!((u.soft, u.hard), (Some(l.pids), Some(l.pids)));
+    }
+}
