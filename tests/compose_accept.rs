@@ -340,8 +340,8 @@ fn real_world_fixture_checks_with_its_plan() {
     );
     for line in [
         "compose.yaml: valid",
-        "build proxy (Dockerfile, target runtime); URL <id>.<domain>/ → port 8080",
-        "image busybox; URL <id>-db.<domain>/ → port 5432",
+        "build proxy (Dockerfile, target runtime); route / → port 8080, health GET / = 200; URL http://<id>.<domain>/",
+        "image busybox; route / → port 5432; URL http://<id>-db.<domain>/",
         "mounts: volume db-data → /data, ./db → /srv (ro), anonymous volume → /tmp/scratch",
         "networks: backend, frontend (aliases api)",
         "host side `127.0.0.1:5432` is not published",

@@ -39,9 +39,10 @@ pub fn plan(spec: &Spec) -> String {
                     String::new()
                 };
                 format!(
-                    "URL {host}{} → port {}{health}",
-                    if r.as_str() == "/" { "/" } else { r.as_str() },
+                    "route {} → port {}{health}; URL http://{host}{}",
+                    r.as_str(),
                     svc.port.map_or("?".into(), |p| p.to_string()),
+                    if r.as_str() == "/" { "/" } else { r.as_str() },
                 )
             }
         };
