@@ -12,10 +12,11 @@
 //! service that publishes a port gets a host of its own, `<id>-<service>.<domain>`.
 //!
 //! This file runs the reading: `keys` sorts every key (accepted or refused), `shape` holds the
-//! serde types, `draft` turns one service into `validate`'s draft (with `options` for the
-//! container options and `storage` for mounts, secrets and configs), `project` reads the
-//! top-level volumes and networks, `routing` picks each service's host. Every problem is
-//! collected, so that `check` shows them all at once. Limits and defaults shared with
+//! serde types (`forms` reads the values written in two forms), `draft` turns one service into
+//! `validate`'s draft with `ports`, `env`, `storage` (mounts, secrets, configs), `options` and
+//! `deploy` (container options), `project` reads the top-level volumes, networks, secrets and
+//! configs, `routing` picks each service's host. Every problem is collected, so that `check`
+//! shows them all at once. Limits and defaults shared with
 //! `.previewd.yml` are `validate`'s.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ use super::{Spec, SpecError, tree, yaml};
 mod deploy;
 mod draft;
 mod env;
+mod forms;
 mod keys;
 mod options;
 mod ports;
