@@ -178,3 +178,28 @@ async fn the_build_target_is_the_stage_that_runs() {
     env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }
+
+/// `gc` removes the named volumes of a preview whose containers are gone (a crash, a removal
+/// by hand), and keeps those of a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_the_volumes_of_a_preview_that_is_gone_and_keeps_a_live_ones() {
+    let env = TestEnv::new("cvolgc").await;
+    let repo = GitRepo::from_fixture("compose-volume");
+    let d = env.up(repo.path()).await.expect("up");
+    let inst = env.config.instance.to_string();
+    let id = d.state.id.to_string();
+    assert_eq!(volumes(&inst).await, [format!("{inst}-{id}-data")]);
+    let report = env.clean_up_now().await;
+    assert!(report.volumes.is_empty(), "a live preview keeps its volume");
+    assert_eq!(volumes(&inst).await.len(), 1);
+    // The preview's containers go behind previewd's back.
+    for m in env.manager.observed().await.expect("observed")[0].live_members() {
+        previewd::preview::docker::remove_container(env.manager.docker(), &m.container_id)
+            .await
+            .expect("remove");
+    }
+    let report = env.clean_up_now().await;
+    assert_eq!(report.volumes, [format!("{inst}-{id}-data")]);
+    assert!(volumes(&inst).await.is_empty());
+    env.assert_clean().await;
+}
