@@ -174,6 +174,9 @@ pub struct PreviewState {
 pub struct Deployed {
     pub state: PreviewState,
     pub timings: Timings,
+    /// Services replaced stop-first (they mount a named volume): each had a moment of
+    /// downtime during this update.
+    pub downtime: Vec<String>,
 }
 
 /// Why a deployment failed, shaped for a PR comment: the step, the service if one is to blame,

@@ -291,11 +291,11 @@ fn messages_say_file_key_and_what_to_do() {
         ".previewd.yml: `services.web.privileged` is not allowed: it would give the container \
          full control of the host"
     );
-    let doc = "services:\n  web: {build: ., ports: ['8080:80']}\n";
+    let doc = "services:\n  web: {build: ., ports: ['8080:80'], cap_add: [NET_ADMIN]}\n";
     let e = spec::parse_compose("compose.yaml", doc.as_bytes(), wt.path()).expect_err("no");
     assert!(
         e.to_string()
-            .starts_with("compose.yaml: `services.web.ports[0]` is not allowed"),
+            .starts_with("compose.yaml: `services.web.cap_add` is not allowed"),
         "{e}"
     );
 }

@@ -68,6 +68,7 @@ fn deployed() -> Deployed {
             ],
             total: s(11_100),
         },
+        downtime: Vec::new(),
     }
 }
 

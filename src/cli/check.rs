@@ -1,43 +1,30 @@
-//! `previewd check [PATH]`: validates a repository's preview config and prints the plan.
+//! `previewd check [PATH]`: validates a repository's preview config. On success it prints the
+//! plan (`check_plan`); otherwise every problem found, one per line, each naming the file, the
+//! key, why, and what to do, so that one round of fixes can address them all.
 
 use std::path::Path;
 
 use super::{CliError, Outcome};
-use crate::spec::{self, ImageSource};
+use crate::spec::{self, SpecError};
 
 pub fn run(path: &Path) -> Result<Outcome, CliError> {
     // Otherwise a mistyped path reads as a repository without a preview config.
     if !path.is_dir() {
         return Err(CliError::NotAFolder(path.to_path_buf()));
     }
-    let spec = spec::load(path)?;
-    println!("{}: valid", spec.source);
-    for svc in spec.services.values() {
-        let what = match &svc.image {
-            ImageSource::Image(i) => format!("image {i}"),
-            ImageSource::Build(b) => {
-                format!("build {} ({})", b.context.display(), b.dockerfile.display())
+    match spec::load(path) {
+        Ok(spec) => {
+            print!("{}", super::check_plan::plan(&spec));
+            Ok(Outcome::Done)
+        }
+        Err(e @ SpecError::Several(_)) => {
+            let problems = e.problems();
+            eprintln!("previewd: {} problems:", problems.len());
+            for p in problems {
+                eprintln!("  - {p}");
             }
-        };
-        let route = match (&svc.route, svc.internal) {
-            (_, true) | (None, _) => "internal".to_owned(),
-            (Some(r), false) => format!(
-                "route {} → port {}, health GET {} = {}",
-                r.as_str(),
-                svc.port.map_or("?".into(), |p| p.to_string()),
-                svc.healthcheck.path,
-                svc.healthcheck.status
-            ),
-        };
-        println!("  {:<12} {what}; {route}", svc.name.as_str());
+            Ok(Outcome::Failed)
+        }
+        Err(e) => Err(e.into()),
     }
-    for d in spec.dev.values() {
-        println!(
-            "  dev {:<8} image {} in {}",
-            d.name.as_str(),
-            d.image,
-            d.workdir
-        );
-    }
-    Ok(Outcome::Done)
 }

@@ -52,6 +52,7 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
             ("expired preview", &report.expired),
             ("container", &report.containers),
             ("network", &report.networks),
+            ("volume", &report.volumes),
             ("image", &report.images),
             ("worktree", &report.worktrees),
         ] {

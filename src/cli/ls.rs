@@ -8,12 +8,30 @@ use crate::preview::manager::Manager;
 pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config).await?;
     let observed = manager.observed().await?;
+    // A preview's named volumes, by preview id: its data, removed with it.
+    let mut volumes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (name, l) in
+        crate::preview::docker::volumes::volumes(manager.docker(), &manager.config().instance)
+            .await?
+    {
+        if let Some(id) = l.get(crate::preview::labels::PREVIEW) {
+            volumes.entry(id.clone()).or_default().push(name);
+        }
+    }
     let states: Vec<(PreviewState, String)> = observed
         .iter()
         .map(|p| (manager.state(p, &Default::default()), mode_of(p)))
         .collect();
     if json {
-        let all: Vec<_> = states.iter().map(|(s, m)| to_json(s, m)).collect();
+        let all: Vec<_> = states
+            .iter()
+            .map(|(s, m)| {
+                let mut j = to_json(s, m);
+                j["volumes"] =
+                    serde_json::json!(volumes.get(s.id.as_str()).cloned().unwrap_or_default());
+                j
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else if states.is_empty() {
         println!("no previews");
@@ -33,6 +51,9 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
                     format!("@{}", s.key.branch)
                 }
             );
+            if let Some(v) = volumes.get(s.id.as_str()) {
+                println!("{:<12} volumes: {}", "", v.join(", "));
+            }
         }
     }
     Ok(Outcome::Done)

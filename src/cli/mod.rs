@@ -4,6 +4,7 @@
 //! docs/architecture.md ("CLI").
 
 pub mod check;
+mod check_plan;
 pub mod config;
 pub mod doctor;
 pub mod down;

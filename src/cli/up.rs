@@ -87,6 +87,12 @@ async fn up(manager: &Manager, req: UpRequest, json: bool) -> Result<Outcome, Cl
                     phases.join(", ")
                 );
             }
+            if !d.downtime.is_empty() {
+                eprintln!(
+                    "replaced stop-first, with a moment of downtime (they mount a named volume): {}",
+                    d.downtime.join(", ")
+                );
+            }
             print_state(&d.state, mode, json)?;
             Ok(Outcome::Done)
         }

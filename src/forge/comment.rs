@@ -79,6 +79,12 @@ pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
     out.push_str(&services_table(s));
     out.push('\n');
     out.push_str(&timings_line(&d.timings));
+    if !d.downtime.is_empty() {
+        out.push_str(&format!(
+            "\n\nReplaced stop-first, with a moment of downtime (they mount a named volume): {}\n",
+            d.downtime.join(", ")
+        ));
+    }
     out
 }
 

@@ -23,6 +23,7 @@ use crate::ids::PreviewId;
 pub struct Report {
     pub containers: Vec<String>,
     pub networks: Vec<String>,
+    pub volumes: Vec<String>,
     pub images: Vec<String>,
     pub worktrees: Vec<String>,
     pub expired: Vec<String>,
@@ -32,6 +33,7 @@ impl Report {
     pub fn is_empty(&self) -> bool {
         self.containers.is_empty()
             && self.networks.is_empty()
+            && self.volumes.is_empty()
             && self.images.is_empty()
             && self.worktrees.is_empty()
             && self.expired.is_empty()
@@ -117,19 +119,23 @@ pub async fn clean_up(
     // What is left explains which networks, images and worktrees may stay.
     let observed = m.observed().await?;
     let live_ids: HashSet<String> = observed.iter().map(|p| p.id.to_string()).collect();
-    let used_nets: HashSet<String> = observed
+    // A generation's networks (its default one and a compose project's) are known by their
+    // preview and generation labels.
+    let used_gens: HashSet<(String, String)> = observed
         .iter()
         .flat_map(|p| {
             p.generations
                 .keys()
-                .map(|g| labels::network_name(inst, &p.id, *g))
+                .map(|g| (p.id.to_string(), g.to_string()))
         })
         .collect();
     for (name, l) in docker::networks(d, inst).await? {
         let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
         let created = l.get(labels::CREATED).cloned().unwrap_or_default();
+        let generation = l.get(labels::GENERATION).cloned().unwrap_or_default();
         let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy_now(&id));
-        if !used_nets.contains(&name) && !busy_id && older(&created, grace, now) {
+        let used = used_gens.contains(&(preview.clone(), generation));
+        if !used && !busy_id && older(&created, grace, now) {
             m.gateway().leave(&name).await;
             docker::remove_network(d, &name).await?;
             report.networks.push(name);
@@ -159,6 +165,16 @@ pub async fn clean_up(
                 docker::remove_image(d, &tag).await?;
                 report.images.push(tag);
             }
+        }
+    }
+    // Named volumes of previews that are gone.
+    for (name, l) in docker::volumes::volumes(d, inst).await? {
+        let preview = l.get(labels::PREVIEW).cloned().unwrap_or_default();
+        let created = l.get(labels::CREATED).cloned().unwrap_or_default();
+        let busy_id = PreviewId::parse(&preview).is_ok_and(|id| busy_now(&id));
+        if !live_ids.contains(&preview) && !busy_id && older(&created, grace, now) {
+            docker::volumes::remove_volume(d, &name).await?;
+            report.volumes.push(name);
         }
     }
     let wt_dir = source::worktrees_dir(&config.instance_dir());

@@ -16,11 +16,14 @@ mod paths;
 mod previewd_yml;
 mod raw;
 mod route;
+pub mod runtime;
 mod tree;
 mod validate;
 mod yaml;
 
+pub use paths::resolve_inside;
 pub use route::MAX_SEGMENTS;
+pub use runtime::{Host, Mount, NetworkSpec, Runtime, VolumeSpec};
 pub use validate::{MAX_ENV_VALUE, MAX_ENV_VARS, MAX_SERVICES};
 pub use yaml::{MAX_DEPTH, MAX_FILE_BYTES};
 
@@ -107,6 +110,14 @@ pub struct Spec {
     pub services: BTreeMap<ServiceName, Service>,
     /// The `dev:` section, used by `--mode dev`.
     pub dev: BTreeMap<ServiceName, DevService>,
+    /// The project's named volumes (compose only): one Docker volume each per preview.
+    pub volumes: BTreeMap<String, VolumeSpec>,
+    /// The project's networks (compose only), besides the default one: one Docker network
+    /// each per generation.
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// What previewd does differently from the file's literal meaning, beyond single services
+    /// (each service's own are in its `run.changes`).
+    pub changes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +135,10 @@ pub struct Service {
     pub depends_on: Vec<ServiceName>,
     /// Not routed; reachable by the other services of the preview only.
     pub internal: bool,
+    /// The host a routed service answers at.
+    pub host: Host,
+    /// Mounts, networks, aliases and the container options compose passes through.
+    pub run: Runtime,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +184,10 @@ pub struct HealthCheck {
     /// How long to wait for the service to become healthy (default: the operator's
     /// `limits.health_timeout`, and never more than it).
     pub timeout: Option<Duration>,
+    /// Whether a deployment waits for this answer. A compose service on a host of its own
+    /// may speak no HTTP at all (a database publishing its port): it is probed only when
+    /// `x-previewd.healthcheck` asks.
+    pub required: bool,
 }
 
 /// One service of `--mode dev`: the worktree is mounted at `workdir` in `image`, and `command`
@@ -208,4 +227,31 @@ pub enum SpecError {
         key: String,
         reason: String,
     },
+    /// Every problem found, so that one round of fixes can address them all.
+    #[error("{}", several(.0))]
+    Several(Vec<SpecError>),
+}
+
+impl SpecError {
+    /// One error as it is, several as [`SpecError::Several`].
+    pub fn from_all(mut all: Vec<SpecError>) -> SpecError {
+        if all.len() == 1 {
+            all.remove(0)
+        } else {
+            SpecError::Several(all)
+        }
+    }
+
+    /// The single problems, in the order found.
+    pub fn problems(&self) -> Vec<&SpecError> {
+        match self {
+            SpecError::Several(all) => all.iter().flat_map(SpecError::problems).collect(),
+            one => vec![one],
+        }
+    }
+}
+
+fn several(all: &[SpecError]) -> String {
+    let lines: Vec<String> = all.iter().map(|e| format!("  - {e}")).collect();
+    format!("{} problems:\n{}", all.len(), lines.join("\n"))
 }

@@ -146,6 +146,63 @@ fn is_stage_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
+/// A path of the repository as a config writes it (`./conf/nginx.conf`), resolved against the
+/// real file system, symbolic links included, and refused unless it stays inside `worktree`.
+/// Returns it relative to the worktree's root. A tail that does not exist yet is kept as
+/// written (compose creates a missing bind-mount folder; previewd creates it inside the
+/// worktree). `Err((refused, reason))` as [`check_relative`]. Run again right before a mount,
+/// since the worktree may have changed since the config was read.
+pub fn resolve_inside(worktree: &Path, path: &str) -> Result<PathBuf, (bool, String)> {
+    if path.contains("docker.sock") {
+        return Err((
+            true,
+            "it mounts the Docker socket, which would give the preview control of every \
+             container on the host"
+                .to_owned(),
+        ));
+    }
+    check_relative(path)?;
+    let root = worktree
+        .canonicalize()
+        .map_err(|e| (false, format!("the worktree cannot be resolved: {e}")))?;
+    let mut existing = root.clone();
+    let mut rest = PathBuf::new();
+    for c in Path::new(path).components() {
+        let Component::Normal(part) = c else { continue };
+        if rest.as_os_str().is_empty() {
+            let next = existing.join(part);
+            match std::fs::symlink_metadata(&next) {
+                Ok(_) => {
+                    existing = next
+                        .canonicalize()
+                        .map_err(|e| (true, format!("`{}` cannot be resolved: {e}", clip(path))))?;
+                    if !existing.starts_with(&root) {
+                        return Err((
+                            true,
+                            format!(
+                                "`{}` leads outside the repository (through a symbolic link)",
+                                clip(path)
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err((false, format!("`{}` cannot be read: {e}", clip(path)))),
+            }
+        }
+        rest.push(part);
+    }
+    let relative = relative(&existing, &root);
+    Ok(if rest.as_os_str().is_empty() {
+        relative
+    } else if relative == Path::new(".") {
+        rest
+    } else {
+        relative.join(rest)
+    })
+}
+
 fn resolve(base: &Path, relative: &str) -> io::Result<PathBuf> {
     base.join(relative).canonicalize()
 }
@@ -182,7 +239,7 @@ fn check_relative(path: &str) -> Result<(), (bool, String)> {
         ));
     }
     let p = Path::new(path);
-    if p.is_absolute() || path.starts_with('~') {
+    if p.is_absolute() || path.starts_with('~') || path.starts_with('$') {
         return Err((
             true,
             format!(

@@ -99,6 +99,8 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
             health: s.healthcheck,
             depends_on: s.depends_on.unwrap_or_default(),
             internal: s.internal.unwrap_or(false),
+            host: Default::default(),
+            run: Default::default(),
         })
         .collect();
     let devs = raw
@@ -113,5 +115,5 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
             port: d.port,
         })
         .collect();
-    validate::finish(file, &KEYS, drafts, devs, worktree)
+    validate::finish(file, &KEYS, drafts, devs, Default::default(), worktree)
 }

@@ -1,4 +1,4 @@
-//! Raw serde shapes shared by `.previewd.yml` and the compose subset: values that may be
+//! Raw serde shapes shared by `.previewd.yml` and compose files: values that may be
 //! written in more than one form (a build as a string or a mapping, env as a mapping or a list
 //! of `K=V`, a command as a list or a string). They only mirror the input; every check lives
 //! in `validate`. Nothing here decides what is allowed.
@@ -136,7 +136,7 @@ impl<'de> Deserialize<'de> for Build {
         impl<'de> Visitor<'de> for V {
             type Value = Build;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a context path, or a mapping {context, dockerfile, args}")
+                f.write_str("a context path, or a mapping {context, dockerfile, args, target}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Build, E> {
                 Ok(Build::Short(v.to_owned()))

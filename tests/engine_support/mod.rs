@@ -199,6 +199,8 @@ impl TestEnv {
         assert!(c.is_empty(), "containers left: {c:?}");
         assert!(n.is_empty(), "networks left: {n:?}");
         assert!(i.is_empty(), "images left: {i:?}");
+        let v = volumes(&instance).await;
+        assert!(v.is_empty(), "volumes left: {v:?}");
         let left = self.worktrees();
         assert!(left.is_empty(), "worktrees left: {left:?}");
     }
@@ -300,11 +302,17 @@ async fn cleanup(instance: &str) {
                     &c,
                     Some(RemoveContainerOptions {
                         force: true,
+                        v: true,
                         ..Default::default()
                     }),
                 )
                 .await;
         }
+    }
+    for v in volumes(instance).await {
+        let _ = d
+            .remove_volume(&v, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await;
     }
     if let Ok(ns) = d
         .list_networks(Some(ListNetworksOptions {
@@ -336,6 +344,23 @@ async fn cleanup(instance: &str) {
                 .await;
         }
     }
+}
+
+/// The named volumes of the instance.
+pub async fn volumes(instance: &str) -> Vec<String> {
+    let Ok(d) = Docker::connect_with_defaults() else {
+        return Vec::new();
+    };
+    d.list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+        filters: Some(label_filter(instance)),
+    }))
+    .await
+    .ok()
+    .and_then(|r| r.volumes)
+    .unwrap_or_default()
+    .into_iter()
+    .map(|v| v.name)
+    .collect()
 }
 
 pub fn fixture(name: &str) -> PathBuf {

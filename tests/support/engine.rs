@@ -275,6 +275,7 @@ impl PreviewEngine for FakeEngine {
                             ],
                             total: Duration::from_millis(1800),
                         },
+                        downtime: Vec::new(),
                     })
                 }
             }

@@ -32,6 +32,18 @@ pub const FORGE: &str = "dev.previewd.forge";
 pub const GATEWAY_SETTINGS: &str = "dev.previewd.gateway-settings";
 /// On containers: the expected health path and status (`/api/health 200`).
 pub const HEALTH: &str = "dev.previewd.health";
+/// On containers: the project networks joined, comma-separated (absent: the default one).
+pub const NETWORKS: &str = "dev.previewd.networks";
+/// On containers: the named volumes mounted, comma-separated; on volumes: the volume's name
+/// in the compose file.
+pub const VOLUMES: &str = "dev.previewd.volumes";
+/// On containers: `service` when the service answers at a host of its own.
+pub const HOST: &str = "dev.previewd.host";
+/// On containers: `true` for a job others wait to complete, whose exit is not a failure.
+pub const ONESHOT: &str = "dev.previewd.oneshot";
+/// On a project network: its name in the compose file.
+pub const NETWORK: &str = "dev.previewd.network";
+pub const ROLE_VOLUME: &str = "volume";
 
 pub const ROLE_GATEWAY: &str = "gateway";
 pub const ROLE_SERVICE: &str = "service";
@@ -57,6 +69,26 @@ pub fn staging_name(instance: &Instance, id: &PreviewId, service: &str, generati
 /// there and back on every update, refusing every preview's connections for ~100 ms.
 pub fn network_name(instance: &Instance, id: &PreviewId, generation: u64) -> String {
     format!("{}{id}-{generation}", network_prefix(instance))
+}
+
+/// A project network of a generation: the generation's network name and the compose name.
+/// The compose default network is the generation's network itself.
+pub fn project_network_name(
+    instance: &Instance,
+    id: &PreviewId,
+    generation: u64,
+    network: &str,
+) -> String {
+    if network == crate::spec::runtime::DEFAULT_NETWORK {
+        network_name(instance, id, generation)
+    } else {
+        format!("{}-{network}", network_name(instance, id, generation))
+    }
+}
+
+/// A preview's named volume: one per preview and compose volume name, kept across updates.
+pub fn volume_name(instance: &Instance, id: &PreviewId, volume: &str) -> String {
+    format!("{instance}-{id}-{volume}")
 }
 
 /// What every preview network of `instance` is named with first.
@@ -107,6 +139,36 @@ pub struct Member {
     pub image: String,
     /// `true` when the container has its canonical name: its generation is (or was) live.
     pub canonical: bool,
+    /// The compose networks it joined (`default` when the label is absent).
+    pub networks: Vec<String>,
+    /// The named volumes it mounts (compose names).
+    pub volumes: Vec<String>,
+    /// It answers at a host of its own, `<id>-<service>`.
+    pub own_host: bool,
+    /// A job that others wait to complete: exited is its healthy end.
+    pub oneshot: bool,
+}
+
+impl Member {
+    /// The Docker names of the networks it joined.
+    pub fn network_names(&self, instance: &Instance) -> Vec<String> {
+        self.networks
+            .iter()
+            .map(|n| project_network_name(instance, &self.preview, self.generation, n))
+            .collect()
+    }
+}
+
+fn list(labels: &HashMap<String, String>, key: &str) -> Vec<String> {
+    labels
+        .get(key)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl Member {
@@ -162,6 +224,17 @@ pub fn parse_member(
         state: state.to_owned(),
         image: image.to_owned(),
         canonical,
+        networks: {
+            let n = list(labels, NETWORKS);
+            if n.is_empty() {
+                vec![crate::spec::runtime::DEFAULT_NETWORK.to_owned()]
+            } else {
+                n
+            }
+        },
+        volumes: list(labels, VOLUMES),
+        own_host: labels.get(HOST).map(String::as_str) == Some("service"),
+        oneshot: labels.get(ONESHOT).map(String::as_str) == Some("true"),
     })
 }
 

@@ -4,7 +4,8 @@
 //! caller should tell the user.
 //!
 //! Beside it: `labels` names and labels every object (and never calls Docker), `network` makes
-//! preview networks, `lockfile` holds the instance's `flock` files.
+//! preview networks, `volumes` a preview's named volumes, `lifecycle` waits on a container's
+//! health and exit, `lockfile` holds the instance's `flock` files.
 
 use std::collections::HashMap;
 
@@ -21,8 +22,10 @@ use crate::ids::Instance;
 use labels::Member;
 
 pub mod labels;
+pub mod lifecycle;
 pub mod lockfile;
 pub mod network;
+pub mod volumes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {

@@ -28,9 +28,22 @@ pub async fn create_preview_network(
     name: &str,
     labels: HashMap<String, String>,
 ) -> Result<(), DockerError> {
+    create_network(docker, config, name, labels, false).await
+}
+
+/// Creates one network of a generation (its default one, or a compose project network);
+/// `internal`: Docker's, no route out.
+pub async fn create_network(
+    docker: &Docker,
+    config: &Config,
+    name: &str,
+    labels: HashMap<String, String>,
+    internal: bool,
+) -> Result<(), DockerError> {
     let request = |subnet: Option<String>| NetworkCreateRequest {
         name: name.to_owned(),
         driver: Some("bridge".to_owned()),
+        internal: internal.then_some(true),
         labels: Some(labels.clone()),
         ipam: subnet.map(|s| Ipam {
             config: Some(vec![IpamConfig {

@@ -38,34 +38,45 @@ pub fn table(config: &Config, previews: &[Observed]) -> BTreeSet<PathBuf> {
     for p in previews {
         let live = p.live();
         for (g, members) in &p.generations {
-            let host = match live {
-                Some(l) if *g == l => super::hosts::live_host(p.id.as_str(), domain),
+            let staging = match live {
+                Some(l) if *g == l => false,
                 Some(l) if *g < l => continue, // retired: being removed
-                _ => super::hosts::staging_host(p.id.as_str(), *g, domain),
+                _ => true,
             };
-            // Ids are lower case already; the configured domain may not be.
-            let host = PathBuf::from(host.to_ascii_lowercase());
-            let mut own = Vec::new();
+            // A host per member: the preview's, or the service's own.
+            let mut by_host: std::collections::BTreeMap<String, Vec<PathBuf>> = Default::default();
             for m in members {
                 let (Some(route), Some(port)) = (m.route.as_deref(), m.port) else {
                     continue;
                 };
+                let id = p.id.as_str();
+                let host = match (m.own_host, staging) {
+                    (false, false) => super::hosts::live_host(id, domain),
+                    (false, true) => super::hosts::staging_host(id, *g, domain),
+                    (true, false) => super::hosts::service_host(id, &m.service, domain),
+                    (true, true) => super::hosts::staging_service_host(id, *g, &m.service, domain),
+                };
+                // Ids are lower case already; the configured domain may not be.
+                let host = host.to_ascii_lowercase();
                 let alias = labels::upstream_alias(&p.id, &m.service, m.generation);
-                let mut dir = host.clone();
+                let mut dir = PathBuf::from(&host);
                 dir.extend(route.split('/').filter(|s| !s.is_empty()));
-                own.push(dir.join(format!("={alias}:{port}={}", p.id)));
+                by_host
+                    .entry(host)
+                    .or_default()
+                    .push(dir.join(format!("={alias}:{port}={}", p.id)));
             }
-            if own.is_empty() {
-                continue;
+            for (host, mut own) in by_host {
+                let host = PathBuf::from(host);
+                if !own.iter().any(|f| f.parent() == Some(host.as_path())) {
+                    // The host is known but no service has this path: a 404 that says so.
+                    own.push(host.join(format!("=={}", p.id)));
+                }
+                if !staging {
+                    own.push(host.join(TLS_MARK));
+                }
+                files.extend(own);
             }
-            if !own.iter().any(|f| f.parent() == Some(host.as_path())) {
-                // The host is known but no service has this path: a 404 that says so.
-                own.push(host.join(format!("=={}", p.id)));
-            }
-            if live == Some(*g) {
-                own.push(host.join(TLS_MARK));
-            }
-            files.extend(own);
         }
     }
     files

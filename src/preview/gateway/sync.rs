@@ -20,13 +20,16 @@ use crate::preview::docker::labels::{self, Observed};
 use crate::preview::docker::{self, DockerError};
 use crate::preview::http_client as http;
 
-/// The networks the gateway must have joined to reach every routed container.
+/// The networks the gateway must have joined to reach every routed container: each routed
+/// service's networks (a compose project's backend network, say, is not among them).
 pub fn routed_networks(config: &Config, previews: &[Observed]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for p in previews {
         let live = p.live().unwrap_or(0);
-        for &g in p.generations.keys().filter(|&&g| g >= live) {
-            out.insert(labels::network_name(&config.instance, &p.id, g));
+        for (_, members) in p.generations.iter().filter(|(g, _)| **g >= live) {
+            for m in members.iter().filter(|m| m.route.is_some()) {
+                out.extend(m.network_names(&config.instance));
+            }
         }
     }
     out
@@ -88,11 +91,8 @@ impl Gateway {
         // stays joined until it is removed: requests already sent to it must be able to finish.
         let present: BTreeSet<String> = previews
             .iter()
-            .flat_map(|p| {
-                p.generations
-                    .keys()
-                    .map(|g| labels::network_name(&config.instance, &p.id, *g))
-            })
+            .flat_map(|p| p.generations.values().flatten())
+            .flat_map(|m| m.network_names(&config.instance))
             .collect();
         let ours = labels::network_prefix(&config.instance);
         for net in joined.difference(&present) {

@@ -67,6 +67,10 @@ fn member(
         state: "running".into(),
         image: String::new(),
         canonical,
+        networks: vec!["default".into()],
+        volumes: Vec::new(),
+        own_host: false,
+        oneshot: false,
     }
 }
 
@@ -204,4 +208,30 @@ fn dot_segments_are_refused_before_routing() {
         assert!(!re.is_match(good), "{good}");
     }
     assert_eq!(first["handle"][0]["status_code"], 400);
+}
+
+#[test]
+fn a_service_on_a_host_of_its_own_answers_there_and_only_there() {
+    let config = config("localhost");
+    let id = "abcdefghij";
+    let web = member(id, "web", 1, Some("/"), true);
+    let mut admin = member(id, "admin", 1, Some("/"), true);
+    admin.own_host = true;
+    let mut next = member(id, "admin", 2, Some("/"), false);
+    next.own_host = true;
+    let previews = group(vec![web, admin, next]);
+    let d = &config.gateway.domain;
+    assert_eq!(
+        resolve(&config, &previews, &format!("{id}.{d}"), "/x"),
+        format!("{id}-web-1:80")
+    );
+    assert_eq!(
+        resolve(&config, &previews, &format!("{id}-admin.{d}"), "/x"),
+        format!("{id}-admin-1:80")
+    );
+    assert_eq!(
+        resolve(&config, &previews, &format!("{id}-2-admin.{d}"), "/"),
+        format!("{id}-admin-2:80"),
+        "the next generation is checked at its own staging host"
+    );
 }

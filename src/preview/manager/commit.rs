@@ -118,9 +118,8 @@ impl Manager {
             }
         }
         for g in old_gens {
-            let net = labels::network_name(inst, &p.id, g);
-            self.gateway.leave(&net).await;
-            docker::remove_network(&self.docker, &net).await?;
+            // The generation's default network and its compose project networks.
+            self.remove_networks_of(&p.id, g).await?;
         }
         // What builds this deployment superseded (a push after a push) left half-way, and the
         // images whose tags went to this generation's builds.

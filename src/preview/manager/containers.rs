@@ -1,66 +1,116 @@
-//! Starting a generation: its own network, then one container per service in dependency
-//! order, each with the design's (docs/architecture.md) labels, the operator's limits and no way out to the host.
+//! Starting a generation: its own networks (the default one and a compose project's), the
+//! preview's named volumes, then one container per service in dependency order, each after
+//! what it waits for, with the design's (docs/architecture.md) labels, the operator's limits
+//! and no way out to the host. A service that mounts a named volume starts only after the old
+//! generation's containers that mount it have stopped.
 
 use std::collections::{HashMap, HashSet};
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::CreateContainerOptions;
 use futures_util::future::join_all;
 
-use super::{Manager, Mode, Prepared, UpRequest, fail};
+use super::{Manager, Mode, Prepared, UpRequest, fail, run_options};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::build;
-use crate::preview::docker::{self, DockerError, labels, network};
-use crate::spec::{self, Spec};
+use crate::preview::docker::{self, DockerError, labels, lifecycle, network, volumes};
+use crate::spec::runtime::{Condition, DEFAULT_NETWORK};
+use crate::spec::{self, Host, Spec};
 
 impl Manager {
-    /// Creates the generation's network and starts its containers in dependency order.
+    /// Creates the generation's networks and the preview's volumes, then starts its
+    /// containers in dependency order, each after what it waits for. Returns the services
+    /// whose old container was stopped before the new one started (they mount a named volume,
+    /// which two containers must never use at once): their moment of downtime.
     pub(super) async fn start(
         &self,
         req: &UpRequest,
         p: &Prepared,
         spec: &Spec,
         images: &HashMap<String, String>,
-    ) -> Result<(), DeployFailure> {
+    ) -> Result<Vec<String>, DeployFailure> {
         let inst = &self.config.instance;
-        let net = labels::network_name(inst, &p.id, p.generation);
         let created = crate::clock::rfc3339(self.clock.now());
-        let net_labels = HashMap::from([
-            (labels::INSTANCE.to_owned(), inst.to_string()),
-            (labels::PREVIEW.to_owned(), p.id.to_string()),
-            (labels::GENERATION.to_owned(), p.generation.to_string()),
-            (labels::CREATED.to_owned(), created.clone()),
-        ]);
-        network::create_preview_network(&self.docker, &self.config, &net, net_labels)
-            .await
-            .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
+        let start_fail = |e: DockerError| fail(Phase::Start, None, e.to_string());
+        for net in used_networks(spec) {
+            let name = labels::project_network_name(inst, &p.id, p.generation, &net);
+            let project = spec.networks.get(&net);
+            let mut l: HashMap<String, String> = project
+                .map(|n| n.labels.clone().into_iter().collect())
+                .unwrap_or_default();
+            l.extend([
+                (labels::INSTANCE.to_owned(), inst.to_string()),
+                (labels::PREVIEW.to_owned(), p.id.to_string()),
+                (labels::GENERATION.to_owned(), p.generation.to_string()),
+                (labels::CREATED.to_owned(), created.clone()),
+                (labels::NETWORK.to_owned(), net.clone()),
+            ]);
+            let internal = project.is_some_and(|n| n.internal);
+            network::create_network(&self.docker, &self.config, &name, l, internal)
+                .await
+                .map_err(start_fail)?;
+        }
+        for (name, v) in &spec.volumes {
+            let mut l: HashMap<String, String> = v.labels.clone().into_iter().collect();
+            l.extend([
+                (labels::INSTANCE.to_owned(), inst.to_string()),
+                (labels::ROLE.to_owned(), labels::ROLE_VOLUME.to_owned()),
+                (labels::PREVIEW.to_owned(), p.id.to_string()),
+                (labels::VOLUMES.to_owned(), name.clone()),
+                (labels::REPO.to_owned(), p.key.repo.clone()),
+                (labels::BRANCH.to_owned(), p.key.branch.clone()),
+                (labels::FORGE.to_owned(), req.forge.clone()),
+                (labels::CREATED.to_owned(), created.clone()),
+            ]);
+            let vname = labels::volume_name(inst, &p.id, name);
+            volumes::ensure_volume(&self.docker, &vname, l)
+                .await
+                .map_err(start_fail)?;
+        }
         // Every container is created at once (a create starts nothing), then started a level at
         // a time: each service after the ones it depends on, the rest side by side, as compose
         // does. All requests of a step are waited for, failed or not, so that a failure's
         // cleanup finds by label everything that was made.
         let created = &created;
+        let oneshots = oneshots(spec);
+        let oneshots = &oneshots;
         let created_all = join_all(spec.services.values().map(|svc| async move {
             let name = svc.name.as_str();
-            let (cname, body) = self.container(req, p, spec, svc, created, images);
+            let oneshot = oneshots.contains(name);
+            let (cname, body, extra) = self
+                .container(req, p, spec, svc, created, images, oneshot)
+                .map_err(|why| fail(Phase::Start, Some(name), why))?;
             let opts = CreateContainerOptions {
-                name: Some(cname),
-                ..Default::default()
+                name: Some(cname.clone()),
+                platform: svc.run.platform.clone().unwrap_or_default(),
             };
+            let docker_err = |e: DockerError| fail(Phase::Start, Some(name), e.to_string());
             self.docker
                 .create_container(Some(opts), body)
                 .await
-                .map(drop)
-                .map_err(|e| fail(Phase::Start, Some(name), DockerError::from(e).to_string()))
+                .map_err(|e| docker_err(DockerError::from(e)))?;
+            for (net, aliases) in extra {
+                lifecycle::connect(&self.docker, &net, &cname, aliases)
+                    .await
+                    .map_err(docker_err)?;
+            }
+            Ok(())
         }))
         .await;
         created_all.into_iter().collect::<Result<(), _>>()?;
+        let downtime = std::sync::Mutex::new(Vec::new());
+        let downtime_ref = &downtime;
         for level in start_levels(spec) {
             let started = join_all(level.into_iter().map(|svc| async move {
                 let name = svc.name.as_str();
                 let cname = labels::staging_name(inst, &p.id, name, p.generation);
+                self.wait_for_dependencies(p, svc).await?;
+                let stopped = self.stop_volume_sharers(p, svc).await?;
+                if let Ok(mut d) = downtime_ref.lock() {
+                    d.extend(stopped);
+                }
                 match self.docker.start_container(&cname, None).await {
                     Ok(()) => Ok(()),
                     Err(e) => {
@@ -74,11 +124,73 @@ impl Manager {
             .await;
             started.into_iter().collect::<Result<(), _>>()?;
         }
+        let mut downtime = downtime.into_inner().unwrap_or_default();
+        downtime.sort();
+        downtime.dedup();
+        Ok(downtime)
+    }
+
+    /// Waits until each of `svc`'s dependencies reached its `depends_on` condition.
+    async fn wait_for_dependencies(
+        &self,
+        p: &Prepared,
+        svc: &spec::Service,
+    ) -> Result<(), DeployFailure> {
+        let inst = &self.config.instance;
+        let deadline = self.config.limits.health_timeout;
+        for (dep, condition) in &svc.run.conditions {
+            let dname = labels::staging_name(inst, &p.id, dep.as_str(), p.generation);
+            let (reached, wanted) = match condition {
+                Condition::Started => continue,
+                Condition::Healthy => (
+                    lifecycle::wait_healthy(&self.docker, &dname, deadline).await,
+                    "healthy",
+                ),
+                Condition::CompletedSuccessfully => (
+                    lifecycle::wait_completed(&self.docker, &dname, deadline).await,
+                    "completed successfully",
+                ),
+            };
+            if let lifecycle::Reached::No(why) = reached {
+                let mut f = fail(
+                    Phase::Start,
+                    Some(dep.as_str()),
+                    format!("{} waits for {dep} to be {wanted}, but it {why}", svc.name),
+                );
+                f.log_tail = docker::log_tail(&self.docker, &dname, build::TAIL).await;
+                return Err(f);
+            }
+        }
         Ok(())
     }
 
-    /// The name and create request of `svc`'s container in this generation: the design's (docs/architecture.md) labels,
-    /// the operator's limits, the generation's network and nothing else.
+    /// Stops every container of the old generation that mounts one of `svc`'s named volumes,
+    /// so that two containers never use a volume at once; returns their services.
+    async fn stop_volume_sharers(
+        &self,
+        p: &Prepared,
+        svc: &spec::Service,
+    ) -> Result<Vec<String>, DeployFailure> {
+        let mine: HashSet<&str> = svc.run.named_volumes().collect();
+        let mut stopped = Vec::new();
+        for old in p
+            .old
+            .iter()
+            .filter(|o| o.volumes.iter().any(|v| mine.contains(v.as_str())))
+        {
+            lifecycle::stop(&self.docker, &old.container_id, svc.run.stop_grace_period)
+                .await
+                .map_err(|e| fail(Phase::Start, Some(&old.service), e.to_string()))?;
+            stopped.push(old.service.clone());
+        }
+        Ok(stopped)
+    }
+
+    /// The name and create request of `svc`'s container in this generation, and the other
+    /// networks it joins once created (with its aliases there): the design's
+    /// (docs/architecture.md) labels, the operator's limits, the generation's networks and
+    /// nothing else.
+    #[allow(clippy::too_many_arguments)]
     fn container(
         &self,
         req: &UpRequest,
@@ -87,10 +199,10 @@ impl Manager {
         svc: &spec::Service,
         created: &str,
         images: &HashMap<String, String>,
-    ) -> (String, ContainerCreateBody) {
+        oneshot: bool,
+    ) -> Result<(String, ContainerCreateBody, ExtraNetworks), String> {
         let inst = &self.config.instance;
         let limits = &self.config.limits;
-        let net = labels::network_name(inst, &p.id, p.generation);
         let name = svc.name.as_str();
         let dev = match req.mode {
             Mode::Dev { .. } => spec.dev.get(&svc.name),
@@ -118,10 +230,26 @@ impl Manager {
         if let (Some(route), Some(port), false) = (&svc.route, port, svc.internal) {
             l.insert(labels::ROUTE, route.as_str().to_owned());
             l.insert(labels::PORT, port.to_string());
-            l.insert(
-                labels::HEALTH,
-                format!("{} {}", svc.healthcheck.path, svc.healthcheck.status),
-            );
+            if svc.healthcheck.required {
+                l.insert(
+                    labels::HEALTH,
+                    format!("{} {}", svc.healthcheck.path, svc.healthcheck.status),
+                );
+            }
+            if svc.host == Host::Service {
+                l.insert(labels::HOST, "service".to_owned());
+            }
+        }
+        let networks = service_networks(svc);
+        if networks != [DEFAULT_NETWORK] {
+            l.insert(labels::NETWORKS, networks.join(","));
+        }
+        let vols: Vec<&str> = svc.run.named_volumes().collect();
+        if !vols.is_empty() {
+            l.insert(labels::VOLUMES, vols.join(","));
+        }
+        if oneshot {
+            l.insert(labels::ONESHOT, "true".to_owned());
         }
         let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut cmd = svc.command.clone();
@@ -133,25 +261,41 @@ impl Manager {
             working_dir = Some(d.workdir.clone());
             binds = Some(vec![format!("{}:{}", p.worktree.display(), d.workdir)]);
         }
+        let mounts = run_options::mounts(inst, &p.id, &svc.run, &p.worktree, limits)?;
         let image = images.get(name).cloned().unwrap_or_default();
-        let body = ContainerCreateBody {
+        // Every network the service joins knows it by its name, the gateway's upstream alias,
+        // and the names the file gives it (hostname, container_name, links, aliases).
+        let aliases_on = |net: &str| {
+            let mut a = vec![
+                name.to_owned(),
+                labels::upstream_alias(&p.id, name, p.generation),
+            ];
+            a.extend(svc.run.aliases.iter().cloned());
+            a.extend(svc.run.networks.get(net).into_iter().flatten().cloned());
+            a
+        };
+        let first = labels::project_network_name(inst, &p.id, p.generation, &networks[0]);
+        let extra = networks[1..]
+            .iter()
+            .map(|n| {
+                (
+                    labels::project_network_name(inst, &p.id, p.generation, n),
+                    aliases_on(n),
+                )
+            })
+            .collect();
+        let mut body = ContainerCreateBody {
             image: Some(image),
             env: Some(env),
             cmd,
             working_dir,
             // No `hostname`: Docker makes it an alias on every network the container joins;
-            // a service's names are the aliases on its preview network, nothing else.
+            // a service's names are the aliases on its preview networks, nothing else.
             labels: Some(l.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
             host_config: Some(HostConfig {
-                memory: Some(limits.memory),
-                nano_cpus: Some((limits.cpus * 1e9) as i64),
-                pids_limit: Some(limits.pids),
-                network_mode: Some(net.clone()),
+                network_mode: Some(first.clone()),
                 binds,
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
+                mounts: (!mounts.is_empty()).then_some(mounts),
                 security_opt: Some(vec!["no-new-privileges:true".into()]),
                 log_config: Some(HostConfigLogConfig {
                     typ: Some("json-file".into()),
@@ -164,21 +308,47 @@ impl Manager {
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
-                    net,
+                    first,
                     EndpointSettings {
-                        aliases: Some(vec![
-                            name.to_owned(),
-                            labels::upstream_alias(&p.id, name, p.generation),
-                        ]),
+                        aliases: Some(aliases_on(&networks[0])),
                         ..Default::default()
                     },
                 )])),
             }),
             ..Default::default()
         };
+        run_options::apply(&mut body, &svc.run, limits, oneshot);
         let cname = labels::staging_name(inst, &p.id, name, p.generation);
-        (cname, body)
+        Ok((cname, body, extra))
     }
+}
+
+/// Networks a container joins after its create, each with its aliases there.
+type ExtraNetworks = Vec<(String, Vec<String>)>;
+
+/// The compose networks a service joins, the default one when it names none; never empty.
+fn service_networks(svc: &spec::Service) -> Vec<String> {
+    if svc.run.networks.is_empty() {
+        vec![DEFAULT_NETWORK.to_owned()]
+    } else {
+        svc.run.networks.keys().cloned().collect()
+    }
+}
+
+/// Every network some service of the generation joins.
+fn used_networks(spec: &Spec) -> std::collections::BTreeSet<String> {
+    spec.services.values().flat_map(service_networks).collect()
+}
+
+/// Services that others wait to complete (`service_completed_successfully`): jobs whose exit
+/// is their success, not a failure.
+pub(super) fn oneshots(spec: &Spec) -> HashSet<String> {
+    spec.services
+        .values()
+        .flat_map(|s| &s.run.conditions)
+        .filter(|(_, c)| **c == Condition::CompletedSuccessfully)
+        .map(|(d, _)| d.as_str().to_owned())
+        .collect()
 }
 
 /// The services in start levels: each level's services depend only on those of the levels

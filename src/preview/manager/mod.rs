@@ -38,6 +38,7 @@ mod images;
 mod logs;
 pub use logs::{LogLine, LogQuery, LogStream};
 mod prepare;
+mod run_options;
 mod teardown;
 mod view;
 
@@ -209,14 +210,18 @@ impl Manager {
             }
         };
         let result = match result {
-            Ok(()) => self.finish(&prepared).await,
+            Ok(downtime) => self.finish(&prepared).await.map(|s| (s, downtime)),
             Err(f) => Err(f),
         };
         match result {
-            Ok(mut state) => {
+            Ok((mut state, downtime)) => {
                 timings.total = started.elapsed();
                 state.status = PreviewStatus::Running;
-                Ok(Deployed { state, timings })
+                Ok(Deployed {
+                    state,
+                    timings,
+                    downtime,
+                })
             }
             Err(f) => {
                 self.discard(&prepared).await;
@@ -226,7 +231,8 @@ impl Manager {
     }
 
     /// Config → build → start → route → health, each phase entered (for `progress` and for
-    /// a cancellation to name), paused at for fault injection and timed.
+    /// a cancellation to name), paused at for fault injection and timed. Returns the services
+    /// that were stopped before their replacement started (their moment of downtime).
     async fn attempt(
         &self,
         req: &UpRequest,
@@ -234,7 +240,7 @@ impl Manager {
         progress: &Progress,
         phase: &Mutex<Phase>,
         timings: &mut Timings,
-    ) -> Result<(), DeployFailure> {
+    ) -> Result<Vec<String>, DeployFailure> {
         let enter = |ph: Phase| {
             if let Ok(mut g) = phase.lock() {
                 *g = ph;
@@ -255,7 +261,7 @@ impl Manager {
         timings.phases.push((Phase::Build, t.elapsed()));
 
         let t = enter(Phase::Start);
-        self.start(req, p, &spec, &images).await?;
+        let downtime = self.start(req, p, &spec, &images).await?;
         fault::pause(Phase::Start).await;
         timings.phases.push((Phase::Start, t.elapsed()));
 
@@ -270,7 +276,7 @@ impl Manager {
         fault::pause(Phase::Health).await;
         timings.phases.push((Phase::Health, t.elapsed()));
 
-        Ok(())
+        Ok(downtime)
     }
 
     /// Reads the worktree's `.previewd.yml`; dev mode needs its `dev:` section.
@@ -311,20 +317,34 @@ impl Manager {
     ) -> Result<(), DeployFailure> {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
         let inst = &self.config.instance;
-        // Every container, internal ones too, must stay up while the public ones come up.
+        // Every container, internal ones too, must stay up while the public ones come up; a
+        // job others waited to complete has ended, as it should.
+        let oneshots = containers::oneshots(spec);
         let all: Vec<String> = spec
             .services
             .keys()
+            .filter(|s| !oneshots.contains(s.as_str()))
             .map(|s| labels::staging_name(inst, &p.id, s.as_str(), p.generation))
             .collect();
+        let domain = &self.config.gateway.domain;
         let checks: Vec<_> = spec
             .services
             .values()
-            .filter(|s| !s.internal && s.route.is_some())
+            .filter(|s| !s.internal && s.route.is_some() && s.healthcheck.required)
             .map(|svc| {
                 let addr = addr.clone();
                 let all = all.clone();
+                let host = match svc.host {
+                    spec::Host::Preview => host.to_owned(),
+                    spec::Host::Service => gateway::staging_service_host(
+                        p.id.as_str(),
+                        p.generation,
+                        svc.name.as_str(),
+                        domain,
+                    ),
+                };
                 async move {
+                    let host = host.as_str();
                     let limit = self.config.limits.health_timeout;
                     let timeout = svc.healthcheck.timeout.map_or(limit, |t| t.min(limit));
                     let docker = self.docker.clone();

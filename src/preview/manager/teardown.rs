@@ -1,9 +1,9 @@
-//! Removing things: what a failed attempt made, a whole preview, and the gateway when the last
-//! preview is gone. Everything is found by label, so a removal also works after a crash.
+//! Removing things: what a failed attempt made, a whole preview (its named volumes and their
+//! data included), and the gateway when the last preview is gone. Everything is found by label, so a removal also works after a crash.
 
 use super::{Manager, ManagerError, Prepared};
 use crate::ids::PreviewId;
-use crate::preview::docker::{self, DockerError, labels};
+use crate::preview::docker::{self, DockerError, labels, volumes};
 use crate::preview::{build, source};
 
 impl Manager {
@@ -25,6 +25,12 @@ impl Manager {
                 .await?;
             if p.fresh {
                 self.remove_images(&p.id).await?;
+                self.remove_volumes(&p.id).await?;
+            } else {
+                // Containers stopped for a stop-first replacement serve again.
+                for m in p.old.iter().filter(|m| !m.volumes.is_empty()) {
+                    let _ = self.docker.start_container(&m.container_id, None).await;
+                }
             }
             // What a build that failed or was cancelled half-way committed.
             build::prune_leftovers(&self.docker, &self.config).await;
@@ -56,6 +62,24 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    /// Removes the preview's named volumes (its data goes with the preview).
+    pub(super) async fn remove_volumes(&self, id: &PreviewId) -> Result<(), ManagerError> {
+        for (name, l) in volumes::volumes(&self.docker, &self.config.instance).await? {
+            if l.get(labels::PREVIEW).map(String::as_str) == Some(id.as_str()) {
+                volumes::remove_volume(&self.docker, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn remove_networks_of(
+        &self,
+        id: &PreviewId,
+        generation: u64,
+    ) -> Result<(), ManagerError> {
+        self.remove_networks(id, Some(generation)).await
     }
 
     async fn remove_images(&self, id: &PreviewId) -> Result<(), ManagerError> {
@@ -109,6 +133,7 @@ impl Manager {
         }
         self.remove_networks(id, None).await?;
         self.remove_images(id).await?;
+        self.remove_volumes(id).await?;
         build::prune_leftovers(&self.docker, &self.config).await;
         let (dir, id2) = (self.config.instance_dir(), id.clone());
         tokio::task::spawn_blocking(move || source::remove_worktree(&dir, &id2))

@@ -45,7 +45,10 @@ impl Manager {
         let url = self.config.preview_url(&p.id);
         let status = if live.is_empty() {
             PreviewStatus::Building
-        } else if live.iter().all(|m| m.state == "running") {
+        } else if live
+            .iter()
+            .all(|m| m.state == "running" || (m.oneshot && m.state == "exited"))
+        {
             PreviewStatus::Running
         } else {
             PreviewStatus::Failed
@@ -59,10 +62,14 @@ impl Manager {
                 ServiceHealth {
                     name: m.service.clone(),
                     route: m.route.clone(),
-                    url: m
-                        .route
-                        .as_ref()
-                        .map(|r| format!("{url}{}", r.trim_end_matches('/'))),
+                    url: m.route.as_ref().map(|r| {
+                        let base = if m.own_host {
+                            gateway::service_url(&url, p.id.as_str(), &m.service)
+                        } else {
+                            url.clone()
+                        };
+                        format!("{base}{}", r.trim_end_matches('/'))
+                    }),
                     state: m.state.clone(),
                     healthy: match probe {
                         Some(pr) => pr.ok(expected),
@@ -98,9 +105,14 @@ impl Manager {
         let jobs: Vec<_> = p
             .live_members()
             .iter()
-            .filter(|m| m.route.is_some())
+            .filter(|m| m.route.is_some() && m.health.is_some())
             .map(|m| {
-                let (addr, host) = (addr.clone(), host.clone());
+                let addr = addr.clone();
+                let host = if m.own_host {
+                    gateway::service_host(p.id.as_str(), &m.service, &self.config.gateway.domain)
+                } else {
+                    host.clone()
+                };
                 async move {
                     let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
                     (m.service.clone(), health::probe(&addr, &host, path).await)

@@ -1,214 +1,47 @@
-//! The subset of the Compose file format previewd reads when a repository has no
-//! `.previewd.yml`. Every key outside the subset is refused with its path, never dropped:
+//! A compose file, read as compose means it, when a repository has no `.previewd.yml`: the
+//! safe part of the compose specification is accepted with its meaning in a preview, and what
+//! would endanger the host or other previews is refused naming the key. Nothing is dropped in
+//! silence: a key either has its meaning, or is refused, or (when a preview gives it another
+//! meaning, like a host port that is never published) `check` says what previewd changed.
+//! `x-*` extensions are ignored, as compose ignores them; `x-previewd` in a service sets its
+//! route, port and HTTP health check.
 //!
-//! - top level: `services`; `version` and `name` are accepted and ignored; `x-*` extensions
-//!   are ignored.
-//! - `services.<name>`: `build` (a context path, or `{context, dockerfile, args}`), `image`
-//!   (the tag when `build` is given, so then ignored), `environment` (mapping or `K=V` list),
-//!   `command` (list, or a string split into words as compose does), `ports` (container ports
-//!   only: `8080`, `"8080"`, `"8080/tcp"`, `{target: 8080}`), `expose`, `depends_on` (list, or
-//!   mapping whose `condition`/`restart`/`required` are ignored), `healthcheck` (accepted and
-//!   ignored: previewd checks health over HTTP through the gateway), `restart` (ignored), `x-*`
-//!   (ignored), and `x-previewd: {route, port, internal, healthcheck: {path, status, timeout}}`.
-//! - A service is routed when it has `ports`, `x-previewd.route` or `x-previewd.port`, or
-//!   `x-previewd.internal: false`; otherwise it is internal, as a compose service without
-//!   `ports` is unreachable from outside.
+//! Routing: a service with `x-previewd.route` answers on the preview's host at that route;
+//! without any, the preview's host goes to the one service that publishes a port, or among
+//! several to the first of `web`, `frontend`, `app`, `proxy`, `nginx` that does. Every other
+//! service that publishes a port gets a host of its own, `<id>-<service>.<domain>`.
 //!
-//! Nothing here decides limits or defaults shared with `.previewd.yml`: that is `validate`.
-//!
-//! This file holds the file's shape (the serde types, each key documented) and the parse;
-//! `draft` maps one service to `validate`'s draft, `words` splits a string command.
+//! This file runs the reading: `keys` sorts every key (accepted or refused), `shape` holds the
+//! serde types (`forms` reads the values written in two forms), `draft` turns one service into
+//! `validate`'s draft with `ports`, `env`, `storage` (mounts, secrets, configs), `options` and
+//! `deploy` (container options), `project` reads the top-level volumes, networks, secrets and
+//! configs, `routing` picks each service's host. Every problem is collected, so that `check`
+//! shows them all at once. Limits and defaults shared with
+//! `.previewd.yml` are `validate`'s.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::Path;
 
-use serde::Deserialize;
-use serde::de::{self, IgnoredAny, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde_yaml::Value;
 
-use super::raw::{Build, Command, Health, Text, Vars};
-use super::validate::{self, Keys};
-use super::{Spec, SpecError, hostile, tree, yaml};
+use super::validate::{self, Draft, Keys, Project};
+use super::yaml::{clip, join};
+use super::{Spec, SpecError, tree, yaml};
 
+mod deploy;
 mod draft;
+mod env;
+mod forms;
+mod keys;
+mod options;
+mod ports;
+mod project;
+mod routing;
+mod shape;
+mod storage;
 mod words;
 
-use draft::draft;
-
-/// The whole compose file (after top-level `x-*` keys are removed).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    /// Obsolete in compose itself; accepted and ignored.
-    #[serde(default)]
-    #[allow(dead_code)]
-    version: Option<IgnoredAny>,
-    /// The compose project name; previewd names its objects itself, so ignored.
-    #[serde(default)]
-    #[allow(dead_code)]
-    name: Option<IgnoredAny>,
-    /// The services, by name (each name a DNS label).
-    #[serde(default)]
-    services: BTreeMap<String, RawService>,
-}
-
-/// One service (after its `x-*` keys other than `x-previewd` are removed).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    /// A context folder or `{context, dockerfile, args}`.
-    build: Option<Build>,
-    /// An image on the Docker host; with `build`, compose's tag for the result, ignored.
-    image: Option<String>,
-    /// Environment variables, as a mapping or a list of `NAME=value`.
-    environment: Option<Vars>,
-    /// Replaces the image's CMD: a list as is, a string split into words like compose.
-    command: Option<Command>,
-    /// Container ports; any host side (`8080:80`, `published`, `host_ip`) is refused.
-    ports: Option<Vec<Port>>,
-    /// Container ports reachable by other services; a fallback for the routed port.
-    expose: Option<Vec<Text>>,
-    /// Services started before this one.
-    depends_on: Option<DependsOn>,
-    /// Compose's own probe; accepted and ignored (previewd checks health through the gateway).
-    #[allow(dead_code)]
-    healthcheck: Option<ComposeHealth>,
-    /// Compose's restart policy; accepted and ignored (previewd manages the containers).
-    #[allow(dead_code)]
-    restart: Option<IgnoredAny>,
-    /// previewd's extension: routing and health.
-    #[serde(rename = "x-previewd")]
-    x_previewd: Option<XPreviewd>,
-}
-
-/// `x-previewd` in a service.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct XPreviewd {
-    /// Path prefix on the preview host.
-    route: Option<String>,
-    /// The container port to route to when `ports`/`expose` list several.
-    port: Option<u64>,
-    /// Force the service internal (`true`) or routed (`false`).
-    internal: Option<bool>,
-    /// previewd's health check through the gateway.
-    healthcheck: Option<Health>,
-}
-
-/// Compose's `healthcheck`, whose keys are known but not used.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct ComposeHealth {
-    /// The probe command (ignored).
-    test: Option<IgnoredAny>,
-    /// Probe interval (ignored).
-    interval: Option<IgnoredAny>,
-    /// Probe timeout (ignored; see `x-previewd.healthcheck.timeout`).
-    timeout: Option<IgnoredAny>,
-    /// Failures before unhealthy (ignored).
-    retries: Option<IgnoredAny>,
-    /// Grace period (ignored).
-    start_period: Option<IgnoredAny>,
-    /// Probe interval during the grace period (ignored).
-    start_interval: Option<IgnoredAny>,
-    /// Disables the image's probe (ignored).
-    disable: Option<IgnoredAny>,
-}
-
-/// `depends_on` as a list, or as a mapping of conditions.
-#[derive(Debug)]
-struct DependsOn(Vec<String>);
-
-/// The long form of one `depends_on` entry; its keys are known but not used.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct DependsOnCondition {
-    /// `service_started`, `service_healthy`, ... (ignored: previewd starts in dependency order).
-    condition: Option<IgnoredAny>,
-    /// Restart when the dependency restarts (ignored).
-    restart: Option<IgnoredAny>,
-    /// Whether the dependency must exist (ignored: it must).
-    required: Option<IgnoredAny>,
-}
-
-impl<'de> Deserialize<'de> for DependsOn {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = DependsOn;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of service names, or a mapping of them to conditions")
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<DependsOn, A::Error> {
-                let mut names = Vec::new();
-                while let Some(name) = seq.next_element::<String>()? {
-                    names.push(name);
-                }
-                Ok(DependsOn(names))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DependsOn, A::Error> {
-                let mut names = Vec::new();
-                while let Some(name) = map.next_key::<String>()? {
-                    map.next_value::<Option<DependsOnCondition>>()?;
-                    names.push(name);
-                }
-                Ok(DependsOn(names))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// One `ports` entry.
-#[derive(Debug)]
-enum Port {
-    Short(String),
-    Long(LongPort),
-}
-
-/// The long form of a `ports` entry, without any host side.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LongPort {
-    /// The container port.
-    target: u64,
-    /// `tcp` only: the gateway speaks HTTP.
-    protocol: Option<String>,
-    /// A hint for tools (ignored).
-    #[allow(dead_code)]
-    app_protocol: Option<IgnoredAny>,
-    /// A human-readable name (ignored).
-    #[allow(dead_code)]
-    name: Option<IgnoredAny>,
-}
-
-impl<'de> Deserialize<'de> for Port {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Port;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a container port (8080, \"8080/tcp\") or {target: 8080}")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Port, E> {
-                Ok(Port::Short(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Port, E> {
-                Ok(Port::Short(v.to_string()))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Port, E> {
-                Ok(Port::Short(v.to_owned()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Port, A::Error> {
-                LongPort::deserialize(MapAccessDeserializer::new(map)).map(Port::Long)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+use shape::RawService;
 
 const KEYS: Keys = Keys {
     env: "environment",
@@ -219,31 +52,136 @@ const KEYS: Keys = Keys {
     depends_on: "depends_on",
 };
 
+/// The compose file's declarations a service may refer to.
+pub(super) struct Declared {
+    pub volumes: BTreeMap<String, super::VolumeSpec>,
+    pub networks: BTreeMap<String, super::NetworkSpec>,
+    /// Secrets and configs by name: their file, relative to the worktree root.
+    pub secrets: BTreeMap<String, std::path::PathBuf>,
+    pub configs: BTreeMap<String, std::path::PathBuf>,
+    /// What previewd does differently from the declarations' literal meaning.
+    pub changes: Vec<String>,
+}
+
 /// Parses and validates a compose file.
 pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecError> {
     let mut tree = yaml::parse_tree(file, bytes)?;
-    strip_extensions(&mut tree);
-    hostile::refuse_hostile(file, &tree, &["services"])?;
-    let raw: File = tree::from_tree(&tree, "").map_err(|e| validate::tree_error(file, e))?;
-    let mut drafts = Vec::new();
-    for (name, s) in raw.services {
-        drafts.push(draft(file, name, s)?);
+    if !tree.is_mapping() {
+        return Err(SpecError::Invalid {
+            file: file.to_owned(),
+            key: "(top level)".to_owned(),
+            reason: "must be a mapping with `services:`".to_owned(),
+        });
     }
-    validate::finish(file, &KEYS, drafts, Vec::new(), worktree)
-}
-
-/// Removes `x-*` keys at the top level and in services (except `x-previewd`): compose defines
-/// them as extensions that tools which do not know them ignore.
-fn strip_extensions(tree: &mut Value) {
-    let is_ext = |k: &Value| k.as_str().is_some_and(|k| k.starts_with("x-"));
-    if let Some(top) = tree.as_mapping_mut() {
-        top.retain(|k, _| !is_ext(k));
-        if let Some(services) = top.get_mut("services").and_then(Value::as_mapping_mut) {
-            for (_, service) in services.iter_mut() {
-                if let Some(service) = service.as_mapping_mut() {
-                    service.retain(|k, _| k.as_str() == Some("x-previewd") || !is_ext(k));
-                }
+    keys::strip_extensions(&mut tree);
+    let mut problems = keys::refuse_keys(file, &mut tree);
+    let build_notes = draft::take_build_extras(file, &mut tree, &mut problems);
+    let declared = project::declared(file, &tree, worktree, &mut problems);
+    let mut raws = Vec::new();
+    if let Some(services) = tree.get("services").and_then(Value::as_mapping) {
+        for (name, node) in services {
+            let name = name.as_str().unwrap_or_default().to_owned();
+            let path = join("services", &clip(&name));
+            match tree::from_tree::<RawService>(node, &path) {
+                Ok(raw) => raws.push((name, raw)),
+                Err(e) => problems.push(validate::tree_error(file, e)),
+            }
+        }
+    } else if tree.get("services").is_some_and(|s| !s.is_null()) {
+        problems.push(SpecError::Invalid {
+            file: file.to_owned(),
+            key: "services".to_owned(),
+            reason: "must be a mapping of service names to services".to_owned(),
+        });
+    }
+    // A preview runs the default profile: services with profiles do not start.
+    let (raws, skipped) = split_profiles(raws);
+    let mut drafts: Vec<Draft> = Vec::new();
+    let mut links = Vec::new();
+    let defined: Vec<String> = raws.iter().map(|(n, _)| n.clone()).collect();
+    for (name, raw) in raws {
+        let notes = build_notes.get(&name).cloned().unwrap_or_default();
+        if let Some((mut d, l)) = draft::draft(file, name, raw, &declared, worktree, &mut problems)
+        {
+            d.run.changes.extend(notes);
+            links.extend(l);
+            drafts.push(d);
+        }
+    }
+    // `required: false` dependencies that are not defined are dropped, as compose does.
+    for d in &mut drafts {
+        d.depends_on = std::mem::take(&mut d.depends_on)
+            .into_iter()
+            .filter_map(|dep| match dep.strip_prefix('?') {
+                Some(optional) => defined
+                    .contains(&optional.to_owned())
+                    .then(|| optional.to_owned()),
+                None => Some(dep),
+            })
+            .collect();
+    }
+    // A link's alias is a name of the linked service.
+    for (service, alias) in links {
+        if let Some(d) = drafts.iter_mut().find(|d| d.name == service) {
+            d.run.aliases.push(alias.clone());
+            d.run
+                .changes
+                .push(format!("links: also reachable as `{alias}`"));
+        }
+    }
+    for d in &drafts {
+        for dep in &d.depends_on {
+            if skipped.contains(dep) {
+                problems.push(SpecError::Invalid {
+                    file: file.to_owned(),
+                    key: join(&join("services", &clip(&d.name)), "depends_on"),
+                    reason: format!(
+                        "names `{}`, which has `profiles` and so does not start in a preview \
+                         (previews run the default profile): remove its profiles or the \
+                         dependency",
+                        clip(dep)
+                    ),
+                });
             }
         }
     }
+    routing::assign_hosts(file, &mut drafts, &mut problems);
+    let mut changes = declared.changes;
+    for name in &skipped {
+        changes.push(format!(
+            "services.{}: has profiles, so it does not start (previews run the default profile)",
+            clip(name)
+        ));
+    }
+    if let Some(n) = tree.get("name").and_then(Value::as_str) {
+        changes.push(format!(
+            "name `{}`: previewd names every object after the preview instead",
+            clip(n)
+        ));
+    }
+    let project = Project {
+        volumes: declared.volumes,
+        networks: declared.networks,
+        changes,
+        problems,
+    };
+    validate::finish(file, &KEYS, drafts, Vec::new(), project, worktree)
+}
+
+type Named = Vec<(String, RawService)>;
+
+/// The services of the default profile, and the names of those left out.
+fn split_profiles(raws: Named) -> (Named, Vec<String>) {
+    let mut skipped = Vec::new();
+    let kept = raws
+        .into_iter()
+        .filter(|(name, raw)| {
+            let has = raw.profiles.as_ref().is_some_and(|p| !p.is_empty());
+            if has {
+                skipped.push(name.clone());
+            }
+            !has
+        })
+        .collect();
+    (kept, skipped)
 }

@@ -17,14 +17,17 @@ use super::paths::resolve_build;
 use super::raw::{Build, Health, Vars};
 use super::tree::{TreeError, TreeErrorKind};
 use super::yaml::{clip, join};
-use super::{DevService, HealthCheck, ImageSource, Route, Service, Spec, SpecError};
+use super::{
+    DevService, HealthCheck, Host, ImageSource, NetworkSpec, Route, Runtime, Service, Spec,
+    SpecError, VolumeSpec,
+};
 use crate::ids::ServiceName;
 
 mod values;
 mod wiring;
 
 pub use values::{MAX_ENV_VALUE, MAX_ENV_VARS};
-use values::{check_command, check_image, check_port, check_vars, check_workdir};
+use values::{check_command, check_image, check_port, check_stage, check_vars, check_workdir};
 use wiring::{apply_health, check_dependencies, check_unique_routes, default_routes};
 
 /// Most services in one preview: each is a container on the host.
@@ -54,6 +57,21 @@ pub struct Draft {
     pub health: Option<Health>,
     pub depends_on: Vec<String>,
     pub internal: bool,
+    /// Where a routed service answers; the preview's host unless the format says otherwise.
+    pub host: Host,
+    /// What only compose can say, already checked by the compose reader.
+    pub run: Runtime,
+}
+
+/// The project-wide objects a compose file declares; none for `.previewd.yml`.
+#[derive(Default)]
+pub struct Project {
+    pub volumes: BTreeMap<String, VolumeSpec>,
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// What previewd does differently from the file's literal meaning, beyond services.
+    pub changes: Vec<String>,
+    /// Problems the format's reader found already: reported with the rest.
+    pub problems: Vec<SpecError>,
 }
 
 /// One `dev:` entry as read.
@@ -100,15 +118,19 @@ fn invalid(file: &str, key: impl Into<String>, reason: impl Into<String>) -> Spe
     }
 }
 
-/// Checks every draft and assembles the `Spec`.
+/// Checks every draft and assembles the `Spec`. Every service is checked even after one
+/// fails, so that all their problems are reported at once; what lies between services is
+/// checked once each service passed its own checks.
 pub fn finish(
     file: &str,
     keys: &Keys,
     drafts: Vec<Draft>,
     devs: Vec<DevDraft>,
+    project: Project,
     worktree: &Path,
 ) -> Result<Spec, SpecError> {
-    if drafts.is_empty() {
+    let mut problems = project.problems;
+    if drafts.is_empty() && problems.is_empty() {
         return Err(invalid(
             file,
             "services",
@@ -128,9 +150,16 @@ pub fn finish(
     let mut services = BTreeMap::new();
     let mut healths = BTreeMap::new();
     for draft in drafts {
-        let (service, health) = check_service(file, keys, draft, worktree)?;
-        healths.insert(service.name.clone(), health);
-        services.insert(service.name.clone(), service);
+        match check_service(file, keys, draft, worktree) {
+            Ok((service, health)) => {
+                healths.insert(service.name.clone(), health);
+                services.insert(service.name.clone(), service);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(SpecError::from_all(problems));
     }
     default_routes(file, keys, &mut services)?;
     check_unique_routes(file, keys, &services)?;
@@ -145,6 +174,9 @@ pub fn finish(
         source: file.to_owned(),
         services,
         dev,
+        volumes: project.volumes,
+        networks: project.networks,
+        changes: project.changes,
     })
 }
 
@@ -191,6 +223,9 @@ fn check_service(
         (None, Some(build)) => {
             let (mut spec, args) = resolve_build(file, &prefix, worktree, &build)?;
             spec.args = check_vars(file, &join(&prefix, "build.args"), args)?;
+            if let Some(target) = &spec.target {
+                check_stage(file, &join(&prefix, "build.target"), target)?;
+            }
             ImageSource::Build(spec)
         }
     };
@@ -251,9 +286,12 @@ fn check_service(
             path: "/".to_owned(),
             status: 200,
             timeout: None,
+            required: false,
         },
         depends_on,
         internal: d.internal,
+        host: d.host,
+        run: d.run,
     };
     Ok((service, d.health))
 }

@@ -131,6 +131,22 @@ pub(super) fn check_image(file: &str, key: &str, image: &str) -> Result<(), Spec
     Ok(())
 }
 
+/// A build stage name (`FROM ... AS name`): what Docker accepts after `--target`.
+pub(super) fn check_stage(file: &str, key: &str, stage: &str) -> Result<(), SpecError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if stage.is_empty() || stage.len() > 128 || !stage.chars().all(ok_char) {
+        return Err(invalid(
+            file,
+            key,
+            format!(
+                "`{}` is not a stage name (letters, digits, `.`, `_`, `-`)",
+                clip(stage)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The container path the worktree is mounted at in dev mode: absolute, plain, not `/`.
 pub(super) fn check_workdir(file: &str, key: &str, workdir: &str) -> Result<(), SpecError> {
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '/');

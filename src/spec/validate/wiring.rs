@@ -11,7 +11,7 @@ use crate::ids::ServiceName;
 use crate::spec::raw::Health;
 use crate::spec::route::{check_path, longest_match};
 use crate::spec::yaml::{clip, join};
-use crate::spec::{HealthCheck, Route, Service, SpecError};
+use crate::spec::{HealthCheck, Host, Route, Service, SpecError};
 
 /// A missing route becomes `/` when exactly one routed service has none; otherwise it would
 /// be a guess, so it is an error.
@@ -22,7 +22,7 @@ pub(super) fn default_routes(
 ) -> Result<(), SpecError> {
     let unrouted: Vec<ServiceName> = services
         .values()
-        .filter(|s| !s.internal && s.route.is_none())
+        .filter(|s| !s.internal && s.route.is_none() && s.host == Host::Preview)
         .map(|s| s.name.clone())
         .collect();
     match unrouted.as_slice() {
@@ -50,7 +50,8 @@ pub(super) fn check_unique_routes(
     services: &BTreeMap<ServiceName, Service>,
 ) -> Result<(), SpecError> {
     let mut seen: BTreeMap<&Route, &ServiceName> = BTreeMap::new();
-    for s in services.values() {
+    // A service on a host of its own shares its routes with no one.
+    for s in services.values().filter(|s| s.host == Host::Preview) {
         let Some(route) = &s.route else { continue };
         if let Some(other) = seen.insert(route, &s.name) {
             return Err(invalid(
@@ -73,11 +74,14 @@ pub(super) fn apply_health(
 ) -> Result<(), SpecError> {
     let routes: Vec<(ServiceName, Route)> = services
         .values()
+        .filter(|s| s.host == Host::Preview)
         .filter_map(|s| s.route.clone().map(|r| (s.name.clone(), r)))
         .collect();
     for s in services.values_mut() {
         let prefix = join(&join("services", s.name.as_str()), keys.health);
-        let raw = healths.remove(&s.name).flatten().unwrap_or_default();
+        let given = healths.remove(&s.name).flatten();
+        let required = s.route.is_some() && (s.host == Host::Preview || given.is_some());
+        let raw = given.unwrap_or_default();
         let path = match (raw.path, &s.route) {
             (Some(p), _) => p,
             (None, Some(route)) => route.as_str().to_owned(),
@@ -86,7 +90,7 @@ pub(super) fn apply_health(
         let path_key = join(&prefix, "path");
         check_path(&path)
             .map_err(|r| invalid(file, &path_key, format!("`{}` {r}", clip(&path))))?;
-        if s.route.is_some() {
+        if s.route.is_some() && s.host == Host::Preview {
             let owner = longest_match(routes.iter().map(|(n, r)| (n, r)), &path);
             if owner != Some(&s.name) {
                 return Err(invalid(
@@ -119,6 +123,7 @@ pub(super) fn apply_health(
             path,
             status,
             timeout,
+            required,
         };
     }
     Ok(())

@@ -1,0 +1,354 @@
+//! What a compose file may say, accepted with its meaning in a preview: each key of the safe
+//! part of the compose specification as the spec previewd runs, and the routing of a project
+//! without `x-previewd`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use previewd::ids::ServiceName;
+use previewd::spec::runtime::{Condition, PullPolicy, Restart};
+use previewd::spec::{self, Host, ImageSource, Mount, Spec, SpecError};
+
+fn worktree() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (path, text) in [
+        ("Dockerfile", "FROM busybox AS base\nFROM base AS dev\n"),
+        ("nginx.conf", "server {}\n"),
+        ("web.env", "A=from file\nB=from file\n"),
+        ("secrets/db.txt", "pw\n"),
+    ] {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    dir
+}
+
+fn parse(doc: &str, wt: &Path) -> Result<Spec, SpecError> {
+    spec::parse_compose("compose.yaml", doc.as_bytes(), wt)
+}
+
+fn svc<'a>(spec: &'a Spec, name: &str) -> &'a spec::Service {
+    spec.services
+        .get(&ServiceName::parse(name).expect("name"))
+        .expect("service")
+}
+
+const FULL: &str = r#"
+version: "3.9"
+name: sample
+x-defaults: &defaults
+  restart: unless-stopped
+services:
+  web:
+    <<: *defaults
+    build:
+      context: .
+      target: dev
+      args: [MODE=preview]
+      labels: {org.example.team: web}
+    ports: ["8080:80", {target: 80, published: 8081, host_ip: 127.0.0.1}]
+    volumes:
+      - ./nginx.conf:/etc/nginx/conf.d/default.conf:ro
+      - /code/node_modules
+      - type: tmpfs
+        target: /cache
+        tmpfs: {size: 16m}
+    env_file: web.env
+    environment: {B: from environment}
+    networks:
+      front:
+        aliases: [www]
+    hostname: webhost
+    container_name: my-web
+    links: ["db:database"]
+    depends_on:
+      db: {condition: service_healthy}
+      seed: {condition: service_completed_successfully}
+      optional: {condition: service_started, required: false}
+    init: true
+    tty: true
+    stdin_open: true
+    working_dir: /srv
+    user: "1000:1000"
+    entrypoint: /bin/sh -c
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    shm_size: 64m
+    ulimits: {nofile: {soft: 1024, hard: 2048}, nproc: 100}
+    deploy:
+      resources: {limits: {cpus: "0.5", memory: 256M}}
+      restart_policy: {condition: on-failure, max_attempts: 3}
+    platform: linux/amd64
+    read_only: true
+    cap_drop: [ALL]
+    sysctls: {net.ipv4.tcp_syncookies: 1}
+    extra_hosts: ["api.example:10.1.2.3"]
+    labels: {org.example.role: frontend}
+    x-notes: ignored
+  db:
+    image: busybox
+    volumes: ["db-data:/var/lib/db"]
+    networks: [back]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /ready"]
+      interval: 2s
+      retries: 5
+    secrets: [db_password, {source: db_password, target: custom}]
+    configs: [nginx]
+    pull_policy: never
+  seed:
+    image: busybox
+    command: echo "seeded ok"
+    networks: [back]
+    restart: "no"
+  debug:
+    image: busybox
+    profiles: [debug]
+volumes:
+  db-data: {labels: {org.example.keep: "yes"}}
+networks:
+  front: {}
+  back: {internal: true}
+secrets:
+  db_password: {file: ./secrets/db.txt}
+configs:
+  nginx: {file: nginx.conf}
+x-previewd-notes: top-level extensions are ignored
+"#;
+
+#[test]
+fn each_accepted_key_has_its_meaning() {
+    let wt = worktree();
+    let spec = parse(FULL, wt.path()).expect("valid");
+    assert!(
+        !spec
+            .services
+            .contains_key(&ServiceName::parse("debug").expect("n")),
+        "profiles: only the default profile runs"
+    );
+    let web = svc(&spec, "web");
+    let ImageSource::Build(b) = &web.image else {
+        panic!("build")
+    };
+    assert_eq!(b.target.as_deref(), Some("dev"));
+    assert_eq!(b.args.get("MODE").map(String::as_str), Some("preview"));
+    assert_eq!(web.port, Some(80), "the container side is routed");
+    assert_eq!(web.host, Host::Preview);
+    assert!(
+        web.run
+            .changes
+            .iter()
+            .any(|c| c.contains("`8080` is not published")),
+        "{:?}",
+        web.run.changes
+    );
+    assert_eq!(
+        web.run.mounts,
+        [
+            Mount::Bind {
+                source: PathBuf::from("nginx.conf"),
+                target: "/etc/nginx/conf.d/default.conf".into(),
+                read_only: true
+            },
+            Mount::Anonymous {
+                target: "/code/node_modules".into()
+            },
+            Mount::Tmpfs {
+                target: "/cache".into(),
+                size: Some(16 << 20)
+            },
+        ]
+    );
+    assert_eq!(web.env.get("A").map(String::as_str), Some("from file"));
+    assert_eq!(
+        web.env.get("B").map(String::as_str),
+        Some("from environment"),
+        "environment wins over env_file"
+    );
+    assert_eq!(
+        web.run.networks.get("front").map(Vec::as_slice),
+        Some(&["www".to_owned()][..])
+    );
+    assert_eq!(web.run.aliases, ["webhost", "my-web"]);
+    assert_eq!(
+        svc(&spec, "db").run.aliases,
+        ["database"],
+        "a link's alias names the linked service"
+    );
+    let conditions: Vec<(String, Condition)> = web
+        .run
+        .conditions
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("db".to_owned(), Condition::Healthy),
+            ("optional".to_owned(), Condition::Started),
+            ("seed".to_owned(), Condition::CompletedSuccessfully)
+        ]
+    );
+    let deps: Vec<&str> = web.depends_on.iter().map(ServiceName::as_str).collect();
+    assert_eq!(
+        deps,
+        ["db", "seed"],
+        "a dependency that is not required and not defined is dropped"
+    );
+    let r = &web.run;
+    assert_eq!(r.init, Some(true));
+    assert!(r.tty && r.stdin_open && r.read_only);
+    assert_eq!(r.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(r.user.as_deref(), Some("1000:1000"));
+    assert_eq!(
+        r.entrypoint.as_deref(),
+        Some(&["/bin/sh".to_owned(), "-c".to_owned()][..])
+    );
+    assert_eq!(r.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(r.stop_grace_period, Some(Duration::from_secs(90)));
+    assert_eq!(r.resources.shm_size, Some(64 << 20));
+    assert_eq!(r.resources.memory, Some(256 << 20));
+    assert_eq!(r.resources.cpus, Some(0.5));
+    assert_eq!(r.ulimits.len(), 2);
+    assert_eq!(
+        r.restart,
+        Some(Restart::OnFailure(Some(3))),
+        "deploy's policy after the merge key's"
+    );
+    assert_eq!(r.platform.as_deref(), Some("linux/amd64"));
+    assert_eq!(r.cap_drop, ["ALL"]);
+    assert_eq!(
+        r.sysctls.get("net.ipv4.tcp_syncookies").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(r.extra_hosts, ["api.example:10.1.2.3"]);
+    assert_eq!(
+        r.labels.get("org.example.role").map(String::as_str),
+        Some("frontend")
+    );
+
+    let db = svc(&spec, "db");
+    assert!(db.internal, "no ports: internal");
+    assert_eq!(db.run.pull, PullPolicy::Never);
+    let health = db.run.docker_health.as_ref().expect("docker health");
+    assert_eq!(health.test, ["CMD-SHELL", "test -f /ready"]);
+    assert_eq!(health.interval, Some(Duration::from_secs(2)));
+    assert_eq!(health.retries, Some(5));
+    let targets: Vec<&str> = db.run.mounts.iter().map(Mount::target).collect();
+    assert_eq!(
+        targets,
+        [
+            "/var/lib/db",
+            "/run/secrets/db_password",
+            "/run/secrets/custom",
+            "/nginx"
+        ]
+    );
+    assert!(db.run.mounts[1..].iter().all(|m| matches!(
+        m,
+        Mount::Bind {
+            read_only: true,
+            ..
+        }
+    )));
+    let seed = svc(&spec, "seed");
+    assert_eq!(
+        seed.command.as_deref(),
+        Some(&["echo".to_owned(), "seeded ok".to_owned()][..])
+    );
+    assert_eq!(seed.run.restart, Some(Restart::No));
+    assert_eq!(spec.volumes.len(), 1);
+    assert!(spec.networks.get("back").is_some_and(|n| n.internal));
+}
+
+#[test]
+fn the_preview_host_goes_to_the_one_publisher_or_the_preferred_name() {
+    let wt = worktree();
+    let hosts = |doc: &str| -> Vec<(String, Host, Option<String>)> {
+        let spec = parse(doc, wt.path()).expect(doc);
+        spec.services
+            .values()
+            .filter(|s| !s.internal)
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    s.host,
+                    s.route.as_ref().map(|r| r.as_str().to_owned()),
+                )
+            })
+            .collect()
+    };
+    let one = "services:\n  api: {build: ., ports: ['3000:3000']}\n  db: {image: busybox}\n";
+    assert_eq!(
+        hosts(one),
+        [("api".into(), Host::Preview, Some("/".into()))]
+    );
+    let several = "services:
+  adminer: {image: busybox, ports: ['8081:8080']}
+  db: {image: busybox, ports: ['5432:5432']}
+  frontend: {build: ., ports: ['3000']}
+  app: {build: ., ports: ['4000']}
+";
+    assert_eq!(
+        hosts(several),
+        [
+            ("adminer".into(), Host::Service, Some("/".into())),
+            ("app".into(), Host::Service, Some("/".into())),
+            ("db".into(), Host::Service, Some("/".into())),
+            ("frontend".into(), Host::Preview, Some("/".into())),
+        ],
+        "frontend comes before app in the preferred order"
+    );
+    let spec = parse(several, wt.path()).expect("valid");
+    assert!(svc(&spec, "frontend").healthcheck.required);
+    assert!(
+        !svc(&spec, "db").healthcheck.required,
+        "a service on its own host may not speak HTTP: not probed unless asked"
+    );
+    let named = "services:
+  api: {build: ., ports: ['3000'], x-previewd: {route: /api}}
+  ui: {build: ., ports: ['80'], x-previewd: {route: /}}
+  db: {image: busybox, ports: ['5432']}
+";
+    assert_eq!(
+        hosts(named),
+        [
+            ("api".into(), Host::Preview, Some("/api".into())),
+            ("db".into(), Host::Service, Some("/".into())),
+            ("ui".into(), Host::Preview, Some("/".into())),
+        ]
+    );
+    let unclear =
+        "services:\n  api: {build: ., ports: ['3000']}\n  db: {image: busybox, ports: ['5432']}\n";
+    let e = parse(unclear, wt.path()).expect_err("a guess");
+    assert!(e.to_string().contains("x-previewd: {route: /}"), "{e}");
+}
+
+#[test]
+fn real_world_fixture_checks_with_its_plan() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .arg("check")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose-shop"))
+        .output()
+        .expect("run check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "compose.yaml: valid",
+        "build proxy (Dockerfile, target runtime); route / → port 8080, health GET / = 200; URL http://<id>.<domain>/",
+        "image busybox; route / → port 5432; URL http://<id>-db.<domain>/",
+        "mounts: volume db-data → /data, ./db → /srv (ro), anonymous volume → /tmp/scratch",
+        "networks: backend, frontend (aliases api)",
+        "host side `127.0.0.1:5432` is not published",
+        "hostname `database`: an alias",
+        "volumes: db-data",
+        "services.debug: has profiles, so it does not start",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
