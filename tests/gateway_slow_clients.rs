@@ -129,14 +129,14 @@ async fn previews_answer_through_a_slow_client_attack_and_long_requests_survive_
         n += 1;
     }
 
-    // A download read slowly: 32 MiB over at least LONG.
+    // A download read slowly: 128 MiB over at least LONG.
     let mut dl = connect(&env).await;
     dl.write_all(format!("GET /big.bin HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .expect("download request");
     let (head, first) = read_head(&mut dl).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let want: usize = 32 << 20;
+    let want: usize = 128 << 20;
     let mut got = first.len();
     let started = Instant::now();
     let mut buf = vec![0u8; 64 << 10];
