@@ -353,3 +353,46 @@ async fn a_keep_alive_client_sending_whole_requests_keeps_its_connection() {
     }
     h.stop().await;
 }
+
+/// A connection opened ahead of need (a client's pool, a browser's preconnect) that sends
+/// nothing for longer than the header deadline is idle, not slow: its request, when it comes,
+/// is answered. Once it starts a request and stalls, the header deadline runs from that first
+/// byte and closes it, long before the idle timeout would.
+#[tokio::test]
+async fn a_connection_opened_ahead_of_need_is_idle_not_slow() {
+    let header_timeout = Duration::from_secs(1);
+    let h = Harness::start(
+        FakeEngine::auto(),
+        &[
+            ("PREVIEWD_SERVER_HEADER_TIMEOUT", "1s"),
+            ("PREVIEWD_SERVER_IDLE_TIMEOUT", "20s"),
+        ],
+    )
+    .await;
+    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    // The client's own pause before its first request: longer than the header deadline.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body = payload("ping.json");
+    let head = signed_head(
+        h.addr,
+        "ping",
+        "72d3162e-cc78-11e3-81ab-000000002001",
+        &body,
+    )
+    .replace("Connection: close\r\n", "");
+    s.write_all(head.as_bytes()).await.expect("request sent");
+    s.write_all(&body).await.expect("body sent");
+    let (status, text) = read_response(&mut s).await;
+    assert_eq!(status, 200, "{text}");
+
+    s.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: previewd\r\nX-GitHub-Ev")
+        .await
+        .expect("half a header");
+    let started = Instant::now();
+    let closed = closed_at(s, Duration::from_secs(15))
+        .await
+        .expect("a stalled request still open after 15 s");
+    let held = closed - started;
+    assert!(held <= header_timeout + SLACK, "held for {held:?}");
+    h.stop().await;
+}

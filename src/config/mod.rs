@@ -56,11 +56,11 @@ pub struct Config {
 /// cannot keep a real delivery from being answered (docs/SECURITY.md, "Slow clients").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// From accepting a connection to having its first request's headers.
+    /// From a request's first byte to the end of its headers.
     pub header_timeout: Duration,
     /// From a request's headers to its answer: the body and the handler.
     pub body_timeout: Duration,
-    /// A kept-alive connection with no request in progress.
+    /// A connection with no byte of a request: just connected, or answered and kept alive.
     pub idle_timeout: Duration,
     /// Open connections per listener; at the cap the oldest connection with nothing in
     /// progress (then the oldest request) is closed for the new one.

@@ -1,17 +1,19 @@
 //! How previewd's own listeners (`listen`, `admin_listen`) hold connections, so that slow or
 //! abusive clients cannot keep a real delivery from being answered: every connection is in
-//! one phase at a time (waiting for its first request's headers, inside a request, idle
-//! between requests), each phase has a deadline from `[server]`, and each listener holds at
+//! one phase at a time (idle: no byte of a request yet; reading a request's headers, from its
+//! first byte; inside a request), each phase has a deadline from `[server]`, and each listener holds at
 //! most `max_connections`. At the cap a new connection is still accepted and served: the one
 //! that has kept previewd waiting longest is closed for it (see [`table`] for the rule).
 //! Closures for being slow are counted on `/metrics`.
 //!
 //! axum's own `serve` has no header or body deadline and no cap, so this serves the same
-//! routers with hyper's HTTP/1 connection directly (as axum's serve-with-hyper example does).
+//! routers with hyper-util's connection builder directly (as axum's serve-with-hyper
+//! example does).
 //! Nothing here knows the routes, the forge or Docker.
 
 mod nofile;
 mod table;
+mod watched;
 
 use std::io;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::service::Service;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -31,6 +33,7 @@ use crate::config::ServerLimits;
 use crate::metrics::Metrics;
 pub use nofile::{FD_RESERVE, FdBudget, connection_cap};
 use table::{Phase, Slot, Table};
+use watched::Watched;
 
 /// Which listener a connection came to: a label on the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,11 +54,12 @@ impl Listener {
 /// Why previewd closed a connection itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closed {
-    /// Its first request's headers did not arrive within `header_timeout`.
+    /// A request's headers did not all arrive within `header_timeout` of its first byte.
     SlowHeaders,
     /// A request's body and answer did not finish within `body_timeout`.
     SlowBody,
-    /// Idle between requests for `idle_timeout`: normal, counted apart from the attacks.
+    /// No byte of a request for `idle_timeout` (after connecting or after an answer): normal,
+    /// counted apart from the attacks.
     Idle,
     /// Closed for a newer connection at the cap (or when the process ran out of files).
     OverCapacity,
@@ -83,7 +87,7 @@ impl Closed {
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
     pub limits: ServerLimits,
-    /// `limits.max_connections`, lowered to what the open-files limit allows.
+    /// `server.max_connections`, lowered to what the open-files limit allows.
     pub cap: usize,
 }
 
@@ -172,8 +176,6 @@ async fn connection(
     bounds: Bounds,
     shutdown: CancellationToken,
 ) -> Option<Closed> {
-    // The webhook answers are small and whole: send them at once rather than wait for an ACK.
-    let _ = stream.set_nodelay(true);
     let router = TowerToHyperService::new(app);
     let here = slot.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -186,11 +188,18 @@ async fn connection(
             res
         }
     });
-    // No hyper timer: its header timeout would also end idle keep-alive connections at the
-    // header deadline; the phases below give each state its own.
-    let conn = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    // hyper-util's HTTP/1-or-2 builder, as axum's serve uses: with hyper's HTTP/1 builder
+    // alone, pooled clients lost answers given before a body was read (tests/load_flood.rs,
+    // about one run in three). No hyper timer: its header timeout would also end idle
+    // keep-alive connections at the header deadline; the phases below give each its own.
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection_with_upgrades(
+        TokioIo::new(Watched {
+            stream,
+            slot: slot.clone(),
+        }),
+        service,
+    );
     let mut conn = std::pin::pin!(conn);
     let mut phases: watch::Receiver<(Phase, Instant)> = slot.phase.subscribe();
     let mut stopping = false;

@@ -1,6 +1,6 @@
 //! One listener's open connections and the rule for who loses at the cap: the connection that
-//! has kept previewd waiting longest with nothing in progress (half-sent headers, or idle
-//! between requests) goes first; only when every connection is inside a request does the
+//! has kept previewd waiting longest with nothing in progress (half-sent headers, or idle:
+//! connected or answered, with no byte of a request since) goes first; only when every connection is inside a request does the
 //! oldest request go. A sender that sends its whole request at once (GitHub, a keep-alive
 //! client) is always the newest in its phase, so a flood of slow connections loses to it.
 //! Nothing here does I/O or reads a clock; the connection tasks act on what it decides.
@@ -16,12 +16,12 @@ use tokio_util::sync::CancellationToken;
 /// Where a connection is, as its deadlines see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Accepted; its first request's headers are not complete yet.
+    /// No byte of a request yet: just accepted, or answered and kept alive.
+    Idle,
+    /// A request's first bytes are in; its headers are not complete yet.
     Headers,
     /// Headers in; the body is read and the handler answers.
     Request,
-    /// Answered; kept alive for the next request.
-    Idle,
 }
 
 /// One open connection: its phase and since when, and how to close it from outside.
@@ -47,12 +47,12 @@ impl Table {
         self.open().len()
     }
 
-    /// A new connection, waiting for its headers from now.
+    /// A new connection, idle (no byte of a request yet) from now.
     pub fn insert(&self) -> Arc<Slot> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             id,
-            phase: watch::Sender::new((Phase::Headers, Instant::now())),
+            phase: watch::Sender::new((Phase::Idle, Instant::now())),
             evict: CancellationToken::new(),
         });
         self.open().insert(id, slot.clone());
