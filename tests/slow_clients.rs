@@ -321,11 +321,8 @@ async fn a_body_dripped_a_byte_a_second_is_closed_at_the_body_deadline_and_nothi
     h.stop().await;
 }
 
-/// A keep-alive client that sends whole requests, pausing longer than the header deadline
-/// between them (but less than the idle timeout), keeps its one connection: the header
-/// deadline is for headers, not for the wait between requests.
-#[tokio::test]
-async fn a_keep_alive_client_sending_whole_requests_keeps_its_connection() {
+/// A harness with a 1 s header deadline and a 20 s idle timeout, and one connection to it.
+async fn short_headers_long_idle() -> (Harness, TcpStream) {
     let h = Harness::start(
         FakeEngine::auto(),
         &[
@@ -334,20 +331,33 @@ async fn a_keep_alive_client_sending_whole_requests_keeps_its_connection() {
         ],
     )
     .await;
-    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    let s = TcpStream::connect(h.addr).await.expect("connect");
+    (h, s)
+}
+
+/// A signed ping on a kept-alive connection, answered 200.
+async fn ping_on(s: &mut TcpStream, addr: SocketAddr, delivery: &str) {
     let body = payload("ping.json");
+    let head = signed_head(addr, "ping", delivery, &body).replace("Connection: close\r\n", "");
+    s.write_all(head.as_bytes()).await.expect("request sent");
+    s.write_all(&body).await.expect("body sent");
+    let (status, text) = read_response(s).await;
+    assert_eq!(status, 200, "{text}");
+}
+
+/// A keep-alive client that sends whole requests, pausing longer than the header deadline
+/// between them (but less than the idle timeout), keeps its one connection: the header
+/// deadline is for headers, not for the wait between requests.
+#[tokio::test]
+async fn a_keep_alive_client_sending_whole_requests_keeps_its_connection() {
+    let (h, mut s) = short_headers_long_idle().await;
     for n in 0..3 {
-        let head = signed_head(
+        ping_on(
+            &mut s,
             h.addr,
-            "ping",
             &format!("72d3162e-cc78-11e3-81ab-00000000100{n}"),
-            &body,
         )
-        .replace("Connection: close\r\n", "");
-        s.write_all(head.as_bytes()).await.expect("request sent");
-        s.write_all(&body).await.expect("body sent");
-        let (status, text) = read_response(&mut s).await;
-        assert_eq!(status, 200, "{text}");
+        .await;
         // Longer than the header deadline: the next request comes on the same connection.
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
@@ -361,29 +371,10 @@ async fn a_keep_alive_client_sending_whole_requests_keeps_its_connection() {
 #[tokio::test]
 async fn a_connection_opened_ahead_of_need_is_idle_not_slow() {
     let header_timeout = Duration::from_secs(1);
-    let h = Harness::start(
-        FakeEngine::auto(),
-        &[
-            ("PREVIEWD_SERVER_HEADER_TIMEOUT", "1s"),
-            ("PREVIEWD_SERVER_IDLE_TIMEOUT", "20s"),
-        ],
-    )
-    .await;
-    let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    let (h, mut s) = short_headers_long_idle().await;
     // The client's own pause before its first request: longer than the header deadline.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let body = payload("ping.json");
-    let head = signed_head(
-        h.addr,
-        "ping",
-        "72d3162e-cc78-11e3-81ab-000000002001",
-        &body,
-    )
-    .replace("Connection: close\r\n", "");
-    s.write_all(head.as_bytes()).await.expect("request sent");
-    s.write_all(&body).await.expect("body sent");
-    let (status, text) = read_response(&mut s).await;
-    assert_eq!(status, 200, "{text}");
+    ping_on(&mut s, h.addr, "72d3162e-cc78-11e3-81ab-000000002001").await;
 
     s.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: previewd\r\nX-GitHub-Ev")
         .await
