@@ -9,6 +9,7 @@ pub mod engine;
 pub mod forge;
 pub mod ids;
 pub mod intent;
+pub mod listener;
 pub mod metrics;
 pub mod preview;
 pub mod queue;

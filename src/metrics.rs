@@ -1,7 +1,8 @@
 //! Prometheus metrics for `/metrics` on the admin listener: webhooks by event and outcome,
-//! queue depth, previews by state (read from the engine at scrape time, so nothing here is a
-//! second source of truth), forge errors, and histograms of the deploy phases. Labels only
-//! take values from small fixed sets; nothing from a payload becomes a label value unchecked.
+//! connections previewd closed for being slow or over the cap, queue depth, previews by state
+//! (read from the engine at scrape time, so nothing here is a second source of truth), forge
+//! errors, and histograms of the deploy phases. Labels only take values from small fixed
+//! sets; nothing from a payload becomes a label value unchecked.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,9 @@ struct Inner {
     forge_errors: IntCounterVec,
     deploys: IntCounterVec,
     log_dropped: IntCounter,
+    connections_closed: IntCounterVec,
+    connections_open: IntGaugeVec,
+    connections_max: IntGaugeVec,
     /// The writer's count already added to `log_dropped`.
     log_dropped_seen: AtomicU64,
     build: Histogram,
@@ -63,6 +67,26 @@ impl Metrics {
             "log_lines_dropped_total",
             "Log lines dropped because stderr did not keep up",
         )?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "connections_closed_total",
+                "Connections previewd closed itself, by listener and reason \
+                 (slow_headers, slow_body, over_capacity: a client too slow or too many; idle: normal)",
+            ),
+            &["listener", "reason"],
+        )?;
+        let connections_open = IntGaugeVec::new(
+            Opts::new("connections_open", "Open connections by listener"),
+            &["listener"],
+        )?;
+        let connections_max = IntGaugeVec::new(
+            Opts::new(
+                "connections_max",
+                "The connection cap by listener (server.max_connections, or less when the \
+                 open-files limit is lower)",
+            ),
+            &["listener"],
+        )?;
         let buckets = vec![
             0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
         ];
@@ -82,6 +106,9 @@ impl Metrics {
         registry.register(Box::new(forge_errors.clone()))?;
         registry.register(Box::new(deploys.clone()))?;
         registry.register(Box::new(log_dropped.clone()))?;
+        registry.register(Box::new(connections_closed.clone()))?;
+        registry.register(Box::new(connections_open.clone()))?;
+        registry.register(Box::new(connections_max.clone()))?;
         for h in [&build, &start, &health, &ready] {
             registry.register(Box::new(h.clone()))?;
         }
@@ -94,6 +121,9 @@ impl Metrics {
                 forge_errors,
                 deploys,
                 log_dropped,
+                connections_closed,
+                connections_open,
+                connections_max,
                 log_dropped_seen: AtomicU64::new(0),
                 build,
                 start,
@@ -125,6 +155,44 @@ impl Metrics {
             .fetch_max(total, Ordering::AcqRel);
         if total > before {
             self.inner.log_dropped.inc_by(total - before);
+        }
+    }
+
+    /// Sets the listener's cap and shows every closing reason at 0 from the start, so a
+    /// dashboard's rate of them exists before the first attack.
+    pub fn connection_cap(
+        &self,
+        listener: &'static str,
+        cap: usize,
+        reasons: impl IntoIterator<Item = &'static str>,
+    ) {
+        let i = &self.inner;
+        i.connections_max
+            .with_label_values(&[listener])
+            .set(i64::try_from(cap).unwrap_or(i64::MAX));
+        i.connections_open.with_label_values(&[listener]).add(0);
+        for reason in reasons {
+            i.connections_closed
+                .with_label_values(&[listener, reason])
+                .inc_by(0);
+        }
+    }
+
+    pub fn connection_opened(&self, listener: &'static str) {
+        self.inner
+            .connections_open
+            .with_label_values(&[listener])
+            .inc();
+    }
+
+    /// `reason` is `None` when the client closed it or it ended normally.
+    pub fn connection_closed(&self, listener: &'static str, reason: Option<&'static str>) {
+        let i = &self.inner;
+        i.connections_open.with_label_values(&[listener]).dec();
+        if let Some(reason) = reason {
+            i.connections_closed
+                .with_label_values(&[listener, reason])
+                .inc();
         }
     }
 

@@ -2,8 +2,9 @@
 //! configured forge's client and policy, and the queue, and runs until `shutdown` is
 //! cancelled, then drains the workers. It refuses to start without a forge, or with a forge
 //! set up without a webhook secret (unsigned webhooks are never accepted), and it reads each
-//! forge's token user at start, so a missing or wrong token shows before the first PR.
-//! Nothing here decides policy or talks to Docker itself.
+//! forge's token user at start, so a missing or wrong token shows before the first PR. How
+//! the listeners hold connections (deadlines, the cap, the open-files budget) is
+//! `listener`'s. Nothing here decides policy or talks to Docker itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::engine::PreviewEngine;
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{Forge, ForgeError, ForgeKind, Forges, github::GitHub};
 use crate::intent::{Policies, PolicyError};
+use crate::listener::{self, Bounds, FdBudget, Listener};
 pub use crate::metrics::LogDrops;
 use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueOptions};
@@ -95,6 +97,8 @@ pub struct Server {
     shutdown: CancellationToken,
     reconciler: Reconciler,
     reconcile_interval: Duration,
+    bounds: Bounds,
+    budget: FdBudget,
 }
 
 /// Runs `previewd serve` until `shutdown` is cancelled.
@@ -105,9 +109,23 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let server = bind(config, engine, options, shutdown).await?;
+    let budget = server.budget();
+    let limit = budget.limit.map_or("unknown".to_owned(), |l| l.to_string());
+    if budget.cap < budget.wanted {
+        tracing::warn!(
+            open_files_limit = %limit,
+            max_connections = budget.wanted,
+            cap = budget.cap,
+            needed = FdBudget::needed(budget.wanted, 2),
+            "the open-files limit is too low for server.max_connections: each listener holds \
+             fewer connections (raise LimitNOFILE / ulimit -n, see docs/operations.md)"
+        );
+    }
     tracing::info!(
         listen = %server.webhook_addr()?,
         admin = %server.admin_addr()?,
+        open_files_limit = %limit,
+        connection_cap = budget.cap,
         "previewd serving webhooks"
     );
     server.run().await
@@ -186,6 +204,7 @@ pub async fn bind(
             .await
             .map_err(|source| ServeError::Bind { what, addr, source })
     };
+    let budget = FdBudget::for_process(config.server.max_connections, 2);
     let webhook = listen("listen", config.listen).await?;
     let admin = listen("admin_listen", config.admin_listen).await?;
     Ok(Server {
@@ -197,6 +216,11 @@ pub async fn bind(
         reconcile_interval: options
             .reconcile_interval
             .unwrap_or(crate::reconciler::DEFAULT_INTERVAL),
+        bounds: Bounds {
+            limits: config.server,
+            cap: budget.cap,
+        },
+        budget,
     })
 }
 
@@ -278,6 +302,11 @@ impl Server {
         Ok(self.admin.local_addr()?)
     }
 
+    /// The open-files limit found at bind time and the connection cap chosen from it.
+    pub fn budget(&self) -> FdBudget {
+        self.budget
+    }
+
     /// Serves until `shutdown` is cancelled, then waits for the workers to finish.
     pub async fn run(self) -> Result<(), ServeError> {
         let Server {
@@ -287,14 +316,29 @@ impl Server {
             shutdown,
             reconciler,
             reconcile_interval,
+            bounds,
+            budget: _,
         } = self;
         let queue = state.queue.clone();
+        let metrics = state.metrics.clone();
         let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
-        let public = axum::serve(webhook, router(state.clone()))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let private = axum::serve(admin, admin_router(state))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let served = tokio::try_join!(public.into_future(), private.into_future());
+        let public = listener::serve(
+            webhook,
+            Listener::Webhook,
+            router(state.clone()),
+            bounds,
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let private = listener::serve(
+            admin,
+            Listener::Admin,
+            admin_router(state),
+            bounds,
+            metrics,
+            shutdown.clone(),
+        );
+        let served = tokio::try_join!(public, private);
         if served.is_err() {
             // One listener failed: stop the workers too rather than run half a server.
             shutdown.cancel();

@@ -431,3 +431,38 @@ fn tls_doc_follows_the_code() {
         }
     }
 }
+
+/// The deploy kit raises the open-files limit to what the default connection cap needs
+/// (`serve` would otherwise lower the cap to fit, and say so at start): the unit's
+/// `LimitNOFILE`, the compose file's `ulimits.nofile`, and the Dockerfile's note.
+#[test]
+fn deploy_kit_raises_the_open_files_limit_to_what_the_connection_cap_needs() {
+    let defaults = Config::from_parts(None, Path::new(EXAMPLE), &[]).unwrap();
+    let needed = previewd::listener::FdBudget::needed(defaults.server.max_connections, 2);
+    let unit: u64 = read(UNIT)
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{UNIT} lacks a numeric LimitNOFILE"));
+    assert!(unit >= needed, "{UNIT}: LimitNOFILE={unit} < {needed}");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let nofile = &doc["services"]["previewd"]["ulimits"]["nofile"];
+    for which in ["soft", "hard"] {
+        let n = nofile[which].as_u64().unwrap_or(0);
+        assert!(
+            n >= needed,
+            "compose.yaml ulimits.nofile.{which} = {n} < {needed}"
+        );
+    }
+    let df = read("deploy/Dockerfile");
+    let flag = df
+        .split("--ulimit nofile=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("deploy/Dockerfile names --ulimit nofile=N:N");
+    assert!(
+        flag >= needed,
+        "deploy/Dockerfile: nofile={flag} < {needed}"
+    );
+}

@@ -44,6 +44,8 @@ pub struct Config {
     pub instance: Instance,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// What one client may hold of `listen` and `admin_listen`.
+    pub server: ServerLimits,
     pub data_dir: PathBuf,
     pub gateway: GatewayConfig,
     pub limits: Limits,
@@ -68,6 +70,21 @@ pub struct ForgeConfig {
     /// Where repositories are cloned from (`url` unless set).
     pub git_url: String,
     pub status_context: String,
+}
+
+/// Bounds on what one client of previewd's own listeners may hold, so slow or abusive clients
+/// cannot keep a real delivery from being answered (docs/SECURITY.md, "Slow clients").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// From a request's first byte to the end of its headers.
+    pub header_timeout: Duration,
+    /// From a request's headers to its answer: the body and the handler.
+    pub body_timeout: Duration,
+    /// A connection with no byte of a request: just connected, or answered and kept alive.
+    pub idle_timeout: Duration,
+    /// Open connections per listener; at the cap the oldest connection with nothing in
+    /// progress (then the oldest request) is closed for the new one.
+    pub max_connections: usize,
 }
 
 /// How preview networks get their addresses.
@@ -102,6 +119,20 @@ pub struct GatewayConfig {
     pub tls: Tls,
     /// Host port for HTTPS (when `tls` is not off).
     pub tls_port: u16,
+    /// What a visitor's connection may hold of the gateway.
+    pub timeouts: GatewayTimeouts,
+}
+
+/// Caddy's server timeouts; `None` leaves Caddy's own default (no limit for reads and writes,
+/// 1 minute for headers, 5 minutes idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayTimeouts {
+    pub read_header: Option<Duration>,
+    /// The whole request, body included (uploads longer than this are cut).
+    pub read: Option<Duration>,
+    /// The whole response: off by default, or downloads and event streams would be cut.
+    pub write: Option<Duration>,
+    pub idle: Option<Duration>,
 }
 
 /// The three ways to give previews HTTPS (docs/tls.md).

@@ -11,8 +11,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Config, ConfigError, ForgeConfig, GatewayConfig, GithubConfig, Limits, NetworkConfig,
-    SubnetPool, Tls, Triggers,
+    Config, ConfigError, ForgeConfig, GatewayConfig, GatewayTimeouts, GithubConfig, Limits,
+    NetworkConfig, ServerLimits, SubnetPool, Tls, Triggers,
 };
 use crate::ids::Instance;
 
@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     instance: String,
     listen: String,
     admin_listen: String,
+    server: RawServer,
     data_dir: Option<String>,
     gateway: RawGateway,
     limits: RawLimits,
@@ -131,6 +132,16 @@ pub(super) struct RawNetwork {
 
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub(super) struct RawServer {
+    /// Durations, e.g. `5s`.
+    header_timeout: String,
+    body_timeout: String,
+    idle_timeout: String,
+    max_connections: usize,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawGateway {
     image: String,
     port: u16,
@@ -147,6 +158,11 @@ pub(super) struct RawGateway {
     /// For wildcard: PEM files on this host.
     cert_file: Option<String>,
     key_file: Option<String>,
+    /// Durations; `0s` leaves Caddy's default.
+    read_header_timeout: String,
+    read_timeout: String,
+    write_timeout: String,
+    idle_timeout: String,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -300,6 +316,15 @@ impl RawConfig {
                 "must be 1-65535 and differ from gateway.port",
             ));
         }
+        let caddy_timeout = |key: &str, s: &str| {
+            duration(&format!("gateway.{key}"), s).map(|d| Some(d).filter(|d| !d.is_zero()))
+        };
+        let timeouts = GatewayTimeouts {
+            read_header: caddy_timeout("read_header_timeout", &g.read_header_timeout)?,
+            read: caddy_timeout("read_timeout", &g.read_timeout)?,
+            write: caddy_timeout("write_timeout", &g.write_timeout)?,
+            idle: caddy_timeout("idle_timeout", &g.idle_timeout)?,
+        };
         let gateway = GatewayConfig {
             image: g.image,
             port,
@@ -309,6 +334,7 @@ impl RawConfig {
             keep_running: g.keep_running,
             tls,
             tls_port,
+            timeouts,
         };
 
         let l = self.limits;
@@ -406,6 +432,7 @@ impl RawConfig {
             instance,
             listen: addr("listen", &self.listen)?,
             admin_listen: addr("admin_listen", &self.admin_listen)?,
+            server: self.server.settle()?,
             data_dir,
             gateway,
             limits,
@@ -414,6 +441,27 @@ impl RawConfig {
             gitea,
             gitlab,
             network,
+        })
+    }
+}
+
+impl RawServer {
+    fn settle(self) -> Result<ServerLimits, ConfigError> {
+        let positive = |key: &str, s: &str| {
+            let key = format!("server.{key}");
+            match duration(&key, s)? {
+                d if d.is_zero() => Err(invalid(&key, "must be longer than 0s")),
+                d => Ok(d),
+            }
+        };
+        if self.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        Ok(ServerLimits {
+            header_timeout: positive("header_timeout", &self.header_timeout)?,
+            body_timeout: positive("body_timeout", &self.body_timeout)?,
+            idle_timeout: positive("idle_timeout", &self.idle_timeout)?,
+            max_connections: self.max_connections,
         })
     }
 }

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::routes;
-use crate::config::{Config, Tls};
+use crate::config::{Config, GatewayTimeouts, Tls};
 
 /// Where the admin directory is mounted inside the gateway container.
 pub(super) const MOUNT: &str = "/run/previewd";
@@ -165,6 +165,15 @@ pub fn caddy_config(config: &Config) -> Value {
             );
         }
     }
+    // Every server a visitor reaches bounds what a slow client may hold (not the ask
+    // listener: only Caddy itself, on its own loopback, talks to it).
+    for (name, server) in servers.iter_mut() {
+        if name != "previewd_ask"
+            && let Value::Object(server) = server
+        {
+            server.extend(timeouts(&config.gateway.timeouts));
+        }
+    }
     apps.insert("http".into(), json!({"servers": servers}));
     json!({
         // Every loaded config carries its admin block, or Caddy falls back to localhost:2019.
@@ -174,4 +183,17 @@ pub fn caddy_config(config: &Config) -> Value {
         },
         "apps": apps,
     })
+}
+
+/// Caddy's server timeouts that are set (an unset one keeps Caddy's default), as Go durations.
+fn timeouts(t: &GatewayTimeouts) -> serde_json::Map<String, Value> {
+    [
+        ("read_header_timeout", t.read_header),
+        ("read_timeout", t.read),
+        ("write_timeout", t.write),
+        ("idle_timeout", t.idle),
+    ]
+    .into_iter()
+    .filter_map(|(key, d)| Some((key.to_owned(), json!(format!("{}ms", d?.as_millis())))))
+    .collect()
 }

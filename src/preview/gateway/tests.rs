@@ -235,3 +235,38 @@ fn a_service_on_a_host_of_its_own_answers_there_and_only_there() {
         "the next generation is checked at its own staging host"
     );
 }
+
+/// Slow clients: every server a visitor reaches carries the timeouts (the defaults keep
+/// writes unbounded so downloads and event streams last), a configured value replaces a
+/// default, `0s` leaves Caddy's own, and the ask listener (Caddy's loopback) has none.
+#[test]
+fn visitor_servers_carry_the_slow_client_timeouts() {
+    let server = |c: &Config, name: &str| caddy_config(c)["apps"]["http"]["servers"][name].clone();
+    let defaults = server(&config("localhost"), "previewd");
+    assert_eq!(defaults["read_header_timeout"], json!("10000ms"));
+    assert_eq!(defaults["read_timeout"], json!("60000ms"));
+    assert_eq!(defaults["idle_timeout"], json!("120000ms"));
+    assert!(defaults.get("write_timeout").is_none(), "{defaults}");
+
+    let env: Vec<(String, String)> = [
+        ("PREVIEWD_GATEWAY_TLS", "on_demand"),
+        ("PREVIEWD_GATEWAY_READ_HEADER_TIMEOUT", "2s"),
+        ("PREVIEWD_GATEWAY_READ_TIMEOUT", "0s"),
+        ("PREVIEWD_GATEWAY_WRITE_TIMEOUT", "1m"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let c = Config::from_parts(None, Path::new("t"), &env).unwrap();
+    for name in ["previewd", "previewd_tls"] {
+        let s = server(&c, name);
+        assert_eq!(s["read_header_timeout"], json!("2000ms"), "{name}");
+        assert!(s.get("read_timeout").is_none(), "{name}: {s}");
+        assert_eq!(s["write_timeout"], json!("60000ms"), "{name}");
+    }
+    assert!(
+        server(&c, "previewd_ask")
+            .get("read_header_timeout")
+            .is_none()
+    );
+}
