@@ -83,16 +83,139 @@ struct ErrorDetail {
 const MAX_LINE: usize = 16 << 20;
 
 /// Runs the build `opts` describes (its `version` must say BuildKit) on the context `tar`,
-/// giving each readable progress line to `on_line`. Dropping the future closes the connection,
-/// which cancels the build in the daemon.
+/// giving each readable progress line to `on_line`.
+///
+/// The request runs in a task of its own. Dropping this future (a newer push superseded the
+/// deployment, or the build timed out) does not just close the connection: a build that had
+/// finished solving would still be exported and tagged after the caller cleaned up, leaving
+/// an image of a cancelled attempt. Instead the task asks the daemon to cancel the build
+/// (`POST /build/cancel`), reads the answer to its end, and removes the tag if the build made
+/// it anyway; [`settled`] waits for such tasks, so a cleanup that follows finds everything.
 pub async fn build(
     docker: &Docker,
     opts: &BuildImageOptions,
     tar: Bytes,
     on_line: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Outcome, DockerError> {
+    let build_id = nanoid::nanoid!(16, &nanoid::alphabet::SAFE);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (d, o, id) = (docker.clone(), opts.clone(), build_id.clone());
+    let driver = tokio::spawn(async move {
+        let _ = done_tx.send(drive(d, o, id, tar, tx).await);
+    });
+    let mut guard = CancelOnDrop {
+        docker: Some(docker.clone()),
+        build_id,
+        tag: opts.t.clone(),
+        driver: Some(driver),
+    };
+    while let Some(line) = rx.recv().await {
+        on_line(&line);
+    }
+    let outcome = done_rx
+        .await
+        .map_err(|_| DockerError::Api("the build task ended without an answer".into()))?;
+    guard.docker = None;
+    outcome
+}
+
+/// Cancels a build whose caller went away, and cleans up after it (see [`build`]).
+struct CancelOnDrop {
+    /// `None` once the build ended while its caller was there.
+    docker: Option<Docker>,
+    build_id: String,
+    tag: Option<String>,
+    driver: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Builds cancelled in this process whose answer is still being read.
+static FINISHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static FINISHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(docker) = self.docker.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (id, tag, driver) = (self.build_id.clone(), self.tag.take(), self.driver.take());
+        FINISHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        rt.spawn(async move {
+            let _ = post(&docker, &format!("/build/cancel?id={id}")).await;
+            if let Some(driver) = driver {
+                let _ = tokio::time::timeout(CANCEL_WAIT, driver).await;
+            }
+            if let Some(tag) = tag {
+                let _ = docker
+                    .remove_image(
+                        &tag,
+                        None::<bollard::query_parameters::RemoveImageOptions>,
+                        None,
+                    )
+                    .await;
+            }
+            FINISHING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            FINISHED.notify_waiters();
+        });
+    }
+}
+
+/// How long a cancelled build's answer is read before its task gives up on it.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits (at most `max`) until no build cancelled in this process is still finishing, so a
+/// cleanup after a cancellation sees what that build made.
+pub async fn settled(max: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + max;
+    loop {
+        let notified = FINISHED.notified();
+        if FINISHING.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A bodiless POST to the daemon on a connection of its own.
+async fn post(docker: &Docker, path: &str) -> Result<(), String> {
+    let endpoint = endpoint()?;
+    let v = docker.client_version();
+    let req = Request::post(format!("/v{}.{}{path}", v.major_version, v.minor_version))
+        .header(hyper::header::HOST, "docker")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let (response, _connection) = match &endpoint {
+        Endpoint::Unix(path) => send(UnixStream::connect(path).await, req).await?,
+        Endpoint::Tcp(addr) => send(TcpStream::connect(addr).await, req).await?,
+    };
+    let _ = response.into_body().collect().await;
+    Ok(())
+}
+
+/// The build request itself, read to its end whether or not anyone still listens.
+async fn drive(
+    docker: Docker,
+    opts: BuildImageOptions,
+    build_id: String,
+    tar: Bytes,
+    lines: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<Outcome, DockerError> {
+    let docker = &docker;
+    let opts = &opts;
+    let mut send_line = |l: &str| {
+        let _ = lines.send(l.to_owned());
+    };
+    let on_line: &mut (dyn FnMut(&str) + Send) = &mut send_line;
     let endpoint = endpoint().map_err(|reason| DockerError::Api(reason.clone()))?;
     let query = serde_urlencoded::to_string(opts).map_err(|e| DockerError::Api(e.to_string()))?;
+    // The id `POST /build/cancel` names the build by (an Engine API parameter bollard's
+    // options do not carry).
+    let query = format!("{query}&buildid={build_id}");
     let v = docker.client_version();
     let uri = format!("/v{}.{}/build?{query}", v.major_version, v.minor_version);
     let req = Request::post(uri)

@@ -32,6 +32,7 @@ use crate::spec::BuildSpec;
 use buildkit::Outcome;
 
 mod buildkit;
+pub use buildkit::settled;
 mod classic;
 pub mod context;
 pub mod dockerfile;

@@ -201,14 +201,9 @@ impl Manager {
             _ = cancel.cancelled() => return Err(cancelled(Phase::Fetch)),
         };
         timings.phases.push((Phase::Fetch, t.elapsed()));
-        let attempt = self.attempt(&req, &prepared, &progress, &phase, &mut timings);
-        let result = tokio::select! {
-            r = attempt => r,
-            _ = cancel.cancelled() => {
-                let at = phase.lock().map(|p| *p).unwrap_or(Phase::Build);
-                Err(cancelled(at))
-            }
-        };
+        let result = self
+            .attempt(&req, &prepared, &progress, &phase, &mut timings, &cancel)
+            .await;
         let result = match result {
             Ok(downtime) => self.finish(&prepared).await.map(|s| (s, downtime)),
             Err(f) => Err(f),
@@ -233,6 +228,11 @@ impl Manager {
     /// Config → build → start → route → health, each phase entered (for `progress` and for
     /// a cancellation to name), paused at for fault injection and timed. Returns the services
     /// that were stopped before their replacement started (their moment of downtime).
+    ///
+    /// A cancellation interrupts the phases that wait (config, build, health). Start and route
+    /// run to their end once begun, then the cancellation is seen: dropped half-way, a Docker
+    /// request already sent (a network, a container being created) would land after the
+    /// cleanup had looked, and be left behind.
     async fn attempt(
         &self,
         req: &UpRequest,
@@ -240,6 +240,7 @@ impl Manager {
         progress: &Progress,
         phase: &Mutex<Phase>,
         timings: &mut Timings,
+        cancel: &CancellationToken,
     ) -> Result<Vec<String>, DeployFailure> {
         let enter = |ph: Phase| {
             if let Ok(mut g) = phase.lock() {
@@ -249,31 +250,64 @@ impl Manager {
             Instant::now()
         };
 
-        fault::pause(Phase::Fetch).await;
+        tokio::select! {
+            () = fault::pause(Phase::Fetch) => {}
+            _ = cancel.cancelled() => return Err(cancelled(Phase::Fetch)),
+        }
         let t = enter(Phase::Config);
-        fault::pause(Phase::Config).await;
-        let spec = self.load_spec(req, p).await?;
+        let spec = tokio::select! {
+            r = async {
+                fault::pause(Phase::Config).await;
+                self.load_spec(req, p).await
+            } => r?,
+            _ = cancel.cancelled() => return Err(cancelled(Phase::Config)),
+        };
         timings.phases.push((Phase::Config, t.elapsed()));
 
         let t = enter(Phase::Build);
-        let images = self.images(req, p, &spec, progress).await?;
-        fault::pause(Phase::Build).await;
+        let images = tokio::select! {
+            r = async {
+                let images = self.images(req, p, &spec, progress).await?;
+                fault::pause(Phase::Build).await;
+                Ok(images)
+            } => r?,
+            _ = cancel.cancelled() => return Err(cancelled(Phase::Build)),
+        };
         timings.phases.push((Phase::Build, t.elapsed()));
 
         let t = enter(Phase::Start);
         let downtime = self.start(req, p, &spec, &images).await?;
-        fault::pause(Phase::Start).await;
+        let held = async { fault::pause(Phase::Start).await };
+        tokio::select! {
+            () = held => {}
+            _ = cancel.cancelled() => {}
+        }
+        if cancel.is_cancelled() {
+            return Err(cancelled(Phase::Start));
+        }
         timings.phases.push((Phase::Start, t.elapsed()));
 
         let t = enter(Phase::Route);
         self.route().await?;
-        fault::pause(Phase::Route).await;
+        tokio::select! {
+            () = fault::pause(Phase::Route) => {}
+            _ = cancel.cancelled() => {}
+        }
+        if cancel.is_cancelled() {
+            return Err(cancelled(Phase::Route));
+        }
         timings.phases.push((Phase::Route, t.elapsed()));
 
         let t = enter(Phase::Health);
         let host = gateway::staging_host(p.id.as_str(), p.generation, &self.config.gateway.domain);
-        self.wait_healthy(p, &spec, &host).await?;
-        fault::pause(Phase::Health).await;
+        tokio::select! {
+            r = async {
+                self.wait_healthy(p, &spec, &host).await?;
+                fault::pause(Phase::Health).await;
+                Ok::<(), DeployFailure>(())
+            } => r?,
+            _ = cancel.cancelled() => return Err(cancelled(Phase::Health)),
+        }
         timings.phases.push((Phase::Health, t.elapsed()));
 
         Ok(downtime)

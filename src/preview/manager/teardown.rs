@@ -10,6 +10,8 @@ impl Manager {
     /// Removes what a failed or cancelled attempt created: its generation, and the whole
     /// preview when there was no live generation to fall back on.
     pub(super) async fn discard(&self, p: &Prepared) {
+        // A build this attempt started and dropped may still be ending in the daemon.
+        build::settled(std::time::Duration::from_secs(30)).await;
         let result = async {
             let observed = self.observed().await?;
             for o in observed.iter().filter(|o| o.id == p.id) {
