@@ -5,8 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use previewd::config::Triggers;
-use previewd::forge::Repo;
 use previewd::forge::github::payload::parse_event;
+use previewd::forge::{ForgeKind, Repo};
 use previewd::intent::{Decision, Policy};
 
 const EVENTS: [&str; 4] = ["pull_request", "push", "issue_comment", "ping"];
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         command: "/preview".into(),
         allow_forks: pick & 0x80 != 0,
     };
-    let policy = Policy::new(&t, "https://github.com").expect("policy");
+    let policy = Policy::new(&t, ForgeKind::GitHub, "https://github.com").expect("policy");
     let Ok(event) = parse_event(EVENTS[pick as usize % EVENTS.len()], body) else {
         return;
     };

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use previewd::config::Config;
 use previewd::ids::PreviewId;
-use previewd::preview::labels::{Member, Observed};
 use previewd::preview::gateway::{self, routes};
+use previewd::preview::labels::{Member, Observed};
 use serde_json::Value;
 
 fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>) -> Member {
@@ -46,6 +46,10 @@ fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>)
         state: "running".into(),
         image: format!("bench-{id}-{service}:0"),
         canonical: true,
+        networks: Vec::new(),
+        volumes: Vec::new(),
+        own_host: false,
+        oneshot: false,
     }
 }
 
