@@ -189,7 +189,6 @@ impl Manager {
     ) -> Result<Deployed, DeployFailure> {
         // Time to ready is what the PR's author waits: from the webhook, when one asked.
         let started = req.received.unwrap_or_else(Instant::now);
-        let phase = Mutex::new(Phase::Fetch);
         let mut timings = Timings::default();
         if req.received.is_some() {
             timings.phases.push((Phase::Queue, started.elapsed()));
@@ -202,7 +201,7 @@ impl Manager {
         };
         timings.phases.push((Phase::Fetch, t.elapsed()));
         let result = self
-            .attempt(&req, &prepared, &progress, &phase, &mut timings, &cancel)
+            .attempt(&req, &prepared, &progress, &mut timings, &cancel)
             .await;
         let result = match result {
             Ok(downtime) => self.finish(&prepared).await.map(|s| (s, downtime)),
@@ -225,9 +224,9 @@ impl Manager {
         }
     }
 
-    /// Config → build → start → route → health, each phase entered (for `progress` and for
-    /// a cancellation to name), paused at for fault injection and timed. Returns the services
-    /// that were stopped before their replacement started (their moment of downtime).
+    /// Config → build → start → route → health, each phase entered (for `progress`), paused at
+    /// for fault injection and timed. Returns the services that were stopped before their
+    /// replacement started (their moment of downtime).
     ///
     /// A cancellation interrupts the phases that wait (config, build, health). Start and route
     /// run to their end once begun, then the cancellation is seen: dropped half-way, a Docker
@@ -238,14 +237,10 @@ impl Manager {
         req: &UpRequest,
         p: &Prepared,
         progress: &Progress,
-        phase: &Mutex<Phase>,
         timings: &mut Timings,
         cancel: &CancellationToken,
     ) -> Result<Vec<String>, DeployFailure> {
         let enter = |ph: Phase| {
-            if let Ok(mut g) = phase.lock() {
-                *g = ph;
-            }
             progress(Event::Phase(ph));
             Instant::now()
         };
