@@ -18,8 +18,8 @@ pub async fn run(
     json: bool,
 ) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config).await?;
-    let many = query.service.is_none() && manager.get(id).await?.live_members().len() > 1;
-    let mut lines = manager.log_lines(id, &query).await?;
+    let logs = manager.log_lines(id, &query).await?;
+    let (many, mut lines) = (logs.services > 1, logs.lines);
     let mut stdout = std::io::stdout().lock();
     while let Some(l) = lines.next().await {
         let written = if json {

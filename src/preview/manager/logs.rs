@@ -48,14 +48,17 @@ pub struct LogLine {
     pub text: String,
 }
 
+/// The lines `log_lines` found, and how many services they come from (a reader prefixes each
+/// line with its service when there are several).
+pub struct Logs {
+    pub services: usize,
+    pub lines: BoxStream<'static, LogLine>,
+}
+
 impl Manager {
     /// The services' log lines: one service after the other when not following (each service's
     /// lines together, as before), interleaved as they arrive when following.
-    pub async fn log_lines(
-        &self,
-        id: &PreviewId,
-        q: &LogQuery,
-    ) -> Result<BoxStream<'static, LogLine>, ManagerError> {
+    pub async fn log_lines(&self, id: &PreviewId, q: &LogQuery) -> Result<Logs, ManagerError> {
         let p = self.get(id).await?;
         // The live generation's containers; a preview that never went live shows its newest.
         let members: Vec<&Member> = match p.live() {
@@ -82,11 +85,13 @@ impl Manager {
             .into_iter()
             .map(|m| self.service_lines(m, q))
             .collect();
-        Ok(if q.follow {
+        let services = streams.len();
+        let lines = if q.follow {
             stream::select_all(streams).boxed()
         } else {
             stream::iter(streams).flatten().boxed()
-        })
+        };
+        Ok(Logs { services, lines })
     }
 
     fn service_lines(&self, m: &Member, q: &LogQuery) -> BoxStream<'static, LogLine> {

@@ -36,7 +36,7 @@ mod commit;
 mod containers;
 mod images;
 mod logs;
-pub use logs::{LogLine, LogQuery, LogStream};
+pub use logs::{LogLine, LogQuery, LogStream, Logs};
 mod prepare;
 mod run_options;
 mod teardown;
