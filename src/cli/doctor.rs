@@ -11,7 +11,7 @@ use bollard::Docker;
 use bollard::query_parameters::ListNetworksOptions;
 
 use super::{CliError, Outcome};
-use crate::config::{Config, Explained, Tls};
+use crate::config::{Config, Tls};
 use crate::forge::retry::RetryPolicy;
 use crate::forge::{ForgeError, Forges};
 use crate::preview::docker::{self, labels};
@@ -64,11 +64,8 @@ fn bad(
 
 pub async fn run(config_path: Option<&Path>, json: bool) -> Result<Outcome, CliError> {
     let mut found = Vec::new();
-    let config = match Explained::load(config_path).and_then(|e| {
-        let config = Config::load(config_path)?;
-        Ok((e.file, config))
-    }) {
-        Ok((file, config)) => {
+    let config = match Config::load_located(config_path) {
+        Ok((config, file)) => {
             let from = file.map_or("no file: defaults and the environment".to_owned(), |f| {
                 f.display().to_string()
             });

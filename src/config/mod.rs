@@ -199,14 +199,23 @@ impl Config {
     /// An explicit `path` (`--config`, `PREVIEWD_CONFIG`) must exist; otherwise the first of
     /// [`search_path`] that exists is read, and none at all means the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_located(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also saying which file it read (`None`: defaults and the
+    /// environment only), for the commands that tell the operator.
+    pub fn load_located(path: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
         let found = locate(path);
         let text = found.as_deref().map(read).transpose()?;
         match &found {
             Some(p) => tracing::debug!(file = %p.display(), "config file loaded"),
             None => tracing::debug!("no config file: defaults and the environment"),
         }
-        let shown = found.unwrap_or_else(|| PathBuf::from("previewd.toml"));
-        Config::from_layers(text.as_deref(), &shown, std::env::vars_os())
+        let shown = found
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("previewd.toml"));
+        let config = Config::from_layers(text.as_deref(), &shown, std::env::vars_os())?;
+        Ok((config, found))
     }
 
     /// Builds the config from a file's text and an environment, without touching the process
