@@ -189,7 +189,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn compose_file_keeps_paths_and_needs_no_gateway_service() {
-    let doc: serde_yaml::Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(&read("deploy/compose.yaml")).unwrap();
     let services = doc["services"].as_mapping().expect("services");
     assert_eq!(
         services.len(),
@@ -445,7 +445,7 @@ fn deploy_kit_raises_the_open_files_limit_to_what_the_connection_cap_needs() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{UNIT} lacks a numeric LimitNOFILE"));
     assert!(unit >= needed, "{UNIT}: LimitNOFILE={unit} < {needed}");
-    let doc: serde_yaml::Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(&read("deploy/compose.yaml")).unwrap();
     let nofile = &doc["services"]["previewd"]["ulimits"]["nofile"];
     for which in ["soft", "hard"] {
         let n = nofile[which].as_u64().unwrap_or(0);

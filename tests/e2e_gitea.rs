@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use previewd::engine::PreviewEngine;
 use previewd::preview::manager::Manager;

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use previewd::config::Config;
 use previewd::serve::{ServeError, ServeOptions, bind};
 use serde_json::{Value, json};

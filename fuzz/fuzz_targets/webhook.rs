@@ -5,7 +5,7 @@
 //! else) is checked like every other header, not exempted.
 #![no_main]
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use previewd::forge::github::payload::parse_event;
 use previewd::webhook::{form, verify::signature_matches};

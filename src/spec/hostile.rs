@@ -4,7 +4,7 @@
 //! merely unknown, so that the person reading the PR learns why. Nothing here accepts a key:
 //! this module can only refuse.
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::SpecError;
 use super::yaml::{clip, join};
@@ -83,7 +83,7 @@ fn check_mapping(file: &str, prefix: &str, node: &Value) -> Result<(), SpecError
 }
 
 fn mentions_docker_socket(value: &Value) -> bool {
-    serde_yaml::to_string(value)
+    yaml_serde::to_string(value)
         .map(|s| s.contains("docker.sock"))
         .unwrap_or(false)
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
 };
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::yaml::join;
 
@@ -199,7 +199,7 @@ impl<'de, 'a, I: Iterator<Item = (&'a Value, &'a Value)>> MapAccess<'de> for Ent
         // The tree builder turned every key into a string.
         let key = match key {
             Value::String(s) => s.clone(),
-            other => serde_yaml::to_string(other)
+            other => yaml_serde::to_string(other)
                 .unwrap_or_default()
                 .trim()
                 .to_owned(),

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::project::{invalid, refused};
 use super::shape::RawService;

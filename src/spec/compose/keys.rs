@@ -4,7 +4,7 @@
 //! checked: `check` shows all problems in one round. Nothing here accepts a value: a key
 //! accepted here is checked by the module that reads it.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use crate::spec::SpecError;
 use crate::spec::hostile;

@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::validate::{self, Draft, Keys, Project};
 use super::yaml::{clip, join};

@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::project::{invalid, labels, refused};
 use super::shape::{ComposeHealth, RawService};

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use crate::spec::raw::{Build, Command, Health, Text, Vars};
 

@@ -348,14 +348,14 @@ pub(super) fn file_refs(
 /// A service's `tmpfs`: a path or a list of `path[:options]`.
 pub(super) fn tmpfs(
     cx: &Ctx,
-    value: serde_yaml::Value,
+    value: yaml_serde::Value,
     mounts: &mut Vec<Mount>,
     problems: &mut Vec<SpecError>,
 ) {
     let key = cx.key("tmpfs");
     let items: Vec<String> = match value {
-        serde_yaml::Value::String(s) => vec![s],
-        serde_yaml::Value::Sequence(items) => items
+        yaml_serde::Value::String(s) => vec![s],
+        yaml_serde::Value::Sequence(items) => items
             .into_iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
             .collect(),

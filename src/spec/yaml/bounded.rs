@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use super::{MAX_DEPTH, MAX_NODES, MAX_TREE_BYTES, join};
 use crate::spec::SpecError;

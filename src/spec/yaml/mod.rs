@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 
 use serde::de::DeserializeSeed;
-use serde_yaml::Value;
+use yaml_serde::Value;
 
 use super::SpecError;
 
@@ -24,7 +24,7 @@ pub const MAX_FILE_BYTES: usize = 1 << 20;
 /// Deepest nesting accepted. A config needs about 6 levels; the bound keeps recursion (ours and
 /// the parser's) far from the end of the stack whatever the input.
 pub const MAX_DEPTH: usize = 32;
-/// Most nodes the tree may hold once aliases are expanded. serde_yaml limits alias jumps, not
+/// Most nodes the tree may hold once aliases are expanded. yaml_serde limits alias jumps, not
 /// the size of what each jump copies, so a large anchor referenced many times would still
 /// expand quadratically without this.
 pub const MAX_NODES: usize = 100_000;
@@ -72,7 +72,7 @@ pub fn parse_tree(file: &str, bytes: &[u8]) -> Result<Value, SpecError> {
         path: String::new(),
         depth: 0,
     };
-    let parsed = seed.deserialize(serde_yaml::Deserializer::from_str(text));
+    let parsed = seed.deserialize(yaml_serde::Deserializer::from_str(text));
     let failure = budget.borrow_mut().failure.take();
     let mut tree = match (parsed, failure) {
         (Ok(tree), _) => tree,

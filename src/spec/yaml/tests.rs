@@ -29,7 +29,7 @@ fn billion_laughs_is_refused_quickly() {
 
 #[test]
 fn large_anchor_repeated_is_refused() {
-    // Few alias jumps (serde_yaml's own limit does not fire) but each copies a big anchor.
+    // Few alias jumps (yaml_serde's own limit does not fire) but each copies a big anchor.
     let mut doc = String::from("big: &big [");
     doc.push_str(&"x, ".repeat(20_000));
     doc.push_str("x]\nmany: [");
