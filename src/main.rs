@@ -26,7 +26,8 @@ struct Cli {
     /// Operator config (previewd.toml); every key can also come from PREVIEWD_* variables.
     #[arg(long, global = true, env = "PREVIEWD_CONFIG")]
     config: Option<PathBuf>,
-    /// Print JSON on stdout (up, ls, status, logs as one object per line, gc, config, doctor).
+    /// Print JSON on stdout (up, ls, status, logs as one object per line, gc, check, down,
+    /// config, doctor).
     #[arg(long, global = true)]
     json: bool,
     /// Say more on stderr: which config file was loaded, and previewd's debug lines.
@@ -94,7 +95,13 @@ enum Command {
     },
     /// Check what would break the first preview (Docker, the gateway's image and port, address
     /// pools, forge tokens, DNS, TLS), each finding with its fix; exit 1 when something would.
-    Doctor,
+    Doctor {
+        /// Also check that the forge's token sees this repository and may write there
+        /// (statuses, comments): `OWNER/NAME`, or `gitea:OWNER/NAME` when several forges are
+        /// configured.
+        #[arg(long, value_name = "[FORGE:]OWNER/NAME")]
+        repo: Option<cli::doctor::RepoArg>,
+    },
     /// Print the effective operator config: each value and where it came from, secrets masked.
     Config,
     /// Print a shell completion script: `previewd completions bash > /etc/bash_completion.d/previewd`.
@@ -112,8 +119,10 @@ impl Command {
                 | Command::Status { .. }
                 | Command::Gc
                 | Command::Config
-                | Command::Doctor
+                | Command::Doctor { .. }
                 | Command::Logs { .. }
+                | Command::Check { .. }
+                | Command::Down { .. }
         )
     }
 }
@@ -121,7 +130,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.json && !cli.command.prints_json() {
-        let e = "--json: only up, ls, status, logs, gc, config and doctor print JSON";
+        let e = "--json: only up, ls, status, logs, gc, check, down, config and doctor print JSON";
         Cli::command().error(ErrorKind::ArgumentConflict, e).exit();
     }
     // `serve` logs through a background thread, so a slow or blocked stderr never stalls a
@@ -202,9 +211,11 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
     // repository's check, nor printing completions or the manual.
     let load = || Config::load(config_path.as_deref());
     let outcome = match cli.command {
-        Command::Check { path } => cli::check::run(&path),
+        Command::Check { path } => cli::check::run(&path, json),
         Command::Config => cli::config::run(config_path.as_deref(), json),
-        Command::Doctor => cli::doctor::run(config_path.as_deref(), json).await,
+        Command::Doctor { repo } => {
+            cli::doctor::run(config_path.as_deref(), repo.as_ref(), json).await
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -252,7 +263,7 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
             cli::logs::run(load()?, &id, query, json).await
         }
         // clap lets `id` be absent only with `--all`.
-        Command::Down { id, .. } => cli::down::run(load()?, id).await,
+        Command::Down { id, .. } => cli::down::run(load()?, id, json).await,
         Command::Gc => cli::gc::run(load()?, json).await,
     };
     Ok(outcome?)

@@ -166,11 +166,15 @@ async fn up_ls_status_logs_down_follow_the_contract() {
         stderr(&unknown)
     );
 
-    let down = previewd(&env, &["down", "--all"]);
+    let down = previewd(&env, &["down", &id, "--json"]);
     assert!(down.status.success(), "{}", stderr(&down));
-    assert!(stdout(&down).contains(&format!("removed {id}")));
+    let gone: serde_json::Value = serde_json::from_str(&stdout(&down)).expect("one JSON object");
+    assert_eq!(gone["removed"], serde_json::json!([id]), "{gone}");
     // A preview the CLI made has no PR to tell.
-    assert!(!stderr(&down).contains("not told"), "{}", stderr(&down));
+    assert_eq!(gone["not_told"], serde_json::json!([]), "{gone}");
+    let none = previewd(&env, &["down", "--all"]);
+    assert!(none.status.success(), "{}", stderr(&none));
+    assert_eq!(stdout(&none).trim(), "no previews");
     env.assert_clean().await;
 }
 

@@ -118,6 +118,86 @@ fn check_needs_no_operator_config() {
     );
 }
 
+/// `check --json`: the plan a script can read, or every problem with its file and key, and
+/// the same exit status as without `--json`.
+#[test]
+fn check_prints_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yml = dir.path().join(".previewd.yml");
+    std::fs::write(
+        &yml,
+        "services:\n  web: {image: busybox, port: 80}\n  db: {image: busybox, internal: true}\n",
+    )
+    .expect("write .previewd.yml");
+    let out = previewd(dir.path(), &["check", ".", "--json"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["plan"]["file"], ".previewd.yml", "{v}");
+    let services = v["plan"]["services"].as_array().expect("services");
+    let web = services.iter().find(|s| s["name"] == "web").expect("web");
+    assert_eq!(web["route"]["url"], "http://<id>.<domain>/", "{v}");
+    assert_eq!(web["route"]["port"], 80, "{v}");
+    let db = services.iter().find(|s| s["name"] == "db").expect("db");
+    assert!(
+        db["route"].is_null(),
+        "an internal service has no route: {v}"
+    );
+
+    std::fs::write(
+        &yml,
+        "services:\n  web: {image: busybox, port: 80, privileged: true}\n  \
+         api: {image: busybox, port: 81, cap_add: [ALL]}\n",
+    )
+    .expect("write .previewd.yml");
+    let out = previewd(dir.path(), &["check", ".", "--json"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["valid"], false, "{v}");
+    assert!(v.get("plan").is_none(), "{v}");
+    let problems = v["problems"].as_array().expect("problems");
+    for key in ["privileged", "cap_add"] {
+        let p = problems
+            .iter()
+            .find(|p| p["key"].as_str().is_some_and(|k| k.contains(key)))
+            .unwrap_or_else(|| panic!("no problem names {key}: {v}"));
+        assert_eq!(p["kind"], "refused", "{v}");
+        assert_eq!(p["file"], ".previewd.yml", "{v}");
+        assert!(
+            p["message"].as_str().is_some_and(|m| m.contains(key)),
+            "{v}"
+        );
+    }
+}
+
+/// A reader that went away (`previewd check --json | head -1`) ends the command quietly: no
+/// panic about a broken pipe. The pipe's read end is closed before previewd starts, so its
+/// first write fails with EPIPE every time.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".previewd.yml"),
+        "services:\n  web: {image: busybox, port: 80}\n",
+    )
+    .expect("write .previewd.yml");
+    for args in [&["check", ".", "--json"][..], &["check", "."][..]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run previewd");
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn verbose_says_which_config_file_was_loaded() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -9,9 +9,9 @@ use crate::config::{Explained, Origin, Setting, search_path};
 pub fn run(path: Option<&Path>, json: bool) -> Result<Outcome, CliError> {
     let e = Explained::load(path)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&e))?);
+        outln!("{}", serde_json::to_string_pretty(&to_json(&e))?);
     } else {
-        print!("{}", to_text(&e));
+        out!("{}", to_text(&e));
     }
     Ok(Outcome::Done)
 }

@@ -41,12 +41,12 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
         r.removed(&t.repo, t.pr, &t.branch, &why).await;
     }
     if !json {
-        kept.iter().for_each(|k| println!("{k}"));
+        kept.iter().for_each(|k| outln!("{k}"));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_empty() {
-        println!("nothing to clean up; routes reloaded");
+        outln!("nothing to clean up; routes reloaded");
     } else {
         for (what, items) in [
             ("expired preview", &report.expired),
@@ -57,7 +57,7 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
             ("worktree", &report.worktrees),
         ] {
             for i in items {
-                println!("removed {what} {i}");
+                outln!("removed {what} {i}");
             }
         }
     }

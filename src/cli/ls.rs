@@ -32,14 +32,14 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
                 j
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        outln!("{}", serde_json::to_string_pretty(&all)?);
     } else if states.is_empty() {
-        println!("no previews");
+        outln!("no previews");
     } else {
-        println!("{:<12} {:<9} {:<40} REPO@BRANCH", "ID", "STATUS", "URL");
+        outln!("{:<12} {:<9} {:<40} REPO@BRANCH", "ID", "STATUS", "URL");
         let paint = super::paint::Paint::stdout();
         for (s, _) in &states {
-            println!(
+            outln!(
                 "{:<12} {} {:<40} {}{}",
                 s.id,
                 paint.status(s.status, 9),
@@ -52,7 +52,7 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
                 }
             );
             if let Some(v) = volumes.get(s.id.as_str()) {
-                println!("{:<12} volumes: {}", "", v.join(", "));
+                outln!("{:<12} volumes: {}", "", v.join(", "));
             }
         }
     }

@@ -3,6 +3,24 @@
 //! calls the command's `run`. Output texts, exit statuses and JSON shapes are the contract of
 //! docs/architecture.md ("CLI").
 
+/// `println!` for a command's output: a reader that went away (`previewd ls | head -1`) ends
+/// the command quietly, as SIGPIPE ends a C tool, where `println!` would panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s handling of a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 pub mod check;
 mod check_plan;
 pub mod config;
@@ -65,6 +83,23 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// Writes a command's output. Rust ignores SIGPIPE (so that a socket's closed peer is an
+/// error, not the process's end), which turns a closed pipe into a panic in `println!`: here it
+/// ends the process quietly with success, as `ripgrep` and `git` do; any other write error
+/// ends it with status 1 and one line.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        drop(stdout);
+        eprintln!("previewd: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 /// How a command that ran to its end went, for the exit status (0, 1, 3; clap's usage errors
 /// are 2). `Failed` and `NotRunning` exit without a further message: the command has said why.
 #[must_use]
@@ -125,17 +160,17 @@ pub fn to_json(s: &PreviewState, mode: &str) -> serde_json::Value {
 /// Prints one preview on stdout: its JSON object, or its URL and a table of its services.
 pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliError> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&to_json(s, mode))?);
+        outln!("{}", serde_json::to_string_pretty(&to_json(s, mode))?);
         return Ok(());
     }
     let paint = paint::Paint::stdout();
-    println!(
+    outln!(
         "{}  {}  ({}, {mode} mode)",
         s.url,
         paint.status(s.status, 0),
         s.id
     );
-    println!(
+    outln!(
         "  {:<12} {:<10} {:<8} {:<8} LATENCY",
         "SERVICE", "ROUTE", "STATE", "HEALTH"
     );
@@ -147,7 +182,7 @@ pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliEr
             (true, false, Some(st)) => paint.bad(format!("{:<8}", format!("FAIL {st}"))),
             (true, false, None) => paint.bad(format!("{:<8}", "FAIL")),
         };
-        println!(
+        outln!(
             "  {:<12} {:<10} {:<8} {} {}",
             svc.name,
             svc.route.as_deref().unwrap_or("-"),

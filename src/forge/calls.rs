@@ -172,6 +172,13 @@ pub trait Forge: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// The permission previewd's own token has on `repo`, for `doctor --repo`: `None` where
+    /// the forge has no such question (a GitHub App is installed on the repository or not).
+    fn own_permission(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Option<Permission>>> {
+        let _ = repo;
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether `branch` exists in `repo`: `Some` when the forge answered, `None` when this
     /// forge leaves the question to git (the reconciler then asks the git server).
     fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {

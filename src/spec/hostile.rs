@@ -42,8 +42,10 @@ pub const UNSUPPORTED: &str = "is not in the subset previewd reads (see docs/con
      previewd never ignores a setting silently, so remove it";
 
 /// Refuses hostile keys in every service (and its `build` mapping) of the given top-level
-/// sections (`services`, `dev`), naming the first one found in file order.
+/// sections (`services`, `dev`), naming every one in file order, so that one round of fixes
+/// removes them all.
 pub fn refuse_hostile(file: &str, tree: &Value, sections: &[&str]) -> Result<(), SpecError> {
+    let mut refused = Vec::new();
     for section in sections {
         let Some(services) = tree.get(*section).and_then(Value::as_mapping) else {
             continue;
@@ -51,18 +53,22 @@ pub fn refuse_hostile(file: &str, tree: &Value, sections: &[&str]) -> Result<(),
         for (name, service) in services {
             let name = name.as_str().map(clip).unwrap_or_default();
             let prefix = join(section, &name);
-            check_mapping(file, &prefix, service)?;
+            check_mapping(file, &prefix, service, &mut refused);
             if let Some(build) = service.get("build") {
-                check_mapping(file, &join(&prefix, "build"), build)?;
+                check_mapping(file, &join(&prefix, "build"), build, &mut refused);
             }
         }
     }
-    Ok(())
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(SpecError::from_all(refused))
+    }
 }
 
-fn check_mapping(file: &str, prefix: &str, node: &Value) -> Result<(), SpecError> {
+fn check_mapping(file: &str, prefix: &str, node: &Value, refused: &mut Vec<SpecError>) {
     let Some(mapping) = node.as_mapping() else {
-        return Ok(());
+        return;
     };
     for (key, value) in mapping {
         let Some(key) = key.as_str() else { continue };
@@ -73,13 +79,12 @@ fn check_mapping(file: &str, prefix: &str, node: &Value) -> Result<(), SpecError
         } else {
             reason
         };
-        return Err(SpecError::Refused {
+        refused.push(SpecError::Refused {
             file: file.to_owned(),
             key: join(prefix, key),
             reason: reason.to_owned(),
         });
     }
-    Ok(())
 }
 
 fn mentions_docker_socket(value: &Value) -> bool {

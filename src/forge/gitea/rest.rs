@@ -84,6 +84,16 @@ impl Forge for Gitea {
         })
     }
 
+    fn own_permission(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Option<Permission>>> {
+        let repo = repo.clone();
+        Box::pin(async move {
+            let Some(login) = self.self_user().await? else {
+                return Ok(None);
+            };
+            Ok(Some(self.permission(&repo, &login, None).await?))
+        })
+    }
+
     fn pull_request(&self, repo: &Repo, number: u64) -> BoxFuture<'_, ForgeResult<PullRequest>> {
         let path = format!("{}/pulls/{number}", repo_path(repo));
         Box::pin(async move {

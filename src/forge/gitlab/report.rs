@@ -53,6 +53,14 @@ impl Forge for GitLab {
         Box::pin(async move { Ok(Some(self.current_user().await?.username)) })
     }
 
+    fn own_permission(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Option<Permission>>> {
+        let repo = repo.clone();
+        Box::pin(async move {
+            let me = self.current_user().await?;
+            Ok(Some(permission_of(self.access_level(&repo, me.id).await?)))
+        })
+    }
+
     fn branch_exists(&self, repo: &Repo, branch: &str) -> BoxFuture<'_, ForgeResult<Option<bool>>> {
         let repo = repo.clone();
         let branch = branch.to_owned();
