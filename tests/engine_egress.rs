@@ -216,6 +216,23 @@ async fn deploy(env: &TestEnv) -> (String, previewd::engine::Deployed) {
     (web, d)
 }
 
+/// A repository whose one service's build downloads `url` in a `RUN` step.
+fn downloading_build(url: &str) -> GitRepo {
+    let repo = GitRepo::from_fixture("two-service");
+    repo.write(
+        ".previewd.yml",
+        "services:\n  web:\n    build: probe\n    port: 8080\n    healthcheck: {path: /page}\n",
+    );
+    repo.write(
+        "probe/Dockerfile",
+        &format!(
+            "FROM busybox\nRUN mkdir -p /www && wget -q -O /www/page {url}\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+        ),
+    );
+    repo.commit("a build that downloads");
+    repo
+}
+
 /// The stand-ins (namespace `k`, a server on the host) and an instance `egress-<name>-…` with
 /// the settings `extra` makes (it may name the stand-ins' addresses).
 async fn setup(
@@ -331,8 +348,18 @@ async fn none_mode_reaches_only_its_own_services_and_exactly_what_the_allow_list
     // The gateway still answers for the preview.
     let (status, _) = env.get(a.state.id.as_str(), "/hostname").await;
     assert_eq!(status, 200);
-
     env.manager.down(&a.state.id).await.expect("down");
+
+    // Builds follow the mode: a `RUN` step has no network at all (the `all` test's build of
+    // the same kind downloads).
+    let repo = downloading_build(&format!("http://{}:{p1}/", outside.public));
+    let f = env
+        .up(repo.path())
+        .await
+        .expect_err("a build without network");
+    let log = f.log_tail.join("\n");
+    assert_eq!(f.phase.as_str(), "build", "{f}");
+    assert!(log.contains("unreachable"), "{f}\n{log}");
     env.assert_clean().await;
 }
 
@@ -361,7 +388,12 @@ async fn all_mode_reaches_everything_the_other_modes_refuse() {
     }
     let on_host = fetch_host(&env, &web, &a, host_port).await;
     assert_eq!(on_host.as_deref(), Ok("host"), "{on_host:?}");
-
     env.manager.down(&a.state.id).await.expect("down");
+
+    let repo = downloading_build(&format!("http://{}:{p1}/", outside.public));
+    let d = env.up(repo.path()).await.expect("a build that downloads");
+    let (status, page) = env.get(d.state.id.as_str(), "/page").await;
+    assert_eq!((status, page.as_str()), (200, "outside"));
+    env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }
