@@ -286,6 +286,11 @@ async fn public_mode_reaches_the_internet_but_not_the_host_private_networks_or_o
     // The metadata range is never sent a packet: it is read back from the rules.
     let rules = firewall::installed(inst.as_str()).await.join("\n");
     assert!(rules.contains("-d 169.254.0.0/16 -j PVD-"), "{rules}");
+    assert!(
+        rules.contains("ip6tables -A PVD-"),
+        "IPv6 is filtered too: {rules}"
+    );
+    assert!(rules.contains("-d fc00::/7 -j PVD-"), "{rules}");
     assert!(rules.contains("-A INPUT -j PVD-"), "{rules}");
     assert!(rules.contains("-A DOCKER-USER -j PVD-"), "{rules}");
 
