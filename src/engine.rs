@@ -167,6 +167,8 @@ pub struct PreviewState {
     /// When the live generation was deployed (RFC 3339): the start of its `limits.ttl`.
     pub created: Option<String>,
     pub services: Vec<ServiceHealth>,
+    /// What its containers may reach (`None`: made before previewd filtered egress).
+    pub egress: Option<crate::config::egress::Mode>,
 }
 
 /// A deployment that reached "every public service healthy".

@@ -44,6 +44,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "gitlab.webhook_secret",
     "gitlab.git_url",
     "network.subnet_pool",
+    "limits.egress_allow",
+    "limits.build_egress",
 ];
 
 fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {

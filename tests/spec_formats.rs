@@ -308,3 +308,25 @@ fn build_paths_through_links_inside_the_worktree_resolve() {
     let spec = spec::parse_previewd_yml(".previewd.yml", doc.as_bytes(), wt.path()).expect("ok");
     assert_eq!(service(&spec, "api").image, build("api", "Dockerfile", &[]));
 }
+
+#[test]
+fn a_repository_may_ask_for_an_egress_mode_and_a_wrong_one_is_named() {
+    use previewd::config::egress::Mode;
+    let wt = worktree();
+    let yml = "egress: none\nservices:\n  web: {image: busybox, port: 80}\n";
+    let s = spec::parse_previewd_yml(".previewd.yml", yml.as_bytes(), wt.path()).expect("parses");
+    assert_eq!(s.egress, Some(Mode::None));
+    // The operator's mode bounds it: `all` asked under `public` stays `public`.
+    assert_eq!(Mode::Public.narrowed(Some(Mode::All)), Mode::Public);
+    let plain = "services:\n  web: {image: busybox, port: 80}\n";
+    let s = spec::parse_previewd_yml(".previewd.yml", plain.as_bytes(), wt.path()).expect("parses");
+    assert_eq!(s.egress, None);
+    let bad = "egress: private\nservices:\n  web: {image: busybox, port: 80}\n";
+    let e = spec::parse_previewd_yml(".previewd.yml", bad.as_bytes(), wt.path())
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("`egress`") && e.contains("none, public or all"),
+        "{e}"
+    );
+}

@@ -45,6 +45,7 @@ fn state() -> PreviewState {
         pr: Some(7),
         status: previewd::engine::PreviewStatus::Running,
         created: None,
+        egress: None,
         services: vec![
             service("api", Some("/api"), true, Some(200)),
             service("internal", None, true, None),

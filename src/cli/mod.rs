@@ -147,6 +147,7 @@ pub fn to_json(s: &PreviewState, mode: &str) -> serde_json::Value {
         "sha": s.sha,
         "mode": mode,
         "status": s.status,
+        "egress": s.egress,
         "services": s.services.iter().map(|svc| serde_json::json!({
             "name": svc.name,
             "route": svc.route,
@@ -164,8 +165,12 @@ pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliEr
         return Ok(());
     }
     let paint = paint::Paint::stdout();
+    let egress = s
+        .egress
+        .map(|e| format!(", egress {e}"))
+        .unwrap_or_default();
     outln!(
-        "{}  {}  ({}, {mode} mode)",
+        "{}  {}  ({}, {mode} mode{egress})",
         s.url,
         paint.status(s.status, 0),
         s.id

@@ -84,6 +84,10 @@ pub const KEYS: &[Key] = &[
     key("limits.health_timeout", Text, Some("120s")),
     key("limits.parallel", Integer, Some("2")),
     key("limits.max_queued", Integer, Some("1000")),
+    key("limits.egress", Text, Some("public")),
+    key("limits.egress_allow", List, None),
+    // Default: the same as `limits.egress`.
+    key("limits.build_egress", Text, None),
     key("triggers.labels", List, Some("preview")),
     key("triggers.branches", List, Some("*/phase-*")),
     key("triggers.command", Text, Some("/preview")),

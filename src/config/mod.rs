@@ -3,6 +3,7 @@
 //! variables the defaults serve a local trial. This is the one place secrets are read; they are
 //! `SecretString`s from here on and never printed.
 
+pub mod egress;
 mod explain;
 mod keys;
 mod settle;
@@ -172,6 +173,8 @@ pub struct Limits {
     pub parallel: usize,
     /// Intents queued or running beyond which a webhook is answered 503; at least 1.
     pub max_queued: usize,
+    /// What previews and their builds may reach on the network.
+    pub egress: egress::Egress,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::egress::Egress;
 use super::{
     Config, ConfigError, ForgeConfig, GatewayConfig, GatewayTimeouts, GithubConfig, Limits,
     NetworkConfig, ServerLimits, SubnetPool, Tls, Triggers,
@@ -178,6 +179,11 @@ pub(super) struct RawLimits {
     health_timeout: String,
     parallel: usize,
     max_queued: usize,
+    /// `none`, `public` or `all`.
+    egress: String,
+    /// `host:port` or CIDR entries.
+    egress_allow: Option<Vec<String>>,
+    build_egress: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -373,6 +379,7 @@ impl RawConfig {
             health_timeout: duration("limits.health_timeout", &l.health_timeout)?,
             parallel,
             max_queued,
+            egress: Egress::from_keys(&l.egress, l.egress_allow, l.build_egress.as_deref())?,
         };
 
         let t = self.triggers;

@@ -358,3 +358,41 @@ fn a_forge_section_without_its_url_or_with_a_bad_one_is_refused() {
         .to_string();
     assert!(err.contains("urll"), "{err}");
 }
+
+#[test]
+fn egress_comes_from_file_and_env_and_defaults_to_public() {
+    use crate::config::egress::Mode;
+    let c = load(None, &[]).unwrap();
+    assert_eq!(
+        (c.limits.egress.mode, c.limits.egress.build),
+        (Mode::Public, Mode::Public)
+    );
+    assert!(c.limits.egress.allow.is_empty());
+    let c = load(
+        Some("[limits]\negress = \"none\"\nbuild_egress = \"all\"\n"),
+        &[(
+            "PREVIEWD_LIMITS_EGRESS_ALLOW",
+            "10.1.2.3:5432, 192.168.50.0/24",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.limits.egress.mode, c.limits.egress.build),
+        (Mode::None, Mode::All)
+    );
+    let shown: Vec<String> = c
+        .limits
+        .egress
+        .allow
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(shown, ["10.1.2.3:5432", "192.168.50.0/24"]);
+    let err = load(None, &[("PREVIEWD_LIMITS_EGRESS", "private")])
+        .expect_err("not a mode")
+        .to_string();
+    assert!(
+        err.contains("limits.egress") && err.contains("none, public or all"),
+        "{err}"
+    );
+}

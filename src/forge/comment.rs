@@ -75,6 +75,7 @@ pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
     if let Some(sha) = &s.sha {
         let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
     }
+    out.push_str(&egress_line(s));
     out.push('\n');
     out.push_str(&services_table(s));
     out.push('\n');
@@ -186,9 +187,22 @@ pub fn status_reply(state: Option<&PreviewState>) -> String {
     if let Some(sha) = &s.sha {
         let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
     }
+    out.push_str(&egress_line(s));
     out.push('\n');
     out.push_str(&services_table(s));
     out
+}
+
+/// What the preview's code may reach, so a reviewer knows what it could have touched.
+fn egress_line(s: &PreviewState) -> String {
+    use crate::config::egress::Mode;
+    let what = match s.egress {
+        None => return String::new(),
+        Some(Mode::None) => "none (its own services only)",
+        Some(Mode::Public) => "public (no private, host or metadata addresses)",
+        Some(Mode::All) => "all (unfiltered)",
+    };
+    format!("**Egress:** {what}  \n")
 }
 
 /// The answer to an unknown sub-command.
@@ -324,6 +338,33 @@ mod tests {
         }
         assert!(!is_ours("/preview status"));
         assert!(!is_ours("<!-- other:reply -->"));
+    }
+
+    #[test]
+    fn the_egress_mode_is_shown_when_known() {
+        use crate::config::egress::Mode;
+        let mut s = crate::engine::PreviewState {
+            id: crate::ids::PreviewId::parse("abcdefghij").expect("id"),
+            url: "http://abcdefghij.localhost:8000".into(),
+            key: crate::engine::PreviewKey {
+                forge: "github".into(),
+                repo: "acme/shop".into(),
+                branch: "b".into(),
+            },
+            sha: None,
+            pr: Some(7),
+            status: crate::engine::PreviewStatus::Running,
+            created: None,
+            services: Vec::new(),
+            egress: Some(Mode::None),
+        };
+        let body = super::status_reply(Some(&s));
+        assert!(
+            body.contains("**Egress:** none (its own services only)"),
+            "{body}"
+        );
+        s.egress = None;
+        assert!(!super::status_reply(Some(&s)).contains("Egress"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The preview manager and its parts, one folder per responsibility: `source` (git2), `build/`
 //! (the build context, Dockerfile stamping, image builds), `docker/` (the Engine API calls,
 //! names and labels, networks, locks), `manager/` (the deployment's phases), `gateway/`,
-//! `health` and `http_client` (checks through the gateway), `cleanup` (the Docker side of a
+//! `firewall` (the egress policy in the kernel), `health` and `http_client` (checks through the gateway), `cleanup` (the Docker side of a
 //! reconcile pass), and `adapter` (the manager behind the queue's `PreviewEngine` seam, which
 //! is `crate::engine`; "engine" names only that seam, never Docker's engine or this folder).
 //! The same manager serves the CLI and the webhook path. Never calls a forge's API: what a
@@ -18,6 +18,7 @@ pub(crate) mod fault {
     pub async fn pause(_: crate::engine::Phase) {}
 }
 pub mod cleanup;
+pub mod firewall;
 pub mod gateway;
 pub mod health;
 pub mod http_client;

@@ -118,6 +118,9 @@ pub struct Spec {
     /// What previewd does differently from the file's literal meaning, beyond single services
     /// (each service's own are in its `run.changes`).
     pub changes: Vec<String>,
+    /// The egress mode the repository asks for (`.previewd.yml`'s `egress`): it may narrow
+    /// the operator's `limits.egress`, never widen it.
+    pub egress: Option<crate::config::egress::Mode>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

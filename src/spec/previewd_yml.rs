@@ -21,6 +21,9 @@ struct File {
     /// `--mode dev`: per service, an image that runs a dev server on the mounted worktree.
     #[serde(default)]
     dev: BTreeMap<String, RawDev>,
+    /// What the preview's containers may reach (`none`, `public`, `all`): narrows the
+    /// operator's `limits.egress`, never widens it.
+    egress: Option<String>,
 }
 
 /// One entry of `services:`.
@@ -85,6 +88,12 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
     let tree = yaml::parse_tree(file, bytes)?;
     hostile::refuse_hostile(file, &tree, &["services", "dev"])?;
     let raw: File = tree::from_tree(&tree, "").map_err(|e| validate::tree_error(file, e))?;
+    let egress = raw
+        .egress
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| validate::invalid(file, "egress", e))?;
     let drafts = raw
         .services
         .into_iter()
@@ -115,5 +124,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
             port: d.port,
         })
         .collect();
-    validate::finish(file, &KEYS, drafts, devs, Default::default(), worktree)
+    let mut spec = validate::finish(file, &KEYS, drafts, devs, Default::default(), worktree)?;
+    spec.egress = egress;
+    Ok(spec)
 }

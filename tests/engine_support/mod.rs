@@ -203,6 +203,8 @@ impl TestEnv {
         assert!(v.is_empty(), "volumes left: {v:?}");
         let left = self.worktrees();
         assert!(left.is_empty(), "worktrees left: {left:?}");
+        let rules = previewd::preview::firewall::installed(&instance).await;
+        assert!(rules.is_empty(), "egress rules left: {rules:?}");
     }
 }
 
@@ -324,6 +326,8 @@ async fn cleanup(instance: &str) {
             let _ = d.remove_network(&n).await;
         }
     }
+    // The egress rules of the networks just removed (a test that failed half-way).
+    previewd::preview::firewall::clear(instance).await;
     if let Ok(is) = d
         .list_images(Some(ListImagesOptions {
             filters: Some(filters),

@@ -189,6 +189,7 @@ impl FakeEngine {
             pr,
             status: previewd::engine::PreviewStatus::Running,
             created: None,
+            egress: None,
             services: vec![ServiceHealth {
                 name: "web".into(),
                 route: Some("/".into()),

@@ -26,6 +26,7 @@ use bollard::query_parameters::{BuildImageOptions, BuilderVersion, TagImageOptio
 
 use super::docker::{self, DockerError, labels, lockfile};
 use crate::config::Config;
+use crate::config::egress::Mode;
 use crate::engine::PreviewKey;
 use crate::ids::PreviewId;
 use crate::spec::BuildSpec;
@@ -81,6 +82,8 @@ pub struct Target<'a> {
     pub id: &'a PreviewId,
     pub service: &'a str,
     pub key: &'a PreviewKey,
+    /// What the build's `RUN` steps may reach: `none` builds without a network.
+    pub egress: Mode,
 }
 
 /// The prefix of the cache mount ids of builds of `key`'s repository in this instance. A fork's
@@ -166,6 +169,7 @@ pub async fn build(
             config.instance.to_string(),
         )])),
         version: BuilderVersion::BuilderBuildKit,
+        networkmode: network_mode(target.egress),
         ..Default::default()
     };
     log.push("building with BuildKit");
@@ -250,6 +254,14 @@ impl Log<'_> {
             self.tail.push_back(l);
         }
     }
+}
+
+/// Docker's network mode for a build's steps. `none` is Docker's own: no interface but
+/// loopback. `public` cannot be narrowed further on Docker 20.10: BuildKit runs steps on the
+/// default bridge, shared with every other container, and refuses other networks (see
+/// docs/security-model.md); such builds reach what `all` does.
+fn network_mode(egress: Mode) -> Option<String> {
+    (egress == Mode::None).then(|| "none".to_owned())
 }
 
 /// The file whose `flock` builds share and a prune of leftovers takes alone.

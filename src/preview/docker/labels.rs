@@ -41,6 +41,9 @@ pub const VOLUMES: &str = "dev.previewd.volumes";
 pub const HOST: &str = "dev.previewd.host";
 /// On containers: `true` for a job others wait to complete, whose exit is not a failure.
 pub const ONESHOT: &str = "dev.previewd.oneshot";
+/// On preview networks and containers: the egress mode (`none`, `public`, `all`) the
+/// preview runs with; the firewall's rules are rebuilt from it on networks.
+pub const EGRESS: &str = "dev.previewd.egress";
 /// On a project network: its name in the compose file.
 pub const NETWORK: &str = "dev.previewd.network";
 pub const ROLE_VOLUME: &str = "volume";
@@ -147,6 +150,8 @@ pub struct Member {
     pub own_host: bool,
     /// A job that others wait to complete: exited is its healthy end.
     pub oneshot: bool,
+    /// The egress mode it runs with (`None`: made before previewd filtered egress).
+    pub egress: Option<crate::config::egress::Mode>,
 }
 
 impl Member {
@@ -235,6 +240,7 @@ pub fn parse_member(
         volumes: list(labels, VOLUMES),
         own_host: labels.get(HOST).map(String::as_str) == Some("service"),
         oneshot: labels.get(ONESHOT).map(String::as_str) == Some("true"),
+        egress: labels.get(EGRESS).and_then(|m| m.parse().ok()),
     })
 }
 

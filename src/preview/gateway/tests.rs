@@ -71,6 +71,7 @@ fn member(
         volumes: Vec::new(),
         own_host: false,
         oneshot: false,
+        egress: None,
     }
 }
 

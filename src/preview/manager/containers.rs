@@ -14,8 +14,8 @@ use futures_util::future::join_all;
 
 use super::{Manager, Mode, Prepared, UpRequest, fail, run_options};
 use crate::engine::{DeployFailure, Phase};
-use crate::preview::build;
 use crate::preview::docker::{self, DockerError, labels, lifecycle, network, volumes};
+use crate::preview::{build, firewall};
 use crate::spec::runtime::{Condition, DEFAULT_NETWORK};
 use crate::spec::{self, Host, Spec};
 
@@ -34,6 +34,7 @@ impl Manager {
         let inst = &self.config.instance;
         let created = crate::clock::rfc3339(self.clock.now());
         let start_fail = |e: DockerError| fail(Phase::Start, None, e.to_string());
+        let egress = self.config.limits.egress.mode.narrowed(spec.egress);
         for net in used_networks(spec) {
             let name = labels::project_network_name(inst, &p.id, p.generation, &net);
             let project = spec.networks.get(&net);
@@ -46,12 +47,17 @@ impl Manager {
                 (labels::GENERATION.to_owned(), p.generation.to_string()),
                 (labels::CREATED.to_owned(), created.clone()),
                 (labels::NETWORK.to_owned(), net.clone()),
+                (labels::EGRESS.to_owned(), egress.to_string()),
             ]);
             let internal = project.is_some_and(|n| n.internal);
             network::create_network(&self.docker, &self.config, &name, l, internal)
                 .await
                 .map_err(start_fail)?;
         }
+        // The generation's networks are filtered before any of its containers exists.
+        firewall::sync(&self.docker, &self.config)
+            .await
+            .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
         for (name, v) in &spec.volumes {
             let mut l: HashMap<String, String> = v.labels.clone().into_iter().collect();
             l.extend([
@@ -220,6 +226,10 @@ impl Manager {
             (labels::GENERATION, p.generation.to_string()),
             (labels::CREATED, created.to_owned()),
             (labels::FORGE, req.forge.clone()),
+            (
+                labels::EGRESS,
+                limits.egress.mode.narrowed(spec.egress).to_string(),
+            ),
         ]);
         if let Some(sha) = &p.sha {
             l.insert(labels::SHA, sha.to_string());

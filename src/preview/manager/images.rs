@@ -43,6 +43,7 @@ impl Manager {
                             id: &p.id,
                             service: name,
                             key: &p.key,
+                            egress: self.config.limits.egress.build.narrowed(spec.egress),
                         };
                         let r = build::build(
                             &self.docker,

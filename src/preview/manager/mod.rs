@@ -52,6 +52,8 @@ pub enum ManagerError {
     Gateway(#[from] GatewayError),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Firewall(#[from] crate::preview::firewall::FirewallError),
     #[error("no preview has the id {0}")]
     NotFound(String),
     #[error("preview {id} has no service {service}")]

@@ -105,6 +105,8 @@ impl Manager {
         &self,
         except: Option<&PreviewId>,
     ) -> Result<(), ManagerError> {
+        // Rules of networks that are gone go with them; a restart finds its networks' again.
+        crate::preview::firewall::sync(&self.docker, &self.config).await?;
         let others_busy = self.busy().iter().any(|id| Some(id) != except);
         let removed = !self.config.gateway.keep_running
             && !others_busy

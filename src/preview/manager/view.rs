@@ -95,6 +95,7 @@ impl Manager {
             status,
             created: live.first().map(|m| m.created.clone()),
             services,
+            egress: members.first().and_then(|m| m.egress),
         }
     }
 

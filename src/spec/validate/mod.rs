@@ -110,7 +110,7 @@ pub fn tree_error(file: &str, e: TreeError) -> SpecError {
     }
 }
 
-fn invalid(file: &str, key: impl Into<String>, reason: impl Into<String>) -> SpecError {
+pub(super) fn invalid(file: &str, key: impl Into<String>, reason: impl Into<String>) -> SpecError {
     SpecError::Invalid {
         file: file.to_owned(),
         key: key.into(),
@@ -177,6 +177,7 @@ pub fn finish(
         volumes: project.volumes,
         networks: project.networks,
         changes: project.changes,
+        egress: None,
     })
 }
 

@@ -1,0 +1,128 @@
+use super::*;
+
+fn chains() -> Chains {
+    Chains::new("previewd")
+}
+
+fn net(bridge: &str, mode: Mode) -> Net {
+    Net {
+        bridge: bridge.to_owned(),
+        mode,
+    }
+}
+
+fn lines(text: &str) -> Vec<&str> {
+    text.lines().collect()
+}
+
+#[test]
+fn chain_names_are_short_and_differ_between_instances() {
+    let a = Chains::new("previewd");
+    let b = Chains::new("previewd2");
+    assert_ne!(a, b);
+    for name in a.all() {
+        assert!(name.len() <= 28, "{name}");
+        assert!(name.starts_with("PVD-"), "{name}");
+    }
+}
+
+#[test]
+fn only_all_networks_need_no_rules() {
+    let nets = [net("br-aaaaaaaaaaaa", Mode::All)];
+    let inputs = Inputs {
+        allow: &[],
+        nameservers: &[],
+    };
+    assert_eq!(restore_input(Family::V4, &chains(), &nets, inputs), None);
+    assert_eq!(restore_input(Family::V4, &chains(), &[], inputs), None);
+}
+
+#[test]
+fn public_refuses_private_metadata_and_host_ranges_and_keeps_dns() {
+    let c = chains();
+    let ns: [IpAddr; 2] = [
+        "10.255.255.53".parse().unwrap(),
+        "fd00::53".parse().unwrap(),
+    ];
+    let nets = [
+        net("br-aaaaaaaaaaaa", Mode::Public),
+        net("br-bbbbbbbbbbbb", Mode::All),
+    ];
+    let inputs = Inputs {
+        allow: &[],
+        nameservers: &ns,
+    };
+    let v4 = restore_input(Family::V4, &c, &nets, inputs).expect("rules");
+    let l = lines(&v4);
+    let p = c.prefix();
+    assert!(
+        l.contains(&format!("-A {p}FWD -i br-aaaaaaaaaaaa -o br-aaaaaaaaaaaa -j RETURN").as_str())
+    );
+    assert!(l.contains(&format!("-A {p}FWD -i br-aaaaaaaaaaaa -j {p}PUB").as_str()));
+    assert!(l.contains(&format!("-A {p}IN -i br-aaaaaaaaaaaa -j {p}HOST").as_str()));
+    for range in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+    ] {
+        assert!(
+            l.contains(&format!("-A {p}PUB -d {range} -j {p}REJ").as_str()),
+            "{range}"
+        );
+    }
+    // DNS to the resolvers comes before the private ranges that hold 10.255.255.53.
+    let dns = l
+        .iter()
+        .position(|x| x.contains("-d 10.255.255.53 -p udp --dport 53 -j RETURN"));
+    let private = l.iter().position(|x| x.contains("-d 10.0.0.0/8"));
+    assert!(dns.expect("dns rule") < private.expect("private rule"));
+    // The network in `all` has no rule; nothing of IPv6 leaks into the IPv4 rules.
+    assert!(!v4.contains("br-bbbbbbbbbbbb"));
+    assert!(!v4.contains("fd00::53"));
+    assert!(v4.ends_with("COMMIT\n"));
+    let v6 = restore_input(Family::V6, &c, &nets, inputs).expect("rules");
+    assert!(v6.contains(&format!("-A {p}PUB -d fc00::/7 -j {p}REJ")));
+    assert!(v6.contains(&format!("-A {p}PUB -d fe80::/10 -j {p}REJ")));
+    assert!(v6.contains("icmp6-port-unreachable"));
+    assert!(!v6.contains("10.255.255.53"));
+}
+
+#[test]
+fn none_refuses_everything_but_the_allow_list_and_the_own_bridge() {
+    let c = chains();
+    let p = c.prefix();
+    let allow = [
+        Allow::parse("10.1.2.3:5432").unwrap(),
+        Allow::parse("192.168.7.0/24").unwrap(),
+        Allow::parse("[fd00::5]:80").unwrap(),
+    ];
+    let nets = [net("br-cccccccccccc", Mode::None)];
+    let inputs = Inputs {
+        allow: &allow,
+        nameservers: &["10.255.255.53".parse().unwrap()],
+    };
+    let v4 = restore_input(Family::V4, &c, &nets, inputs).expect("rules");
+    let l = lines(&v4);
+    assert!(l.contains(&format!("-A {p}FWD -i br-cccccccccccc -j {p}NONE").as_str()));
+    for chain in ["NONE", "PUB", "HOST"] {
+        assert!(l.contains(
+            &format!("-A {p}{chain} -d 10.1.2.3/32 -p tcp --dport 5432 -j RETURN").as_str()
+        ));
+        assert!(l.contains(&format!("-A {p}{chain} -d 192.168.7.0/24 -j RETURN").as_str()));
+    }
+    // The allow-list comes before the final refusal.
+    let allow_at = l
+        .iter()
+        .position(|x| x.contains(&format!("{p}NONE -d 10.1.2.3/32")));
+    let refuse_at = l.iter().position(|x| *x == format!("-A {p}NONE -j {p}REJ"));
+    assert!(allow_at.expect("allow") < refuse_at.expect("refuse"));
+    // `none` never opens DNS to the resolvers (a way out by DNS queries).
+    assert!(
+        !l.iter()
+            .any(|x| x.contains("-i br-cccccccccccc -d 10.255.255.53"))
+    );
+    assert!(!v4.contains("fd00::5"));
+}
