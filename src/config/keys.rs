@@ -84,6 +84,10 @@ pub const KEYS: &[Key] = &[
     key("limits.health_timeout", Text, Some("120s")),
     key("limits.parallel", Integer, Some("2")),
     key("limits.max_queued", Integer, Some("1000")),
+    // No visit for this long: the preview's containers stop until the next visit; 0: never.
+    key("limits.idle_sleep", Text, Some("30m")),
+    // User-Agent words (beside the built-in crawlers and uptime checkers) that never wake one.
+    key("limits.crawler_agents", List, Some("")),
     key("triggers.labels", List, Some("preview")),
     key("triggers.branches", List, Some("*/phase-*")),
     key("triggers.command", Text, Some("/preview")),

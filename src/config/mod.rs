@@ -172,6 +172,10 @@ pub struct Limits {
     pub parallel: usize,
     /// Intents queued or running beyond which a webhook is answered 503; at least 1.
     pub max_queued: usize,
+    /// No request through the gateway for this long puts a preview to sleep; `None`: never.
+    pub idle_sleep: Option<Duration>,
+    /// Lower-case User-Agent words that, beside the built-in list, never wake a preview.
+    pub crawler_agents: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

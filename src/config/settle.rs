@@ -178,6 +178,8 @@ pub(super) struct RawLimits {
     health_timeout: String,
     parallel: usize,
     max_queued: usize,
+    idle_sleep: String,
+    crawler_agents: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -373,6 +375,14 @@ impl RawConfig {
             health_timeout: duration("limits.health_timeout", &l.health_timeout)?,
             parallel,
             max_queued,
+            idle_sleep: Some(duration("limits.idle_sleep", &l.idle_sleep)?)
+                .filter(|d| !d.is_zero()),
+            crawler_agents: l
+                .crawler_agents
+                .into_iter()
+                .map(|a| a.to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect(),
         };
 
         let t = self.triggers;

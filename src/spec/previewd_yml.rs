@@ -21,6 +21,8 @@ struct File {
     /// `--mode dev`: per service, an image that runs a dev server on the mounted worktree.
     #[serde(default)]
     dev: BTreeMap<String, RawDev>,
+    /// `false` keeps the whole preview awake however long nobody visits it.
+    sleep: Option<bool>,
 }
 
 /// One entry of `services:`.
@@ -45,6 +47,8 @@ struct RawService {
     depends_on: Option<Vec<String>>,
     /// Not routed; reachable by the other services of the preview only.
     internal: Option<bool>,
+    /// `false` keeps the preview awake for this service's sake (a scheduled job, a consumer).
+    sleep: Option<bool>,
 }
 
 /// One entry of `dev:`.
@@ -85,6 +89,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
     let tree = yaml::parse_tree(file, bytes)?;
     hostile::refuse_hostile(file, &tree, &["services", "dev"])?;
     let raw: File = tree::from_tree(&tree, "").map_err(|e| validate::tree_error(file, e))?;
+    let preview_sleeps = raw.sleep.unwrap_or(true);
     let drafts = raw
         .services
         .into_iter()
@@ -99,6 +104,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
             health: s.healthcheck,
             depends_on: s.depends_on.unwrap_or_default(),
             internal: s.internal.unwrap_or(false),
+            sleep: preview_sleeps && s.sleep.unwrap_or(true),
             host: Default::default(),
             run: Default::default(),
         })
