@@ -127,16 +127,19 @@ pub enum PreviewStatus {
     Running,
     /// A container of the live generation is not running, or a public service is unhealthy.
     Failed,
-    /// Its containers are stopped on purpose (a sleeping preview).
+    /// Its containers are stopped.
     Stopped,
+    /// Its containers were stopped for want of visits; the next visit wakes it (the URL works).
+    Sleeping,
 }
 
 impl PreviewStatus {
-    pub const ALL: [PreviewStatus; 4] = [
+    pub const ALL: [PreviewStatus; 5] = [
         PreviewStatus::Building,
         PreviewStatus::Running,
         PreviewStatus::Failed,
         PreviewStatus::Stopped,
+        PreviewStatus::Sleeping,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +148,7 @@ impl PreviewStatus {
             PreviewStatus::Running => "running",
             PreviewStatus::Failed => "failed",
             PreviewStatus::Stopped => "stopped",
+            PreviewStatus::Sleeping => "sleeping",
         }
     }
 }
@@ -242,6 +246,33 @@ pub trait PreviewEngine: Send + Sync + 'static {
     /// keep no clones answer none.
     fn cloned_urls(&self) -> BoxFuture<'_, Vec<String>> {
         Box::pin(async { Vec::new() })
+    }
+
+    /// Puts preview `id` to sleep (its containers stopped, its URL kept): `Ok(true)` when it
+    /// went to sleep, `Ok(false)` when it stays as it is (asleep already, not running, being
+    /// deployed, or kept awake by its repository). Engines that cannot sleep never do.
+    fn sleep(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, EngineError>> {
+        let _ = id;
+        Box::pin(async { Ok(false) })
+    }
+
+    /// Wakes preview `id` and returns once every public service answers: `Ok(true)` when it
+    /// slept, `Ok(false)` when it was awake. A failure is shaped like a failed deployment's.
+    fn wake(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, DeployFailure>> {
+        let _ = id;
+        Box::pin(async { Ok(false) })
+    }
+
+    /// A visitor reached preview `id` through the gateway just now: its `limits.ttl` counts
+    /// from here. Engines without a ttl need not listen.
+    fn visited(&self, id: &PreviewId) {
+        let _ = id;
+    }
+
+    /// Previews with a request in flight through the gateway right now (an open WebSocket
+    /// is one): they are being visited, whatever the visit log says.
+    fn in_flight(&self) -> BoxFuture<'_, std::collections::HashSet<PreviewId>> {
+        Box::pin(async { std::collections::HashSet::new() })
     }
 
     /// Whether `branch` exists at `url`, asked of the remote itself (with `token`), for a

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod edge;
 pub mod engine;
 pub mod forge;
 pub mod ids;

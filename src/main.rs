@@ -88,6 +88,10 @@ enum Command {
     },
     /// Reconcile now: routes from labels, orphans, expired previews.
     Gc,
+    /// Put a preview to sleep now: its containers stop, its URL stays; a visit wakes it.
+    Sleep { id: PreviewId },
+    /// Wake a sleeping preview now; returns once every public service answers.
+    Wake { id: PreviewId },
     /// Validate a repository's preview config and print the plan (needs no operator config).
     Check {
         #[arg(default_value = ".")]
@@ -265,6 +269,8 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
         // clap lets `id` be absent only with `--all`.
         Command::Down { id, .. } => cli::down::run(load()?, id, json).await,
         Command::Gc => cli::gc::run(load()?, json).await,
+        Command::Sleep { id } => cli::sleep::sleep(load()?, &id).await,
+        Command::Wake { id } => cli::sleep::wake(load()?, &id).await,
     };
     Ok(outcome?)
 }

@@ -38,6 +38,8 @@ struct Inner {
     start: Histogram,
     health: Histogram,
     ready: Histogram,
+    wakes: IntCounterVec,
+    wake: Histogram,
 }
 
 /// Events counted under their own name; the rest are `other`.
@@ -100,6 +102,25 @@ impl Metrics {
             "Time until every public service is healthy",
         )?;
         let ready = hist("time_to_ready_seconds", "Time from intent to a healthy URL")?;
+        let wakes = IntCounterVec::new(
+            Opts::new(
+                "wakes_total",
+                "Sleeping previews woken by a visit, by outcome (ok, failed)",
+            ),
+            &["outcome"],
+        )?;
+        let wake = Histogram::with_opts(
+            HistogramOpts::new(
+                "wake_seconds",
+                "Time from a sleeping preview's first visit until it answers",
+            )
+            .buckets(vec![0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0]),
+        )?;
+        for outcome in ["ok", "failed"] {
+            wakes.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(wakes.clone()))?;
+        registry.register(Box::new(wake.clone()))?;
         registry.register(Box::new(webhooks.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(previews.clone()))?;
@@ -129,6 +150,8 @@ impl Metrics {
                 start,
                 health,
                 ready,
+                wakes,
+                wake,
             }),
         })
     }
@@ -218,6 +241,14 @@ impl Metrics {
             }
         }
         self.inner.ready.observe(secs(t.total));
+    }
+
+    /// A wake that ended: `ok` or `failed`, and how long it took.
+    pub fn wake(&self, outcome: &'static str, took: Duration) {
+        self.inner.wakes.with_label_values(&[outcome]).inc();
+        if outcome == "ok" {
+            self.inner.wake.observe(secs(took));
+        }
     }
 
     /// Sets the previews gauge from the engine's list (called at scrape time).

@@ -99,6 +99,8 @@ pub struct Server {
     reconcile_interval: Duration,
     bounds: Bounds,
     budget: FdBudget,
+    /// For the edge service the gateway asks (`crate::edge`).
+    config: Arc<Config>,
 }
 
 /// Runs `previewd serve` until `shutdown` is cancelled.
@@ -221,6 +223,7 @@ pub async fn bind(
             cap: budget.cap,
         },
         budget,
+        config: Arc::new(config),
     })
 }
 
@@ -318,10 +321,22 @@ impl Server {
             reconcile_interval,
             bounds,
             budget: _,
+            config,
         } = self;
         let queue = state.queue.clone();
         let metrics = state.metrics.clone();
         let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
+        let edge = crate::edge::run(
+            config,
+            state.engine.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = edge.await {
+                tracing::error!(error = %e, "the edge socket failed: sleeping previews do not wake");
+            }
+        });
         let public = listener::serve(
             webhook,
             Listener::Webhook,

@@ -51,6 +51,16 @@ def wait_port(port, proc=None, timeout=30):
     raise SystemExit(f"nothing listens on {port} after {timeout}s")
 
 
+def stop_server(p):
+    """SIGTERM to a `previewd serve` still running, then up to 30 s for it to drain and exit."""
+    if p and p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill(); p.wait()
+
+
 def sigterm_exits():
     """SIGTERM (bench/run's trap, a timeout) unwinds like Ctrl-C, so `finally` cleans up."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

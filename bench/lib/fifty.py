@@ -17,10 +17,10 @@ Preview networks: with `network.subnet_pool` (PREVIEWD_NETWORK_SUBNET_POOL) prev
 /24 per network itself, so N=50 is not limited by Docker's default address pools (~31
 networks). Whether the running previewd honours it is checked on the networks it created; if
 not, N is capped at 20 and the result says so."""
-import argparse, datetime, ipaddress, json, os, pathlib, re, shutil, signal, subprocess, sys, tempfile, time
+import argparse, datetime, ipaddress, json, os, pathlib, re, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import LABEL, cleanup_instance, free_port, instance, sigterm_exits, status_kb, wait_port
+from common import LABEL, cleanup_instance, free_port, instance, sigterm_exits, status_kb, stop_server, wait_port
 from fakegh import FakeGitHub, GitFixture, deliver, pr_event
 from payloads import sign
 
@@ -78,13 +78,7 @@ def start_serve(name, debug=False):
     return p, work / f"{name}.log", t_wall, t0
 
 
-def stop(p):
-    if p and p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill(); p.wait()
+stop = stop_server
 
 
 def networks():

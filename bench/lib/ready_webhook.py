@@ -8,11 +8,11 @@ after another), measured in the same run.
 cold: a new PR on a new branch whose three services carry fresh nonces (no cache can hit).
 warm: a second commit on that branch changing only `web`, delivered as `synchronize`; a client
 polls the live URL every 10 ms during it (redeploy: failed requests must be 0)."""
-import argparse, json, os, pathlib, signal, subprocess, sys, tempfile, threading, time
+import argparse, json, os, pathlib, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (swap_summary, by_hand, cleanup_hand, cleanup_instance, copy_fixture, failure_summary, free_port,
-                    images, instance, poller, sigterm_exits, stamp, wait_port)
+                    images, instance, poller, sigterm_exits, stamp, stop_server, wait_port)
 from fakegh import FakeGitHub, GitFixture, deliver, phases_of, pr_event
 from payloads import sign
 
@@ -144,12 +144,7 @@ try:
         print(f"  fake GitHub: calls it does not know: {sorted(set(fake.unknown))}", flush=True)
     emit(kind="wh_calls", ops=sorted({r["op"] for r in fake.requests}), unknown=sorted(set(fake.unknown)))
 finally:
-    if serve and serve.poll() is None:
-        serve.send_signal(signal.SIGTERM)
-        try:
-            serve.wait(30)
-        except subprocess.TimeoutExpired:
-            serve.kill(); serve.wait()
+    stop_server(serve)
     cleanup_instance(inst, a.previewd, env)
     for rep in range(a.reps):
         cleanup_hand(f"{inst}-hand{rep}")

@@ -31,6 +31,7 @@ pub mod logs;
 pub mod ls;
 pub mod paint;
 pub mod serve;
+pub mod sleep;
 pub mod status;
 pub mod up;
 

@@ -6,15 +6,21 @@ use crate::engine::PreviewStatus;
 use crate::ids::PreviewId;
 use crate::preview::manager::Manager;
 
-/// `NotRunning` (exit 3, after printing it) when the preview is not `running`.
+/// `NotRunning` (exit 3, after printing it) when the preview is not `running` (or `sleeping`:
+/// its URL works, the visit wakes it).
 pub async fn run(config: Config, id: &PreviewId, json: bool) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config).await?;
     let p = manager.get(id).await?;
     let state = manager.state_with_health(&p).await;
     print_state(&state, &mode_of(&p), json)?;
-    Ok(if state.status == PreviewStatus::Running {
-        Outcome::Done
-    } else {
-        Outcome::NotRunning
-    })
+    Ok(
+        if matches!(
+            state.status,
+            PreviewStatus::Running | PreviewStatus::Sleeping
+        ) {
+            Outcome::Done
+        } else {
+            Outcome::NotRunning
+        },
+    )
 }

@@ -88,6 +88,10 @@ pub const KEYS: &[Key] = &[
     key("limits.egress_allow", List, None),
     // Default: the same as `limits.egress`.
     key("limits.build_egress", Text, None),
+    // No visit for this long: the preview's containers stop until the next visit; 0: never.
+    key("limits.idle_sleep", Text, Some("30m")),
+    // User-Agent words (beside the built-in crawlers and uptime checkers) that never wake one.
+    key("limits.crawler_agents", List, Some("")),
     key("triggers.labels", List, Some("preview")),
     key("triggers.branches", List, Some("*/phase-*")),
     key("triggers.command", Text, Some("/preview")),

@@ -175,6 +175,10 @@ pub struct Limits {
     pub max_queued: usize,
     /// What previews and their builds may reach on the network.
     pub egress: egress::Egress,
+    /// No request through the gateway for this long puts a preview to sleep; `None`: never.
+    pub idle_sleep: Option<Duration>,
+    /// Lower-case User-Agent words that, beside the built-in list, never wake a preview.
+    pub crawler_agents: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

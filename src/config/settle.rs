@@ -184,6 +184,8 @@ pub(super) struct RawLimits {
     /// `host:port` or CIDR entries.
     egress_allow: Option<Vec<String>>,
     build_egress: Option<String>,
+    idle_sleep: String,
+    crawler_agents: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -380,6 +382,14 @@ impl RawConfig {
             parallel,
             max_queued,
             egress: Egress::from_keys(&l.egress, l.egress_allow, l.build_egress.as_deref())?,
+            idle_sleep: Some(duration("limits.idle_sleep", &l.idle_sleep)?)
+                .filter(|d| !d.is_zero()),
+            crawler_agents: l
+                .crawler_agents
+                .into_iter()
+                .map(|a| a.to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect(),
         };
 
         let t = self.triggers;

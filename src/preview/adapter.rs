@@ -105,6 +105,30 @@ impl PreviewEngine for Manager {
         })
     }
 
+    fn sleep(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, EngineError>> {
+        Box::pin(async move {
+            match Manager::sleep(self, &id).await.map_err(err)? {
+                Ok(()) => Ok(true),
+                Err(why) => {
+                    tracing::debug!(preview = %id, ?why, "stays awake");
+                    Ok(false)
+                }
+            }
+        })
+    }
+
+    fn wake(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, DeployFailure>> {
+        Box::pin(async move { Manager::wake(self, &id).await })
+    }
+
+    fn visited(&self, id: &PreviewId) {
+        Manager::visited(self, id);
+    }
+
+    fn in_flight(&self) -> BoxFuture<'_, std::collections::HashSet<PreviewId>> {
+        Box::pin(self.gateway().in_flight())
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
         Box::pin(async move {
             let observed = self.observed().await.map_err(err)?;

@@ -40,12 +40,14 @@ impl Report {
     }
 }
 
-/// Whether `p` has not been (re)deployed for longer than `ttl` at `now`, the age of its live
-/// generation.
+/// Whether `p` has been neither (re)deployed nor visited for longer than `ttl` at `now`: the
+/// age of its live generation, or, when it sleeps, the time since it went to sleep (it was
+/// visited until then at the latest), whichever is less.
 pub fn past_ttl(p: &Observed, ttl: Duration, now: time::OffsetDateTime) -> bool {
+    let slept = p.asleep.as_deref().and_then(|s| age(s, now));
     p.live_members()
         .first()
-        .is_some_and(|mem| age(&mem.created, now).is_some_and(|a| a > ttl))
+        .is_some_and(|mem| age(&mem.created, now).is_some_and(|a| a.min(slept.unwrap_or(a)) > ttl))
 }
 
 fn older(created: &str, grace: Duration, now: time::OffsetDateTime) -> bool {
@@ -77,7 +79,11 @@ pub async fn clean_up(
         if busy.contains(&p.id) || keep.contains(&p.id) {
             continue;
         }
-        if past_ttl(&p, config.limits.ttl, now) {
+        // A visit this process heard of counts as much as a deployment.
+        let visited = m
+            .last_visit(&p.id)
+            .is_some_and(|t| now - t <= config.limits.ttl);
+        if past_ttl(&p, config.limits.ttl, now) && !visited {
             m.down(&p.id).await?;
             report.expired.push(p.id.to_string());
         }

@@ -12,6 +12,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
+/// The User-Agent of every request previewd makes here. Through the gateway, such a request
+/// is no visit and passes a sleeping preview's wake route untouched (`gateway/caddy.rs`).
+pub const PROBE_AGENT: &str = "previewd-probe";
+
 /// Bodies we read are small (a health page, an admin answer); a bigger one is cut off here.
 const MAX_BODY: usize = 1 << 20;
 
@@ -117,6 +121,7 @@ where
         .method(method)
         .uri(path)
         .header("host", host)
+        .header("user-agent", PROBE_AGENT)
         .header("connection", "close");
     if body.is_some() {
         req = req.header("content-type", "application/json");

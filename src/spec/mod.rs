@@ -138,6 +138,8 @@ pub struct Service {
     pub depends_on: Vec<ServiceName>,
     /// Not routed; reachable by the other services of the preview only.
     pub internal: bool,
+    /// `false` keeps the whole preview awake: it never goes to sleep for want of visits.
+    pub sleeps: bool,
     /// The host a routed service answers at.
     pub host: Host,
     /// Mounts, networks, aliases and the container options compose passes through.

@@ -24,6 +24,8 @@ struct File {
     /// What the preview's containers may reach (`none`, `public`, `all`): narrows the
     /// operator's `limits.egress`, never widens it.
     egress: Option<String>,
+    /// `false` keeps the whole preview awake however long nobody visits it.
+    sleep: Option<bool>,
 }
 
 /// One entry of `services:`.
@@ -48,6 +50,8 @@ struct RawService {
     depends_on: Option<Vec<String>>,
     /// Not routed; reachable by the other services of the preview only.
     internal: Option<bool>,
+    /// `false` keeps the preview awake for this service's sake (a scheduled job, a consumer).
+    sleep: Option<bool>,
 }
 
 /// One entry of `dev:`.
@@ -94,6 +98,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         .map(str::parse)
         .transpose()
         .map_err(|e: String| validate::invalid(file, "egress", e))?;
+    let preview_sleeps = raw.sleep.unwrap_or(true);
     let drafts = raw
         .services
         .into_iter()
@@ -108,6 +113,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
             health: s.healthcheck,
             depends_on: s.depends_on.unwrap_or_default(),
             internal: s.internal.unwrap_or(false),
+            sleep: preview_sleeps && s.sleep.unwrap_or(true),
             host: Default::default(),
             run: Default::default(),
         })

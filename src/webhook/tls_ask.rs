@@ -34,7 +34,7 @@ pub async fn ask(
         Ok(Ok(previews)) => {
             let live = previews
                 .iter()
-                .filter(|p| p.status == PreviewStatus::Running)
+                .filter(|p| matches!(p.status, PreviewStatus::Running | PreviewStatus::Sleeping))
                 .any(|p| url_host(&p.url) == Some(domain.as_str()));
             if live {
                 StatusCode::OK

@@ -64,6 +64,7 @@ fn preview(i: usize) -> Observed {
     Observed {
         id,
         generations: BTreeMap::from([(1, members)]),
+        asleep: None,
     }
 }
 

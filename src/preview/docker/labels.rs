@@ -50,6 +50,16 @@ pub const ROLE_VOLUME: &str = "volume";
 
 pub const ROLE_GATEWAY: &str = "gateway";
 pub const ROLE_SERVICE: &str = "service";
+/// A sleep mark: a container that is created, never started, and says that a preview's
+/// generation was stopped on purpose (see [`super::sleep`]).
+pub const ROLE_SLEEP: &str = "sleep";
+/// On a sleep mark: when the preview went to sleep (RFC 3339).
+pub const SLEEPING: &str = "dev.previewd.sleeping";
+/// On containers: `never` when the repository's config keeps the preview awake.
+pub const SLEEP: &str = "dev.previewd.sleep";
+/// On containers: what the service waits for before it starts, `service:condition` pairs
+/// (`db:healthy,api:started`), so a wake starts services in the order a deployment did.
+pub const DEPENDS: &str = "dev.previewd.depends";
 
 pub fn gateway_name(instance: &Instance) -> String {
     format!("{instance}-gateway")
@@ -63,6 +73,12 @@ pub fn container_name(instance: &Instance, id: &PreviewId, service: &str) -> Str
 /// The name of a service container of a generation that is not (yet) live.
 pub fn staging_name(instance: &Instance, id: &PreviewId, service: &str, generation: u64) -> String {
     format!("{instance}-{id}-{service}.g{generation}")
+}
+
+/// The name of a preview's sleep mark. `.` cannot occur in a service name, so it never meets
+/// a service container's name.
+pub fn sleep_mark_name(instance: &Instance, id: &PreviewId) -> String {
+    format!("{instance}-{id}.sleep")
 }
 
 /// Each generation has its own network, so a new generation's services never talk to the old
@@ -249,6 +265,9 @@ pub fn parse_member(
 pub struct Observed {
     pub id: PreviewId,
     pub generations: BTreeMap<u64, Vec<Member>>,
+    /// When its live generation went to sleep (RFC 3339): a sleep mark for that generation
+    /// exists. `None` when awake, and when [`group`] alone built it (marks are listed apart).
+    pub asleep: Option<String>,
 }
 
 impl Observed {
@@ -329,7 +348,11 @@ pub fn group(members: Vec<Member>) -> Vec<Observed> {
             for ms in generations.values_mut() {
                 ms.sort_by(|a, b| a.service.cmp(&b.service));
             }
-            Observed { id, generations }
+            Observed {
+                id,
+                generations,
+                asleep: None,
+            }
         })
         .collect()
 }

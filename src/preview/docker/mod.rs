@@ -25,6 +25,7 @@ pub mod labels;
 pub mod lifecycle;
 pub mod lockfile;
 pub mod network;
+pub mod sleep;
 pub mod volumes;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +95,19 @@ pub async fn containers(
     let opts = ListContainersOptions {
         all: true,
         filters: Some(instance_filter(instance)),
+        ..Default::default()
+    };
+    Ok(docker.list_containers(Some(opts)).await?)
+}
+
+/// Every container, running or not, that carries all of `labels` (`key=value` each).
+pub async fn labelled(
+    docker: &Docker,
+    labels: Vec<String>,
+) -> Result<Vec<ContainerSummary>, DockerError> {
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([("label".to_owned(), labels)])),
         ..Default::default()
     };
     Ok(docker.list_containers(Some(opts)).await?)

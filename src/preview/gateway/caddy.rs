@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::routes;
 use crate::config::{Config, GatewayTimeouts, Tls};
+use crate::preview::http_client::PROBE_AGENT;
 
 /// Where the admin directory is mounted inside the gateway container.
 pub(super) const MOUNT: &str = "/run/previewd";
@@ -25,6 +26,14 @@ pub(super) const CERT_DIR: &str = "certs";
 /// Where the route table puts the chosen upstream and the preview id for the handlers after it.
 pub(super) const UPSTREAM: &str = "{previewd.upstream}";
 const PREVIEW: &str = "{previewd.preview}";
+/// [`routes::ASLEEP`] when the matched entry is a sleeping preview's, else empty.
+const ASLEEP: &str = "{previewd.asleep}";
+/// The sockets previewd serves in the shared directory for the gateway: the edge service
+/// (waking previews) and the visits log (Caddy's access log of preview requests).
+pub const EDGE_SOCKET: &str = "edge.sock";
+pub const VISITS_SOCKET: &str = "visits.sock";
+/// The access logger whose lines go to [`VISITS_SOCKET`].
+const VISITS_LOGGER: &str = "previewd_visits";
 
 /// The gateway's whole Caddy config. It depends on the gateway's settings only, never on the
 /// previews: routes live in [`routes_dir`](super::routes_dir), which Caddy's `file` matcher
@@ -58,9 +67,12 @@ pub fn caddy_config(config: &Config) -> Value {
             "handle": [{
                 "handler": "map",
                 "source": "{http.matchers.file.relative}",
-                "destinations": [UPSTREAM, PREVIEW],
-                "mappings": [{"input_regexp": "/=([^=/]*)=([^=/]*)$", "outputs": ["${1}", "${2}"]}],
-                "defaults": ["", ""],
+                "destinations": [UPSTREAM, PREVIEW, ASLEEP],
+                "mappings": [{
+                    "input_regexp": format!("/=([^=/]*)=([^=/{a}]*)({a}?)$", a = routes::ASLEEP),
+                    "outputs": ["${1}", "${2}", "${3}"],
+                }],
+                "defaults": ["", "", ""],
             }],
         },
         {
@@ -80,6 +92,7 @@ pub fn caddy_config(config: &Config) -> Value {
             json!({UPSTREAM: [""]}),
             format!("previewd: preview {PREVIEW} has no service at this path\n"),
         ),
+        wake_route(),
         {
             "handle": [{
                 "handler": "reverse_proxy",
@@ -167,22 +180,77 @@ pub fn caddy_config(config: &Config) -> Value {
     }
     // Every server a visitor reaches bounds what a slow client may hold (not the ask
     // listener: only Caddy itself, on its own loopback, talks to it).
+    let visits = config.limits.idle_sleep.is_some();
     for (name, server) in servers.iter_mut() {
         if name != "previewd_ask"
             && let Value::Object(server) = server
         {
             server.extend(timeouts(&config.gateway.timeouts));
+            if visits {
+                server.insert("logs".into(), json!({"default_logger_name": VISITS_LOGGER}));
+            }
         }
     }
     apps.insert("http".into(), json!({"servers": servers}));
-    json!({
+    let mut cfg = json!({
         // Every loaded config carries its admin block, or Caddy falls back to localhost:2019.
         "admin": {
             "listen": format!("unix/{MOUNT}/admin.sock|0600"),
             "config": {"persist": false},
         },
         "apps": apps,
+    });
+    if visits {
+        cfg["logging"] = visits_logging();
+    }
+    cfg
+}
+
+/// The route that sends a request for a sleeping preview to previewd first, the way Caddy's
+/// `forward_auth` asks an auth service: a body-less `GET /wake` on the edge socket, with the
+/// preview's id (set here, never the client's). A 2xx answer (the preview is awake) lets the
+/// original request, body and all, go on to the preview's own upstream; any other answer (the
+/// waking page, a crawler's 503, a failed wake's 502) is the visitor's. An access check placed
+/// before it runs first. previewd's own probes pass straight on: a wake checks the services it
+/// started through the gateway (`previewd wake` without `serve` too).
+fn wake_route() -> Value {
+    json!({
+        "match": [{
+            "vars": {ASLEEP: [routes::ASLEEP]},
+            "not": [{"header": {"User-Agent": [PROBE_AGENT]}}],
+        }],
+        "handle": [{
+            "handler": "reverse_proxy",
+            "upstreams": [{"dial": format!("unix/{MOUNT}/{EDGE_SOCKET}")}],
+            "rewrite": {"method": "GET", "uri": "/wake"},
+            "headers": {"request": {"set": {"X-Previewd-Preview": [PREVIEW]}}},
+            // At least one route, even a no-op, or the proxy skips this handler: the request
+            // then goes on down the chain instead of the edge's answer being sent.
+            "handle_response": [{
+                "match": {"status_code": [2]},
+                "routes": [{"handle": [{"handler": "vars"}]}],
+            }],
+        }],
     })
+}
+
+/// Caddy's access log of the preview servers, written to [`VISITS_SOCKET`] where `serve`
+/// reads which previews were visited (sleeping needs nothing else). `soft_start`: the gateway
+/// starts and serves without previewd listening; the lines then go to its stderr.
+fn visits_logging() -> Value {
+    let logger = format!("http.log.access.{VISITS_LOGGER}");
+    json!({"logs": {
+        "default": {"exclude": [logger]},
+        VISITS_LOGGER: {
+            "writer": {
+                "output": "net",
+                "address": format!("unix/{MOUNT}/{VISITS_SOCKET}"),
+                "soft_start": true,
+            },
+            "encoder": {"format": "json"},
+            "include": [logger],
+        },
+    }})
 }
 
 /// Caddy's server timeouts that are set (an unset one keeps Caddy's default), as Go durations.

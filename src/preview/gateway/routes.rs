@@ -82,6 +82,36 @@ pub fn table(config: &Config, previews: &[Observed]) -> BTreeSet<PathBuf> {
     files
 }
 
+/// What ends the entry of a sleeping preview's service: the gateway then asks previewd to wake
+/// the preview before it proxies (the wake route in `caddy.rs`). Neither ids nor upstreams
+/// hold it.
+pub const ASLEEP: &str = "~";
+
+/// `table` with the entries of every sleeping preview's live generation marked [`ASLEEP`].
+/// Only those: a generation being deployed beside a sleeping one (a push) is awake, and a
+/// host that is known but has no service at a path answers its 404 without a wake.
+pub fn mark_asleep(table: BTreeSet<PathBuf>, previews: &[Observed]) -> BTreeSet<PathBuf> {
+    let mut names = BTreeSet::new();
+    for p in previews.iter().filter(|p| p.asleep.is_some()) {
+        for m in p.live_members() {
+            if let (Some(_), Some(port)) = (&m.route, m.port) {
+                let alias = labels::upstream_alias(&p.id, &m.service, m.generation);
+                names.insert(format!("={alias}:{port}={}", p.id));
+            }
+        }
+    }
+    if names.is_empty() {
+        return table;
+    }
+    table
+        .into_iter()
+        .map(|f| match f.file_name().and_then(|n| n.to_str()) {
+            Some(n) if names.contains(n) => f.with_file_name(format!("{n}{ASLEEP}")),
+            _ => f,
+        })
+        .collect()
+}
+
 /// The `file` matcher's `try_files`, deepest first: the host, then up to [`MAX_SEGMENTS`]
 /// segments of the request path. Caddy escapes glob characters in placeholders, cleans the
 /// joined path and keeps it inside the root, so a request cannot name a file of its choice.
@@ -170,8 +200,8 @@ pub(crate) fn lookup(
         if let Some(name) = hit {
             let mut parts = name[1..].splitn(2, '=');
             let upstream = parts.next().unwrap_or_default().to_owned();
-            let id = parts.next().unwrap_or_default().to_owned();
-            return Some((upstream, id));
+            let id = parts.next().unwrap_or_default();
+            return Some((upstream, id.trim_end_matches(ASLEEP).to_owned()));
         }
     }
     None

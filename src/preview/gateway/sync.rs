@@ -44,12 +44,14 @@ impl Gateway {
         // One change at a time: two syncs computing their tables in one order and writing them in
         // the other would put older routes back.
         let _one = one_change(config).await?;
-        let previews = labels::group(docker::members(docker, &config.instance).await?);
+        let mut previews = labels::group(docker::members(docker, &config.instance).await?);
+        let marks = docker::sleep::marks(docker, &config.instance).await?;
+        docker::sleep::attach(&mut previews, &marks);
         let cfg = caddy_config(config);
         write_config_file(config, &cfg)?;
         let name = labels::gateway_name(&config.instance);
         let table_dir = routes_dir(config);
-        let table = routes::table(config, &previews);
+        let table = routes::mark_asleep(routes::table(config, &previews), &previews);
         let dir_err = |source| GatewayError::Dir {
             path: table_dir.clone(),
             source,
@@ -137,6 +139,32 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The previews with a request in flight at the gateway now (an open WebSocket is one),
+    /// from the admin API's per-upstream counts: an upstream's address starts with its
+    /// preview's id ([`labels::upstream_alias`]). None when the gateway does not answer.
+    pub async fn in_flight(&self) -> std::collections::HashSet<crate::ids::PreviewId> {
+        let answer = http::unix(
+            &admin_socket(&self.config),
+            "GET",
+            "/reverse_proxy/upstreams",
+            None,
+            Duration::from_secs(5),
+        )
+        .await;
+        let Ok(r) = answer.map_err(|e| tracing::debug!(error = %e, "no upstream counts")) else {
+            return Default::default();
+        };
+        serde_json::from_slice::<Vec<Value>>(&r.body)
+            .unwrap_or_default()
+            .iter()
+            .filter(|u| u["num_requests"].as_u64().unwrap_or(0) > 0)
+            .filter_map(|u| {
+                let addr = u["address"].as_str()?;
+                crate::ids::PreviewId::parse(addr.get(..crate::ids::PREVIEW_ID_LEN)?).ok()
+            })
+            .collect()
     }
 
     /// Disconnects the gateway from a network so the network can be removed.

@@ -118,7 +118,7 @@ fn longest_prefix_first_and_root_last() {
     let file = &all[2]["match"][0]["file"];
     assert_eq!(file["root"], "/run/previewd/routes");
     assert_eq!(file["try_files"], json!(routes::candidates()));
-    assert_eq!(all[5]["handle"][0]["upstreams"][0]["dial"], UPSTREAM);
+    assert_eq!(all[6]["handle"][0]["upstreams"][0]["dial"], UPSTREAM);
 }
 
 #[test]
@@ -140,6 +140,73 @@ fn the_map_splits_a_table_entry_into_upstream_and_preview() {
     let m = re.captures("/h.localhost/==h").unwrap();
     assert_eq!((&m[1], &m[2]), ("", "h"));
     assert!(!re.is_match("/h.localhost/@tls"));
+    // A sleeping preview's entry: the same upstream and id, and the mark apart.
+    assert_eq!(&m[3], "");
+    let m = re.captures("/h.localhost/api/=h-api-2:3000=h~").unwrap();
+    assert_eq!((&m[1], &m[2], &m[3]), ("h-api-2:3000", "h", "~"));
+}
+
+/// A sleeping preview's live entries (and only those) send its visitors through the wake
+/// route; previewd's own probes and other previews pass straight on.
+#[test]
+fn a_sleeping_preview_is_routed_through_the_wake_route() {
+    let mut previews = group(vec![
+        member("aaaaaaaaaa", "web", 1, Some("/"), true),
+        member("aaaaaaaaaa", "api", 1, Some("/api"), true),
+        member("aaaaaaaaaa", "web", 2, Some("/"), false),
+        member("bbbbbbbbbb", "web", 1, Some("/"), true),
+    ]);
+    previews[0].asleep = Some("2026-12-07T13:00:00Z".into());
+    let c = config("localhost");
+    let table = routes::mark_asleep(routes::table(&c, &previews), &previews);
+    for (file, present) in [
+        (
+            "aaaaaaaaaa.localhost/=aaaaaaaaaa-web-1:80=aaaaaaaaaa~",
+            true,
+        ),
+        (
+            "aaaaaaaaaa.localhost/api/=aaaaaaaaaa-api-1:80=aaaaaaaaaa~",
+            true,
+        ),
+        (
+            "aaaaaaaaaa.localhost/=aaaaaaaaaa-web-1:80=aaaaaaaaaa",
+            false,
+        ),
+        // The generation a push is deploying beside the sleeping one is awake.
+        (
+            "aaaaaaaaaa-2.localhost/=aaaaaaaaaa-web-2:80=aaaaaaaaaa",
+            true,
+        ),
+        ("bbbbbbbbbb.localhost/=bbbbbbbbbb-web-1:80=bbbbbbbbbb", true),
+        ("aaaaaaaaaa.localhost/@tls", true),
+    ] {
+        assert_eq!(table.contains(Path::new(file)), present, "{file}");
+    }
+    assert_eq!(
+        resolve(&c, &previews, "aaaaaaaaaa.localhost", "/api/x"),
+        "aaaaaaaaaa-api-1:80"
+    );
+    let cfg = caddy_config(&c);
+    let all = &cfg["apps"]["http"]["servers"]["previewd"]["routes"];
+    let wake = &all[5];
+    assert_eq!(wake["match"][0]["vars"]["{previewd.asleep}"], json!(["~"]));
+    assert_eq!(
+        wake["match"][0]["not"][0]["header"]["User-Agent"],
+        json!([crate::preview::http_client::PROBE_AGENT])
+    );
+    let ask = &wake["handle"][0];
+    assert_eq!(ask["upstreams"][0]["dial"], "unix//run/previewd/edge.sock");
+    assert_eq!(ask["rewrite"]["method"], "GET");
+    assert_eq!(
+        ask["handle_response"][0]["match"]["status_code"],
+        json!([2])
+    );
+    // The visit log goes to previewd's socket, and only when sleeping is on.
+    let log = &cfg["logging"]["logs"]["previewd_visits"]["writer"];
+    assert_eq!(log["address"], "unix//run/previewd/visits.sock");
+    let mut off = c.clone();
+    off.limits.idle_sleep = None;
+    assert!(caddy_config(&off).get("logging").is_none());
 }
 
 #[test]

@@ -261,6 +261,12 @@ impl Manager {
         if oneshot {
             l.insert(labels::ONESHOT, "true".to_owned());
         }
+        if !svc.sleeps {
+            l.insert(labels::SLEEP, "never".to_owned());
+        }
+        if let Some(depends) = super::sleep::depends_label(svc) {
+            l.insert(labels::DEPENDS, depends);
+        }
         let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut cmd = svc.command.clone();
         let mut working_dir = None;
@@ -364,22 +370,39 @@ pub(super) fn oneshots(spec: &Spec) -> HashSet<String> {
 /// The services in start levels: each level's services depend only on those of the levels
 /// before it (the spec has no cycles; should one slip through validation, the rest start last).
 fn start_levels(spec: &Spec) -> Vec<Vec<&spec::Service>> {
+    in_levels(
+        spec.services.values().collect(),
+        |s| s.name.as_str(),
+        |s| s.depends_on.iter().map(|d| d.as_str().to_owned()).collect(),
+    )
+}
+
+/// `items` in start levels: each after what it depends on among them (`deps`), the rest side
+/// by side; a cycle starts last. A deployment (services) and a wake (containers) share it.
+pub(super) fn in_levels<'a, T>(
+    items: Vec<&'a T>,
+    name: impl Fn(&T) -> &str,
+    deps: impl Fn(&T) -> Vec<String>,
+) -> Vec<Vec<&'a T>> {
+    let names: HashSet<&str> = items.iter().map(|t| name(*t)).collect();
     let mut done: HashSet<&str> = HashSet::new();
     let mut levels = Vec::new();
-    while done.len() < spec.services.len() {
-        let ready = |s: &&spec::Service| {
-            !done.contains(s.name.as_str())
-                && s.depends_on.iter().all(|d| done.contains(d.as_str()))
+    while done.len() < items.len() {
+        let ready = |t: &&&'a T| {
+            !done.contains(name(**t))
+                && deps(**t)
+                    .iter()
+                    .all(|d| done.contains(d.as_str()) || !names.contains(d.as_str()))
         };
-        let mut level: Vec<&spec::Service> = spec.services.values().filter(ready).collect();
+        let mut level: Vec<&'a T> = items.iter().filter(ready).copied().collect();
         if level.is_empty() {
-            level = spec
-                .services
-                .values()
-                .filter(|s| !done.contains(s.name.as_str()))
+            level = items
+                .iter()
+                .filter(|t| !done.contains(name(**t)))
+                .copied()
                 .collect();
         }
-        done.extend(level.iter().map(|s| s.name.as_str()));
+        done.extend(level.iter().map(|t| name(*t)));
         levels.push(level);
     }
     levels

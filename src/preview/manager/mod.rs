@@ -39,6 +39,8 @@ mod logs;
 pub use logs::{LogLine, LogQuery, LogStream, Logs};
 mod prepare;
 mod run_options;
+mod sleep;
+pub use sleep::NotAsleep;
 mod teardown;
 mod view;
 
@@ -116,6 +118,12 @@ pub struct Manager {
     git: Option<Arc<dyn GitCredentials>>,
     /// "Now" for the `created` labels and every age computed from them.
     clock: SharedClock,
+    /// One sleep or wake per preview at a time.
+    transitions: sleep::Transitions,
+    /// When each preview was last visited, as `serve` hears it from the gateway: the ttl
+    /// counts from the later of this and the deployment. Lost on restart, as visits are; a
+    /// sleeping preview's time to sleep is in Docker.
+    visits: sleep::Visits,
 }
 
 fn fail(phase: Phase, service: Option<&str>, reason: impl Into<String>) -> DeployFailure {
@@ -139,6 +147,8 @@ impl Manager {
             busy: Arc::default(),
             git: None,
             clock: Arc::new(SystemClock),
+            transitions: Arc::default(),
+            visits: Arc::default(),
         })
     }
 
@@ -175,10 +185,13 @@ impl Manager {
         &self.gateway
     }
 
+    /// Every preview of the instance, with whether it sleeps.
     pub async fn observed(&self) -> Result<Vec<Observed>, DockerError> {
-        Ok(labels::group(
-            docker::members(&self.docker, &self.config.instance).await?,
-        ))
+        let inst = &self.config.instance;
+        let mut previews = labels::group(docker::members(&self.docker, inst).await?);
+        let marks = docker::sleep::marks(&self.docker, inst).await?;
+        docker::sleep::attach(&mut previews, &marks);
+        Ok(previews)
     }
 
     /// Starts or updates a preview. On failure or cancellation, nothing this attempt created

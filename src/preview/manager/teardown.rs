@@ -135,6 +135,7 @@ impl Manager {
                 docker::remove_container(&self.docker, &m.container_id).await?;
             }
         }
+        docker::sleep::unmark(&self.docker, &self.config.instance, id).await?;
         self.remove_networks(id, None).await?;
         self.remove_images(id).await?;
         self.remove_volumes(id).await?;

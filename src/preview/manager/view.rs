@@ -45,6 +45,8 @@ impl Manager {
         let url = self.config.preview_url(&p.id);
         let status = if live.is_empty() {
             PreviewStatus::Building
+        } else if p.asleep.is_some() {
+            PreviewStatus::Sleeping
         } else if live
             .iter()
             .all(|m| m.state == "running" || (m.oneshot && m.state == "exited"))
@@ -103,10 +105,11 @@ impl Manager {
     pub async fn state_with_health(&self, p: &Observed) -> PreviewState {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
         let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
+        // A sleeping preview is not probed: a probe would find it stopped (and is no visit).
         let jobs: Vec<_> = p
             .live_members()
             .iter()
-            .filter(|m| m.route.is_some() && m.health.is_some())
+            .filter(|m| p.asleep.is_none() && m.route.is_some() && m.health.is_some())
             .map(|m| {
                 let addr = addr.clone();
                 let host = if m.own_host {

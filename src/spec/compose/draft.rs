@@ -182,6 +182,7 @@ pub(super) fn draft(
             .map(|(d, required)| if required { d } else { format!("?{d}") })
             .collect(),
         internal,
+        sleep: x.sleep.unwrap_or(true),
         host: Default::default(),
         run,
     };

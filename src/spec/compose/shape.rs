@@ -108,6 +108,8 @@ pub(super) struct XPreviewd {
     pub internal: Option<bool>,
     /// previewd's health check through the gateway.
     pub healthcheck: Option<Health>,
+    /// `false` keeps the preview awake for this service's sake.
+    pub sleep: Option<bool>,
 }
 
 /// Compose's `healthcheck`.

@@ -57,6 +57,8 @@ pub struct Draft {
     pub health: Option<Health>,
     pub depends_on: Vec<String>,
     pub internal: bool,
+    /// `false`: the preview never sleeps (`sleep: false`).
+    pub sleep: bool,
     /// Where a routed service answers; the preview's host unless the format says otherwise.
     pub host: Host,
     /// What only compose can say, already checked by the compose reader.
@@ -291,6 +293,7 @@ fn check_service(
         },
         depends_on,
         internal: d.internal,
+        sleeps: d.sleep,
         host: d.host,
         run: d.run,
     };
