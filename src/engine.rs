@@ -79,6 +79,10 @@ pub enum Phase {
     Start,
     Route,
     Health,
+    /// Making the healthy generation live: its containers take the live names, the routes
+    /// switch to it and its public services answer on the live host. The old generation's
+    /// drain and removal come after the report, outside time to ready.
+    Switch,
 }
 
 impl Phase {
@@ -91,6 +95,7 @@ impl Phase {
             Phase::Start => "start",
             Phase::Route => "route",
             Phase::Health => "health",
+            Phase::Switch => "switch",
         }
     }
 }
@@ -227,6 +232,13 @@ pub trait PreviewEngine: Send + Sync + 'static {
 
     /// Every preview of this instance (for the reconciler's comparison with the forge).
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>>;
+
+    /// Waits for the work a `deploy` leaves running after it returned ready (an old
+    /// generation's drain and removal), so that `serve` exits with nothing half-removed.
+    /// Engines that do nothing after a deploy returns answer at once.
+    fn retired(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 
     /// Brings the Docker side in line with its labels: routes, orphans, expired previews.
     /// `startup` is true for the pass before any work starts, when whatever a previous

@@ -310,7 +310,8 @@ impl Server {
         self.budget
     }
 
-    /// Serves until `shutdown` is cancelled, then waits for the workers to finish.
+    /// Serves until `shutdown` is cancelled, then waits for the workers to finish and for the
+    /// old generations they switched away from to be retired.
     pub async fn run(self) -> Result<(), ServeError> {
         let Server {
             webhook,
@@ -324,6 +325,7 @@ impl Server {
             config,
         } = self;
         let queue = state.queue.clone();
+        let engine = state.engine.clone();
         let metrics = state.metrics.clone();
         let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
         let edge = crate::edge::run(
@@ -360,6 +362,7 @@ impl Server {
         }
         queue.drained().await;
         let _ = reconciler.await;
+        engine.retired().await;
         served?;
         Ok(())
     }

@@ -67,6 +67,29 @@ async fn up_ls_status_logs_down_follow_the_contract() {
     assert_eq!(all.as_array().map(Vec::len), Some(1));
     assert_eq!(all[0]["id"], id.as_str());
 
+    // An update: `up` reports it ready at the switch (the last phase of its `ready in` line)
+    // and exits only once the generation it replaced is gone.
+    repo.write("web/index.html", "<h1>previewd sample: web v2</h1>");
+    repo.commit("web v2");
+    let again = previewd(&env, &["up", "--repo", &repo_arg]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let ready = stderr(&again);
+    let ready = ready
+        .lines()
+        .find(|l| l.starts_with("ready in "))
+        .unwrap_or_else(|| panic!("no ready line: {}", stderr(&again)));
+    assert!(
+        ready.ends_with("s)") && ready.contains(", switch "),
+        "{ready}"
+    );
+    let observed = env.manager.observed().await.expect("observed");
+    assert_eq!(observed.len(), 1);
+    assert_eq!(
+        observed[0].generations.keys().collect::<Vec<_>>(),
+        [&2],
+        "the replaced generation is gone when up exits"
+    );
+
     let status = previewd(&env, &["status", &id]);
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(stdout(&status).contains("ok 200"), "{}", stdout(&status));

@@ -28,6 +28,7 @@ async fn up_logged(
         }
     });
     let r = env.manager.up(req, progress, cancel).await;
+    env.manager.retired().await;
     let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
     (r, lines)
 }

@@ -93,6 +93,24 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
         )
         .await
         .expect("second up");
+    // Ready at the switch: the old generation is still there, draining the slow requests sent
+    // to it before the switch, and goes afterwards. The phases account for the whole time.
+    let at_ready = env.manager.observed().await.expect("observed")[0]
+        .generations
+        .len();
+    env.manager.retired().await;
+    assert_eq!(
+        at_ready, 2,
+        "up returned only after the old generation was retired"
+    );
+    let phases: Duration = second.timings.phases.iter().map(|(_, d)| *d).sum();
+    let last = second.timings.phases.last().map(|(p, _)| p.as_str());
+    assert_eq!(last, Some("switch"), "{:?}", second.timings);
+    assert!(
+        second.timings.total.saturating_sub(phases) < Duration::from_millis(250),
+        "time outside the phases: {:?}",
+        second.timings
+    );
     stop.store(true, Ordering::SeqCst);
     let failures = poller.await.expect("poller");
     let slow_failures = slow.await.expect("slow requests");

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """BuildKit against the classic builder, inside previewd and by hand, cold and warm, in one run
 (issue 25). fixtures/two-service as in ready.py: cold = fresh copies whose files carry a nonce
-(no layer cache hit), warm = web changed only.
+(no layer cache hit), warm = web changed only. previewd's figure is time to ready: from
+starting `previewd up` to its `ready in` line (the new generation live, routed, healthy); the
+time until `up` exits, after the old generation drained and went, is printed beside it. The
+hand run's is from its first step to both URLs answering 200.
 
 previewd/BuildKit: `previewd up` as shipped. previewd/classic: the same binary talking to Docker
 through a proxy this script runs that refuses `POST /build?version=2` the way a daemon without
@@ -12,7 +15,7 @@ with version=2 (BuildKit; the CLI here has no buildx) or version=1 (classic).
 import argparse, http.client, io, json, os, pathlib, re, socket, subprocess, sys, tarfile, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import by_hand, cleanup_hand, cleanup_instance, copy_fixture, instance, sigterm_exits, stamp
+from common import by_hand, cleanup_hand, cleanup_instance, copy_fixture, instance, previewd_up, sigterm_exits, stamp
 
 DOCKER_SOCK = "/var/run/docker.sock"
 ap = argparse.ArgumentParser()
@@ -111,14 +114,9 @@ def emit(**kw):
 
 
 def up(repo, variant):
-    t0 = time.monotonic()
-    p = subprocess.run([a.previewd, "up", "--repo", str(repo)], env=VARIANTS[variant], capture_output=True, text=True)
-    dt = time.monotonic() - t0
-    if p.returncode != 0:
-        sys.exit(f"previewd up ({variant}) failed:\n{p.stdout}\n{p.stderr}")
-    m = re.search(r"ready in ([\d.]+)s \(([^)]*)\)", p.stderr)
-    phases = dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)s", m.group(2))) if m else {}
-    return dt, phases
+    ready, phases, exited, _ = previewd_up(a.previewd, repo, VARIANTS[variant])
+    phases["exit"] = round(exited, 2)
+    return ready, phases
 
 
 tags = []

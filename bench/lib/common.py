@@ -1,7 +1,7 @@
 """Shared by the bench scripts: the hand-run baseline (docker CLI, one step after another),
 fixture copies with fresh nonces, a polling client with failure kinds, and clean-up of an
 instance by its label (dev.previewd.instance) so nothing of another instance is touched."""
-import collections, os, re, shutil, signal, socket, statistics, subprocess, sys, time, urllib.error, urllib.request, uuid
+import collections, os, re, shutil, signal, socket, statistics, subprocess, sys, threading, time, urllib.error, urllib.request, uuid
 
 LABEL = "dev.previewd.instance"
 # The hand-run baseline's containers and network carry this label (not previewd's, so previewd
@@ -132,6 +132,33 @@ def swap_summary(log, nonce, t0):
     return dict(new_seen_after_s=log[first][0] - t0,
                 swap_gap_ms=(log[first][0] - last_old) * 1e3 if last_old is not None else None,
                 old_after_new=sum(1 for t, c, b in log[first + 1:] if c == 200 and new not in b))
+
+
+def previewd_up(previewd, repo, env):
+    """Runs `previewd up --repo REPO`. Returns (time to ready, the phases of its `ready in` line,
+    time until it exited, its stdout). Time to ready ends when `up` prints that line: the new
+    generation is live, routed and healthy; `up` exits after the generation it replaced has
+    drained and gone."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([previewd, "up", "--repo", str(repo)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(p.stdout.read()), daemon=True)
+    reader.start()
+    ready, err = None, []
+    for line in p.stderr:
+        err.append(line)
+        if ready is None and line.startswith("ready in "):
+            ready = time.monotonic() - t0
+    p.wait()
+    reader.join()
+    exited = time.monotonic() - t0
+    stdout = "".join(out)
+    if p.returncode != 0 or ready is None:
+        sys.exit(f"previewd up failed:\n{stdout}\n{''.join(err)}")
+    m = re.search(r"ready in ([\d.]+)s \(([^)]*)\)", "".join(err))
+    phases = dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)s", m.group(2))) if m else {}
+    return ready, phases, exited, stdout
 
 
 def by_hand(repo, tag, port, warm_only=None, build=None):

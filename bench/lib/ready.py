@@ -12,7 +12,7 @@ import argparse, json, os, pathlib, re, subprocess, sys, tempfile, threading, ti
 
 sys.path.insert(0, os.path.dirname(__file__))
 from common import (swap_summary, by_hand as _by_hand, cleanup_hand, cleanup_instance, copy_fixture as _copy, failure_summary,
-                    get, images as _images, instance, poller, sigterm_exits, stamp)
+                    get, images as _images, instance, poller, previewd_up, sigterm_exits, stamp)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--previewd", required=True)
@@ -51,27 +51,23 @@ def by_hand(repo, tag, warm_only=None):
     return _by_hand(repo, tag, gw_port + 500, warm_only)
 
 
-def previewd_up(repo):
-    t0 = time.monotonic()
-    p = subprocess.run([a.previewd, "up", "--repo", str(repo)], env=env, capture_output=True, text=True)
-    dt = time.monotonic() - t0
-    if p.returncode != 0:
-        sys.exit(f"previewd up failed:\n{p.stdout}\n{p.stderr}")
-    m = re.search(r"ready in ([\d.]+)s \(([^)]*)\)", p.stderr)
-    phases = dict((k, float(v)) for k, v in re.findall(r"(\w+) ([\d.]+)s", m.group(2))) if m else {}
-    url = re.search(r"(http://\S+)", p.stdout).group(1)
-    return dt, phases, url
+def up(repo):
+    """Time to ready (`up`'s `ready in` line), its phases (with `exit`: when `up` exited, after
+    the old generation went) and the preview's URL."""
+    ready, phases, exited, stdout = previewd_up(a.previewd, repo, env)
+    phases["exit"] = round(exited, 2)
+    return ready, phases, re.search(r"(http://\S+)", stdout).group(1)
 
 
 try:
     # A first preview creates the gateway container; reported on its own, not as "cold".
-    first, fphases, _ = previewd_up(copy_fixture("prime"))
+    first, fphases, _ = up(copy_fixture("prime"))
     emit(kind="first_ever", previewd_s=first, phases=fphases)
     subprocess.run([a.previewd, "down", "--all"], env=env, capture_output=True)
     print(f"  first preview on a fresh instance (gateway created): {first:.1f}s {fphases}", flush=True)
     for rep in range(a.reps):
         repo = copy_fixture(f"cold{rep}")
-        pd, phases, url = previewd_up(repo)
+        pd, phases, url = up(repo)
         tag = f"{inst}-hand{rep}"
         hand = by_hand(copy_fixture(f"hand{rep}"), tag)
         emit(kind="cold", rep=rep, previewd_s=pd, hand_s=hand, phases=phases)
@@ -91,7 +87,7 @@ try:
         th = threading.Thread(target=poller, args=(url, stop, log), daemon=True); th.start()
         time.sleep(0.3)
         t_up = time.monotonic()
-        wd, wphases, _ = previewd_up(repo)
+        wd, wphases, _ = up(repo)
         time.sleep(0.3)
         stop.set(); th.join()
         after = images()

@@ -1,5 +1,6 @@
 //! `previewd up`: starts or updates the preview of a repository's branch (or of a plain
-//! folder), showing its progress on stderr, then prints it like `status`.
+//! folder), showing its progress on stderr, then prints it like `status` as soon as it is
+//! ready, and exits once the generation it replaced has drained and been removed.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -93,7 +94,11 @@ async fn up(manager: &Manager, req: UpRequest, json: bool) -> Result<Outcome, Cl
                     d.downtime.join(", ")
                 );
             }
-            print_state(&d.state, mode, json)?;
+            let printed = print_state(&d.state, mode, json);
+            // The preview serves the new generation; the old one drains and goes before `up`
+            // exits (even when stdout is gone), so nothing of it is left behind.
+            manager.retired().await;
+            printed?;
             Ok(Outcome::Done)
         }
         Err(f) => {

@@ -129,6 +129,10 @@ impl PreviewEngine for Manager {
         Box::pin(self.gateway().in_flight())
     }
 
+    fn retired(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Manager::retired(self))
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
         Box::pin(async move {
             let observed = self.observed().await.map_err(err)?;

@@ -125,10 +125,15 @@ impl TestEnv {
         self.up_req(self.request(repo)).await
     }
 
+    /// Deploys, then waits until the generation it replaced is drained and removed too (as
+    /// `previewd up` does before it exits): after an update, one generation is left.
     pub async fn up_req(&self, req: UpRequest) -> Result<Deployed, DeployFailure> {
-        self.manager
+        let deployed = self
+            .manager
             .up(req, Arc::new(|_| {}), CancellationToken::new())
-            .await
+            .await;
+        self.manager.retired().await;
+        deployed
     }
 
     /// GET through the gateway with the preview's host name.

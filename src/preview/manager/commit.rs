@@ -1,9 +1,12 @@
-//! Committing a healthy generation: its containers take the live names, the gateway switches
-//! to it, the old generation drains and is removed. Never cancelled half-way, and never
+//! Committing a healthy generation: its containers take the live names and the gateway
+//! switches to it (the deployment's last phase, `switch`); after the report, the old
+//! generation drains and is removed on a task of its own. Never cancelled half-way, and never
 //! removes the old generation before the routes have switched away from it.
 
 use std::collections::HashSet;
 use std::time::Duration;
+
+use futures_util::future::join_all;
 
 use super::{Manager, ManagerError, Prepared, fail};
 use crate::engine::{DeployFailure, Phase, PreviewState};
@@ -18,34 +21,48 @@ const DRAIN_MIN: Duration = Duration::from_millis(500);
 const DRAIN_MAX: Duration = Duration::from_secs(30);
 
 impl Manager {
-    /// Makes the healthy new generation live and reads its state back. Not cancellable: once
-    /// the switch starts it finishes, so a superseding request never leaves a preview between
-    /// two generations.
-    pub(super) async fn finish(&self, p: &Prepared) -> Result<PreviewState, DeployFailure> {
-        self.commit(p)
+    /// Makes the healthy new generation live and reads its state back, its public services
+    /// probed on the live host. Not cancellable: once the switch starts it finishes, so a
+    /// superseding request never leaves a preview between two generations.
+    pub(super) async fn switch(&self, p: &Prepared) -> Result<PreviewState, DeployFailure> {
+        let switched = async {
+            self.take_live_names(p).await?;
+            self.gateway.sync().await?;
+            Ok::<_, ManagerError>(())
+        };
+        switched
             .await
-            .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
+            .map_err(|e| fail(Phase::Switch, None, e.to_string()))?;
         let observed = self
             .observed()
             .await
-            .map_err(|e| fail(Phase::Route, None, e.to_string()))?;
+            .map_err(|e| fail(Phase::Switch, None, e.to_string()))?;
         let live = observed.iter().find(|o| o.id == p.id).ok_or_else(|| {
             fail(
-                Phase::Route,
+                Phase::Switch,
                 None,
-                "the preview vanished while it was committed",
+                "the preview vanished while it was switched",
             )
         })?;
         Ok(self.state_with_health(live).await)
     }
 
-    /// Makes the new generation live: the old one's containers step aside, the new one's take
-    /// the canonical names, the gateway switches, then the old generation is removed.
-    async fn commit(&self, p: &Prepared) -> Result<(), ManagerError> {
-        self.take_live_names(p).await?;
-        self.gateway.sync().await?;
-        self.drain_old(p).await;
-        self.retire_old(p).await
+    /// Drains and removes the generation `p` replaced on a task of its own (the preview stays
+    /// busy until it is done): the deployment is ready without waiting for it.
+    /// [`Manager::retired`] waits for these tasks. A removal that fails is left to the next
+    /// reconcile, which removes generations older than the live one.
+    pub(super) fn retire_later(&self, p: Prepared) {
+        let m = self.clone();
+        let task = tokio::spawn(async move {
+            m.drain_old(&p).await;
+            if let Err(e) = m.retire_old(&p).await {
+                tracing::warn!(preview = %p.id, error = %e, "the old generation was not removed; the next reconcile removes it");
+            }
+        });
+        if let Ok(mut r) = self.retiring.lock() {
+            r.retain(|t| !t.is_finished());
+            r.push(task);
+        }
     }
 
     /// Renames the old generation's containers aside and the new one's to the live names.
@@ -57,25 +74,31 @@ impl Manager {
             .filter(|o| o.id == p.id)
             .flat_map(|o| o.generations.get(&p.generation).into_iter().flatten())
             .collect();
-        // Service by service, the old container steps aside and the new one takes its name:
-        // a crash in between leaves the new generation recognisably live (it has a canonical
-        // name), and reconcile finishes the rest.
-        for m in &new {
+        // Service by service (the services side by side), the old container steps aside and
+        // the new one takes its name: a crash in between leaves the new generation
+        // recognisably live (it has a canonical name), and reconcile finishes the rest.
+        let renamed = join_all(new.iter().map(|m| async move {
             if let Some(o) = p.old.iter().find(|o| o.service == m.service) {
                 let aside = labels::staging_name(inst, &p.id, &o.service, o.generation);
                 docker::rename_container(&self.docker, &o.container_id, &aside).await?;
             }
             let live = labels::container_name(inst, &p.id, &m.service);
-            docker::rename_container(&self.docker, &m.container_id, &live).await?;
-        }
-        for o in p
+            docker::rename_container(&self.docker, &m.container_id, &live).await
+        }))
+        .await;
+        let gone = p
             .old
             .iter()
-            .filter(|o| !new.iter().any(|m| m.service == o.service))
-        {
+            .filter(|o| !new.iter().any(|m| m.service == o.service));
+        let stepped_aside = join_all(gone.map(|o| {
             let aside = labels::staging_name(inst, &p.id, &o.service, o.generation);
-            docker::rename_container(&self.docker, &o.container_id, &aside).await?;
-        }
+            async move { docker::rename_container(&self.docker, &o.container_id, &aside).await }
+        }))
+        .await;
+        renamed
+            .into_iter()
+            .chain(stepped_aside)
+            .collect::<Result<(), _>>()?;
         Ok(())
     }
 

@@ -1,8 +1,9 @@
-//! Starting a generation: its own networks (the default one and a compose project's), the
-//! preview's named volumes, then one container per service in dependency order, each after
-//! what it waits for, with the design's (docs/architecture.md) labels, the operator's limits
-//! and no way out to the host. A service that mounts a named volume starts only after the old
-//! generation's containers that mount it have stopped.
+//! Starting a generation, step by step for the rollout (`rollout.rs`): its own networks (the
+//! default one and a compose project's) and the preview's named volumes, then each service's
+//! container created and started after what it waits for, with the design's
+//! (docs/architecture.md) labels, the operator's limits and no way out to the host. A service
+//! that mounts a named volume starts only after the old generation's containers that mount it
+//! have stopped.
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,7 +11,6 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig,
 };
 use bollard::query_parameters::CreateContainerOptions;
-use futures_util::future::join_all;
 
 use super::{Manager, Mode, Prepared, UpRequest, fail, run_options};
 use crate::engine::{DeployFailure, Phase};
@@ -20,17 +20,15 @@ use crate::spec::runtime::{Condition, DEFAULT_NETWORK};
 use crate::spec::{self, Host, Spec};
 
 impl Manager {
-    /// Creates the generation's networks and the preview's volumes, then starts its
-    /// containers in dependency order, each after what it waits for. Returns the services
-    /// whose old container was stopped before the new one started (they mount a named volume,
-    /// which two containers must never use at once): their moment of downtime.
-    pub(super) async fn start(
+    /// Creates the generation's networks and the preview's volumes. Needs no image, so the
+    /// deployment does it beside the build; never to be dropped half-way (a request already
+    /// sent would land after a cleanup had looked).
+    pub(super) async fn make_networks(
         &self,
         req: &UpRequest,
         p: &Prepared,
         spec: &Spec,
-        images: &HashMap<String, String>,
-    ) -> Result<Vec<String>, DeployFailure> {
+    ) -> Result<(), DeployFailure> {
         let inst = &self.config.instance;
         let created = crate::clock::rfc3339(self.clock.now());
         let start_fail = |e: DockerError| fail(Phase::Start, None, e.to_string());
@@ -75,65 +73,64 @@ impl Manager {
                 .await
                 .map_err(start_fail)?;
         }
-        // Every container is created at once (a create starts nothing), then started a level at
-        // a time: each service after the ones it depends on, the rest side by side, as compose
-        // does. All requests of a step are waited for, failed or not, so that a failure's
-        // cleanup finds by label everything that was made.
-        let created = &created;
-        let oneshots = oneshots(spec);
-        let oneshots = &oneshots;
-        let created_all = join_all(spec.services.values().map(|svc| async move {
-            let name = svc.name.as_str();
-            let oneshot = oneshots.contains(name);
-            let (cname, body, extra) = self
-                .container(req, p, spec, svc, created, images, oneshot)
-                .map_err(|why| fail(Phase::Start, Some(name), why))?;
-            let opts = CreateContainerOptions {
-                name: Some(cname.clone()),
-                platform: svc.run.platform.clone().unwrap_or_default(),
-            };
-            let docker_err = |e: DockerError| fail(Phase::Start, Some(name), e.to_string());
-            self.docker
-                .create_container(Some(opts), body)
+        Ok(())
+    }
+
+    /// Creates `svc`'s container of the generation (its networks made) to run `image`; a
+    /// create starts nothing. Every request is waited for, so that a failure's cleanup finds
+    /// by label everything that was made.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn create(
+        &self,
+        req: &UpRequest,
+        p: &Prepared,
+        spec: &Spec,
+        svc: &spec::Service,
+        created: &str,
+        image: &str,
+    ) -> Result<(), DeployFailure> {
+        let name = svc.name.as_str();
+        let oneshot = oneshots(spec).contains(name);
+        let (cname, body, extra) = self
+            .container(req, p, spec, svc, created, image, oneshot)
+            .map_err(|why| fail(Phase::Start, Some(name), why))?;
+        let opts = CreateContainerOptions {
+            name: Some(cname.clone()),
+            platform: svc.run.platform.clone().unwrap_or_default(),
+        };
+        let docker_err = |e: DockerError| fail(Phase::Start, Some(name), e.to_string());
+        self.docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| docker_err(DockerError::from(e)))?;
+        for (net, aliases) in extra {
+            lifecycle::connect(&self.docker, &net, &cname, aliases)
                 .await
-                .map_err(|e| docker_err(DockerError::from(e)))?;
-            for (net, aliases) in extra {
-                lifecycle::connect(&self.docker, &net, &cname, aliases)
-                    .await
-                    .map_err(docker_err)?;
-            }
-            Ok(())
-        }))
-        .await;
-        created_all.into_iter().collect::<Result<(), _>>()?;
-        let downtime = std::sync::Mutex::new(Vec::new());
-        let downtime_ref = &downtime;
-        for level in start_levels(spec) {
-            let started = join_all(level.into_iter().map(|svc| async move {
-                let name = svc.name.as_str();
-                let cname = labels::staging_name(inst, &p.id, name, p.generation);
-                self.wait_for_dependencies(p, svc).await?;
-                let stopped = self.stop_volume_sharers(p, svc).await?;
-                if let Ok(mut d) = downtime_ref.lock() {
-                    d.extend(stopped);
-                }
-                match self.docker.start_container(&cname, None).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        let mut f =
-                            fail(Phase::Start, Some(name), DockerError::from(e).to_string());
-                        f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
-                        Err(f)
-                    }
-                }
-            }))
-            .await;
-            started.into_iter().collect::<Result<(), _>>()?;
+                .map_err(docker_err)?;
         }
-        let mut downtime = downtime.into_inner().unwrap_or_default();
-        downtime.sort();
-        downtime.dedup();
-        Ok(downtime)
+        Ok(())
+    }
+
+    /// Starts `svc`'s created container once what it waits for (`depends_on` conditions) is
+    /// reached. Returns the services whose old container was stopped first (they mount a
+    /// named volume, which two containers must never use at once): their moment of downtime.
+    pub(super) async fn start(
+        &self,
+        p: &Prepared,
+        svc: &spec::Service,
+    ) -> Result<Vec<String>, DeployFailure> {
+        let name = svc.name.as_str();
+        let cname = labels::staging_name(&self.config.instance, &p.id, name, p.generation);
+        self.wait_for_dependencies(p, svc).await?;
+        let stopped = self.stop_volume_sharers(p, svc).await?;
+        match self.docker.start_container(&cname, None).await {
+            Ok(()) => Ok(stopped),
+            Err(e) => {
+                let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
+                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
+                Err(f)
+            }
+        }
     }
 
     /// Waits until each of `svc`'s dependencies reached its `depends_on` condition.
@@ -204,7 +201,7 @@ impl Manager {
         spec: &Spec,
         svc: &spec::Service,
         created: &str,
-        images: &HashMap<String, String>,
+        image: &str,
         oneshot: bool,
     ) -> Result<(String, ContainerCreateBody, ExtraNetworks), String> {
         let inst = &self.config.instance;
@@ -278,7 +275,6 @@ impl Manager {
             binds = Some(vec![format!("{}:{}", p.worktree.display(), d.workdir)]);
         }
         let mounts = run_options::mounts(inst, &p.id, &svc.run, &p.worktree, limits)?;
-        let image = images.get(name).cloned().unwrap_or_default();
         // Every network the service joins knows it by its name, the gateway's upstream alias,
         // and the names the file gives it (hostname, container_name, links, aliases).
         let aliases_on = |net: &str| {
@@ -301,7 +297,7 @@ impl Manager {
             })
             .collect();
         let mut body = ContainerCreateBody {
-            image: Some(image),
+            image: Some(image.to_owned()),
             env: Some(env),
             cmd,
             working_dir,
@@ -369,7 +365,7 @@ pub(super) fn oneshots(spec: &Spec) -> HashSet<String> {
 
 /// The services in start levels: each level's services depend only on those of the levels
 /// before it (the spec has no cycles; should one slip through validation, the rest start last).
-fn start_levels(spec: &Spec) -> Vec<Vec<&spec::Service>> {
+pub(super) fn start_levels(spec: &Spec) -> Vec<Vec<&spec::Service>> {
     in_levels(
         spec.services.values().collect(),
         |s| s.name.as_str(),

@@ -1,81 +1,60 @@
-//! The build phase: every service's image, built from the commit or found on the host (pulled
+//! A service's image for the build phase: built from the commit or found on the host (pulled
 //! when it is not). Never lets a config name an image previewd built for a preview, and never
 //! calls Docker except through `build` and `docker`.
-
-use std::collections::HashMap;
-
-use futures_util::future::join_all;
 
 use super::{Event, Manager, Mode, Prepared, Progress, UpRequest, fail};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::{build, docker};
-use crate::spec::{ImageSource, Spec};
+use crate::spec::{self, ImageSource, Spec};
 
 impl Manager {
-    /// Builds or finds every service's image, in parallel.
-    pub(super) async fn images(
+    /// Builds or finds `svc`'s image: the tag (or name) its container runs.
+    pub(super) async fn image(
         &self,
         req: &UpRequest,
         p: &Prepared,
         spec: &Spec,
+        svc: &spec::Service,
         progress: &Progress,
-    ) -> Result<HashMap<String, String>, DeployFailure> {
-        let jobs: Vec<_> = spec
-            .services
-            .values()
-            .map(|svc| async move {
-                let name = svc.name.as_str();
-                if let Mode::Dev { .. } = req.mode
-                    && let Some(dev) = spec.dev.get(&svc.name)
-                {
-                    return self.ensure_image(name, &dev.image).await;
-                }
-                match &svc.image {
-                    ImageSource::Image(image) => self.ensure_image(name, image).await,
-                    ImageSource::Build(b) => {
-                        let on_line = |line: &str| {
-                            progress(Event::Line {
-                                service: name.to_owned(),
-                                line: line.to_owned(),
-                            })
-                        };
-                        let target = build::Target {
-                            id: &p.id,
-                            service: name,
-                            key: &p.key,
-                            egress: self.config.limits.egress.build.narrowed(spec.egress),
-                        };
-                        let r = build::build(
-                            &self.docker,
-                            &self.config,
-                            target,
-                            &p.worktree,
-                            b,
-                            &on_line,
-                        )
-                        .await;
-                        match r {
-                            Ok(built) => Ok((name.to_owned(), built.tag)),
-                            Err(e) => {
-                                let mut f = fail(Phase::Build, Some(name), e.to_string());
-                                f.log_tail = e.tail();
-                                Err(f)
-                            }
-                        }
+    ) -> Result<String, DeployFailure> {
+        let name = svc.name.as_str();
+        if let Mode::Dev { .. } = req.mode
+            && let Some(dev) = spec.dev.get(&svc.name)
+        {
+            return self.ensure_image(name, &dev.image).await;
+        }
+        match &svc.image {
+            ImageSource::Image(image) => self.ensure_image(name, image).await,
+            ImageSource::Build(b) => {
+                let on_line = |line: &str| {
+                    progress(Event::Line {
+                        service: name.to_owned(),
+                        line: line.to_owned(),
+                    })
+                };
+                let target = build::Target {
+                    id: &p.id,
+                    service: name,
+                    key: &p.key,
+                    egress: self.config.limits.egress.build.narrowed(spec.egress),
+                };
+                let r = build::build(&self.docker, &self.config, target, &p.worktree, b, &on_line)
+                    .await;
+                match r {
+                    Ok(built) => Ok(built.tag),
+                    Err(e) => {
+                        let mut f = fail(Phase::Build, Some(name), e.to_string());
+                        f.log_tail = e.tail();
+                        Err(f)
                     }
                 }
-            })
-            .collect();
-        join_all(jobs).await.into_iter().collect()
+            }
+        }
     }
 
     /// An image named in the config must be on the host; it is pulled when it is not (where a
     /// registry is reachable).
-    async fn ensure_image(
-        &self,
-        service: &str,
-        image: &str,
-    ) -> Result<(String, String), DeployFailure> {
+    async fn ensure_image(&self, service: &str, image: &str) -> Result<String, DeployFailure> {
         if let Some(built_by_us) = docker::built_by_previewd(&self.docker, image).await {
             // An image previewd built holds some branch's code: a config must not borrow another
             // preview's (perhaps another repository's) build by naming it.
@@ -88,7 +67,7 @@ impl Manager {
                     ),
                 ));
             }
-            return Ok((service.to_owned(), image.to_owned()));
+            return Ok(image.to_owned());
         }
         if let Err(e) = docker::pull_image(&self.docker, image).await {
             return Err(fail(
@@ -97,6 +76,6 @@ impl Manager {
                 format!("image {image} is not on this Docker host and could not be pulled: {e}"),
             ));
         }
-        Ok((service.to_owned(), image.to_owned()))
+        Ok(image.to_owned())
     }
 }

@@ -1,16 +1,18 @@
 //! The preview manager: one deployment is fetch → config → build → start → route → health →
-//! commit. A deployment prepares a new generation beside the live one (its own network, its
+//! switch. A deployment prepares a new generation beside the live one (its own network, its
 //! own staging host on the gateway), checks it through the gateway, and only then renames it
 //! live and switches the routes, so an update has no downtime and a failed update leaves the
-//! old generation serving. Whatever an attempt created is removed when it fails or is
-//! cancelled. The manager keeps nothing in memory that Docker's labels do not also say.
+//! old generation serving. The deployment is ready once switched; the old generation then
+//! drains and is removed on a task of its own ([`Manager::retired`] waits for it). Whatever an
+//! attempt created is removed when it fails or is cancelled. The manager keeps nothing in
+//! memory that Docker's labels do not also say.
 //!
-//! This file tells the deployment's story (`up`: prepare, attempt, commit); the steps live
+//! This file tells the deployment's story (`up`: prepare, attempt, switch); the steps live
 //! beside it: `prepare.rs` (fetch, identity, worktree), `images.rs` (build), `containers.rs`
 //! (start), `commit.rs` (switch, drain, retire), `teardown.rs`, and `view.rs` for reading
 //! previews back. Raw Docker calls belong in `preview/docker/`, not here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,12 +21,10 @@ use bollard::Docker;
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::build;
 use super::docker::labels::{self, Observed};
 use super::docker::{self, DockerError};
 use super::fault;
 use super::gateway::{self, Gateway, GatewayError};
-use super::health::{self};
 use super::source::SourceError;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
@@ -32,12 +32,14 @@ use crate::engine::{DeployFailure, Deployed, GitCredentials, Phase, PreviewStatu
 use crate::ids::{CommitSha, PreviewId};
 use crate::spec::{self, Spec};
 
+mod checks;
 mod commit;
 mod containers;
 mod images;
 mod logs;
 pub use logs::{LogLine, LogQuery, LogStream, Logs};
 mod prepare;
+mod rollout;
 mod run_options;
 mod sleep;
 pub use sleep::NotAsleep;
@@ -107,13 +109,19 @@ pub enum Event {
 
 pub type Progress = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// Cheap to clone: every clone shares the connection, the config and the marks below, so the
+/// retirement of an old generation can run on its own task after the deployment returned.
+#[derive(Clone)]
 pub struct Manager {
     docker: Docker,
     config: Arc<Config>,
     gateway: Gateway,
     /// Previews with a deployment running in this process: a cache for the reconciler, so it
-    /// never removes what is being built. Lost on restart, which is right: then nothing is.
-    busy: Arc<Mutex<HashSet<PreviewId>>>,
+    /// never removes what is being built or retired. Lost on restart, which is right: then
+    /// nothing is. Counted per preview (see `prepare::BusyGuard`).
+    busy: Arc<Mutex<HashMap<PreviewId, usize>>>,
+    /// Old generations being drained and removed after their replacement was reported ready.
+    retiring: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Tokens for git over HTTPS, from the forge side; `None`: every fetch is anonymous.
     git: Option<Arc<dyn GitCredentials>>,
     /// "Now" for the `created` labels and every age computed from them.
@@ -145,6 +153,7 @@ impl Manager {
             docker,
             config: shared,
             busy: Arc::default(),
+            retiring: Arc::default(),
             git: None,
             clock: Arc::new(SystemClock),
             transitions: Arc::default(),
@@ -170,7 +179,10 @@ impl Manager {
 
     /// Previews with a deployment running in this process right now.
     pub fn busy(&self) -> HashSet<PreviewId> {
-        self.busy.lock().map(|s| s.clone()).unwrap_or_default()
+        self.busy
+            .lock()
+            .map(|s| s.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn config(&self) -> &Config {
@@ -219,13 +231,23 @@ impl Manager {
             .attempt(&req, &prepared, &progress, &mut timings, &cancel)
             .await;
         let result = match result {
-            Ok(downtime) => self.finish(&prepared).await.map(|s| (s, downtime)),
+            Ok(downtime) => {
+                progress(Event::Phase(Phase::Switch));
+                let t = Instant::now();
+                let switched = self.switch(&prepared).await;
+                // The phases run back to back: together they are the total.
+                let now = Instant::now();
+                timings.phases.push((Phase::Switch, now - t));
+                timings.total = now - started;
+                switched.map(|s| (s, downtime))
+            }
             Err(f) => Err(f),
         };
         match result {
             Ok((mut state, downtime)) => {
-                timings.total = started.elapsed();
                 state.status = PreviewStatus::Running;
+                // Ready now: the old generation drains and goes after the report.
+                self.retire_later(prepared);
                 Ok(Deployed {
                     state,
                     timings,
@@ -239,14 +261,29 @@ impl Manager {
         }
     }
 
-    /// Config → build → start → route → health, each phase entered (for `progress`), paused at
-    /// for fault injection and timed. Returns the services that were stopped before their
-    /// replacement started (their moment of downtime).
+    /// Waits until every old generation this manager switched away from has drained and been
+    /// removed (those whose retirement starts meanwhile included). `previewd up` waits for it
+    /// before it exits, and `serve` when it shuts down, so nothing is left half-removed.
+    pub async fn retired(&self) {
+        loop {
+            let running = match self.retiring.lock() {
+                Ok(mut r) => std::mem::take(&mut *r),
+                Err(_) => return,
+            };
+            if running.is_empty() {
+                return;
+            }
+            join_all(running).await;
+        }
+    }
+
+    /// Config → build, start and route (one rollout: `rollout.rs`) → health, each phase
+    /// entered (for `progress`), paused at for fault injection and timed. Returns the services
+    /// that were stopped before their replacement started (their moment of downtime).
     ///
-    /// A cancellation interrupts the phases that wait (config, build, health). Start and route
-    /// run to their end once begun, then the cancellation is seen: dropped half-way, a Docker
-    /// request already sent (a network, a container being created) would land after the
-    /// cleanup had looked, and be left behind.
+    /// A cancellation interrupts the steps that wait (config, the builds, health). A network,
+    /// container or route request runs to its end once sent, then the cancellation is seen:
+    /// dropped half-way, it would land after the cleanup had looked, and be left behind.
     async fn attempt(
         &self,
         req: &UpRequest,
@@ -275,30 +312,18 @@ impl Manager {
         timings.phases.push((Phase::Config, t.elapsed()));
 
         let t = enter(Phase::Build);
-        let images = tokio::select! {
-            r = async {
-                let images = self.images(req, p, &spec, progress).await?;
-                fault::pause(Phase::Build).await;
-                Ok(images)
-            } => r?,
-            _ = cancel.cancelled() => return Err(cancelled(Phase::Build)),
-        };
-        timings.phases.push((Phase::Build, t.elapsed()));
-
-        let t = enter(Phase::Start);
-        let downtime = self.start(req, p, &spec, &images).await?;
-        let held = async { fault::pause(Phase::Start).await };
+        let rolled = self.roll_out(req, p, &spec, progress, cancel).await?;
+        timings.phases.push((Phase::Build, rolled.built - t));
+        timings
+            .phases
+            .push((Phase::Start, rolled.started - rolled.built));
         tokio::select! {
-            () = held => {}
-            _ = cancel.cancelled() => {}
+            () = fault::pause(Phase::Start) => {}
+            _ = cancel.cancelled() => return Err(cancelled(Phase::Start)),
         }
-        if cancel.is_cancelled() {
-            return Err(cancelled(Phase::Start));
-        }
-        timings.phases.push((Phase::Start, t.elapsed()));
-
-        let t = enter(Phase::Route);
-        self.route().await?;
+        timings
+            .phases
+            .push((Phase::Route, rolled.routed - rolled.started));
         tokio::select! {
             () = fault::pause(Phase::Route) => {}
             _ = cancel.cancelled() => {}
@@ -306,7 +331,7 @@ impl Manager {
         if cancel.is_cancelled() {
             return Err(cancelled(Phase::Route));
         }
-        timings.phases.push((Phase::Route, t.elapsed()));
+        let downtime = rolled.downtime;
 
         let t = enter(Phase::Health);
         let host = gateway::staging_host(p.id.as_str(), p.generation, &self.config.gateway.domain);
@@ -349,81 +374,6 @@ impl Manager {
             .sync()
             .await
             .map_err(|e| fail(Phase::Route, None, e.to_string()))
-    }
-
-    /// Waits until every public service answers its healthcheck through the gateway's
-    /// staging host while every container stays up.
-    async fn wait_healthy(
-        &self,
-        p: &Prepared,
-        spec: &Spec,
-        host: &str,
-    ) -> Result<(), DeployFailure> {
-        let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
-        let inst = &self.config.instance;
-        // Every container, internal ones too, must stay up while the public ones come up; a
-        // job others waited to complete has ended, as it should.
-        let oneshots = containers::oneshots(spec);
-        let all: Vec<String> = spec
-            .services
-            .keys()
-            .filter(|s| !oneshots.contains(s.as_str()))
-            .map(|s| labels::staging_name(inst, &p.id, s.as_str(), p.generation))
-            .collect();
-        let domain = &self.config.gateway.domain;
-        let checks: Vec<_> = spec
-            .services
-            .values()
-            .filter(|s| !s.internal && s.route.is_some() && s.healthcheck.required)
-            .map(|svc| {
-                let addr = addr.clone();
-                let all = all.clone();
-                let host = match svc.host {
-                    spec::Host::Preview => host.to_owned(),
-                    spec::Host::Service => gateway::staging_service_host(
-                        p.id.as_str(),
-                        p.generation,
-                        svc.name.as_str(),
-                        domain,
-                    ),
-                };
-                async move {
-                    let host = host.as_str();
-                    let limit = self.config.limits.health_timeout;
-                    let timeout = svc.healthcheck.timeout.map_or(limit, |t| t.min(limit));
-                    let docker = self.docker.clone();
-                    let alive = move || -> crate::engine::BoxFuture<'static, Result<(), String>> {
-                        let (docker, all) = (docker.clone(), all.clone());
-                        Box::pin(async move { docker::all_running(&docker, &all).await })
-                    };
-                    health::wait(
-                        &addr,
-                        host,
-                        &svc.healthcheck.path,
-                        svc.healthcheck.status,
-                        timeout,
-                        alive,
-                    )
-                    .await
-                    .map_err(|(_, why)| (svc.name.to_string(), why))
-                }
-            })
-            .collect();
-        for r in join_all(checks).await {
-            if let Err((service, why)) = r {
-                // Blame the container that died, if one did; else the unhealthy service.
-                let dead = docker::all_running(&self.docker, &all).await.err();
-                let (blame, reason) = match dead {
-                    Some(d) => (d.split(' ').next().unwrap_or(&service).to_owned(), d),
-                    None => (service.clone(), why),
-                };
-                let mut f = fail(Phase::Health, Some(&blame), reason);
-                let cname = labels::staging_name(inst, &p.id, &blame, p.generation);
-                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
-                return Err(f);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 //! worktree it builds from. Never creates a Docker object, and never leaves a worktree of a
 //! fresh preview behind when the wait for it is abandoned.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -76,16 +76,22 @@ impl Drop for Checkout {
     }
 }
 
-/// Marks a preview busy for as long as it lives.
+/// Marks a preview busy for as long as it lives. The marks are counted: a deployment and the
+/// retirement of the generation an earlier one replaced may hold the same preview at once.
 pub(super) struct BusyGuard {
-    set: Arc<Mutex<HashSet<PreviewId>>>,
+    set: Arc<Mutex<HashMap<PreviewId, usize>>>,
     id: PreviewId,
 }
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.id);
+        if let Ok(mut s) = self.set.lock()
+            && let Some(n) = s.get_mut(&self.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.id);
+            }
         }
     }
 }
@@ -213,7 +219,7 @@ impl Manager {
     /// Marks `id` busy until the guard is dropped, so the reconciler leaves it alone.
     pub(super) fn mark_busy(&self, id: &PreviewId) -> BusyGuard {
         if let Ok(mut s) = self.busy.lock() {
-            s.insert(id.clone());
+            *s.entry(id.clone()).or_default() += 1;
         }
         BusyGuard {
             set: self.busy.clone(),
