@@ -2,9 +2,11 @@
 //! Caddy gateway. The binary (`main.rs`) is a thin clap front; everything lives here so tests
 //! and benchmarks run the same code.
 
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod edge;
 pub mod engine;
 pub mod forge;
 pub mod ids;

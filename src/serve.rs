@@ -74,6 +74,8 @@ pub enum ServeError {
     Metrics(String),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
 }
 
 /// Knobs that are not in `previewd.toml` (tests shorten the retries). The queue's `parallel`
@@ -99,6 +101,8 @@ pub struct Server {
     reconcile_interval: Duration,
     bounds: Bounds,
     budget: FdBudget,
+    /// What the gateway asks previewd (access to previews), when anything.
+    edge: Option<crate::edge::Edge>,
 }
 
 /// Runs `previewd serve` until `shutdown` is cancelled.
@@ -207,7 +211,9 @@ pub async fn bind(
     let budget = FdBudget::for_process(config.server.max_connections, 2);
     let webhook = listen("listen", config.listen).await?;
     let admin = listen("admin_listen", config.admin_listen).await?;
+    let edge = crate::edge::Edge::for_serve(&config)?;
     Ok(Server {
+        edge,
         webhook,
         admin,
         state,
@@ -318,7 +324,9 @@ impl Server {
             reconcile_interval,
             bounds,
             budget: _,
+            edge,
         } = self;
+        let edge = edge.map(|e| tokio::spawn(e.run(shutdown.clone())));
         let queue = state.queue.clone();
         let metrics = state.metrics.clone();
         let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
@@ -345,6 +353,9 @@ impl Server {
         }
         queue.drained().await;
         let _ = reconciler.await;
+        if let Some(edge) = edge {
+            let _ = edge.await;
+        }
         served?;
         Ok(())
     }

@@ -44,6 +44,17 @@ const OPTIONAL_KEYS: &[&str] = &[
     "gitlab.webhook_secret",
     "gitlab.git_url",
     "network.subnet_pool",
+    "github.oauth_client_id",
+    "github.oauth_client_secret",
+    "gitea.web_url",
+    "gitea.oauth_client_id",
+    "gitea.oauth_client_secret",
+    "gitlab.web_url",
+    "gitlab.oauth_client_id",
+    "gitlab.oauth_client_secret",
+    "access.mode",
+    "access.session_secret",
+    "access.bypass_token",
 ];
 
 fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {

@@ -356,6 +356,8 @@ impl Manager {
             .map(|s| labels::staging_name(inst, &p.id, s.as_str(), p.generation))
             .collect();
         let domain = &self.config.gateway.domain;
+        let pass = crate::access::gateway_pass(&self.config);
+        let pass = pass.as_deref();
         let checks: Vec<_> = spec
             .services
             .values()
@@ -387,6 +389,7 @@ impl Manager {
                         &svc.healthcheck.path,
                         svc.healthcheck.status,
                         timeout,
+                        pass,
                         alive,
                     )
                     .await

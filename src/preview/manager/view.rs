@@ -102,6 +102,8 @@ impl Manager {
     pub async fn state_with_health(&self, p: &Observed) -> PreviewState {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
         let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
+        let pass = crate::access::gateway_pass(&self.config);
+        let pass = pass.as_deref();
         let jobs: Vec<_> = p
             .live_members()
             .iter()
@@ -115,7 +117,10 @@ impl Manager {
                 };
                 async move {
                     let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
-                    (m.service.clone(), health::probe(&addr, &host, path).await)
+                    (
+                        m.service.clone(),
+                        health::probe(&addr, &host, path, pass).await,
+                    )
                 }
             })
             .collect();
