@@ -87,30 +87,49 @@ struct Answer {
 }
 
 async fn edge(mode: &str) -> Edge {
+    edge_for(mode, ForgeKind::GitHub).await
+}
+
+/// The edge with previews of `forge`'s repositories, signing in at that forge's fake.
+async fn edge_for(mode: &str, forge: ForgeKind) -> Edge {
     logs();
-    let fake = FakeOAuth::start().await;
+    let fake = match forge {
+        ForgeKind::Gitea => FakeOAuth::start_gitea().await,
+        _ => FakeOAuth::start().await,
+    };
     fake.sign_in_as("octocat");
     fake.grant("octo/private", "octocat");
+    let url = fake.url();
+    let section: &[(&str, &str)] = match forge {
+        ForgeKind::Gitea => &[
+            ("PREVIEWD_GITEA_URL", &url),
+            ("PREVIEWD_GITEA_OAUTH_CLIENT_ID", CLIENT_ID),
+            ("PREVIEWD_GITEA_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+        _ => &[
+            ("PREVIEWD_GITHUB_WEB_URL", &url),
+            ("PREVIEWD_GITHUB_API_URL", &url),
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_ID", CLIENT_ID),
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    };
     let env: Vec<(String, String)> = [
         ("PREVIEWD_ACCESS_MODE", mode),
         ("PREVIEWD_ACCESS_SESSION_SECRET", SECRET),
         ("PREVIEWD_ACCESS_BYPASS_TOKEN", BYPASS),
-        ("PREVIEWD_GITHUB_WEB_URL", &fake.url()),
-        ("PREVIEWD_GITHUB_API_URL", &fake.url()),
-        ("PREVIEWD_GITHUB_OAUTH_CLIENT_ID", CLIENT_ID),
-        ("PREVIEWD_GITHUB_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
     ]
     .iter()
+    .chain(section.iter())
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let config = Config::from_parts(None, Path::new("test"), &env).expect("config");
-    let gh = |r: &str| Some((ForgeKind::GitHub, Repo::parse(r).unwrap()));
+    let gh = |r: &str| Some((forge, Repo::parse(r).unwrap()));
     let lookup = Fixed(HashMap::from([
         (PRIVATE.to_owned(), gh("octo/private")),
         (OTHER.to_owned(), gh("octo/other")),
         (LOCAL.to_owned(), None),
     ]));
-    let provider = Provider::of(&config, ForgeKind::GitHub, RetryPolicy::default())
+    let provider = Provider::of(&config, forge, RetryPolicy::default())
         .unwrap()
         .unwrap();
     let state = AuthState::new(
@@ -466,4 +485,27 @@ async fn password_mode_asks_for_the_derived_password() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(e.fake.calls(), 0, "password mode asks no forge");
+}
+
+#[tokio::test]
+async fn a_gitea_reader_signs_in_and_a_stranger_is_denied() {
+    let e = edge_for("forge", ForgeKind::Gitea).await;
+    let back = sign_in(&e, PRIVATE, "/").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    assert!(
+        back.location.contains("/_previewd/session?t="),
+        "{}",
+        back.location
+    );
+    e.fake.sign_in_as("mallory");
+    let denied = sign_in(&e, PRIVATE, "/").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    for text in ["mallory", "octo/private", "Gitea", "/user/logout"] {
+        assert!(
+            denied.body.contains(text),
+            "{text} missing: {}",
+            denied.body
+        );
+    }
+    e.fake.assert_clean();
 }

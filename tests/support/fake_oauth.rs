@@ -1,4 +1,4 @@
-//! A fake GitHub for visitors' sign-in, with state, on a real socket: the OAuth web flow
+//! A fake GitHub (or, with `start_gitea`, Gitea) for visitors' sign-in, with state, on a real socket: the OAuth web flow
 //! (authorize page with a consent button, code, token exchange) and the two REST calls
 //! previewd makes with the visitor's token (`GET /user`, `GET /repos/{owner}/{repo}`). Every
 //! request is checked against `fixtures/forge-apis/github-oauth.json` (hand-written from
@@ -43,13 +43,31 @@ pub struct FakeOAuth {
     pub addr: SocketAddr,
     pub state: Arc<Mutex<State>>,
     spec: Arc<Value>,
+    /// Where the REST API lives (`/api/v1` for Gitea) and, when the fixtures describe it, its
+    /// description: requests and answers are checked against it.
+    prefix: &'static str,
+    api: Option<Arc<super::openapi::Api>>,
 }
 
 impl FakeOAuth {
     pub async fn start() -> FakeOAuth {
+        Self::start_with("github-oauth.json", "", None).await
+    }
+
+    /// A fake Gitea: the same flow at Gitea's paths, its REST calls checked against
+    /// `gitea-openapi-subset.json`.
+    pub async fn start_gitea() -> FakeOAuth {
+        let api = super::openapi::Api::swagger2("gitea-openapi-subset.json");
+        Self::start_with("gitea-oauth.json", "/api/v1", Some(Arc::new(api))).await
+    }
+
+    async fn start_with(
+        file: &str,
+        prefix: &'static str,
+        api: Option<Arc<super::openapi::Api>>,
+    ) -> FakeOAuth {
         let spec = serde_json::from_slice(
-            &std::fs::read(super::fixtures_dir().join("forge-apis/github-oauth.json"))
-                .expect("github-oauth.json"),
+            &std::fs::read(super::fixtures_dir().join("forge-apis").join(file)).expect(file),
         )
         .expect("json");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -59,6 +77,8 @@ impl FakeOAuth {
             addr: listener.local_addr().expect("addr"),
             state: Arc::new(Mutex::new(State::default())),
             spec: Arc::new(spec),
+            prefix,
+            api,
         };
         let f = fake.clone();
         let app = axum::Router::new().fallback(
@@ -142,9 +162,51 @@ impl FakeOAuth {
         None
     }
 
+    /// A REST answer, checked against the API's description when the fixtures have one.
+    fn rest(&self, method: &Method, path: &str, status: u16, body: Value) -> Response {
+        if let Some(api) = &self.api {
+            let full = format!(
+                "{}{}",
+                self.prefix,
+                path.strip_prefix(self.prefix).unwrap_or(path)
+            );
+            if let Some((op, _)) = api.find(method.as_str(), &full) {
+                let wrong = api.check_response(op, status, &body);
+                if !wrong.is_empty() {
+                    self.lock()
+                        .violations
+                        .push(format!("answer to {full}: {}", wrong.join("; ")));
+                }
+            }
+        }
+        (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+    }
+
     fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-        let path = uri.path().to_owned();
+        let full = uri.path().to_owned();
         let query = query_of(&uri);
+        if let Some(api) = &self.api
+            && full.starts_with(self.prefix)
+            && !self.prefix.is_empty()
+        {
+            match api.find(method.as_str(), &full) {
+                Some((op, params)) => {
+                    let problems = api.check_request(op, &params, &query, &Value::Null);
+                    if !problems.is_empty() {
+                        return self.violation(format!(
+                            "{} {full}: {}",
+                            op.id,
+                            problems.join("; ")
+                        ));
+                    }
+                }
+                None => return self.violation(format!("{method} {full}: no such operation")),
+            }
+        }
+        let path = match full.strip_prefix(self.prefix) {
+            Some(p) if !self.prefix.is_empty() => p.to_owned(),
+            _ => full.clone(),
+        };
         let op = match (method.as_str(), path.as_str()) {
             ("GET", "/login/oauth/authorize") => "authorize",
             ("GET", "/login/oauth/consent") => "consent",
@@ -281,27 +343,32 @@ impl FakeOAuth {
                         )
                             .into_response();
                     };
-                    return axum::Json(json!({"login": user, "id": 7, "type": "User"}))
-                        .into_response();
+                    drop(st);
+                    return self.rest(
+                        &method,
+                        &full,
+                        200,
+                        json!({"login": user, "id": 7, "type": "User"}),
+                    );
                 }
                 let full = path.trim_start_matches("/repos/").to_owned();
                 let readers = st.readers.get(&full).cloned().unwrap_or_default();
                 match user.filter(|u| readers.contains(u)) {
                     Some(_) => {
                         let (owner, name) = full.split_once('/').unwrap_or_default();
-                        axum::Json(json!({
+                        let answer = json!({
                             "id": 1, "name": name, "full_name": full, "private": true,
                             "owner": {"login": owner},
                             "permissions": {"admin": false, "maintain": false, "push": false,
                                             "triage": false, "pull": true},
-                        }))
-                        .into_response()
+                        });
+                        drop(st);
+                        self.rest(&method, &path, 200, answer)
                     }
-                    None => (
-                        StatusCode::NOT_FOUND,
-                        axum::Json(json!({"message": "Not Found"})),
-                    )
-                        .into_response(),
+                    None => {
+                        drop(st);
+                        self.rest(&method, &path, 404, json!({"message": "Not Found"}))
+                    }
                 }
             }
         }
