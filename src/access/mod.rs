@@ -222,6 +222,37 @@ mod tests {
     }
 
     #[test]
+    fn status_shows_the_password_that_basic_auth_wants() {
+        let config = |mode: &str| {
+            let env: Vec<(String, String)> = [
+                ("PREVIEWD_ACCESS_MODE", mode),
+                (
+                    "PREVIEWD_ACCESS_SESSION_SECRET",
+                    "status-test-secret-0123456789",
+                ),
+            ]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            Config::from_parts(None, std::path::Path::new("t"), &env).unwrap()
+        };
+        let id = PreviewId::parse("abcde12345").unwrap();
+        let c = config("password");
+        let v = status_json(&c, &id).unwrap();
+        let want = Keys::load(&c).unwrap().password(&id);
+        assert_eq!(
+            v,
+            serde_json::json!({"mode": "password", "user": "preview", "password": want})
+        );
+        assert_eq!(
+            status_json(&config("forge"), &id).unwrap(),
+            serde_json::json!({"mode": "forge"})
+        );
+        assert!(status_json(&config(""), &id).is_none());
+    }
+
+    #[test]
     fn the_key_file_is_made_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
