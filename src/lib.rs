@@ -2,6 +2,7 @@
 //! Caddy gateway. The binary (`main.rs`) is a thin clap front; everything lives here so tests
 //! and benchmarks run the same code.
 
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -74,6 +74,8 @@ pub enum ServeError {
     Metrics(String),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
 }
 
 /// Knobs that are not in `previewd.toml` (tests shorten the retries). The queue's `parallel`
@@ -101,6 +103,8 @@ pub struct Server {
     budget: FdBudget,
     /// For the edge service the gateway asks (`crate::edge`).
     config: Arc<Config>,
+    /// What the gateway asks previewd (access to previews, waking them), bound at start.
+    edge: crate::edge::Edge,
 }
 
 /// Runs `previewd serve` until `shutdown` is cancelled.
@@ -209,7 +213,9 @@ pub async fn bind(
     let budget = FdBudget::for_process(config.server.max_connections, 2);
     let webhook = listen("listen", config.listen).await?;
     let admin = listen("admin_listen", config.admin_listen).await?;
+    let edge = crate::edge::Edge::for_serve(&config)?;
     Ok(Server {
+        edge,
         webhook,
         admin,
         state,
@@ -323,12 +329,13 @@ impl Server {
             bounds,
             budget: _,
             config,
+            edge,
         } = self;
         let queue = state.queue.clone();
         let engine = state.engine.clone();
         let metrics = state.metrics.clone();
         let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
-        let edge = crate::edge::run(
+        let edge = edge.run_with_wake(
             config,
             state.engine.clone(),
             metrics.clone(),
@@ -336,7 +343,7 @@ impl Server {
         );
         tokio::spawn(async move {
             if let Err(e) = edge.await {
-                tracing::error!(error = %e, "the edge socket failed: sleeping previews do not wake");
+                tracing::error!(error = %e, "the edge socket failed: sleeping previews do not wake and protected previews refuse visitors");
             }
         });
         let public = listener::serve(

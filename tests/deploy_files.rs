@@ -46,6 +46,17 @@ const OPTIONAL_KEYS: &[&str] = &[
     "network.subnet_pool",
     "limits.egress_allow",
     "limits.build_egress",
+    "github.oauth_client_id",
+    "github.oauth_client_secret",
+    "gitea.web_url",
+    "gitea.oauth_client_id",
+    "gitea.oauth_client_secret",
+    "gitlab.web_url",
+    "gitlab.oauth_client_id",
+    "gitlab.oauth_client_secret",
+    "access.mode",
+    "access.session_secret",
+    "access.bypass_token",
 ];
 
 fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {

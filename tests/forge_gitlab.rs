@@ -34,6 +34,8 @@ fn client(fake: &FakeGitLab, token: &str) -> GitLab {
         webhook_secrets: Vec::new(),
         git_url: fake.url(),
         status_context: "previewd".into(),
+        web_url: String::new(),
+        oauth: None,
     };
     GitLab::new(&cfg, quick()).expect("client")
 }

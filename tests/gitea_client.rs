@@ -22,6 +22,8 @@ fn client(g: &FakeGitea, token: &str) -> Gitea {
         webhook_secrets: Vec::new(),
         git_url: g.url(),
         status_context: "previewd".into(),
+        web_url: String::new(),
+        oauth: None,
     };
     Gitea::new(&cfg, fast_retry()).expect("client")
 }

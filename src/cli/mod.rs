@@ -178,7 +178,10 @@ pub fn print_state(s: &PreviewState, mode: &str, json: bool) -> Result<(), CliEr
     );
     outln!(
         "  {:<12} {:<10} {:<8} {:<8} LATENCY",
-        "SERVICE", "ROUTE", "STATE", "HEALTH"
+        "SERVICE",
+        "ROUTE",
+        "STATE",
+        "HEALTH"
     );
     for svc in &s.services {
         let health = match (svc.route.is_some(), svc.healthy, svc.status) {

@@ -45,7 +45,7 @@ pub const MASK: &str = "********";
 /// one (the key stays in its file).
 fn is_secret(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
-    last == "token" || last.ends_with("secret") || last.ends_with("secrets")
+    last.ends_with("token") || last.ends_with("secret") || last.ends_with("secrets")
 }
 
 fn lookup<'a>(table: &'a Table, name: &str) -> Option<&'a Value> {

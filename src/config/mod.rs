@@ -3,6 +3,7 @@
 //! variables the defaults serve a local trial. This is the one place secrets are read; they are
 //! `SecretString`s from here on and never printed.
 
+mod access;
 pub mod egress;
 mod explain;
 mod keys;
@@ -17,6 +18,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::ids::Instance;
+pub use access::{AccessConfig, AccessMode, OAuthClient};
 pub use explain::{Explained, Origin, Setting};
 #[cfg(feature = "fault-injection")]
 pub use keys::FAULT_PAUSE_AT;
@@ -57,6 +59,8 @@ pub struct Config {
     /// `[gitlab]`, when its `url` is set.
     pub gitlab: Option<ForgeConfig>,
     pub network: NetworkConfig,
+    /// `[access]`: who may see a preview.
+    pub access: AccessConfig,
 }
 
 /// A forge section other than GitHub's (`[gitea]`, `[gitlab]`): present once its `url` is
@@ -71,6 +75,10 @@ pub struct ForgeConfig {
     /// Where repositories are cloned from (`url` unless set).
     pub git_url: String,
     pub status_context: String,
+    /// Where visitors sign in: OAuth's authorize and token endpoints (`url` unless set).
+    pub web_url: String,
+    /// The OAuth application visitors sign in with (`access.mode = "forge"`).
+    pub oauth: Option<OAuthClient>,
 }
 
 /// Bounds on what one client of previewd's own listeners may hold, so slow or abusive clients
@@ -199,6 +207,9 @@ pub struct GithubConfig {
     pub api_url: String,
     pub git_url: String,
     pub status_context: String,
+    /// `{web_url}/login/oauth/...`: where visitors sign in.
+    pub web_url: String,
+    pub oauth: Option<OAuthClient>,
 }
 
 impl Config {
@@ -301,13 +312,24 @@ impl Config {
 
     /// The URL people are given for a preview.
     pub fn preview_url(&self, id: &crate::ids::PreviewId) -> String {
+        self.gateway_url(id.as_str())
+    }
+
+    /// The URL of the gateway's host `<label>.<domain>`, shaped like a preview's (the sign-in
+    /// host `auth` is one).
+    pub fn gateway_url(&self, label: &str) -> String {
         let g = &self.gateway;
         match &g.public_url {
-            Some(template) => template.replace("{id}", id.as_str()),
-            None if g.tls != Tls::Off && g.tls_port == 443 => format!("https://{id}.{}", g.domain),
-            None if g.tls != Tls::Off => format!("https://{id}.{}:{}", g.domain, g.tls_port),
-            None if self.gateway.port == 80 => format!("http://{id}.{}", self.gateway.domain),
-            None => format!("http://{id}.{}:{}", self.gateway.domain, self.gateway.port),
+            Some(template) => template.replace("{id}", label),
+            None if g.tls != Tls::Off && g.tls_port == 443 => {
+                format!("https://{label}.{}", g.domain)
+            }
+            None if g.tls != Tls::Off => format!("https://{label}.{}:{}", g.domain, g.tls_port),
+            None if self.gateway.port == 80 => format!("http://{label}.{}", self.gateway.domain),
+            None => format!(
+                "http://{label}.{}:{}",
+                self.gateway.domain, self.gateway.port
+            ),
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::access::{RawAccess, oauth_client};
 use super::egress::Egress;
 use super::{
     Config, ConfigError, ForgeConfig, GatewayConfig, GatewayTimeouts, GithubConfig, Limits,
@@ -35,6 +36,7 @@ pub(super) struct RawConfig {
     gitea: RawForge,
     gitlab: RawForge,
     network: RawNetwork,
+    access: RawAccess,
 }
 
 /// `[gitea]` and `[gitlab]`.
@@ -49,6 +51,10 @@ pub(super) struct RawForge {
     /// Where repositories are cloned from; `url` unless set.
     git_url: Option<String>,
     status_context: String,
+    /// Where visitors sign in (OAuth); `url` unless set.
+    web_url: Option<String>,
+    oauth_client_id: Option<String>,
+    oauth_client_secret: Option<String>,
 }
 
 /// A string, or a list of strings.
@@ -74,7 +80,10 @@ impl RawForge {
     fn settle(self, section: &str) -> Result<Option<ForgeConfig>, ConfigError> {
         let key = |k: &str| format!("{section}.{k}");
         let Some(url) = self.url.map(|u| u.trim().trim_end_matches('/').to_owned()) else {
-            if self.webhook_secret.is_some() || self.token.is_some() {
+            if self.webhook_secret.is_some()
+                || self.token.is_some()
+                || self.oauth_client_id.is_some()
+            {
                 return Err(invalid(
                     &key("url"),
                     format!("{section}.token or webhook_secret is set, but not the forge's url"),
@@ -98,7 +107,14 @@ impl RawForge {
             Some(g) => g.trim().trim_end_matches('/').to_owned(),
             None => url.clone(),
         };
+        let web = match self.web_url {
+            Some(w) => w.trim().trim_end_matches('/').to_owned(),
+            None => url.clone(),
+        };
+        web_url(&key("web_url"), &web)?;
         Ok(Some(ForgeConfig {
+            oauth: oauth_client(section, self.oauth_client_id, self.oauth_client_secret)?,
+            web_url: web,
             url,
             token: self.token.filter(|t| !t.is_empty()).map(SecretString::from),
             webhook_secrets,
@@ -209,6 +225,9 @@ pub(super) struct RawGithub {
     api_url: String,
     git_url: String,
     status_context: String,
+    web_url: String,
+    oauth_client_id: Option<String>,
+    oauth_client_secret: Option<String>,
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
@@ -426,6 +445,8 @@ impl RawConfig {
             api_url: gh.api_url.trim_end_matches('/').to_owned(),
             git_url: gh.git_url.trim_end_matches('/').to_owned(),
             status_context: gh.status_context,
+            web_url: gh.web_url.trim_end_matches('/').to_owned(),
+            oauth: oauth_client("github", gh.oauth_client_id, gh.oauth_client_secret)?,
         };
         if github.app_id.is_some() != github.private_key_path.is_some() {
             return Err(invalid(
@@ -458,6 +479,7 @@ impl RawConfig {
             gitea,
             gitlab,
             network,
+            access: self.access.settle()?,
         })
     }
 }

@@ -1,77 +1,182 @@
 //! The edge: the HTTP service previewd offers the gateway, on a unix socket in the directory
-//! only previewd and the gateway share (`<admin_dir>/edge.sock`), never on a port a preview
-//! could reach. Caddy asks it before proxying some requests, the way `forward_auth` asks an
-//! auth service; each question is a sub-router merged here: `wake` (a sleeping preview's
-//! visitor). The sleeping side's own tasks (the visit log, the idle sweep) start beside it.
-//! Nothing here proxies a preview's traffic or touches Docker: what happens to previews goes
-//! through [`PreviewEngine`].
+//! only previewd and the gateway share (`<admin_dir>/edge.sock`), never on a TCP port, so no
+//! preview's code can reach it. Caddy asks it before proxying some requests, the way
+//! `forward_auth` asks an auth service; each concern is a sub-router merged here: `auth`
+//! (whether a visitor may see a protected preview, and signing in) and `wake` (a sleeping
+//! preview's visitor). The sleeping side's own tasks (the visit log, the idle sweep) start
+//! beside it. Nothing here proxies a preview's traffic, decides access itself or touches
+//! Docker: what happens to previews goes through [`PreviewEngine`].
 
-use std::future::IntoFuture;
+pub mod auth;
+pub mod idle;
+pub mod lookup;
+mod signin;
+pub mod visits;
+pub mod wake;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
+use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::engine::PreviewEngine;
 use crate::metrics::Metrics;
-use crate::preview::gateway::{EDGE_SOCKET, admin_dir};
+use crate::preview::gateway::admin_dir;
 
-pub mod idle;
-pub mod visits;
-pub mod wake;
+/// The socket's name in the shared directory (the gateway's config dials the same).
+pub const SOCKET: &str = crate::preview::gateway::EDGE_SOCKET;
 
-/// Every question the gateway may ask, one sub-router each.
-pub fn router(wake: wake::WakeState) -> Router {
-    Router::new().merge(wake::router(wake))
+/// Where the edge listens, on this host.
+pub fn socket_path(config: &Config) -> PathBuf {
+    admin_dir(config).join(SOCKET)
 }
 
-/// Serves the edge until `shutdown`, with the sleeping side's tasks when `limits.idle_sleep`
-/// is on. An error means the socket could not be made; `serve` goes on without the edge.
-pub async fn run(
-    config: Arc<Config>,
-    engine: Arc<dyn PreviewEngine>,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let dir = admin_dir(&config);
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let activity = visits::Activity::default();
-    if let Some(idle) = config.limits.idle_sleep {
-        idle::start(
-            &config,
-            engine.clone(),
-            activity.clone(),
-            idle,
-            shutdown.clone(),
-        )?;
+/// Binds the edge's socket, replacing a stale one a previous `serve` left.
+pub fn bind(config: &Config) -> std::io::Result<UnixListener> {
+    bind_at(&socket_path(config))
+}
+
+/// Binds a unix socket at `path` that only this user (and the gateway, as root) may use, in
+/// a directory only this user may enter, replacing one a killed process left.
+pub fn bind_at(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
-    let wake = wake::WakeState::new(&config, engine, metrics, activity);
-    serve(&dir.join(EDGE_SOCKET), router(wake), shutdown).await
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
-/// Serves `router` on the unix socket `path` (a stale one from a killed process is replaced)
-/// until `shutdown`. Requests still waiting then are dropped: the gateway answers them 502.
+/// The access routes the gateway asks (`forward_auth`, sign-in).
+pub fn router(auth: auth::AuthState) -> Router {
+    Router::new().merge(auth::router(auth))
+}
+
+/// Serves `router` on `listener` until `shutdown`. Requests still waiting then (a visitor
+/// waiting for a wake) are dropped: the gateway answers them 502, and `serve` need not wait
+/// for a wake to end before it exits.
 pub async fn serve(
-    path: &Path,
+    listener: UnixListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = bind(path)?;
     tokio::select! {
         r = axum::serve(listener, router).into_future() => r,
         () = shutdown.cancelled() => Ok(()),
     }
 }
 
-/// Binds a unix socket at `path`, replacing one a killed process left.
-pub fn bind(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot listen on {path} for the gateway: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the edge for the gateway: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    #[error("access: {0}")]
+    Forge(#[from] crate::forge::ForgeError),
+    #[error("access: cannot use Docker to find previews' repositories: {0}")]
+    Docker(String),
+}
+
+/// The edge as `serve` runs it: bound by `serve`'s `bind` (so a socket that cannot be made
+/// stops `serve` at once), served by its `run`.
+pub struct Edge {
+    listener: UnixListener,
+    /// `None` when no preview can be protected (nothing to ask).
+    auth: Option<auth::AuthState>,
+}
+
+impl Edge {
+    pub fn for_serve(config: &Config) -> Result<Edge, EdgeError> {
+        let auth = if crate::access::gateway_checks(config) {
+            Some(access_state(config)?)
+        } else {
+            None
+        };
+        let path = socket_path(config);
+        let listener = bind(config).map_err(|source| EdgeError::Bind { path, source })?;
+        Ok(Edge { listener, auth })
     }
-    tokio::net::UnixListener::bind(path)
+
+    /// Serves the access routes alone: what the access tests and benchmark need.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let app = self.auth.map(router).unwrap_or_default();
+        serve(self.listener, app, shutdown).await
+    }
+
+    /// Serves every route, with the sleeping side's tasks when `limits.idle_sleep` is on.
+    pub async fn run_with_wake(
+        self,
+        config: Arc<Config>,
+        engine: Arc<dyn PreviewEngine>,
+        metrics: Metrics,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let activity = visits::Activity::default();
+        if let Some(idle) = config.limits.idle_sleep {
+            idle::start(
+                &config,
+                engine.clone(),
+                activity.clone(),
+                idle,
+                shutdown.clone(),
+            )?;
+        }
+        let wake = wake::WakeState::new(&config, engine, metrics, activity);
+        let mut app = wake::router(wake);
+        if let Some(auth) = self.auth {
+            app = app.merge(router(auth));
+        }
+        serve(self.listener, app, shutdown).await
+    }
+}
+
+/// Binds and serves the whole edge for `config` until `shutdown`.
+pub async fn run(
+    config: Arc<Config>,
+    engine: Arc<dyn PreviewEngine>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), EdgeError> {
+    let edge = Edge::for_serve(&config)?;
+    Ok(edge
+        .run_with_wake(config, engine, metrics, shutdown)
+        .await?)
+}
+
+fn access_state(config: &Config) -> Result<auth::AuthState, EdgeError> {
+    let keys = crate::access::Keys::load(config)?;
+    let mut providers = Vec::new();
+    for kind in crate::forge::ForgeKind::ALL {
+        providers.extend(crate::forge::oauth::Provider::of(
+            config,
+            kind,
+            crate::forge::retry::RetryPolicy::default(),
+        )?);
+    }
+    // Connects lazily: the first preview lookup talks to Docker.
+    let docker =
+        bollard::Docker::connect_with_defaults().map_err(|e| EdgeError::Docker(e.to_string()))?;
+    let lookup = Arc::new(lookup::DockerLookup::new(docker, config.instance.clone()));
+    Ok(auth::AuthState::new(
+        config.clone(),
+        keys,
+        providers,
+        lookup,
+        Arc::new(crate::clock::SystemClock),
+    ))
 }

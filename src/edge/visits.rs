@@ -110,7 +110,7 @@ pub fn listen(
     crawlers: Vec<String>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = super::bind(path)?;
+    let listener = super::bind_at(path)?;
     let crawlers = Arc::new(crawlers);
     tokio::spawn(async move {
         loop {

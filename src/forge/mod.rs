@@ -15,6 +15,7 @@ pub mod github;
 pub mod gitlab;
 pub mod http;
 pub mod links;
+pub mod oauth;
 pub mod owed;
 mod payload;
 pub mod report;

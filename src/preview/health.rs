@@ -29,9 +29,15 @@ pub fn gateway_addr(bind: &str, port: u16) -> String {
     format!("{host}:{port}")
 }
 
-pub async fn probe(addr: &str, host: &str, path: &str) -> Probe {
+/// One request; `pass` is the gateway pass (`access::gateway_pass`) that lets previewd's own
+/// checks past a protected preview's sign-in.
+pub async fn probe(addr: &str, host: &str, path: &str, pass: Option<&str>) -> Probe {
     let start = Instant::now();
-    match http::tcp(addr, host, "GET", path, Duration::from_secs(5)).await {
+    let headers: Vec<(&str, &str)> = pass
+        .map(|p| (crate::access::PASS_HEADER, p))
+        .into_iter()
+        .collect();
+    match http::tcp_with(addr, host, "GET", path, &headers, Duration::from_secs(5)).await {
         Ok(r) => Probe {
             status: Some(r.status),
             latency: start.elapsed(),
@@ -53,12 +59,13 @@ pub async fn wait(
     path: &str,
     expected: u16,
     timeout: Duration,
+    pass: Option<&str>,
     alive: impl Fn() -> crate::engine::BoxFuture<'static, Result<(), String>>,
 ) -> Result<Probe, (Probe, String)> {
     let deadline = Instant::now() + timeout;
     let mut delay = Duration::from_millis(50);
     loop {
-        let p = probe(addr, host, path).await;
+        let p = probe(addr, host, path, pass).await;
         if p.ok(expected) {
             return Ok(p);
         }

@@ -60,7 +60,7 @@ pub async fn unix(
                 target: target.clone(),
                 source,
             })?;
-        send(stream, &target, method, "localhost", path, body).await
+        send(stream, &target, method, "localhost", path, body, &[]).await
     };
     with_timeout(fut, &target, timeout).await
 }
@@ -74,6 +74,18 @@ pub async fn tcp(
     path: &str,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
+    tcp_with(addr, host, method, path, &[], timeout).await
+}
+
+/// [`tcp`] with extra request headers (the gateway pass of health checks).
+pub async fn tcp_with(
+    addr: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Response, HttpError> {
     let fut = async {
         let stream = TcpStream::connect(addr)
             .await
@@ -81,7 +93,7 @@ pub async fn tcp(
                 target: addr.to_owned(),
                 source,
             })?;
-        send(stream, addr, method, host, path, None).await
+        send(stream, addr, method, host, path, None, headers).await
     };
     with_timeout(fut, addr, timeout).await
 }
@@ -105,6 +117,7 @@ async fn send<S>(
     host: &str,
     path: &str,
     body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
 ) -> Result<Response, HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -123,6 +136,9 @@ where
         .header("host", host)
         .header("user-agent", PROBE_AGENT)
         .header("connection", "close");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }

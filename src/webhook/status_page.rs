@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::deliveries::Record;
+use crate::access::page::esc;
 use crate::engine::{PreviewState, PreviewStatus};
 use crate::forge::links::ForgeLinks;
 
@@ -40,23 +41,6 @@ pub async fn page(State(state): State<AppState>) -> Html<String> {
         &deliveries,
         OffsetDateTime::now_utc(),
     ))
-}
-
-/// The five characters that change meaning in HTML text and attribute values. Written out
-/// rather than a template engine: one page, and a crate's macros would cost more than this.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `3d 4h`, `5h 12m`, `42m`, `9s`: the two largest units.

@@ -3,6 +3,7 @@
 //! with deadlines (never fixed sleeps).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod engine;
 pub mod fake_app;
 pub mod fake_gitea;
@@ -10,6 +11,7 @@ pub mod fake_github;
 pub mod fake_github_ops;
 pub mod fake_gitlab;
 pub mod fake_gitlab_ops;
+pub mod fake_oauth;
 pub mod openapi;
 
 use std::net::SocketAddr;

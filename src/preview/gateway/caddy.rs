@@ -6,6 +6,7 @@
 
 use serde_json::{Value, json};
 
+use super::caddy_access::{ask_routes, forward_auth_routes, robots, signin_routes};
 use super::routes;
 use crate::config::{Config, GatewayTimeouts, Tls};
 use crate::preview::http_client::PROBE_AGENT;
@@ -52,7 +53,7 @@ pub fn caddy_config(config: &Config) -> Value {
             "handle": [{"handler": "static_response", "status_code": 404, "body": body}],
         })
     };
-    let routes = json!([
+    let mut routes = json!([
         // A dot segment would let a path reach a service other than the one its prefix names
         // (Caddy's path matchers clean paths; the table's lookup cleans the joined path too).
         // Browsers resolve dot segments before sending, so only hand-made requests have them.
@@ -73,7 +74,7 @@ pub fn caddy_config(config: &Config) -> Value {
                     "outputs": ["${1}", "${2}", "${3}"],
                 }],
                 "defaults": ["", "", ""],
-            }],
+            }, robots()],
         },
         {
             "match": [{"file": {"root": table, "try_files": routes::candidates()}}],
@@ -103,6 +104,14 @@ pub fn caddy_config(config: &Config) -> Value {
             }],
         },
     ]);
+    // Access to previews: the sign-in host before the route table, the check after the 404s
+    // and before the wake route and the proxy (`caddy_access`), so that a visitor who may not
+    // see a preview never wakes it either.
+    if let Value::Array(all) = &mut routes {
+        all.splice(1..1, signin_routes(config));
+        let wake = all.len() - 2;
+        all.splice(wake..wake, forward_auth_routes(config, PREVIEW));
+    }
     let mut servers = serde_json::Map::new();
     servers.insert(
         "previewd".into(),
@@ -133,13 +142,13 @@ pub fn caddy_config(config: &Config) -> Value {
                 json!({
                     "listen": [ASK_LISTEN],
                     "automatic_https": {"disable": true},
-                    "routes": [
-                        {
+                    "routes": ask_routes(config).into_iter().chain([
+                        json!({
                             "match": [{"path": ["/tls/ask"], "file": {"root": table, "try_files": [mark]}}],
                             "handle": [{"handler": "static_response", "status_code": 200}],
-                        },
-                        {"handle": [{"handler": "static_response", "status_code": 403}]},
-                    ],
+                        }),
+                        json!({"handle": [{"handler": "static_response", "status_code": 403}]}),
+                    ]).collect::<Vec<_>>(),
                 }),
             );
             let issuer = match (issuer.as_str(), email) {

@@ -25,6 +25,7 @@ use crate::config::Config;
 
 mod admin;
 mod caddy;
+mod caddy_access;
 mod container;
 mod hosts;
 pub mod routes;

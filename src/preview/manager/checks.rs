@@ -31,6 +31,8 @@ impl Manager {
             .map(|s| labels::staging_name(inst, &p.id, s.as_str(), p.generation))
             .collect();
         let domain = &self.config.gateway.domain;
+        let pass = crate::access::gateway_pass(&self.config);
+        let pass = pass.as_deref();
         let checks: Vec<_> = spec
             .services
             .values()
@@ -62,6 +64,7 @@ impl Manager {
                         &svc.healthcheck.path,
                         svc.healthcheck.status,
                         timeout,
+                        pass,
                         alive,
                     )
                     .await

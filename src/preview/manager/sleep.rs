@@ -279,6 +279,7 @@ impl Manager {
     /// through the gateway at its live host, while every container stays up.
     async fn check_live(&self, id: &PreviewId, live: &[Member]) -> Result<(), DeployFailure> {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
+        let pass = crate::access::gateway_pass(&self.config);
         let domain = &self.config.gateway.domain;
         let all: Vec<String> = live
             .iter()
@@ -297,12 +298,13 @@ impl Manager {
                 };
                 let (addr, all, docker) = (addr.clone(), all.clone(), self.docker.clone());
                 let limit = self.config.limits.health_timeout;
+                let pass = pass.as_deref();
                 async move {
                     let alive = move || -> crate::engine::BoxFuture<'static, Result<(), String>> {
                         let (docker, all) = (docker.clone(), all.clone());
                         Box::pin(async move { docker::all_running(&docker, &all).await })
                     };
-                    health::wait(&addr, &host, &path, status, limit, alive)
+                    health::wait(&addr, &host, &path, status, limit, pass, alive)
                         .await
                         .map_err(|(_, why)| (m, why))
                 }

@@ -106,6 +106,8 @@ impl Manager {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
         let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
         // A sleeping preview is not probed: a probe would find it stopped (and is no visit).
+        let pass = crate::access::gateway_pass(&self.config);
+        let pass = pass.as_deref();
         let jobs: Vec<_> = p
             .live_members()
             .iter()
@@ -119,7 +121,10 @@ impl Manager {
                 };
                 async move {
                     let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
-                    (m.service.clone(), health::probe(&addr, &host, path).await)
+                    (
+                        m.service.clone(),
+                        health::probe(&addr, &host, path, pass).await,
+                    )
                 }
             })
             .collect();

@@ -1,0 +1,208 @@
+//! The gateway's part of access to previews, as pieces of Caddy's config that `caddy` places:
+//! the `X-Robots-Tag` every answer carries, the sign-in host proxied to previewd, the
+//! `forward_auth` that asks previewd about each request to a preview before it is proxied,
+//! and the stripping of what only previewd may see (the bypass token, the session cookie)
+//! from the request a preview gets. previewd is asked over `edge.sock` in the directory shared
+//! only with the gateway, never a port a preview can reach; when it cannot be asked, the
+//! answer is an error, never the preview (fail closed). Pure: a function of the settings.
+
+use serde_json::{Value, json};
+
+use super::caddy::MOUNT;
+use crate::access::target::{CALLBACK_PATH, Gateway, LOGIN_PATH};
+use crate::access::{PASS_HEADER, TOKEN_HEADER};
+use crate::config::Config;
+use crate::edge::SOCKET;
+use crate::edge::auth::{CHECK_PATH, COOKIE, PREVIEW_HEADER};
+
+fn edge_dial() -> String {
+    format!("unix/{MOUNT}/{SOCKET}")
+}
+
+/// Every answer for a preview host or the sign-in host, in every mode, asks search engines to
+/// keep away (crawlers find preview hosts in certificate logs): a handler that runs before
+/// anything answers, so the gateway's own answers (404s, the check's) carry it too.
+pub(super) fn robots() -> Value {
+    json!({"handler": "headers",
+        "response": {"set": {"X-Robots-Tag": ["noindex, nofollow"]}}})
+}
+
+/// The sign-in host's routes, before the route table (which would call `auth` an unknown
+/// preview); none when no preview can be protected.
+pub(super) fn signin_routes(config: &Config) -> Vec<Value> {
+    let Some(host) = signin_host(config) else {
+        return Vec::new();
+    };
+    vec![
+        json!({
+            "match": [{"host": [host], "path": [LOGIN_PATH, CALLBACK_PATH]}],
+            "handle": [robots(), {"handler": "reverse_proxy", "upstreams": [{"dial": edge_dial()}]}],
+            "terminal": true,
+        }),
+        json!({
+            "match": [{"host": [host]}],
+            "handle": [robots(), {"handler": "static_response", "status_code": 404,
+                        "body": "previewd: the sign-in host has nothing here\n"}],
+            "terminal": true,
+        }),
+    ]
+}
+
+/// On-demand TLS may certify the sign-in host (it is in no preview's route table).
+pub(super) fn ask_routes(config: &Config) -> Vec<Value> {
+    match signin_host(config) {
+        Some(host) => vec![json!({
+            "match": [{"path": ["/tls/ask"], "query": {"domain": [host]}}],
+            "handle": [{"handler": "static_response", "status_code": 200}],
+        })],
+        None => Vec::new(),
+    }
+}
+
+/// The sign-in host's name, when the gateway asks previewd at all.
+fn signin_host(config: &Config) -> Option<String> {
+    if !crate::access::gateway_checks(config) {
+        return None;
+    }
+    let base = Gateway::new(config).auth_base().to_owned();
+    url::Url::parse(&base)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+}
+
+/// Asks previewd about the request (`preview` is the placeholder naming the matched preview);
+/// a 2xx answer lets it on to the next route, any other answer goes back to the visitor as it
+/// is (a redirect to sign in, a password prompt, the 403 page). Must come before anything
+/// that proxies to or wakes a preview.
+pub(super) fn forward_auth_routes(config: &Config, preview: &str) -> Vec<Value> {
+    if !crate::access::gateway_checks(config) {
+        return Vec::new();
+    }
+    // previewd's own health checks carry the pass: they need no edge and no session.
+    let matcher = match crate::access::gateway_pass(config) {
+        Some(pass) => json!([{"not": [{"header": {PASS_HEADER: [pass]}}]}]),
+        None => json!([]),
+    };
+    vec![
+        json!({
+            "match": matcher,
+            "handle": [{
+                "handler": "reverse_proxy",
+                "upstreams": [{"dial": edge_dial()}],
+                "rewrite": {"method": "GET", "uri": CHECK_PATH},
+                "headers": {"request": {"set": {
+                    "X-Forwarded-Method": ["{http.request.method}"],
+                    "X-Forwarded-Uri": ["{http.request.uri}"],
+                    PREVIEW_HEADER: [preview],
+                }}},
+                "handle_response": [{
+                    "match": {"status_code": [2]},
+                    "routes": [{"handle": [{"handler": "vars"}]}],
+                }],
+            }],
+        }),
+        strip_route(),
+    ]
+}
+
+/// Takes the bypass token, the health pass and previewd's session cookie off the request
+/// before a preview sees it: a preview's code must not collect its visitors' tokens or sessions.
+fn strip_route() -> Value {
+    json!({"handle": [{"handler": "headers", "request": {
+        "delete": [TOKEN_HEADER, PASS_HEADER],
+        "replace": {"Cookie": [{
+            "search_regexp": format!("(^|;\\s*)(__Host-)?{COOKIE}=[^;]*"),
+            "replace": "",
+        }]},
+    }}]})
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::caddy_config;
+    use crate::config::Config;
+
+    fn config(env: &[(&str, &str)]) -> Config {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_parts(None, Path::new("t"), &env).unwrap()
+    }
+
+    /// Each route's last handler's name and, for a proxy, where it dials.
+    fn handlers(cfg: &serde_json::Value) -> Vec<(String, String)> {
+        cfg["apps"]["http"]["servers"]["previewd"]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let h = r["handle"].as_array().and_then(|h| h.last()).unwrap();
+                (
+                    h["handler"].as_str().unwrap_or_default().to_owned(),
+                    h["upstreams"][0]["dial"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_request_to_a_preview_is_checked_before_it_is_proxied() {
+        let cfg = caddy_config(&config(&[
+            ("PREVIEWD_ACCESS_MODE", "forge"),
+            (
+                "PREVIEWD_ACCESS_SESSION_SECRET",
+                "unit-test-secret-0123456789",
+            ),
+        ]));
+        let h = handlers(&cfg);
+        let check = h
+            .iter()
+            .position(|(n, d)| {
+                n == "reverse_proxy" && d.ends_with("/edge.sock") && d.starts_with("unix/")
+            })
+            .expect("no signin route");
+        let upstream = h
+            .iter()
+            .position(|(n, d)| n == "reverse_proxy" && d == super::super::caddy::UPSTREAM)
+            .expect("no upstream route");
+        let fwd = cfg["apps"]["http"]["servers"]["previewd"]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|r| r["handle"][0]["rewrite"]["uri"] == "/_previewd/check")
+            .expect("no forward_auth");
+        assert!(check < fwd && fwd < upstream, "{h:?}");
+        // The only proxy after the check is the upstream, and nothing but the check's 2xx
+        // reaches it: the routes between are headers and nothing else.
+        for (n, _) in &h[fwd + 1..upstream] {
+            assert_eq!(n, "headers");
+        }
+        // Every request that gets past the dot-segment check meets the map, and with it the
+        // header, before anything answers.
+        let routes = cfg["apps"]["http"]["servers"]["previewd"]["routes"].clone();
+        let map = routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["handle"][0]["handler"] == "map")
+            .unwrap();
+        assert_eq!(
+            map["handle"][1]["response"]["set"]["X-Robots-Tag"][0],
+            "noindex, nofollow"
+        );
+    }
+
+    #[test]
+    fn public_mode_asks_previewd_nothing_but_still_says_noindex() {
+        let cfg = caddy_config(&config(&[("PREVIEWD_ACCESS_MODE", "public")]));
+        let text = cfg.to_string();
+        assert!(!text.contains("edge.sock"), "{text}");
+        assert!(text.contains("noindex, nofollow"));
+    }
+}
