@@ -177,8 +177,8 @@ FORGES = {
     "gitea": dict(path="/webhooks/gitea", delivery="X-Gitea-Delivery", dir="gitea", label="Kind/Documentation",
                   agent="Go-http-client/1.1", bodies={
                       "pr_ignored": ("pr_opened", {"X-Gitea-Event": "pull_request", "X-Gitea-Event-Type": "pull_request"}),
-                      "pr_queued": ("pr_labeled", {"X-Gitea-Event": "pull_request",
-                                                   "X-Gitea-Event-Type": "pull_request_label"}),
+                      "pr_queued": ("pr_sync", {"X-Gitea-Event": "pull_request",
+                                                "X-Gitea-Event-Type": "pull_request_sync"}),
                       "push_1mib": ("push_1mib", {"X-Gitea-Event": "push", "X-Gitea-Event-Type": "push"}),
                       "bad_sig": ("pr_opened", {"X-Gitea-Event": "pull_request", "X-Gitea-Event-Type": "pull_request"})}),
     "gitlab": dict(path="/webhooks/gitlab", delivery="Idempotency-Key", dir="gitlab", label="Platform",

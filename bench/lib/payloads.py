@@ -101,14 +101,20 @@ def load(path):
 
 
 def gitea(root):
-    """Gitea's bodies for the scenarios. The label change is Forgejo's (Gitea's fixture set
-    has none; the two send the same payload): its PR carries `Kind/Documentation`, the trigger
-    label of the pr_queued cell."""
+    """Gitea's bodies for the scenarios. A label change cannot be the queued one here: it
+    carries the PR's whole label set, so once the first has queued a deploy every repeat of it
+    is ignored (the preview is on its way: `label_action`), where each of GitHub's `labeled`
+    deliveries is queued. The queued one is Gitea's `synchronized` (new commits) on a PR that
+    carries the trigger label, each of which is queued: the real fixture with the label object
+    of Forgejo's label change (`Kind/Documentation`) put in its `pull_request.labels`."""
     push = load(root / "gitea" / "push.branch.json")
+    sync = load(root / "gitea" / "pull_request.synchronized.json")
+    label = load(root / "forgejo" / "pull_request.label_updated.json")["pull_request"]["labels"][0]
+    sync["pull_request"]["labels"] = [label]
     return {
-        "pr_opened": (load(root / "gitea" / "pull_request.opened.json"), "repository"),
-        "pr_labeled": (load(root / "forgejo" / "pull_request.label_updated.json"), "repository"),
-        "push_1mib": (repeat_commits(push, "commits", 1000 * 1024), "repository"),
+        "pr_opened": (load(root / "gitea" / "pull_request.opened.json"), "repository", "pr_opened"),
+        "pr_sync": (sync, "repository", "pr_labeled"),
+        "push_1mib": (repeat_commits(push, "commits", 1000 * 1024), "repository", "push_1mib"),
     }
 
 
@@ -122,16 +128,16 @@ def gitlab(root):
     labeled["object_attributes"]["action"] = "update"
     push = load(root / "gitlab" / "push.branch.json")
     return {
-        "pr_opened": (mr, "project"),
-        "pr_labeled": (labeled, "project"),
-        "push_1mib": (repeat_commits(push, "commits", 1000 * 1024), "project"),
+        "pr_opened": (mr, "project", "pr_opened"),
+        "pr_labeled": (labeled, "project", "pr_labeled"),
+        "push_1mib": (repeat_commits(push, "commits", 1000 * 1024), "project", "push_1mib"),
     }
 
 
 def forge_payloads(root, out, sizes, secret, bodies):
     out.mkdir(parents=True, exist_ok=True)
-    for name, (payload, filler_key) in bodies(root).items():
-        body = pad(payload, sizes[name], payload[filler_key])
+    for name, (payload, filler_key, size_of) in bodies(root).items():
+        body = pad(payload, sizes[size_of], payload[filler_key])
         (out / f"{name}.json").write_bytes(body)
         (out / f"{name}.sig").write_text(sign_gitea(secret, body))
 
