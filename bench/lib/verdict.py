@@ -229,12 +229,14 @@ def versus_row(rows, base, other, what, floor, bname):
     decides; a cell whose figures cannot be trusted (errors, non-2xx where none belong, too few
     answers, deliveries that took another path than the scenario's) makes it missed."""
     cells = versus_cells(rows, base, [other])
-    ratios, bad = [], []
+    ratios, bad, cpu = [], [], []
     for (s_, c_), v in sorted(cells.items()):
         b, o = v.get(base), v.get(other)
         if not b or not o:
             continue
         ratios.append((o["rps"] / b["rps"], s_, c_))
+        if "cpu_us_per_req" in b and "cpu_us_per_req" in o and o["cpu_us_per_req"] > 0:
+            cpu.append(b["cpu_us_per_req"] / o["cpu_us_per_req"])
         for t, x in [(bname, b), (what, o)]:
             probs = cell_problems(x, s_) + x["outcome_problems"]
             if probs:
@@ -243,7 +245,9 @@ def versus_row(rows, base, other, what, floor, bname):
         return None
     low = min(ratios)
     measured = (", ".join(f"{s_} c={c_} {r:.2f}×" for r, s_, c_ in ratios)
-                + f"; lowest **{low[0]:.2f}×** ({low[1]} c={low[2]})" + "".join(f"; {x}" for x in bad))
+                + f"; lowest **{low[0]:.2f}×** ({low[1]} c={low[2]})"
+                + (f"; {bname}'s CPU per request over {what}'s (does not depend on how the cores are shared): "
+                   f"{min(cpu):.2f}–{max(cpu):.2f}×" if cpu else "") + "".join(f"; {x}" for x in bad))
     return measured, ("**met**" if low[0] >= floor and not bad else "**missed**")
 
 
