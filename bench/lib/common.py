@@ -283,5 +283,42 @@ def ingest_cells(rows):
                  non2xx=sum(r["non2xx"] for r in rs), hwm=max(r["hwm"] for r in rs))
         if all("cpu_us_per_req" in r for r in rs):
             c.update(cpu_us_per_req=med("cpu_us_per_req"), wrk_cpu_us_per_req=med("wrk_cpu_us_per_req"))
+        if "outcomes" in c:
+            c["outcomes"] = dict(sum((collections.Counter(r.get("outcomes", {})) for r in rs), collections.Counter()))
         cells[key] = c
     return cells
+
+
+# What each ingest scenario's deliveries must become in previewd (its /metrics outcomes).
+EXPECTED_OUTCOME = {"pr_ignored": "ignored", "pr_queued": "queued", "push_1mib": "ignored",
+                    "bad_sig": "unauthorized"}
+
+
+def outcome_problems(rows):
+    """Why one cell's repetitions did not measure its scenario's path: previewd's /metrics
+    counted deliveries with another outcome (a mapping that ignores what should be queued is
+    cheaper and would flatter the figure), or fewer of the expected one than wrk counted."""
+    rs = [r for r in rows if "outcomes" in r]
+    if not rs:
+        return []
+    want = EXPECTED_OUTCOME[rs[0]["scenario"]]
+    got = collections.Counter()
+    for r in rs:
+        got.update(r["outcomes"])
+    problems = [f"{n} {k}" for k, n in got.items() if k != want and n]
+    if got[want] < 0.99 * sum(r["requests"] for r in rs):
+        problems.append(f"{got[want]} {want} of {sum(r['requests'] for r in rs)} answered")
+    return problems
+
+
+def versus_cells(rows, base, others):
+    """Cells of `base` and `others` (targets measured in turn in one run), by (scenario, conc):
+    {key: {target: cell}}, each cell with its outcome problems."""
+    cells = ingest_cells(rows)
+    res = collections.defaultdict(dict)
+    for (t, s, c), cell in cells.items():
+        if t in [base] + others:
+            cell["outcome_problems"] = outcome_problems(
+                [r for r in rows if (r["target"], r["scenario"], r["conc"]) == (t, s, c)])
+            res[(s, c)][t] = cell
+    return res

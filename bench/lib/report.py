@@ -2,7 +2,7 @@
 """Turns one run's JSON lines into the markdown tables of BENCHMARKS.md, ratios included."""
 import json, pathlib, sys
 
-from common import ingest_cells
+from common import ingest_cells, versus_cells
 
 out = pathlib.Path(sys.argv[1])
 
@@ -69,6 +69,67 @@ ing_load = lines("ingest_load.jsonl")
 if ing_load:
     ingest_table(ing_load, "1b. Webhook ingest, zero-copy client (bench/route/src/load.rs, c=32 only)",
                  "the client")
+
+
+NAMES = {"previewd": "GitHub", "previewd-gitea": "Gitea", "previewd-gitlab": "GitLab (token)",
+         "previewd-gitlab-signed": "GitLab (signed)", "previewd-before": "before"}
+
+
+def versus_table(rows, base, others, title, names=NAMES, ratio_of="req/s"):
+    """Targets measured in turn in one run, each against `base`: req/s with the ratio to base's
+    (the median of the repetitions, their spread in brackets), p50 / p99, CPU per request, and
+    what previewd's /metrics counted the deliveries as."""
+    cells = versus_cells(rows, base, others)
+    others = [t for t in others if any(t in v for v in cells.values())]
+    if not cells or not others:
+        return
+    reps = max(c["reps"] for v in cells.values() for c in v.values())
+    print(f"### {title}\n")
+    print(f"Each cell: {reps} repetition(s) of every target in turn ({', '.join(names.get(t, t) for t in [base] + others)}, "
+          "one serve started per repetition); req/s and p99 are medians with the lowest and highest in brackets; "
+          f"the ratio is each target's median req/s over {names.get(base, base)}'s. CPU per request is the "
+          "server's over the load, divided by the requests served.\n")
+    cols = [base] + others
+    print("| payload | bytes | c | " + " | ".join(f"{names.get(t, t)} req/s" + ("" if t == base else f" (× {names.get(base, base)})") for t in cols)
+          + " | p50 / p99 ms, " + " / ".join(names.get(t, t) for t in cols)
+          + " | CPU per request µs, " + " / ".join(names.get(t, t) for t in cols) + " | errors, non-2xx | what the deliveries became |")
+    print("|---|---|---|" + "---|" * len(cols) + "---|---|---|---|")
+    spread = lambda c: f" ({c['rps_min']:.0f}–{c['rps_max']:.0f})" if c["reps"] > 1 else ""
+    for (s_, c_), v in sorted(cells.items()):
+        b = v.get(base)
+        row = [s_, str(v[next(iter(v))].get("bytes", "–")), str(c_)]
+        for t in cols:
+            x = v.get(t)
+            if x is None:
+                row.append("–")
+            elif t == base or b is None:
+                row.append(f"{x['rps']:.0f}{spread(x)}")
+            else:
+                row.append(f"{x['rps']:.0f}{spread(x)} **{x['rps'] / b['rps']:.2f}×**")
+        row.append(" · ".join(f"{x['p50_us']/1e3:.2f} / {x['p99_us']/1e3:.2f}" if x else "–" for x in map(v.get, cols)))
+        row.append(" / ".join(f"{x['cpu_us_per_req']:.0f}" if x and "cpu_us_per_req" in x else "–" for x in map(v.get, cols)))
+        row.append(" · ".join(f"{x['errors']}, {x['non2xx']}" if x else "–" for x in map(v.get, cols)))
+        outs = []
+        for t in cols:
+            x = v.get(t)
+            if x is None or "outcomes" not in x:
+                continue
+            o = ", ".join(f"{k} {n}" for k, n in sorted(x["outcomes"].items()))
+            outs.append(f"{names.get(t, t)}: {o}" + (f" (**{'; '.join(x['outcome_problems'])}**)" if x["outcome_problems"] else ""))
+        row.append("; ".join(outs) or "–")
+        print("| " + " | ".join(row) + " |")
+    print()
+
+
+forges = lines("ingest_forges.jsonl")
+if forges:
+    versus_table(forges, "previewd", ["previewd-gitea", "previewd-gitlab", "previewd-gitlab-signed"],
+                 "1c. Webhook ingest per forge (issue 18): Gitea and GitLab beside GitHub, same payload sizes (wrk)")
+before = lines("ingest_before.jsonl")
+if before:
+    versus_table(before, "previewd-before", ["previewd"],
+                 "1d. Webhook ingest, before and after (another binary as `previewd-before`, wrk)",
+                 names=dict(NAMES, previewd="after"))
 
 route = lines("route.jsonl")
 if route:

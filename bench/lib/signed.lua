@@ -1,5 +1,8 @@
--- wrk script: POSTs one signed GitHub webhook body with a fresh X-GitHub-Delivery per request
--- (so previewd's de-duplication never short-cuts the work). Args: body-file sig-file event path;
+-- wrk script: POSTs one signed webhook body with a fresh delivery id per request (so previewd's
+-- de-duplication never short-cuts the work). Args: body-file headers-file path delivery-header:
+-- the headers file holds the forge's other headers, one `Name: value` a line (ingest.py writes
+-- it: GitHub's event and signature, Gitea's, GitLab's token or signature); delivery-header names
+-- the header that carries the id (X-GitHub-Delivery, X-Gitea-Delivery, Idempotency-Key).
 -- WRK_OUT names the file the summary goes to. The summary is written as JSON for bench/lib/ingest.py.
 --
 -- The request is formatted once, with a fixed-width delivery id, and each request() writes the
@@ -13,7 +16,6 @@
 local ffi = require("ffi")
 local threads = {}
 local counter = 0
-local HEADER = "X-GitHub-Delivery: "
 local WIDTH = 37
 
 function setup(thread)
@@ -23,18 +25,18 @@ end
 
 function init(args)
   local f = assert(io.open(args[1], "rb")); local body = f:read("*a"); f:close()
-  local s = assert(io.open(args[2], "rb")); local sig = s:read("*a"):gsub("%s+$", ""); s:close()
+  local headers = {}
+  for line in io.lines(args[2]) do
+    local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+    if name then headers[name] = value end
+  end
+  local HEADER = args[4] .. ": "
   local r = assert(io.open("/dev/urandom", "rb"))
   nonce = r:read(6):gsub(".", function(c) return string.format("%02x", c:byte()) end); r:close()
   local placeholder = string.rep("0", WIDTH)
+  headers[args[4]] = placeholder
   -- Kept in a global: the string must outlive every request() that writes into it.
-  req = wrk.format("POST", args[4], {
-    ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = args[3],
-    ["X-Hub-Signature-256"] = sig,
-    ["User-Agent"] = "GitHub-Hookshot/bench",
-    ["X-GitHub-Delivery"] = placeholder,
-  }, body)
+  req = wrk.format("POST", args[3], headers, body)
   local at = assert(req:find(HEADER .. placeholder .. "\r\n", 1, true), "delivery header not found")
   slot = ffi.cast("uint8_t *", req) + (at - 1 + #HEADER)
 end

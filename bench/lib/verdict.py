@@ -5,7 +5,7 @@ figure measured in that run, the figure of the last full run recorded in BENCHMA
 own figures with the issue's targets; speed figures are ratios measured side by side."""
 import json, pathlib, statistics, sys
 
-from common import ingest_cells
+from common import ingest_cells, versus_cells
 
 out = pathlib.Path(sys.argv[1])
 
@@ -215,3 +215,56 @@ print("| target (issue 5) | measured (this run) | before (045aa6c, full run, an 
 print("|---|---|---|---|")
 for t, m, b, v in rows:
     print(f"| {t} | {m} | {b} | {v} |")
+
+
+# Issue 18: each other forge's receiver within 20 % of GitHub's req/s, cell by cell (same payload
+# sizes, measured in turn in one run); issue 27: the listener change no slower than before.
+FORGE_RATIO = 0.8
+forges = lines("ingest_forges.jsonl")
+before = lines("ingest_before.jsonl")
+
+
+def versus_row(rows, base, other, what, floor, bname):
+    """One target against `base` over every cell both measured: the lowest ratio of req/s
+    decides; a cell whose figures cannot be trusted (errors, non-2xx where none belong, too few
+    answers, deliveries that took another path than the scenario's) makes it missed."""
+    cells = versus_cells(rows, base, [other])
+    ratios, bad, cpu = [], [], []
+    for (s_, c_), v in sorted(cells.items()):
+        b, o = v.get(base), v.get(other)
+        if not b or not o:
+            continue
+        ratios.append((o["rps"] / b["rps"], s_, c_))
+        if "cpu_us_per_req" in b and "cpu_us_per_req" in o and o["cpu_us_per_req"] > 0:
+            cpu.append(b["cpu_us_per_req"] / o["cpu_us_per_req"])
+        for t, x in [(bname, b), (what, o)]:
+            probs = cell_problems(x, s_) + x["outcome_problems"]
+            if probs:
+                bad.append(f"{s_} c={c_} {t}: {', '.join(probs)}")
+    if not ratios:
+        return None
+    low = min(ratios)
+    measured = (", ".join(f"{s_} c={c_} {r:.2f}×" for r, s_, c_ in ratios)
+                + f"; lowest **{low[0]:.2f}×** ({low[1]} c={low[2]})"
+                + (f"; {bname}'s CPU per request over {what}'s (does not depend on how the cores are shared): "
+                   f"{min(cpu):.2f}–{max(cpu):.2f}×" if cpu else "") + "".join(f"; {x}" for x in bad))
+    return measured, ("**met**" if low[0] >= floor and not bad else "**missed**")
+
+
+extra = []
+for t, name in [("previewd-gitea", "Gitea"), ("previewd-gitlab", "GitLab (X-Gitlab-Token)"),
+                ("previewd-gitlab-signed", "GitLab (Standard Webhooks signature)")]:
+    r = versus_row(forges, "previewd", t, name, FORGE_RATIO, "GitHub") if forges else None
+    if r:
+        extra.append((f"issue 18: {name} ingest within 20 % of GitHub's req/s (same payload sizes, every cell)", *r))
+if before:
+    r = versus_row(before, "previewd-before", "previewd", "after", 0.9, "before")
+    if r:
+        extra.append(("issue 27: no regression in ingest, after / before req/s ≥ 0.9 in every cell (the noise "
+                      "between repetitions of one binary is up to ~10 %)", *r))
+if extra:
+    print()
+    print("| target | measured (this run; ratios of req/s) | verdict |")
+    print("|---|---|---|")
+    for t, m, v in extra:
+        print(f"| {t} | {m} | {v} |")
