@@ -178,10 +178,13 @@ mod tests {
             .position(|r| r["handle"][0]["rewrite"]["uri"] == "/_previewd/check")
             .expect("no forward_auth");
         assert!(check < fwd && fwd < upstream, "{h:?}");
-        // The only proxy after the check is the upstream, and nothing but the check's 2xx
-        // reaches it: the routes between are headers and nothing else.
-        for (n, _) in &h[fwd + 1..upstream] {
-            assert_eq!(n, "headers");
+        // After the check come only headers and the wake route (a sleeping preview's visitor
+        // asks the edge, and only its 2xx goes on): nothing that answers from a preview.
+        for (n, d) in &h[fwd + 1..upstream] {
+            assert!(
+                n == "headers" || (n == "reverse_proxy" && d.ends_with("/edge.sock")),
+                "{n} {d} between the check and the upstream: {h:?}"
+            );
         }
         // Every request that gets past the dot-segment check meets the map, and with it the
         // header, before anything answers.
@@ -202,7 +205,8 @@ mod tests {
     fn public_mode_asks_previewd_nothing_but_still_says_noindex() {
         let cfg = caddy_config(&config(&[("PREVIEWD_ACCESS_MODE", "public")]));
         let text = cfg.to_string();
-        assert!(!text.contains("edge.sock"), "{text}");
+        // The edge is still asked to wake a sleeping preview, never whether one may see it.
+        assert!(!text.contains("/_previewd/check"), "{text}");
         assert!(text.contains("noindex, nofollow"));
     }
 }
