@@ -198,6 +198,44 @@ fn a_closed_stdout_ends_the_command_quietly() {
     }
 }
 
+/// `PREVIEWD_LOG_FORMAT=json`: every log line is one JSON object with the same fields, for a
+/// log shipper; an unknown format is refused by name.
+#[test]
+fn log_lines_are_json_when_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = [
+        ("PREVIEWD_LOG_FORMAT", "json"),
+        ("PREVIEWD_INSTANCE", "logjson"),
+        (
+            "PREVIEWD_DATA_DIR",
+            dir.path().to_str().expect("utf-8 path"),
+        ),
+    ];
+    // `ls` of an instance with no previews: one debug line about the config, nothing made.
+    let out = previewd(dir.path(), &["-v", "ls"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stderr).lines().map(str::to_owned).collect();
+    assert!(
+        !lines.is_empty(),
+        "-v logs at least which config was loaded"
+    );
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{v}"
+        );
+    }
+    let bad = previewd(dir.path(), &["config"], &[("PREVIEWD_LOG_FORMAT", "yaml")]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("PREVIEWD_LOG_FORMAT"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
 #[test]
 fn verbose_says_which_config_file_was_loaded() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -246,6 +284,15 @@ fn completions_and_manual_come_from_the_command_line_definition() {
         "{page}"
     );
     assert!(page.contains("status"), "{page}");
+}
+
+/// The finding `check` of `doctor --json`'s answer.
+fn finding(out: &Output, check: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    v.as_array()
+        .and_then(|a| a.iter().find(|f| f["check"] == check))
+        .unwrap_or_else(|| panic!("no {check} in {v}"))
+        .clone()
 }
 
 /// `doctor` names what would break the first preview, each with a fix, and exits 1 for it.
@@ -305,6 +352,20 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         "{}",
         text(&no_docker.stdout)
     );
+    // An egress policy that cannot be written (no iptables on the PATH here) breaks every
+    // deployment; `all` writes none.
+    let empty = tempfile::tempdir().expect("tempdir");
+    let no_tools = ("PATH", empty.path().to_str().expect("utf-8 path"));
+    let egress = finding(
+        &previewd(dir.path(), &["doctor", "--json"], &[no_tools]),
+        "egress",
+    );
+    assert_eq!(egress["status"], "fail", "{egress}");
+    let fix = egress["fix"].as_str().unwrap_or_default();
+    assert!(fix.contains("CAP_NET_ADMIN"), "{egress}");
+    let all = [no_tools, ("PREVIEWD_LIMITS_EGRESS", "all")];
+    let egress = finding(&previewd(dir.path(), &["doctor", "--json"], &all), "egress");
+    assert_eq!(egress["status"], "ok", "{egress}");
 }
 
 /// At a terminal (a real pty, `script`) `ok` is green and `FAIL` red; `NO_COLOR` turns colour

@@ -1,5 +1,6 @@
-//! Doctor's checks of the host as the outside sees it: the preview hosts' DNS and the TLS
-//! settings. Only reads (a DNS lookup, a UDP bind let go at once, the certificate files).
+//! Doctor's checks of the host: the preview hosts' DNS as the outside sees it, the TLS
+//! settings, and whether the egress policy can be written. Only reads (a DNS lookup, a UDP
+//! bind let go at once, the certificate files, a listing of one iptables chain).
 
 use std::net::{IpAddr, ToSocketAddrs};
 
@@ -90,5 +91,52 @@ pub(super) fn tls_check(config: &Config) -> Option<Finding> {
                 )
             })
         }
+    }
+}
+
+/// `limits.egress` other than `all` is enforced with iptables, which needs root or
+/// `CAP_NET_ADMIN`: without them every deployment fails at its start. Listing a chain is the
+/// read-only question that needs the same rights.
+pub(super) fn egress_check(config: &Config) -> Finding {
+    use crate::config::egress::Mode;
+    let mode = config.limits.egress.mode;
+    if mode == Mode::All {
+        return ok(
+            "egress",
+            "limits.egress = \"all\": no firewall rules to write",
+        );
+    }
+    let listed = std::process::Command::new("iptables")
+        .args(["-w", "-S", "INPUT"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output();
+    let fix = "run previewd as root or with CAP_NET_ADMIN (deploy/previewd.service grants it), \
+               or set limits.egress = \"all\" (PREVIEWD_LIMITS_EGRESS=all) to run previews \
+               unfiltered";
+    match listed {
+        Ok(out) if out.status.success() => ok(
+            "egress",
+            format!("limits.egress = \"{}\": iptables answers", mode.as_str()),
+        ),
+        Ok(out) => bad(
+            "egress",
+            Verdict::Fail,
+            format!(
+                "limits.egress = \"{}\" but iptables refuses: {}",
+                mode.as_str(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            fix,
+        ),
+        Err(e) => bad(
+            "egress",
+            Verdict::Fail,
+            format!(
+                "limits.egress = \"{}\" but iptables cannot run: {e}",
+                mode.as_str()
+            ),
+            fix,
+        ),
     }
 }

@@ -106,6 +106,7 @@ pub async fn run(
         found.extend(docker::docker_checks(config).await);
         found.extend(forge::forge_checks(config, repo).await);
         found.push(host::dns_check(config));
+        found.push(host::egress_check(config));
         if let Some(f) = host::tls_check(config) {
             found.push(f);
         }
