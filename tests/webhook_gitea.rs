@@ -462,7 +462,15 @@ fn serve_env(gitea: &FakeGitea, token: Option<&str>) -> Vec<(String, String)> {
 }
 
 async fn bind_with(env: &[(String, String)]) -> Result<(), ServeError> {
-    let config = Config::from_parts(None, Path::new("previewd.toml"), env).expect("config");
+    // A data dir of its own: a server that binds makes its gateway sockets there.
+    let data = tempfile::tempdir().expect("data dir");
+    let mut env = env.to_vec();
+    env.retain(|(k, _)| k != "PREVIEWD_DATA_DIR");
+    env.push((
+        "PREVIEWD_DATA_DIR".into(),
+        data.path().display().to_string(),
+    ));
+    let config = Config::from_parts(None, Path::new("previewd.toml"), &env).expect("config");
     bind(
         config,
         Arc::new(FakeEngine::auto()),

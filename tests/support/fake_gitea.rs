@@ -73,16 +73,7 @@ impl FakeGitea {
             .expect("bind fake Gitea");
         let addr = listener.local_addr().expect("addr");
         let fake = FakeGitea { addr, state, api };
-        let f = fake.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let f = f.clone();
-                async move { f.handle(method, uri, headers, body) }
-            },
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::fake_http::serve(listener, fake.clone());
         fake
     }
 
@@ -423,4 +414,10 @@ pub fn gitea_pull(
             .collect::<Vec<_>>()
     );
     pr
+}
+
+impl super::fake_http::Handles for FakeGitea {
+    fn answer(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        self.handle(method, uri, headers, body)
+    }
 }

@@ -84,16 +84,7 @@ impl FakeGitHub {
             .expect("bind fake GitHub");
         let addr = listener.local_addr().expect("addr");
         let fake = FakeGitHub { addr, state, api };
-        let f = fake.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let f = f.clone();
-                async move { f.handle(method, uri, headers, body) }
-            },
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::fake_http::serve(listener, fake.clone());
         fake
     }
 
@@ -325,5 +316,11 @@ impl FakeGitHub {
         let mut st = self.lock();
         st.next_id += 1;
         st.next_id
+    }
+}
+
+impl super::fake_http::Handles for FakeGitHub {
+    fn answer(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        self.handle(method, uri, headers, body)
     }
 }

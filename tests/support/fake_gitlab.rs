@@ -100,16 +100,7 @@ impl FakeGitLab {
             .expect("bind fake GitLab");
         let addr = listener.local_addr().expect("addr");
         let fake = FakeGitLab { addr, state, api };
-        let f = fake.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let f = f.clone();
-                async move { f.handle(method, uri, headers, body) }
-            },
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::fake_http::serve(listener, fake.clone());
         fake
     }
 
@@ -253,5 +244,11 @@ impl FakeGitLab {
             axum::Json(json!({"message": format!("400 Bad request - {message}")})),
         )
             .into_response()
+    }
+}
+
+impl super::fake_http::Handles for FakeGitLab {
+    fn answer(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        self.handle(method, uri, headers, body)
     }
 }

@@ -80,16 +80,7 @@ impl FakeOAuth {
             prefix,
             api,
         };
-        let f = fake.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-                let f = f.clone();
-                async move { f.handle(method, uri, headers, body) }
-            },
-        );
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        super::fake_http::serve(listener, fake.clone());
         fake
     }
 
@@ -372,5 +363,11 @@ impl FakeOAuth {
                 }
             }
         }
+    }
+}
+
+impl super::fake_http::Handles for FakeOAuth {
+    fn answer(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        self.handle(method, uri, headers, body)
     }
 }

@@ -11,6 +11,7 @@ pub mod fake_github;
 pub mod fake_github_ops;
 pub mod fake_gitlab;
 pub mod fake_gitlab_ops;
+pub mod fake_http;
 pub mod fake_oauth;
 pub mod openapi;
 
@@ -137,6 +138,9 @@ pub struct Harness {
     pub shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     deliveries: AtomicU64,
+    /// The server's own data dir: the sockets it binds there for the gateway (`edge.sock`)
+    /// must not be another test's in the same binary.
+    _data: tempfile::TempDir,
 }
 
 impl Harness {
@@ -204,7 +208,9 @@ impl Harness {
             true => Some(FakeGitea::start().await),
             false => None,
         };
-        let mut env = test_env(&github.url(), &[]);
+        let data = tempfile::tempdir().expect("data dir");
+        let data_dir = data.path().display().to_string();
+        let mut env = test_env(&github.url(), &[("PREVIEWD_DATA_DIR", &data_dir)]);
         if let Some(g) = &gitea {
             let url = g.url();
             let gitea_env = [
@@ -251,6 +257,7 @@ impl Harness {
             shutdown,
             server,
             deliveries: AtomicU64::new(1),
+            _data: data,
         }
     }
 
