@@ -402,3 +402,62 @@ async fn all_mode_reaches_everything_the_other_modes_refuse() {
     env.manager.down(&d.state.id).await.expect("down");
     env.assert_clean().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_hold_while_docker_rewrites_its_own_forward_rules() {
+    // Docker deletes and re-inserts its `FORWARD -j DOCKER-USER` jump, in two commands, each
+    // time any network is created on the host: a policy hooked only into `DOCKER-USER` lets
+    // connections through in between. A preview keeps trying a refused address while networks
+    // come and go beside it; not one attempt may get through.
+    let (outside, _host_port, env) = setup(4, "churn", |_| {
+        vec![("PREVIEWD_LIMITS_EGRESS", "none".to_owned())]
+    })
+    .await;
+    let [p1, _] = outside.ports;
+    let docker = env.manager.docker().clone();
+    let (web, a) = deploy(&env).await;
+    let url = format!("http://{}:{p1}/", outside.private);
+    let refused = fetch(&docker, &web, &url).await;
+    assert!(refused.is_err(), "{refused:?}");
+
+    let script = format!(
+        "rm -f /tmp/stop; n=0; got=0; while [ ! -f /tmp/stop ]; do \
+         timeout 3 wget -q -O /dev/null {url} 2>/dev/null && got=$((got+1)); n=$((n+1)); done; \
+         echo \"$got $n\""
+    );
+    let prober = {
+        let (docker, web) = (docker.clone(), web.clone());
+        tokio::spawn(async move { exec(&docker, &web, &["sh", "-c", &script]).await })
+    };
+    let instance = env.config.instance.to_string();
+    for i in 0..12 {
+        let name = format!("{instance}-churn-{i}");
+        let labels =
+            std::collections::HashMap::from([(labels::INSTANCE.to_owned(), instance.clone())]);
+        docker
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .expect("create a network");
+        docker.remove_network(&name).await.expect("remove it");
+    }
+    let (code, _) = exec(&docker, &web, &["touch", "/tmp/stop"]).await;
+    assert_eq!(code, 0);
+    let (code, out) = prober.await.expect("the prober");
+    assert_eq!(code, 0, "{out}");
+    let counts: Vec<u64> = out
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [got, tried] = counts[..] else {
+        panic!("the prober's counts: {out}")
+    };
+    eprintln!("{got} of {tried} connections got through");
+    assert!(tried >= 50, "the prober ran while networks changed: {out}");
+    assert_eq!(got, 0, "{got} of {tried} connections got through");
+    env.manager.down(&a.state.id).await.expect("down");
+    env.assert_clean().await;
+}

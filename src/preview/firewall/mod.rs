@@ -7,8 +7,9 @@
 //! another instance's, Docker's own, or the host's.
 //!
 //! iptables rather than a crate: Docker 20.10 itself programs iptables and offers
-//! `DOCKER-USER` as the place for an operator's rules, and `iptables-restore` replaces a
-//! chain atomically. The Rust iptables and nftables crates run the same binaries.
+//! `DOCKER-USER` as the place for an operator's rules (previewd also hooks `FORWARD` itself:
+//! see `rules::hooks`), and `iptables-restore` replaces chains and moves jumps in one atomic
+//! step. The Rust iptables and nftables crates run the same binaries.
 
 mod rules;
 
@@ -57,15 +58,26 @@ pub async fn sync(docker: &Docker, config: &Config) -> Result<(), FirewallError>
     let nets = preview_nets(docker, config).await?;
     let chains = Chains::new(config.instance.as_str());
     let nameservers = nameservers();
-    let inputs = rules::Inputs {
-        allow: &config.limits.egress.allow,
-        nameservers: &nameservers,
-    };
     for family in Family::BOTH {
-        match rules::restore_input(family, &chains, &nets, inputs) {
-            Some(text) => install(family, &chains, &text).await?,
-            None => remove(family, &chains).await,
+        if !rules::filtered(&nets) {
+            // Also where iptables is missing: `all` needs none.
+            remove(family, &chains).await;
+            continue;
         }
+        // Read under the lock: only this instance's processes move its jumps.
+        let listing = run(family.iptables(), &["-w", "5", "-S"]).await?;
+        let inputs = rules::Inputs {
+            allow: &config.limits.egress.allow,
+            nameservers: &nameservers,
+            listing: &listing,
+        };
+        let text = rules::restore_input(family, &chains, &nets, inputs);
+        run_input(
+            family.restore(),
+            &["--noflush", "-w", "5"],
+            Some(text.as_bytes()),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -170,32 +182,6 @@ async fn lock(config: &Config) -> Result<std::fs::File, FirewallError> {
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     .map_err(|source| FirewallError::Lock { path, source })
-}
-
-/// Replaces the instance's chains of `family` with `text`, then makes sure each entry chain is
-/// jumped to once, first in its hook.
-async fn install(family: Family, chains: &Chains, text: &str) -> Result<(), FirewallError> {
-    run_input(
-        family.restore(),
-        &["--noflush", "-w", "5"],
-        Some(text.as_bytes()),
-    )
-    .await?;
-    let ipt = family.iptables();
-    let forward_hook = if run(ipt, &["-w", "5", "-S", "DOCKER-USER"]).await.is_ok() {
-        "DOCKER-USER"
-    } else {
-        "FORWARD"
-    };
-    for (hook, chain) in [(forward_hook, chains.forward()), ("INPUT", chains.input())] {
-        if run(ipt, &["-w", "5", "-C", hook, "-j", chain.as_str()])
-            .await
-            .is_err()
-        {
-            run(ipt, &["-w", "5", "-I", hook, "1", "-j", chain.as_str()]).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Removes the instance's jumps and chains of `family`; what is not there is not an error

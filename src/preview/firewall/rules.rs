@@ -133,21 +133,22 @@ pub struct Inputs<'a> {
     /// The resolvers Docker's embedded DNS forwards to: open on port 53 in `public`, or
     /// names outside the preview would not resolve.
     pub nameservers: &'a [IpAddr],
+    /// The filter table as `iptables -S` lists it now: where the jumps into the instance's
+    /// chains are, so that they can be put first.
+    pub listing: &'a str,
+}
+
+/// Whether any network needs a rule: `all` networks need none, and without any other the
+/// instance's chains and jumps are removed instead.
+pub fn filtered(nets: &[Net]) -> bool {
+    nets.iter().any(|n| n.mode != Mode::All)
 }
 
 /// `iptables-restore --noflush` input that replaces the instance's chains of `family` whole
-/// (a declared chain is flushed first). `None` when no network needs a rule: the caller then
-/// removes the chains and their jumps instead.
-pub fn restore_input(
-    family: Family,
-    chains: &Chains,
-    nets: &[Net],
-    inputs: Inputs<'_>,
-) -> Option<String> {
+/// (a declared chain is flushed first) and puts the jumps into them first in their hooks, in
+/// one atomic replacement.
+pub fn restore_input(family: Family, chains: &Chains, nets: &[Net], inputs: Inputs<'_>) -> String {
     let filtered: Vec<&Net> = nets.iter().filter(|n| n.mode != Mode::All).collect();
-    if filtered.is_empty() {
-        return None;
-    }
     let c = |role: &str| chains.name(role);
     let mut out = String::from("*filter\n");
     for name in chains.all() {
@@ -215,8 +216,50 @@ pub fn restore_input(
         }
         rule(IN, &format!("-i {br} -j {}", c(HOST)));
     }
+    out.push_str(&hook_moves(chains, inputs.listing));
     out.push_str("COMMIT\n");
-    Some(out)
+    out
+}
+
+/// The hooks that lead into the instance's entry chains, with the chain each jumps to.
+/// `DOCKER-USER` is Docker's place for an operator's rules, but Docker deletes its own
+/// `FORWARD -j DOCKER-USER` jump and inserts it again, in two commands, each time any network
+/// is created on the host: in between, a preview's packets would meet only Docker's `ACCEPT`s.
+/// So the forward chain is also jumped to from `FORWARD` itself, as its first rule. Docker
+/// inserts a new network's rules above it, but they match only that network's bridge, and
+/// [`hook_moves`] puts the jump first again once a preview's network exists (before any of its
+/// containers starts).
+fn hooks(chains: &Chains, listing: &str) -> Vec<(&'static str, String)> {
+    let mut hooks = vec![("FORWARD", chains.forward()), ("INPUT", chains.input())];
+    if listing.lines().any(|l| l.trim() == "-N DOCKER-USER") {
+        hooks.push(("DOCKER-USER", chains.forward()));
+    }
+    hooks
+}
+
+/// The restore commands that make the jump into each entry chain the first rule of its hook, exactly once.
+/// `listing` is `iptables -S` of the filter table. Deleting and inserting in the same restore
+/// is one atomic replacement, so a jump that moves is never missing meanwhile.
+fn hook_moves(chains: &Chains, listing: &str) -> String {
+    let mut out = String::new();
+    for (hook, chain) in hooks(chains, listing) {
+        let prefix = format!("-A {hook} ");
+        let jump = format!("-A {hook} -j {chain}");
+        let rules: Vec<&str> = listing
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(&prefix))
+            .collect();
+        let present = rules.iter().filter(|l| **l == jump).count();
+        if present == 1 && rules.first() == Some(&jump.as_str()) {
+            continue;
+        }
+        for _ in 0..present {
+            let _ = writeln!(out, "-D {hook} -j {chain}");
+        }
+        let _ = writeln!(out, "-I {hook} 1 -j {chain}");
+    }
+    out
 }
 
 /// The match of an allow-list entry: the destination, and with a port one rule per protocol.

@@ -29,12 +29,12 @@ fn chain_names_are_short_and_differ_between_instances() {
 #[test]
 fn only_all_networks_need_no_rules() {
     let nets = [net("br-aaaaaaaaaaaa", Mode::All)];
-    let inputs = Inputs {
-        allow: &[],
-        nameservers: &[],
-    };
-    assert_eq!(restore_input(Family::V4, &chains(), &nets, inputs), None);
-    assert_eq!(restore_input(Family::V4, &chains(), &[], inputs), None);
+    assert!(!filtered(&nets));
+    assert!(!filtered(&[]));
+    assert!(filtered(&[
+        nets[0].clone(),
+        net("br-bbbbbbbbbbbb", Mode::None)
+    ]));
 }
 
 #[test]
@@ -51,8 +51,9 @@ fn public_refuses_private_metadata_and_host_ranges_and_keeps_dns() {
     let inputs = Inputs {
         allow: &[],
         nameservers: &ns,
+        listing: "",
     };
-    let v4 = restore_input(Family::V4, &c, &nets, inputs).expect("rules");
+    let v4 = restore_input(Family::V4, &c, &nets, inputs);
     let l = lines(&v4);
     let p = c.prefix();
     assert!(
@@ -83,7 +84,7 @@ fn public_refuses_private_metadata_and_host_ranges_and_keeps_dns() {
     assert!(!v4.contains("br-bbbbbbbbbbbb"));
     assert!(!v4.contains("fd00::53"));
     assert!(v4.ends_with("COMMIT\n"));
-    let v6 = restore_input(Family::V6, &c, &nets, inputs).expect("rules");
+    let v6 = restore_input(Family::V6, &c, &nets, inputs);
     assert!(v6.contains(&format!("-A {p}PUB -d fc00::/7 -j {p}REJ")));
     assert!(v6.contains(&format!("-A {p}PUB -d fe80::/10 -j {p}REJ")));
     assert!(v6.contains("icmp6-port-unreachable"));
@@ -103,8 +104,9 @@ fn none_refuses_everything_but_the_allow_list_and_the_own_bridge() {
     let inputs = Inputs {
         allow: &allow,
         nameservers: &["10.255.255.53".parse().unwrap()],
+        listing: "",
     };
-    let v4 = restore_input(Family::V4, &c, &nets, inputs).expect("rules");
+    let v4 = restore_input(Family::V4, &c, &nets, inputs);
     let l = lines(&v4);
     assert!(l.contains(&format!("-A {p}FWD -i br-cccccccccccc -j {p}NONE").as_str()));
     for chain in ["NONE", "PUB", "HOST"] {
@@ -125,4 +127,49 @@ fn none_refuses_everything_but_the_allow_list_and_the_own_bridge() {
             .any(|x| x.contains("-i br-cccccccccccc -d 10.255.255.53"))
     );
     assert!(!v4.contains("fd00::5"));
+}
+
+#[test]
+fn the_jumps_are_put_first_in_their_hooks_exactly_once() {
+    let c = chains();
+    let (fwd, input) = (c.forward(), c.input());
+    // Docker has just put its own jump above ours, and a new network's rules too.
+    let listing = format!(
+        "-P FORWARD DROP\n-N DOCKER-USER\n-N {fwd}\n-A FORWARD -j DOCKER-USER\n\
+         -A FORWARD -i br-new ! -o br-new -j ACCEPT\n-A FORWARD -j {fwd}\n\
+         -A INPUT -j {input}\n-A DOCKER-USER -j {fwd}\n-A DOCKER-USER -j {fwd}\n\
+         -A DOCKER-USER -j RETURN\n"
+    );
+    assert_eq!(
+        lines(&hook_moves(&c, &listing)),
+        [
+            format!("-D FORWARD -j {fwd}"),
+            format!("-I FORWARD 1 -j {fwd}"),
+            format!("-D DOCKER-USER -j {fwd}"),
+            format!("-D DOCKER-USER -j {fwd}"),
+            format!("-I DOCKER-USER 1 -j {fwd}"),
+        ]
+    );
+    // In place: nothing to move. Without Docker's chain, only the kernel's hooks.
+    let settled = format!("-A FORWARD -j {fwd}\n-A FORWARD -j DOCKER-USER\n-A INPUT -j {input}\n");
+    assert_eq!(hook_moves(&c, &settled), "");
+    assert_eq!(
+        lines(&hook_moves(&c, "-P INPUT ACCEPT\n")),
+        [
+            format!("-I FORWARD 1 -j {fwd}"),
+            format!("-I INPUT 1 -j {input}")
+        ]
+    );
+    // The moves go into the same restore as the chains, before its commit.
+    let nets = [net("br-cccccccccccc", Mode::None)];
+    let inputs = Inputs {
+        allow: &[],
+        nameservers: &[],
+        listing: &listing,
+    };
+    let text = restore_input(Family::V4, &c, &nets, inputs);
+    assert!(
+        text.ends_with(&format!("-I DOCKER-USER 1 -j {fwd}\nCOMMIT\n")),
+        "{text}"
+    );
 }
