@@ -152,11 +152,13 @@ fn each_accepted_key_has_its_meaning() {
                 read_only: true
             },
             Mount::Anonymous {
-                target: "/code/node_modules".into()
+                target: "/code/node_modules".into(),
+                nocopy: false
             },
             Mount::Tmpfs {
                 target: "/cache".into(),
-                size: Some(16 << 20)
+                size: Some(16 << 20),
+                mode: None
             },
         ]
     );

@@ -86,7 +86,15 @@ fn what_endangers_the_host_or_other_previews_is_refused_by_key() {
         ("services:\n  web: {build: ., ports: ['80']}\nsecrets: {s: {external: true}}\n".into(), "secrets.s.external"),
         ("services:\n  web: {build: ., ports: ['80']}\nsecrets: {s: {environment: GITHUB_TOKEN}}\n".into(), "secrets.s.environment"),
         ("services:\n  web: {build: ., ports: ['80']}\nconfigs: {c: {file: /etc/passwd}}\n".into(), "configs.c.file"),
-        ("include: [other.yaml]\nservices:\n  web: {build: ., ports: ['80']}\n".into(), "include"),
+        ("include: ['../other.yaml']\nservices:\n  web: {build: ., ports: ['80']}\n".into(), "include[0]"),
+        ("include: [/etc/compose.yaml]\nservices:\n  web: {build: ., ports: ['80']}\n".into(), "include[0]"),
+        ("include: [{path: x.yaml, env_file: ../.env}]\nservices:\n  web: {build: ., ports: ['80']}\n".into(), "include[0].env_file"),
+        (web("extends: {file: ../base.yaml, service: web}"), "services.web.extends.file"),
+        (web("extends: {file: /etc/compose.yaml, service: web}"), "services.web.extends.file"),
+        (web("dns: [host-gateway]"), "services.web.dns[0]"),
+        (web("dns: 172.17.0.1"), "services.web.dns[0]"),
+        (web("mac_address: 02:42:ac:11:00:02"), "services.web.mac_address"),
+        ("services:\n  web: {build: {context: ., cache_from: ['type=local,src=/var/cache']}, ports: ['80']}\n".into(), "services.web.build.cache_from[0]"),
     ];
     let wt = worktree();
     for (doc, key) in cases {

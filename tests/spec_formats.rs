@@ -32,6 +32,7 @@ fn build(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> ImageSource 
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         target: None,
+        options: Default::default(),
     })
 }
 

@@ -216,13 +216,24 @@ fn mount(m: &Mount) -> String {
             name,
             target,
             read_only,
+            ..
         } => format!("volume {name} → {target}{}", ro(*read_only)),
-        Mount::Anonymous { target } => format!("anonymous volume → {target}"),
+        Mount::Anonymous { target, .. } => format!("anonymous volume → {target}"),
         Mount::Bind {
             source,
             target,
             read_only,
         } => format!("./{} → {target}{}", source.display(), ro(*read_only)),
         Mount::Tmpfs { target, .. } => format!("tmpfs → {target}"),
+        Mount::File {
+            source,
+            target,
+            uid,
+            gid,
+            mode,
+        } => format!(
+            "./{} copied to {target} (owner {uid}:{gid}, mode {mode:o})",
+            source.display()
+        ),
     }
 }

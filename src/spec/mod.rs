@@ -164,6 +164,25 @@ pub struct BuildSpec {
     pub args: BTreeMap<String, String>,
     /// The stage of a multi-stage Dockerfile to build (`--target`); the last stage when `None`.
     pub target: Option<String>,
+    /// What else a compose file's `build` says (none in `.previewd.yml`).
+    pub options: BuildOptions,
+}
+
+/// A compose build's options that the Engine API's build applies, each already checked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuildOptions {
+    /// Labels of the built image (never `dev.previewd.*`).
+    pub labels: BTreeMap<String, String>,
+    /// Images whose build cache the build may use (plain image references only).
+    pub cache_from: Vec<String>,
+    /// Build every step again: no builder cache, and no reuse of an image of the same content.
+    pub no_cache: bool,
+    /// Pull the base images again: no reuse of an image of the same content either.
+    pub pull: bool,
+    /// `/dev/shm` of the build's steps, in bytes (clamped to the operator's memory limit).
+    pub shm_size: Option<i64>,
+    /// The platform to build for: the service's `platform`, else the host's.
+    pub platform: Option<String>,
 }
 
 /// A route's path prefix, e.g. `/` or `/api`. Always starts with `/`, never ends with `/`

@@ -134,6 +134,7 @@ pub fn resolve_build(
         dockerfile: relative_dockerfile,
         args: Default::default(),
         target: target.map(str::to_owned),
+        options: Default::default(),
     };
     Ok((spec, args))
 }

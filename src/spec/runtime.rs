@@ -35,9 +35,11 @@ pub enum Mount {
         name: String,
         target: String,
         read_only: bool,
+        /// `volume.nocopy`: a new volume does not get the image's files at `target`.
+        nocopy: bool,
     },
     /// A volume of this container alone, removed with it.
-    Anonymous { target: String },
+    Anonymous { target: String, nocopy: bool },
     /// A file or folder of the repository (relative to the worktree root, already resolved
     /// inside it), mounted from the preview's worktree. Secrets and configs are such mounts,
     /// read-only.
@@ -46,17 +48,33 @@ pub enum Mount {
         target: String,
         read_only: bool,
     },
-    /// A memory-backed folder, `size` bytes at most when given.
-    Tmpfs { target: String, size: Option<i64> },
+    /// A memory-backed folder, `size` bytes at most when given, with the permission bits
+    /// `mode` (Docker's default, 1777, when `None`).
+    Tmpfs {
+        target: String,
+        size: Option<i64>,
+        mode: Option<u32>,
+    },
+    /// A secret or config whose owner or mode the file sets: the repository file (relative to
+    /// the worktree root) is copied into the container before it starts, with that owner and
+    /// mode, since a bind mount keeps the repository file's own.
+    File {
+        source: PathBuf,
+        target: String,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    },
 }
 
 impl Mount {
     pub fn target(&self) -> &str {
         match self {
             Mount::Volume { target, .. }
-            | Mount::Anonymous { target }
+            | Mount::Anonymous { target, .. }
             | Mount::Bind { target, .. }
-            | Mount::Tmpfs { target, .. } => target,
+            | Mount::Tmpfs { target, .. }
+            | Mount::File { target, .. } => target,
         }
     }
 }
@@ -167,6 +185,10 @@ pub struct Runtime {
     pub sysctls: BTreeMap<String, String>,
     pub cap_drop: Vec<String>,
     pub extra_hosts: Vec<String>,
+    /// Name servers, search domains and resolver options (`dns`, `dns_search`, `dns_opt`).
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_opt: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub platform: Option<String>,
     pub pull: PullPolicy,

@@ -375,6 +375,21 @@ fn hash(tar: &[u8], dockerfile: &str, build: &BuildSpec) -> String {
         h.update(b"target");
         feed(&mut h, target.as_bytes());
     }
+    // The image's labels and platform are in what is built; the rest of the options only
+    // change how (and `no_cache` and `pull` skip the reuse altogether).
+    let o = &build.options;
+    if !o.labels.is_empty() {
+        h.update(b"labels");
+        h.update((o.labels.len() as u64).to_le_bytes());
+        for (key, value) in &o.labels {
+            feed(&mut h, key.as_bytes());
+            feed(&mut h, value.as_bytes());
+        }
+    }
+    if let Some(platform) = &o.platform {
+        h.update(b"platform");
+        feed(&mut h, platform.as_bytes());
+    }
     hex::encode(h.finalize())
 }
 

@@ -1,7 +1,10 @@
 //! Building a service's image through the Engine API from a tar of its context. A service whose
-//! context (after `.dockerignore`), Dockerfile, build args and target hash to the same value as
-//! an image already on the host reuses that image without calling the builder: the hash is in
-//! the image's tag, so the cache survives restarts and is shared between previews.
+//! context (after `.dockerignore`), Dockerfile, build args, target, labels and platform hash to
+//! the same value as an image already on the host reuses that image without calling the
+//! builder (unless the file asks for `no_cache` or `pull`): the hash is in the image's tag, so
+//! the cache survives restarts and is shared between previews. A compose file's other build
+//! options go to the Engine API as they are, `shm_size` clamped to the memory limit, and
+//! `cache_from` never names an image previewd built.
 //!
 //! Builds use BuildKit (`buildkit`); a daemon that refuses it gets the classic builder
 //! (`classic`), and the build log says which one ran. BuildKit leaves no step images or
@@ -15,16 +18,15 @@
 //! or any other of the instance.
 //!
 //! Beside it: `context` packs the build context, `dockerfile` stamps the label, `trace` reads
-//! BuildKit's progress.
+//! BuildKit's progress, `prune` holds the lock and removes leftovers.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion, TagImageOptions};
 
-use super::docker::{self, DockerError, labels, lockfile};
+use super::docker::{self, DockerError, labels};
 use crate::config::Config;
 use crate::config::egress::Mode;
 use crate::engine::PreviewKey;
@@ -35,6 +37,9 @@ use buildkit::Outcome;
 mod buildkit;
 pub use buildkit::settled;
 mod classic;
+mod prune;
+pub use prune::prune_leftovers;
+use prune::shared_lock;
 pub mod context;
 pub mod dockerfile;
 mod trace;
@@ -131,7 +136,25 @@ pub async fn build(
     let tag = labels::image_tag(&config.instance, id, service, &ctx.hash);
     // Held while this build looks for, tags or commits images: see `prune_leftovers`.
     let _building = shared_lock(config).await?;
-    if let Some(existing) = find_by_hash(docker, config, &ctx.hash).await? {
+    let options = &spec.options;
+    for image in &options.cache_from {
+        // An image previewd built holds some branch's code: its cache is not another's.
+        if docker::built_by_previewd(docker, image).await == Some(true) {
+            return Err(BuildError::Failed {
+                reason: format!(
+                    "build.cache_from: {image} was built by previewd for a preview; name an \
+                     image of your registry"
+                ),
+                tail: Vec::new(),
+            });
+        }
+    }
+    // `no_cache` and `pull` ask for a build from scratch, or on fresh base images.
+    let reuse = !(options.no_cache || options.pull);
+    if let Some(existing) = find_by_hash(docker, config, &ctx.hash)
+        .await?
+        .filter(|_| reuse)
+    {
         let (repo, t) = tag.rsplit_once(':').unwrap_or((&tag, "latest"));
         let opts = TagImageOptions {
             repo: Some(repo.to_owned()),
@@ -164,12 +187,17 @@ pub async fn build(
         // stamp labels it too: the stamp is there for the classic fallback, which shares the
         // context and its hash). BuildKit through the Engine API ignores `memory` and the CPU
         // options (measured): they are only set for the classic builder below.
-        labels: Some(HashMap::from([(
-            labels::INSTANCE.to_owned(),
-            config.instance.to_string(),
-        )])),
+        labels: Some(image_labels(config, options)),
         version: BuilderVersion::BuilderBuildKit,
         networkmode: network_mode(target.egress),
+        nocache: options.no_cache,
+        pull: options.pull.then(|| "1".to_owned()),
+        cachefrom: (!options.cache_from.is_empty()).then(|| options.cache_from.clone()),
+        // Memory-backed: never more than a container may use.
+        shmsize: options
+            .shm_size
+            .map(|s| i32::try_from(s.min(config.limits.memory)).unwrap_or(i32::MAX)),
+        platform: options.platform.clone().unwrap_or_default(),
         ..Default::default()
     };
     log.push("building with BuildKit");
@@ -188,12 +216,12 @@ pub async fn build(
                 "this Docker engine does not build with BuildKit ({}): building with the classic builder",
                 first_line(&why)
             ));
-            // No `labels` option: the classic builder turns it into a step of its own at the
-            // end (a container created and committed, ~1 s here) and the Dockerfile carries
-            // the instance label from each `FROM` on; the tag names the preview, the service
-            // and the content.
+            // No `labels` option unless the file has some: the classic builder turns it into
+            // a step of its own at the end (a container created and committed, ~1 s here) and
+            // the Dockerfile carries the instance label from each `FROM` on; the tag names the
+            // preview, the service and the content.
             let classic = BuildImageOptions {
-                labels: None,
+                labels: (!options.labels.is_empty()).then(|| image_labels(config, options)),
                 version: BuilderVersion::BuilderV1,
                 rm: true,
                 // The legacy builder otherwise leaves a failed step's container behind.
@@ -216,6 +244,13 @@ pub async fn build(
         }),
         Ended::TimedOut => Err(BuildError::Timeout(limit, tail)),
     }
+}
+
+/// The built image's labels: the file's, then previewd's own (which win).
+fn image_labels(config: &Config, options: &crate::spec::BuildOptions) -> HashMap<String, String> {
+    let mut all: HashMap<String, String> = options.labels.clone().into_iter().collect();
+    all.insert(labels::INSTANCE.to_owned(), config.instance.to_string());
+    all
 }
 
 /// A build that failed because the frontend image of the Dockerfile's `# syntax=` directive
@@ -263,79 +298,6 @@ impl Log<'_> {
 fn network_mode(egress: Mode) -> Option<String> {
     (egress == Mode::None).then(|| "none".to_owned())
 }
-
-/// The file whose `flock` builds share and a prune of leftovers takes alone.
-fn lock_path(config: &Config) -> PathBuf {
-    config.instance_dir().join("builds.lock")
-}
-
-/// Held for a whole build: waits only while a prune runs (at most `PRUNE_FOR`).
-async fn shared_lock(config: &Config) -> Result<File, BuildError> {
-    let c = config.clone();
-    tokio::task::spawn_blocking(move || {
-        let file = lockfile::open(&lock_path(&c))?;
-        file.lock_shared()?;
-        Ok(file)
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-    .map_err(|source| BuildError::Lock {
-        path: lock_path(config),
-        source,
-    })
-}
-
-/// Removes the instance's untagged images: the steps a failed or cancelled build committed
-/// (a cancelled one may still commit the step it was in), and images whose tag went to a newer
-/// build. Each goes with its untagged parents that nothing else builds on; an image a container
-/// uses is kept. Only images with the instance label, so another instance's are never touched.
-/// Only while no build of the instance runs, in any process: a running build's newest step is
-/// untagged too, and a build may tag an untagged image (its content was built before) between
-/// a listing and a removal, which removing by id would then take with its new tag. So the
-/// lock is held from the listing to the last removal, for at most `PRUNE_FOR` (what is left
-/// goes next time). `None` when a build was running (nothing listed); else the ids removed.
-/// Best effort: a leftover is only disk, and the next deployment, removal or reconcile tries
-/// again, so nothing fails for it.
-pub async fn prune_leftovers(docker: &Docker, config: &Config) -> Option<Vec<String>> {
-    let c = config.clone();
-    let alone = tokio::task::spawn_blocking(move || {
-        let file = lockfile::open(&lock_path(&c)).ok()?;
-        file.try_lock().ok()?;
-        Some(file)
-    })
-    .await
-    .ok()
-    .flatten();
-    let Some(_alone) = alone else {
-        tracing::debug!("a build is running: untagged images are pruned another time");
-        return None;
-    };
-    let leftovers = match docker::untagged_images(docker, &config.instance).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            tracing::debug!(error = %e, "untagged images not listed this time");
-            return Some(Vec::new());
-        }
-    };
-    let until = tokio::time::Instant::now() + PRUNE_FOR;
-    let mut removed = Vec::new();
-    for id in leftovers {
-        if tokio::time::Instant::now() >= until {
-            break;
-        }
-        match docker::remove_image(docker, &id).await {
-            Ok(true) => removed.push(id),
-            Ok(false) => {}
-            Err(e) => {
-                tracing::debug!(image = %id, error = %e, "untagged image not removed this time")
-            }
-        }
-    }
-    Some(removed)
-}
-
-/// How long a prune may keep the instance's builds waiting.
-const PRUNE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn first_line(s: &str) -> String {
     docker::printable(s.lines().next().unwrap_or(""))

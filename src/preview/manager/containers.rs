@@ -108,7 +108,10 @@ impl Manager {
                 .await
                 .map_err(docker_err)?;
         }
-        Ok(())
+        // Secrets and configs with their own owner and mode, before anything runs.
+        run_options::copy_files(&self.docker, &cname, &svc.run, &p.worktree)
+            .await
+            .map_err(|why| fail(Phase::Start, Some(name), why))
     }
 
     /// Starts `svc`'s created container once what it waits for (`depends_on` conditions) is

@@ -1,10 +1,11 @@
 //! A service's image for the build phase: built from the commit or found on the host (pulled
-//! when it is not). Never lets a config name an image previewd built for a preview, and never
+//! as its `pull_policy` says). Never lets a config name an image previewd built for a preview, and never
 //! calls Docker except through `build` and `docker`.
 
 use super::{Event, Manager, Mode, Prepared, Progress, UpRequest, fail};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::{build, docker};
+use crate::spec::runtime::PullPolicy;
 use crate::spec::{self, ImageSource, Spec};
 
 impl Manager {
@@ -24,7 +25,7 @@ impl Manager {
             return self.ensure_image(name, &dev.image).await;
         }
         match &svc.image {
-            ImageSource::Image(image) => self.ensure_image(name, image).await,
+            ImageSource::Image(image) => self.image_by_policy(name, image, svc.run.pull).await,
             ImageSource::Build(b) => {
                 let on_line = |line: &str| {
                     progress(Event::Line {
@@ -48,6 +49,53 @@ impl Manager {
                         Err(f)
                     }
                 }
+            }
+        }
+    }
+
+    /// An image named in the config, as its `pull_policy` says: `always` pulls it on every
+    /// deployment (the pull must succeed), `never` wants it on the host already, `missing`
+    /// pulls it only when the host does not have it.
+    async fn image_by_policy(
+        &self,
+        service: &str,
+        image: &str,
+        policy: PullPolicy,
+    ) -> Result<String, DeployFailure> {
+        match policy {
+            PullPolicy::Missing => self.ensure_image(service, image).await,
+            PullPolicy::Never => {
+                if docker::built_by_previewd(&self.docker, image)
+                    .await
+                    .is_none()
+                {
+                    return Err(fail(
+                        Phase::Build,
+                        Some(service),
+                        format!(
+                            "image {image} is not on this Docker host, and pull_policy `never` \
+                             forbids pulling it"
+                        ),
+                    ));
+                }
+                self.ensure_image(service, image).await
+            }
+            PullPolicy::Always => {
+                if docker::built_by_previewd(&self.docker, image).await == Some(true) {
+                    // Refused below, before anything is asked of a registry.
+                    return self.ensure_image(service, image).await;
+                }
+                if let Err(e) = docker::pull_image(&self.docker, image).await {
+                    return Err(fail(
+                        Phase::Build,
+                        Some(service),
+                        format!(
+                            "image {image} could not be pulled, and pull_policy `always` \
+                             wants a fresh pull: {e}"
+                        ),
+                    ));
+                }
+                self.ensure_image(service, image).await
             }
         }
     }

@@ -2,15 +2,16 @@
 //! request, within the operator's limits: every resource the file asks for is clamped to
 //! `[limits]`, and every bind mount is resolved again against the worktree right before it is
 //! made (a push may have turned a folder into a symbolic link since the config was read).
-//! Nothing here creates anything in Docker; bind-mount folders missing from the worktree are
-//! created inside it, as compose creates them.
+//! Secrets and configs with an owner or mode are packed to be copied in (`files_tar`), read
+//! again inside the worktree. Nothing here creates anything in Docker; bind-mount folders
+//! missing from the worktree are created inside it, as compose creates them.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use bollard::models::{
     ContainerCreateBody, HealthConfig, HostConfig, Mount as DockerMount, MountTmpfsOptions,
-    MountType, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    MountType, MountVolumeOptions, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::config::Limits;
@@ -38,18 +39,23 @@ pub(super) fn mounts(
                 name,
                 target,
                 read_only,
+                nocopy,
             } => DockerMount {
                 target: Some(target.clone()),
                 source: Some(labels::volume_name(inst, id, name)),
                 typ: Some(MountType::VOLUME),
                 read_only: Some(*read_only),
+                volume_options: no_copy(*nocopy),
                 ..Default::default()
             },
-            Mount::Anonymous { target } => DockerMount {
+            Mount::Anonymous { target, nocopy } => DockerMount {
                 target: Some(target.clone()),
                 typ: Some(MountType::VOLUME),
+                volume_options: no_copy(*nocopy),
                 ..Default::default()
             },
+            // Copied in before the container starts: see `files_tar`.
+            Mount::File { .. } => continue,
             Mount::Bind {
                 source,
                 target,
@@ -74,12 +80,13 @@ pub(super) fn mounts(
                     ..Default::default()
                 }
             }
-            Mount::Tmpfs { target, size } => DockerMount {
+            Mount::Tmpfs { target, size, mode } => DockerMount {
                 target: Some(target.clone()),
                 typ: Some(MountType::TMPFS),
                 tmpfs_options: Some(MountTmpfsOptions {
                     // Memory-backed: never more than the container may use.
                     size_bytes: Some(size.unwrap_or(limits.memory).min(limits.memory)),
+                    mode: mode.map(i64::from),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -88,6 +95,85 @@ pub(super) fn mounts(
         out.push(mount);
     }
     Ok(out)
+}
+
+fn no_copy(nocopy: bool) -> Option<MountVolumeOptions> {
+    nocopy.then(|| MountVolumeOptions {
+        no_copy: Some(true),
+        ..Default::default()
+    })
+}
+
+/// The largest secret or config file copied into a container.
+const MAX_FILE: u64 = 1 << 20;
+
+/// The secrets and configs of `run` copied rather than mounted (their owner or mode set), as a
+/// tar to extract at the container's `/`; `None` when there are none. Each source is resolved
+/// again inside `worktree` and must be a regular file.
+fn files_tar(run: &Runtime, worktree: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut any = false;
+    for m in &run.mounts {
+        let Mount::File {
+            source,
+            target,
+            uid,
+            gid,
+            mode,
+        } = m
+        else {
+            continue;
+        };
+        let text = source.to_string_lossy();
+        let rel = resolve_inside(worktree, &text)
+            .map_err(|(_, why)| format!("{text} for {target}: {why}"))?;
+        let path = worktree.join(&rel);
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{text}: {e}"))?;
+        if !meta.is_file() || meta.len() > MAX_FILE {
+            return Err(format!(
+                "{text} for {target}: must be a regular file of at most 1 MiB"
+            ));
+        }
+        let mut data = Vec::new();
+        std::fs::File::open(&path)
+            .and_then(|f| f.take(MAX_FILE).read_to_end(&mut data))
+            .map_err(|e| format!("{text}: {e}"))?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(*mode);
+        header.set_uid(u64::from(*uid));
+        header.set_gid(u64::from(*gid));
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, target.trim_start_matches('/'), data.as_slice())
+            .map_err(|e| format!("{text}: {e}"))?;
+        any = true;
+    }
+    if !any {
+        return Ok(None);
+    }
+    tar.into_inner().map(Some).map_err(|e| e.to_string())
+}
+
+/// Copies the secrets and configs of `run` that have their own owner or mode into the created
+/// container `name`, before it starts.
+pub(super) async fn copy_files(
+    docker: &bollard::Docker,
+    name: &str,
+    run: &Runtime,
+    worktree: &Path,
+) -> Result<(), String> {
+    let Some(tar) = files_tar(run, worktree)? else {
+        return Ok(());
+    };
+    let opts = bollard::query_parameters::UploadToContainerOptions {
+        path: "/".to_owned(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(name, Some(opts), bollard::body_full(tar.into()))
+        .await
+        .map_err(|e| crate::preview::docker::DockerError::from(e).to_string())
 }
 
 /// Applies `run`'s container options to `body`, clamped to `limits`. `oneshot`: a job others
@@ -119,6 +205,10 @@ pub(super) fn apply(body: &mut ContainerCreateBody, run: &Runtime, limits: &Limi
     if !run.extra_hosts.is_empty() {
         host.extra_hosts = Some(run.extra_hosts.clone());
     }
+    let some = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    host.dns = some(&run.dns);
+    host.dns_search = some(&run.dns_search);
+    host.dns_options = some(&run.dns_opt);
     if !run.ulimits.is_empty() {
         host.ulimits = Some(
             run.ulimits

@@ -5,10 +5,7 @@
 //! mounts and container options. Every problem is collected, not only the first. Nothing here
 //! checks limits or names, which are `validate`'s, and nothing here may publish a host port.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-
-use yaml_serde::Value;
 
 use super::Declared;
 use super::deploy;
@@ -21,7 +18,7 @@ use super::storage::{self, Ctx};
 use super::words::split_words;
 use crate::ids::ServiceName;
 use crate::spec::SpecError;
-use crate::spec::raw::{Command, Vars};
+use crate::spec::raw::Command;
 use crate::spec::runtime::{Condition, DEFAULT_NETWORK, Runtime};
 use crate::spec::validate::Draft;
 use crate::spec::yaml::{clip, join};
@@ -89,7 +86,7 @@ pub(super) fn draft(
     }
     for (section, refs) in [("secrets", s.secrets.take()), ("configs", s.configs.take())] {
         if let Some(refs) = refs {
-            storage::file_refs(&cx, section, refs, &mut run.mounts, &mut notes, problems);
+            super::files::file_refs(&cx, section, refs, &mut run.mounts, &mut notes, problems);
         }
     }
     if let Some(t) = s.tmpfs.take() {
@@ -243,47 +240,4 @@ fn networks(
         }
         run.networks.insert(name, aliases);
     }
-}
-
-/// Compose's `build` options that a preview build does not apply, taken out of the tree (so
-/// `build` reads as `.previewd.yml`'s) and noted for `check`; `build.labels` checked.
-pub(super) fn take_build_extras(
-    file: &str,
-    tree: &mut Value,
-    problems: &mut Vec<SpecError>,
-) -> BTreeMap<String, Vec<String>> {
-    let mut notes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let Some(services) = tree.get_mut("services").and_then(Value::as_mapping_mut) else {
-        return notes;
-    };
-    for (name, service) in services.iter_mut() {
-        let name = name.as_str().unwrap_or_default().to_owned();
-        let Some(build) = service.get_mut("build").and_then(Value::as_mapping_mut) else {
-            continue;
-        };
-        let prefix = join(&join("services", &clip(&name)), "build");
-        for extra in [
-            "labels",
-            "cache_from",
-            "no_cache",
-            "pull",
-            "tags",
-            "platforms",
-            "shm_size",
-        ] {
-            let Some(v) = build.remove(extra) else {
-                continue;
-            };
-            if extra == "labels" {
-                let vars: Option<Vars> =
-                    crate::spec::tree::from_tree(&v, &join(&prefix, extra)).ok();
-                let _ = super::project::labels(file, &join(&prefix, extra), vars, problems);
-            }
-            notes.entry(name.clone()).or_default().push(format!(
-                "{}: not applied to a preview's build",
-                join(&prefix, extra)
-            ));
-        }
-    }
-    notes
 }

@@ -37,7 +37,10 @@ fn service_key(key: &str) -> Option<Rule> {
         | "volumes" | "networks" | "hostname" | "domainname" | "container_name" | "links"
         | "secrets" | "configs" | "labels" | "read_only" | "cap_drop" | "sysctls"
         | "extra_hosts" | "mem_limit" | "mem_reservation" | "memswap_limit" | "cpus"
-        | "pids_limit" | "scale" | "attach" | "develop" | "oom_score_adj" | "x-previewd" => Accept,
+        | "pids_limit" | "scale" | "attach" | "develop" | "oom_score_adj" | "dns"
+        | "dns_search" | "dns_opt" | "x-previewd" => Accept,
+        // Expanded by `merge` before this pass; never left in the tree.
+        "extends" => Accept,
         "privileged"
         | "cap_add"
         | "devices"
@@ -66,12 +69,11 @@ fn service_key(key: &str) -> Option<Rule> {
             "previewd keeps every preview's logs in Docker's json-file driver, size-capped \
              (`previewd logs`); a log driver could write to the host",
         ),
-        "dns" | "dns_opt" | "dns_search" | "mac_address" => {
-            Refuse("previews resolve and address through their own Docker networks only")
-        }
+        "mac_address" => Refuse("previewd addresses every preview's containers itself"),
         "credential_spec" => Refuse("Windows-only; previews run Linux containers"),
-        "annotations" | "label_file" | "post_start" | "pre_stop" | "provider" | "models"
-        | "extends" => Refuse(NOT_YET),
+        "annotations" | "label_file" | "post_start" | "pre_stop" | "provider" | "models" => {
+            Refuse(NOT_YET)
+        }
         _ => return None,
     })
 }
@@ -109,7 +111,8 @@ fn deploy_key(key: &str) -> Option<Rule> {
 fn top_key(key: &str) -> Option<Rule> {
     Some(match key {
         "version" | "name" | "services" | "volumes" | "networks" | "secrets" | "configs" => Accept,
-        "include" => Refuse("previewd reads one compose file; merge the included file into it"),
+        // Expanded by `merge` before this pass; never left in the tree.
+        "include" => Accept,
         "models" => Refuse(NOT_YET),
         _ => return None,
     })

@@ -11,8 +11,10 @@
 //! several to the first of `web`, `frontend`, `app`, `proxy`, `nginx` that does. Every other
 //! service that publishes a port gets a host of its own, `<id>-<service>.<domain>`.
 //!
-//! This file runs the reading: `keys` sorts every key (accepted or refused), `shape` holds the
-//! serde types (`forms` reads the values written in two forms), `draft` turns one service into
+//! This file runs the reading: `merge` expands `include` and `extends` first, `keys` sorts
+//! every key (accepted or refused), `shape` holds the
+//! serde types (`forms` reads the values written in two forms), `build` reads compose's own
+//! build options, `draft` turns one service into
 //! `validate`'s draft with `ports`, `env`, `storage` (mounts, secrets, configs), `options` and
 //! `deploy` (container options), `project` reads the top-level volumes, networks, secrets and
 //! configs, `routing` picks each service's host. Every problem is collected, so that `check`
@@ -26,13 +28,17 @@ use yaml_serde::Value;
 
 use super::validate::{self, Draft, Keys, Project};
 use super::yaml::{clip, join};
-use super::{Spec, SpecError, tree, yaml};
+use super::{ImageSource, Spec, SpecError, tree, yaml};
 
+mod build;
 mod deploy;
+mod dns;
 mod draft;
 mod env;
+mod files;
 mod forms;
 mod keys;
+mod merge;
 mod options;
 mod ports;
 mod project;
@@ -74,8 +80,10 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         });
     }
     keys::strip_extensions(&mut tree);
-    let mut problems = keys::refuse_keys(file, &mut tree);
-    let build_notes = draft::take_build_extras(file, &mut tree, &mut problems);
+    let mut problems = Vec::new();
+    merge::expand(file, &mut tree, worktree, &mut problems);
+    problems.extend(keys::refuse_keys(file, &mut tree));
+    let mut builds = build::take_extras(file, &mut tree, &mut problems);
     let declared = project::declared(file, &tree, worktree, &mut problems);
     let mut raws = Vec::new();
     if let Some(services) = tree.get("services").and_then(Value::as_mapping) {
@@ -100,7 +108,21 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
     let mut links = Vec::new();
     let defined: Vec<String> = raws.iter().map(|(n, _)| n.clone()).collect();
     for (name, raw) in raws {
-        let notes = build_notes.get(&name).cloned().unwrap_or_default();
+        let extras = builds.get(&name);
+        let notes = extras.map(|x| x.notes.clone()).unwrap_or_default();
+        if let (Some(x), Some(p)) = (extras, &raw.platform)
+            && let Some(list) = x.platforms.as_ref().filter(|l| !l.contains(p))
+        {
+            problems.push(SpecError::Invalid {
+                file: file.to_owned(),
+                key: join(&join("services", &clip(&name)), "platform"),
+                reason: format!(
+                    "`{}` is not one of `build.platforms` ({})",
+                    clip(p),
+                    list.join(", ")
+                ),
+            });
+        }
         if let Some((mut d, l)) = draft::draft(file, name, raw, &declared, worktree, &mut problems)
         {
             d.run.changes.extend(notes);
@@ -165,7 +187,16 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         changes,
         problems,
     };
-    validate::finish(file, &KEYS, drafts, Vec::new(), project, worktree)
+    let mut spec = validate::finish(file, &KEYS, drafts, Vec::new(), project, worktree)?;
+    for svc in spec.services.values_mut() {
+        if let ImageSource::Build(b) = &mut svc.image {
+            if let Some(x) = builds.remove(svc.name.as_str()) {
+                b.options = x.options;
+            }
+            b.options.platform = svc.run.platform.clone();
+        }
+    }
+    Ok(spec)
 }
 
 type Named = Vec<(String, RawService)>;

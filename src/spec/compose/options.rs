@@ -1,7 +1,8 @@
 //! The container options compose passes through to Docker, checked one by one: restart
 //! policy, init, tty, user, signals, sizes and resources (the manager clamps them to the
-//! operator's limits), ulimits, sysctls of the namespaced safe set, `/etc/hosts` entries that do
-//! not point at the host, Docker's health check, platform and pull policy. Nothing here may
+//! operator's limits), ulimits, sysctls of the namespaced safe set, `/etc/hosts` entries and
+//! name servers (`dns`) that do not point at the host, Docker's health check, platform and pull
+//! policy. Nothing here may
 //! let a value reach the host: what would is refused naming the key.
 
 use std::net::IpAddr;
@@ -182,6 +183,7 @@ pub(super) fn runtime(
     if let Some(h) = raw.extra_hosts.take() {
         extra_hosts(file, &key("extra_hosts"), h, run, problems);
     }
+    super::dns::dns(file, prefix, raw, run, problems);
     if let Some(n) = raw.scale.take().filter(|n| *n != 1) {
         problems.push(invalid(
             file,
@@ -291,13 +293,7 @@ fn extra_hosts(file: &str, key: &str, v: Value, run: &mut Runtime, problems: &mu
     for (host, ip) in entries {
         let k = join(key, &clip(&host));
         let addr = ip.parse::<IpAddr>();
-        let towards_host = ip == "host-gateway"
-            || addr.as_ref().is_ok_and(|a| {
-                a.is_loopback()
-                    || a.is_unspecified()
-                    || matches!(a, IpAddr::V4(v4) if v4.is_link_local() || v4.octets()[..2] == [172, 17])
-            });
-        if towards_host {
+        if towards_host(&ip) {
             problems.push(refused(
                 file,
                 k,
@@ -316,6 +312,15 @@ fn extra_hosts(file: &str, key: &str, v: Value, run: &mut Runtime, problems: &mu
             run.extra_hosts.push(format!("{host}:{ip}"));
         }
     }
+}
+
+/// An address that reaches the host rather than the internet or the preview's own network.
+pub(super) fn towards_host(ip: &str) -> bool {
+    ip == "host-gateway" || ip.parse::<IpAddr>().is_ok_and(|a| {
+        a.is_loopback()
+            || a.is_unspecified()
+            || matches!(a, IpAddr::V4(v4) if v4.is_link_local() || v4.octets()[..2] == [172, 17])
+    })
 }
 
 fn health(file: &str, key: &str, h: ComposeHealth) -> Result<Option<DockerHealth>, SpecError> {

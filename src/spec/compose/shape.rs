@@ -91,6 +91,12 @@ pub(super) struct RawService {
     #[allow(dead_code)]
     pub develop: Option<IgnoredAny>,
     pub oom_score_adj: Option<i64>,
+    /// Name servers (IP addresses, none towards the host): one address or a list.
+    pub dns: Option<Value>,
+    /// Search domains: one or a list.
+    pub dns_search: Option<Value>,
+    /// resolv.conf options of the safe set (`ndots:2`, `timeout:1`, `rotate`, ...).
+    pub dns_opt: Option<Vec<String>>,
     /// previewd's extension: routing and health.
     #[serde(rename = "x-previewd")]
     pub x_previewd: Option<XPreviewd>,

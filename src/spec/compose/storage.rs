@@ -1,14 +1,16 @@
-//! What a service mounts: named volumes of the project, anonymous volumes, bind mounts of the
-//! repository's own files and folders, memory-backed folders, and its secrets and configs (read
-//! only, where compose mounts them). A source outside the repository (`..`, an absolute host
+//! What a service mounts: named volumes of the project (and anonymous ones, `nocopy` kept),
+//! bind mounts of the repository's own files and folders, memory-backed folders (with their
+//! size and mode), and its secrets and configs (read only, where compose mounts them; copied in
+//! with their owner and mode when the file sets those). A source outside the repository (`..`, an absolute host
 //! path, `~`, a symbolic link pointing out, the Docker socket) is refused. Nothing here decides
 //! a Docker name: the manager names volumes after the preview.
 
 use std::path::Path;
 
 use super::Declared;
+use super::files::file_mode;
 use super::project::{invalid, refused};
-use super::shape::{FileRef, LongVolume, ServiceVolume};
+use super::shape::{LongVolume, ServiceVolume};
 use crate::config::parse_bytes;
 use crate::spec::raw::Text;
 use crate::spec::runtime::Mount;
@@ -35,7 +37,7 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn key(&self, rest: &str) -> String {
+    pub(super) fn key(&self, rest: &str) -> String {
         join(self.prefix, rest)
     }
 }
@@ -104,12 +106,14 @@ fn short_volume(cx: &Ctx, key: &str, text: &str) -> Result<Mount, SpecError> {
         }
     }
     check_target(cx.file, key, target)?;
+    let nocopy = mode.is_some_and(|m| m.split(',').any(|f| f == "nocopy"));
     match source {
         None => Ok(Mount::Anonymous {
             target: target.to_owned(),
+            nocopy,
         }),
         Some(s) if is_path(s) => bind(cx, key, s, target, read_only),
-        Some(name) => named(cx, key, name, target, read_only),
+        Some(name) => named(cx, key, name, target, read_only, nocopy),
     }
 }
 
@@ -145,13 +149,14 @@ fn long_volume(
             "previewd does not mount volume subpaths; mount the volume",
         ));
     }
-    if l.volume.as_ref().is_some_and(|v| v.nocopy.is_some()) {
-        notes.push(format!("{key}: volume.nocopy is not applied"));
-    }
+    let nocopy = l.volume.as_ref().and_then(|v| v.nocopy).unwrap_or(false);
     match l.kind.as_str() {
         "volume" => match l.source.as_deref().filter(|s| !s.is_empty()) {
-            None => Ok(Mount::Anonymous { target: l.target }),
-            Some(name) => named(cx, &join(key, "source"), name, &l.target, read_only),
+            None => Ok(Mount::Anonymous {
+                target: l.target,
+                nocopy,
+            }),
+            Some(name) => named(cx, &join(key, "source"), name, &l.target, read_only, nocopy),
         },
         "bind" => {
             let Some(source) = l.source else {
@@ -174,18 +179,20 @@ fn long_volume(
             }
             Ok(m)
         }
-        "tmpfs" => Ok(Mount::Tmpfs {
-            target: {
-                if l.tmpfs.as_ref().is_some_and(|t| t.mode.is_some()) {
-                    notes.push(format!("{key}: tmpfs.mode is not applied"));
-                }
-                l.target
-            },
-            size: match l.tmpfs.and_then(|t| t.size) {
-                Some(Text(s)) => Some(size(cx.file, &join(key, "tmpfs.size"), &s)?),
-                None => None,
-            },
-        }),
+        "tmpfs" => {
+            let (sz, mode) = l.tmpfs.map(|t| (t.size, t.mode)).unwrap_or_default();
+            Ok(Mount::Tmpfs {
+                target: l.target,
+                size: match sz {
+                    Some(Text(s)) => Some(size(cx.file, &join(key, "tmpfs.size"), &s)?),
+                    None => None,
+                },
+                mode: match mode {
+                    Some(Text(m)) => Some(file_mode(cx.file, &join(key, "tmpfs.mode"), &m)?),
+                    None => None,
+                },
+            })
+        }
         other => Err(refused(
             cx.file,
             join(key, "type"),
@@ -236,6 +243,7 @@ fn named(
     name: &str,
     target: &str,
     read_only: bool,
+    nocopy: bool,
 ) -> Result<Mount, SpecError> {
     if !cx.declared.volumes.contains_key(name) {
         return Err(invalid(
@@ -251,6 +259,7 @@ fn named(
         name: name.to_owned(),
         target: target.to_owned(),
         read_only,
+        nocopy,
     })
 }
 
@@ -286,65 +295,6 @@ pub(super) fn size(file: &str, key: &str, text: &str) -> Result<i64, SpecError> 
     })
 }
 
-/// A service's `secrets` or `configs`: repository files, mounted read-only at compose's place.
-pub(super) fn file_refs(
-    cx: &Ctx,
-    section: &str,
-    refs: Vec<FileRef>,
-    mounts: &mut Vec<Mount>,
-    notes: &mut Vec<String>,
-    problems: &mut Vec<SpecError>,
-) {
-    let secrets = section == "secrets";
-    let known = if secrets {
-        &cx.declared.secrets
-    } else {
-        &cx.declared.configs
-    };
-    for (i, r) in refs.into_iter().enumerate() {
-        let key = cx.key(&format!("{section}[{i}]"));
-        let (source, target) = match r {
-            FileRef::Short(s) => (s, None),
-            FileRef::Long(l) => {
-                if l.uid.is_some() || l.gid.is_some() || l.mode.is_some() {
-                    notes.push(format!(
-                        "{key}: uid, gid and mode are not applied (the repository file is \
-                         mounted read-only as it is)"
-                    ));
-                }
-                (l.source, l.target)
-            }
-        };
-        let Some(path) = known.get(&source) else {
-            problems.push(invalid(
-                cx.file,
-                key,
-                format!(
-                    "names `{}`, which the top-level `{section}:` does not declare",
-                    clip(&source)
-                ),
-            ));
-            continue;
-        };
-        let target = match target {
-            Some(t) if t.starts_with('/') => t,
-            Some(t) if secrets => format!("/run/secrets/{t}"),
-            Some(t) => format!("/{t}"),
-            None if secrets => format!("/run/secrets/{source}"),
-            None => format!("/{source}"),
-        };
-        if let Err(e) = check_target(cx.file, &key, &target) {
-            problems.push(e);
-            continue;
-        }
-        mounts.push(Mount::Bind {
-            source: path.clone(),
-            target,
-            read_only: true,
-        });
-    }
-}
-
 /// A service's `tmpfs`: a path or a list of `path[:options]`.
 pub(super) fn tmpfs(
     cx: &Ctx,
@@ -371,10 +321,16 @@ pub(super) fn tmpfs(
             continue;
         }
         let mut size_bytes = None;
+        let mut mode_bits = None;
         for opt in opts.split(',').filter(|o| !o.is_empty()) {
             if let Some(s) = opt.strip_prefix("size=") {
                 match size(cx.file, &key, s) {
                     Ok(b) => size_bytes = Some(b),
+                    Err(e) => problems.push(e),
+                }
+            } else if let Some(m) = opt.strip_prefix("mode=") {
+                match file_mode(cx.file, &key, m) {
+                    Ok(b) => mode_bits = Some(b),
                     Err(e) => problems.push(e),
                 }
             }
@@ -382,6 +338,7 @@ pub(super) fn tmpfs(
         mounts.push(Mount::Tmpfs {
             target: target.to_owned(),
             size: size_bytes,
+            mode: mode_bits,
         });
     }
 }

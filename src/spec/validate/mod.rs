@@ -26,6 +26,7 @@ use crate::ids::ServiceName;
 mod values;
 mod wiring;
 
+pub(super) use values::check_image as check_image_ref;
 pub use values::{MAX_ENV_VALUE, MAX_ENV_VARS};
 use values::{check_command, check_image, check_port, check_stage, check_vars, check_workdir};
 use wiring::{apply_health, check_dependencies, check_unique_routes, default_routes};

@@ -114,7 +114,7 @@ pub(super) fn check_command(
 }
 
 /// An image reference as Docker reads it (`redis:7`, `ghcr.io/o/app@sha256:...`).
-pub(super) fn check_image(file: &str, key: &str, image: &str) -> Result<(), SpecError> {
+pub(in crate::spec) fn check_image(file: &str, key: &str, image: &str) -> Result<(), SpecError> {
     let ok_char =
         |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ':' | '@' | '-');
     let first_ok = image

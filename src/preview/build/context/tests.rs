@@ -29,6 +29,7 @@ fn spec(context: &str, dockerfile: &str, args: &[(&str, &str)]) -> BuildSpec {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         target: None,
+        options: Default::default(),
     }
 }
 

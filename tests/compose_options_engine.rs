@@ -1,0 +1,163 @@
+//! Compose options applied on the real engine: build `labels` and `no_cache`, `ulimits`
+//! (clamped to the operator's PID limit), a tmpfs `mode`, a volume's `nocopy`, a secret's
+//! `uid`/`gid`/`mode`, `dns`/`dns_search`/`dns_opt`, a service brought in by `include` and one
+//! that `extends` a service of another file, and `pull_policy` (`never`, `always`, `missing`).
+
+mod engine_support;
+
+use bollard::query_parameters::{InspectContainerOptions, RemoveImageOptions, TagImageOptions};
+use engine_support::{GitRepo, TestEnv, exec};
+
+/// The container id of `service` in the preview's live generation.
+async fn container(env: &TestEnv, service: &str) -> String {
+    let observed = env.manager.observed().await.expect("observed");
+    observed[0]
+        .live_members()
+        .iter()
+        .find(|m| m.service == service)
+        .unwrap_or_else(|| panic!("{service} is not running"))
+        .container_id
+        .clone()
+}
+
+async fn sh(env: &TestEnv, c: &str, script: &str) -> String {
+    let (code, out) = exec(env.manager.docker(), c, &["sh", "-c", script]).await;
+    assert_eq!(code, 0, "{script}: {out}");
+    out.trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_options_are_applied_to_builds_and_containers() {
+    let env = TestEnv::new("copts").await;
+    let repo = GitRepo::from_fixture("compose-options");
+    let d = env.up(repo.path()).await.expect("up");
+    let docker = env.manager.docker();
+
+    // build.labels on the image; build.no_cache: each deployment runs the build's steps again.
+    let app = container(&env, "app").await;
+    let first_id = sh(&env, &app, "cat /build-id").await;
+    let info = docker
+        .inspect_container(&app, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    let image = docker
+        .inspect_image(&info.image.expect("image id"))
+        .await
+        .expect("image");
+    let labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+    assert_eq!(
+        labels.get("org.example.team").map(String::as_str),
+        Some("web")
+    );
+
+    let tools = container(&env, "tools").await;
+    // ulimits: the hard limit as written, nproc clamped to the operator's PID limit.
+    assert_eq!(sh(&env, &tools, "ulimit -Hn").await, "2048");
+    assert_eq!(
+        sh(&env, &tools, "ulimit -u").await,
+        env.config.limits.pids.to_string()
+    );
+    // The tmpfs has its mode; the nocopy volume did not get the image's /var.
+    assert_eq!(sh(&env, &tools, "stat -c %a /scratch").await, "1770");
+    assert_eq!(sh(&env, &tools, "ls -A /var | wc -l").await, "0");
+    // The secret, copied in with its owner and mode.
+    assert_eq!(
+        sh(&env, &tools, "stat -c %u:%g:%a /run/secrets/token").await,
+        "1000:1000:400"
+    );
+    assert_eq!(
+        sh(&env, &tools, "cat /run/secrets/token").await,
+        "s3cret-token"
+    );
+    // Resolver settings: the search domain and option in resolv.conf, the server given to
+    // Docker's embedded resolver.
+    let conf = sh(&env, &tools, "cat /etc/resolv.conf").await;
+    assert!(conf.contains("search preview.example"), "{conf}");
+    assert!(conf.contains("ndots:2"), "{conf}");
+    let host = docker
+        .inspect_container(&tools, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect")
+        .host_config
+        .expect("host config");
+    assert_eq!(host.dns, Some(vec!["9.9.9.9".to_owned()]));
+    // `extends` of base/common.yaml: its command, and its env_file read from base/.
+    assert_eq!(
+        sh(&env, &tools, "echo $FROM_BASE").await,
+        "common.env of base/"
+    );
+    // `include` of base/worker.yaml: its service runs, its bind mount is base/data.
+    let worker = container(&env, "worker").await;
+    assert_eq!(
+        sh(&env, &worker, "cat /data/hello.txt").await,
+        "included data"
+    );
+
+    // The same commit again: no_cache builds anew instead of reusing the image.
+    let d2 = env.up(repo.path()).await.expect("again");
+    let app = container(&env, "app").await;
+    let second_id = sh(&env, &app, "cat /build-id").await;
+    assert_ne!(first_id, second_id, "no_cache ran the build step again");
+
+    env.manager.down(&d2.state.id).await.expect("down");
+    assert_eq!(d.state.id, d2.state.id);
+    env.assert_clean().await;
+}
+
+/// `pull_policy`: `never` wants the image on the host and never asks a registry; `always`
+/// pulls on every deployment, so an image that no registry has fails even though the host
+/// has it; `missing` (the default) uses the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_policy_decides_whether_a_registry_is_asked() {
+    let env = TestEnv::new("cpull").await;
+    let docker = env.manager.docker();
+    // An image only this host has: busybox under a name no registry serves.
+    let local = format!("{}-local-only", env.config.instance);
+    docker
+        .tag_image(
+            "busybox",
+            Some(TagImageOptions {
+                repo: Some(local.clone()),
+                tag: Some("1".to_owned()),
+            }),
+        )
+        .await
+        .expect("tag");
+    let image = format!("{local}:1");
+    let compose = |image: &str, policy: &str| {
+        format!(
+            "services:\n  app:\n    image: {image}\n    pull_policy: {policy}\n    \
+             command: [\"sleep\", \"100000\"]\n    stop_grace_period: 1s\n"
+        )
+    };
+    let repo = GitRepo::from_fixture("compose-volume");
+    std::fs::remove_file(repo.path().join("compose.yaml")).expect("rm");
+
+    repo.write(
+        "compose.yaml",
+        &compose(&format!("{local}:absent"), "never"),
+    );
+    repo.commit("never, absent");
+    let e = env.up(repo.path()).await.expect_err("never pulls");
+    assert!(e.to_string().contains("pull_policy `never`"), "{e}");
+
+    repo.write("compose.yaml", &compose(&image, "always"));
+    repo.commit("always");
+    let e = env.up(repo.path()).await.expect_err("always pulls");
+    assert!(e.to_string().contains("pull_policy `always`"), "{e}");
+
+    repo.write("compose.yaml", &compose(&image, "never"));
+    repo.commit("never, present");
+    let d = env.up(repo.path()).await.expect("never, on the host");
+
+    repo.write("compose.yaml", &compose(&image, "missing"));
+    repo.commit("missing");
+    let d = env.up(repo.path()).await.map(|_| d).expect("missing");
+
+    env.manager.down(&d.state.id).await.expect("down");
+    docker
+        .remove_image(&image, None::<RemoveImageOptions>, None)
+        .await
+        .expect("untag");
+    env.assert_clean().await;
+}
