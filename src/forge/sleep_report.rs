@@ -28,7 +28,7 @@ impl SleepReports {
     }
 
     /// The reporter and repository of `state`, when a configured forge holds it.
-    fn of<'a>(&'a self, state: &PreviewState) -> Option<(&'a Reporter, Repo)> {
+    fn of(&self, state: &PreviewState) -> Option<(&Reporter, Repo)> {
         let reporter = self.reporters.get(&ForgeKind::parse(&state.key.forge)?)?;
         Some((reporter, Repo::parse(&state.key.repo)?))
     }
