@@ -178,6 +178,26 @@ pub struct PreviewState {
     pub services: Vec<ServiceHealth>,
     /// What its containers may reach (`None`: made before previewd filtered egress).
     pub egress: Option<crate::config::egress::Mode>,
+    /// When it went to sleep (RFC 3339), while it sleeps. Not in `--json` (the contract's
+    /// fields are fixed); the PR comment shows it.
+    #[serde(skip)]
+    pub asleep: Option<String>,
+    /// Its last visit through the gateway that this process heard of (RFC 3339): with
+    /// `created` and `asleep`, where `limits.ttl` counts from. Not in `--json`.
+    #[serde(skip)]
+    pub visited: Option<String>,
+}
+
+impl PreviewState {
+    /// How long it has gone neither (re)deployed nor visited at `now`, as `limits.ttl` counts:
+    /// from the latest of its deployment, its last visit and its going to sleep (it was
+    /// visited until then at the latest). `None` when none of them is known.
+    pub fn unseen_for(&self, now: time::OffsetDateTime) -> Option<Duration> {
+        [&self.created, &self.visited, &self.asleep]
+            .into_iter()
+            .filter_map(|t| crate::clock::age(t.as_deref()?, now))
+            .min()
+    }
 }
 
 /// A deployment that reached "every public service healthy".
@@ -211,6 +231,19 @@ impl std::fmt::Display for Phase {
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Who is told when a preview went to sleep, woke, or failed to wake: in `serve`, the forge
+/// side (the PR's sticky comment and commit status). Forge-neutral: it gets the preview's
+/// state, whose key says which forge, if any, to tell. Nothing waits on it: a visitor is
+/// answered whatever the forge does.
+pub trait SleepReport: Send + Sync + 'static {
+    /// `state` went to sleep (its `asleep` says since when).
+    fn asleep(&self, state: PreviewState) -> BoxFuture<'_, ()>;
+    /// `state` woke and every public service answers.
+    fn awake(&self, state: PreviewState) -> BoxFuture<'_, ()>;
+    /// A wake of `state` failed, as `failure` says.
+    fn wake_failed(&self, state: PreviewState, failure: DeployFailure) -> BoxFuture<'_, ()>;
+}
 
 /// The preview manager as the queue sees it. Implementations must leave nothing behind from a
 /// cancelled or failed `deploy` and must keep an existing preview serving when its update
@@ -268,10 +301,16 @@ pub trait PreviewEngine: Send + Sync + 'static {
         Box::pin(async { Ok(false) })
     }
 
-    /// Wakes preview `id` and returns once every public service answers: `Ok(true)` when it
-    /// slept, `Ok(false)` when it was awake. A failure is shaped like a failed deployment's.
-    fn wake(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, DeployFailure>> {
-        let _ = id;
+    /// Wakes preview `id` and returns once it is awake: `Ok(true)` when it slept, `Ok(false)`
+    /// when it was awake. `answering`, when given, is told as soon as every public service
+    /// answers, which may come before the wake's last steps (a visitor need not wait for
+    /// them). A failure is shaped like a failed deployment's.
+    fn wake(
+        &self,
+        id: PreviewId,
+        answering: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> BoxFuture<'_, Result<bool, DeployFailure>> {
+        let _ = (id, answering);
         Box::pin(async { Ok(false) })
     }
 

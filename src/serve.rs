@@ -89,6 +89,9 @@ pub struct ServeOptions {
     /// The log writer's count of dropped lines, shown on `/metrics`; `None` when the binary
     /// logs synchronously (nothing is ever dropped).
     pub log_drops: Option<LogDrops>,
+    /// "Now" for the reconciler's ttls, the status page and the idle sweep; `None` for the
+    /// system's. Hand the engine's own clock here (tests move a `ManualClock`).
+    pub clock: Option<crate::clock::SharedClock>,
 }
 
 /// A bound, not yet running server: its addresses are known (useful with port 0).
@@ -188,13 +191,17 @@ pub async fn bind(
         },
         shutdown.clone(),
     );
+    let clock = options
+        .clock
+        .unwrap_or_else(|| Arc::new(crate::clock::SystemClock));
     let reconciler = Reconciler::new(
         engine.clone(),
         forges,
         queue.clone(),
         config.clone(),
         policies,
-    );
+    )
+    .with_clock(clock.clone());
     let state = AppState {
         routes: Arc::new(routes),
         deliveries: Arc::new(Deliveries::default()),
@@ -203,7 +210,7 @@ pub async fn bind(
         engine,
         log_drops: options.log_drops,
         page: crate::webhook::status_page::settings(&config),
-        clock: Arc::new(crate::clock::SystemClock),
+        clock,
     };
     let listen = |what, addr| async move {
         TcpListener::bind(addr)
@@ -335,10 +342,16 @@ impl Server {
         let engine = state.engine.clone();
         let metrics = state.metrics.clone();
         let reconciler = tokio::spawn(reconciler.run(reconcile_interval, shutdown.clone()));
+        let report = crate::forge::sleep_report::SleepReports::new(|k| queue.reporter(k).cloned());
+        let side = crate::edge::SleepSide {
+            clock: state.clock.clone(),
+            report: Some(Arc::new(report)),
+        };
         let edge = edge.run_with_wake(
             config,
             state.engine.clone(),
             metrics.clone(),
+            side,
             shutdown.clone(),
         );
         tokio::spawn(async move {

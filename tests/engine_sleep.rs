@@ -14,7 +14,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use previewd::engine::{PreviewEngine, PreviewStatus};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use previewd::clock::ManualClock;
+use previewd::engine::{
+    BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, PreviewEngine, PreviewKey,
+    PreviewState, PreviewStatus,
+};
 use previewd::ids::PreviewId;
 use previewd::metrics::Metrics;
 use previewd::preview::manager::Manager;
@@ -56,18 +62,83 @@ async fn visit(
     (status, retry, String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Runs the edge (what `serve` runs for the gateway) with `config` until the token is cancelled.
-fn edge(config: previewd::config::Config, manager: Manager) -> (CancellationToken, Metrics) {
+/// Runs the edge (what `serve` runs for the gateway) with `config` until the token is
+/// cancelled, on the test's clock (the manager's).
+fn edge(
+    config: previewd::config::Config,
+    engine: Arc<dyn PreviewEngine>,
+    clock: Arc<ManualClock>,
+) -> (CancellationToken, Metrics) {
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new().expect("metrics");
-    let engine: Arc<dyn PreviewEngine> = Arc::new(manager);
+    let side = previewd::edge::SleepSide {
+        clock,
+        report: None,
+    };
     tokio::spawn(previewd::edge::run(
         Arc::new(config),
         engine,
         metrics.clone(),
+        side,
         shutdown.clone(),
     ));
     (shutdown, metrics)
+}
+
+/// The manager, counting the idle sweep's looks (each starts with a list of the previews):
+/// a sign that the sweep ran, without a fixed sleep.
+struct Counted {
+    manager: Manager,
+    lists: AtomicUsize,
+}
+
+impl Counted {
+    fn lists(&self) -> usize {
+        self.lists.load(Ordering::SeqCst)
+    }
+}
+
+impl PreviewEngine for Counted {
+    fn deploy(
+        &self,
+        req: DeployRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<Deployed, DeployFailure>> {
+        PreviewEngine::deploy(&self.manager, req, cancel)
+    }
+
+    fn remove(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewId>, EngineError>> {
+        PreviewEngine::remove(&self.manager, key)
+    }
+
+    fn status(&self, key: PreviewKey) -> BoxFuture<'_, Result<Option<PreviewState>, EngineError>> {
+        PreviewEngine::status(&self.manager, key)
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        PreviewEngine::list(&self.manager)
+    }
+
+    fn sleep(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, EngineError>> {
+        PreviewEngine::sleep(&self.manager, id)
+    }
+
+    fn wake(
+        &self,
+        id: PreviewId,
+        answering: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> BoxFuture<'_, Result<bool, DeployFailure>> {
+        PreviewEngine::wake(&self.manager, id, answering)
+    }
+
+    fn visited(&self, id: &PreviewId) {
+        PreviewEngine::visited(&self.manager, id)
+    }
+
+    fn in_flight(&self) -> BoxFuture<'_, std::collections::HashSet<PreviewId>> {
+        PreviewEngine::in_flight(&self.manager)
+    }
 }
 
 async fn status(env: &TestEnv, id: &PreviewId) -> (PreviewStatus, Vec<String>) {
@@ -112,9 +183,27 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
     let host = format!("{id}.localhost");
     let port = env.port;
 
-    // Nobody visits: the idle sweep puts it to sleep. Its containers stop; the URL stays.
-    let manager = Manager::connect(env.config.clone()).await.expect("docker");
-    let (first_edge, _) = edge(env.config.clone(), manager);
+    // The sweep looks every second; wall time passes, well beyond idle_sleep, but on the
+    // engine's clock nobody has been away: it stays awake.
+    let counted = Arc::new(Counted {
+        manager: Manager::connect(env.config.clone())
+            .await
+            .expect("docker")
+            .with_clock(env.clock.clone()),
+        lists: AtomicUsize::new(0),
+    });
+    let (first_edge, _) = edge(env.config.clone(), counted.clone(), env.clock.clone());
+    eventually(
+        Duration::from_secs(60),
+        "six looks of the sweep",
+        || async { (counted.lists() >= 6).then_some(()) },
+    )
+    .await;
+    assert_eq!(status(&env, &id).await.0, PreviewStatus::Running);
+
+    // Nobody visits as the clock moves past idle_sleep: the idle sweep puts it to sleep. Its
+    // containers stop; the URL stays.
+    env.clock.advance(Duration::from_secs(4));
     wait_status(&env, &id, PreviewStatus::Sleeping).await;
     eventually(
         Duration::from_secs(60),
@@ -132,8 +221,9 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
     awake_config.limits.idle_sleep = None;
     let manager = Manager::connect(awake_config.clone())
         .await
-        .expect("docker");
-    let (second_edge, metrics) = edge(awake_config, manager);
+        .expect("docker")
+        .with_clock(env.clock.clone());
+    let (second_edge, metrics) = edge(awake_config, Arc::new(manager), env.clock.clone());
     assert_eq!(status(&env, &id).await.0, PreviewStatus::Sleeping);
 
     // A crawler does not wake it: 503 with Retry-After.
@@ -153,14 +243,15 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
         body.contains("internal says: previewd sample: internal"),
         "{body}"
     );
-    assert_eq!(status(&env, &id).await.0, PreviewStatus::Running);
-    assert!(
-        metrics
-            .render()
-            .contains("previewd_wakes_total{outcome=\"ok\"} 1"),
-        "{}",
-        metrics.render()
-    );
+    // The visitor was let through as soon as the preview answered; the sleep mark goes just
+    // after.
+    wait_status(&env, &id, PreviewStatus::Running).await;
+    eventually(Duration::from_secs(30), "the wake counted", || async {
+        let text = metrics.render();
+        text.contains("previewd_wakes_total{outcome=\"ok\"} 1")
+            .then_some(())
+    })
+    .await;
 
     // 50 first visits at once, all answered by the preview.
     let sleep = env.manager.sleep(&id).await.expect("sleep");
@@ -182,6 +273,7 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
     }
 
     // A browser that waits sees the waking page, then the preview.
+    wait_status(&env, &id, PreviewStatus::Running).await;
     assert_eq!(env.manager.sleep(&id).await.expect("sleep"), Ok(()));
     let browser = [("user-agent", FIREFOX), ("accept", "text/html,*/*;q=0.8")];
     let (code, retry, body) = visit(port, &host, "/", &browser).await;
@@ -197,6 +289,7 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
     )
     .await;
     assert!(body.contains("previewd sample: web"), "{body}");
+    wait_status(&env, &id, PreviewStatus::Running).await;
 
     // The ttl (72 h) counts from the last visit: a preview that went to sleep 10 h after its
     // deployment has not expired 75 h after it; a visit `serve` heard of counts the same.
@@ -250,5 +343,95 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
     env.clock.advance(100 * hour);
     let report = env.clean_up_now().await;
     assert_eq!(report.expired, vec![id.to_string()]);
+    env.assert_clean().await;
+}
+
+/// Opens a WebSocket through the gateway to `host` and returns the socket, held open.
+async fn open_websocket(port: u16, host: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gateway");
+    let req = format!(
+        "GET /livereload HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {FIREFOX}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("send the upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.expect("read the answer");
+        assert_ne!(n, 0, "closed: {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The socket is live: an echo comes back through the gateway.
+    s.write_all(b"ping").await.expect("write");
+    let mut echo = [0u8; 4];
+    s.read_exact(&mut echo).await.expect("echo");
+    assert_eq!(&echo, b"ping");
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dev_preview_holding_a_websocket_open_stays_awake() {
+    let suffix: String = nanoid::nanoid!(5, &previewd::ids::PREVIEW_ID_ALPHABET);
+    let instance = format!("sleepws-{suffix}");
+    let env = TestEnv::with(
+        "sleepws",
+        &[
+            ("PREVIEWD_INSTANCE", instance.as_str()),
+            ("PREVIEWD_LIMITS_IDLE_SLEEP", "3s"),
+        ],
+    )
+    .await;
+    let wt = tempfile::tempdir().expect("tempdir");
+    engine_support::copy_dir(&engine_support::fixture("dev-websocket"), wt.path());
+    let mut req = env.request(wt.path());
+    req.mode = previewd::preview::manager::Mode::Dev {
+        worktree: wt.path().to_path_buf(),
+    };
+    let d = env.up_req(req).await.expect("dev up");
+    let id = d.state.id.clone();
+    let host = format!("{id}.localhost");
+    let counted = Arc::new(Counted {
+        manager: Manager::connect(env.config.clone())
+            .await
+            .expect("docker")
+            .with_clock(env.clock.clone()),
+        lists: AtomicUsize::new(0),
+    });
+    let (edge, _) = edge(env.config.clone(), counted.clone(), env.clock.clone());
+
+    // The dev server's live-reload socket is open: however long nobody sends a request, the
+    // preview stays awake.
+    let socket = open_websocket(env.port, &host).await;
+    env.clock.advance(Duration::from_secs(3600));
+    let seen = counted.lists();
+    eventually(
+        Duration::from_secs(60),
+        "three looks of the sweep",
+        || async { (counted.lists() >= seen + 3).then_some(()) },
+    )
+    .await;
+    assert_eq!(status(&env, &id).await.0, PreviewStatus::Running);
+
+    // The socket closes (the tab is gone): as the clock goes on without a visit, it sleeps.
+    // (The clock moves at each look: the socket's end reaches the gateway's count and the
+    // visit log a moment after the close.)
+    drop(socket);
+    eventually(
+        Duration::from_secs(60),
+        "asleep once the socket closed",
+        || async {
+            env.clock.advance(Duration::from_secs(10));
+            (status(&env, &id).await.0 == PreviewStatus::Sleeping).then_some(())
+        },
+    )
+    .await;
+    edge.cancel();
+    env.manager.down(&id).await.expect("down");
     env.assert_clean().await;
 }

@@ -140,12 +140,31 @@ async fn reconcile_follows_the_forge_warns_before_ttl_and_honours_keep() {
     // short): one warning comment, found again by its own marker.
     let early = rec.pass(false).await.expect("pass");
     assert!(early.warned.is_empty(), "warned at once: {early:?}");
+    // The ttl counts from the last visit too: a visit 2 s in puts the warning off.
+    env.clock.advance(Duration::from_secs(2));
+    engine.visited(&previewd::ids::PreviewId::parse(&id).expect("id"));
+    env.clock.advance(Duration::from_secs(1));
+    let visited = rec.pass(false).await.expect("pass");
+    assert!(
+        visited.warned.is_empty(),
+        "warned 1 s after a visit: {visited:?}"
+    );
     env.clock.advance(Duration::from_secs(3));
     let warned = rec.pass(false).await.expect("pass").warned;
     assert_eq!(warned, vec![(REPO.to_owned(), 2)]);
     let comments = github.lock().comments.clone();
     assert_eq!(comments.len(), 1);
     assert!(comments[0].body.contains("previewd:ttl") && comments[0].body.contains("removed"));
+    assert!(
+        comments[0]
+            .body
+            .contains("has been neither redeployed nor visited for 4s")
+            && comments[0]
+                .body
+                .contains("counts from the last deployment or visit, whichever is later"),
+        "{}",
+        comments[0].body
+    );
     let again = rec.pass(false).await.expect("pass");
     assert!(again.warned.is_empty(), "warned once per generation");
 

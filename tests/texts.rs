@@ -46,6 +46,8 @@ fn state() -> PreviewState {
         status: previewd::engine::PreviewStatus::Running,
         created: None,
         egress: None,
+        asleep: None,
+        visited: None,
         services: vec![
             service("api", Some("/api"), true, Some(200)),
             service("internal", None, true, None),
@@ -108,12 +110,45 @@ fn sticky_comments() {
         sha: Some(s),
     };
     insta::assert_snapshot!("removed_expired", comment::removed(&r, 7, &expired));
+    let ready = comment::ready(&r, 7, &deployed());
+    let since = "2026-12-07T16:05:09Z";
+    insta::assert_snapshot!(
+        "sleeping",
+        comment::sleeping(&ready, since).expect("a ready comment sleeps")
+    );
+    let health = DeployFailure {
+        phase: Phase::Health,
+        reason: "GET / did not answer 200 within 120s (last: answered 502)".into(),
+        log_tail: vec!["panic: no database".into()],
+        ..failure()
+    };
+    insta::assert_snapshot!("wake_failed", comment::wake_failed(&r, 7, &sha(), &health));
+    let hour = Duration::from_secs(3600);
+    for (name, visits) in [("ttl_warning", true), ("ttl_warning_no_visits", false)] {
+        let text = comment::ttl_warning(
+            &r,
+            7,
+            "http://xh1kg8hlnv.preview.example.com",
+            50 * hour,
+            22 * hour,
+            visits,
+            "/preview",
+            "preview:keep",
+        );
+        insta::assert_snapshot!(name, text);
+    }
 }
 
 #[test]
 fn command_replies() {
     insta::assert_snapshot!("status_none", comment::status_reply(None));
     insta::assert_snapshot!("status_running", comment::status_reply(Some(&state())));
+    let asleep = PreviewState {
+        status: previewd::engine::PreviewStatus::Sleeping,
+        asleep: Some("2026-12-07T16:05:09Z".into()),
+        ..state()
+    };
+    insta::assert_snapshot!("status_sleeping", comment::status_reply(Some(&asleep)));
     insta::assert_snapshot!("help", comment::help("/preview"));
     insta::assert_snapshot!(
         "refused",
@@ -138,6 +173,7 @@ fn status_descriptions() {
         comment::status_failed(&failure()),
         comment::status_superseded("`9b8c7d6`"),
         comment::status_superseded("a stop request"),
+        comment::status_wake_failed(&failure()),
     ]
     .into_iter()
     .chain(removals.iter().map(|r| r.description().to_owned()))

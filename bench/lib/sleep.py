@@ -156,18 +156,21 @@ try:
     # Cost to the awake: sleeping on (access log to serve) and off, in turn.
     off = dict(env, PREVIEWD_LIMITS_IDLE_SLEEP="0")
     cells = {"on": [], "off": []}
-    for _ in range(2):
+    if not shutil.which("wrk"):
+        emit(part="awake_cost", skipped="wrk is not installed")
+    for _ in range(2 if shutil.which("wrk") else 0):
         for mode, e in (("off", off), ("on", env)):
             cli("gc", e=e)  # the gateway's config follows the settings: the access log comes or goes
             visit(pid)
             cells[mode].append(wrk(pid))
-    summary = {m: dict(p50_ms=round(statistics.median(c["p50_ms"] for c in cs), 3),
+    summary = {} if not cells["on"] else {m: dict(p50_ms=round(statistics.median(c["p50_ms"] for c in cs), 3),
                        p99_ms=round(statistics.median(c["p99_ms"] for c in cs), 3),
                        rps=round(statistics.median(c["rps"] for c in cs), 1),
                        non_2xx=sum(c["non_2xx"] for c in cs)) for m, cs in cells.items()}
-    emit(part="awake_cost", cells=cells, summary=summary,
-         p50_on_over_off=round(summary["on"]["p50_ms"] / summary["off"]["p50_ms"], 3),
-         p99_on_over_off=round(summary["on"]["p99_ms"] / summary["off"]["p99_ms"], 3))
+    if summary:
+        emit(part="awake_cost", cells=cells, summary=summary,
+             p50_on_over_off=round(summary["on"]["p50_ms"] / summary["off"]["p50_ms"], 3),
+             p99_on_over_off=round(summary["on"]["p99_ms"] / summary["off"]["p99_ms"], 3))
 
     # Density: n previews awake, then all but a tenth asleep.
     ids = [pid]

@@ -39,7 +39,7 @@ pub async fn wake(config: Config, id: &PreviewId) -> Result<Outcome, CliError> {
     let manager = Manager::connect(config).await?;
     // Not found is the manager's own error; anything else is the wake's failure.
     manager.get(id).await?;
-    match manager.wake(id).await {
+    match manager.wake(id, None).await {
         Ok(true) => {
             println!("{id} is awake");
             Ok(Outcome::Done)

@@ -3,15 +3,19 @@
 //! live-reload WebSocket) is put to sleep. A preview counts as visited when it was deployed,
 //! when it woke, and when `serve` started (it may have been visited just before). Whether a
 //! preview may sleep at all (not deploying, not failed, not kept awake by its repository) is
-//! the engine's to say; nothing here touches Docker.
+//! the engine's to say; nothing here touches Docker. Time is the activity's clock (the one
+//! `serve` shares with the engine), never read from the system here, so a test moves it
+//! forward instead of waiting out `idle_sleep`; only the sweep's period is tokio's timer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
+use time::OffsetDateTime;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::SleepSide;
 use super::visits::{self, Activity};
 use crate::config::Config;
 use crate::engine::{PreviewEngine, PreviewState, PreviewStatus};
@@ -22,6 +26,7 @@ pub fn start(
     config: &Config,
     engine: Arc<dyn PreviewEngine>,
     activity: Activity,
+    side: SleepSide,
     idle: Duration,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -34,7 +39,7 @@ pub fn start(
         crawlers,
         shutdown.clone(),
     )?;
-    tokio::spawn(sweep(engine, activity, idle, shutdown));
+    tokio::spawn(sweep(engine, activity, side, idle, shutdown));
     Ok(())
 }
 
@@ -46,10 +51,11 @@ fn period(idle: Duration) -> Duration {
 async fn sweep(
     engine: Arc<dyn PreviewEngine>,
     activity: Activity,
+    side: SleepSide,
     idle: Duration,
     shutdown: CancellationToken,
 ) {
-    let started = Instant::now();
+    let started = activity.now();
     let mut tick = tokio::time::interval(period(idle));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -67,17 +73,20 @@ async fn sweep(
         for id in engine.in_flight().await {
             activity.touch(&id);
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = activity.now();
         let sleepy = list
             .iter()
             .filter(|p| p.status == PreviewStatus::Running)
             .filter(|p| idle_for(p, &activity, started, now) >= idle)
             .map(|p| {
-                let engine = engine.clone();
+                let (engine, side) = (engine.clone(), side.clone());
                 let id = p.id.clone();
                 async move {
                     match engine.sleep(id.clone()).await {
-                        Ok(true) => tracing::info!(preview = %id, idle = ?idle, "no visit: asleep"),
+                        Ok(true) => {
+                            tracing::info!(preview = %id, idle = ?idle, "no visit: asleep");
+                            side.told_asleep(engine.clone(), id.clone());
+                        }
                         Ok(false) => {}
                         Err(e) => tracing::warn!(preview = %id, error = %e, "cannot put to sleep"),
                     }
@@ -92,16 +101,17 @@ async fn sweep(
 fn idle_for(
     p: &PreviewState,
     activity: &Activity,
-    started: Instant,
-    now: time::OffsetDateTime,
+    started: OffsetDateTime,
+    now: OffsetDateTime,
 ) -> Duration {
     let seen = activity.last(&p.id).map_or(started, |t| t.max(started));
+    let unseen = Duration::try_from(now - seen).unwrap_or(Duration::ZERO);
     let deployed = p
         .created
         .as_deref()
         .and_then(|c| crate::clock::age(c, now))
         .unwrap_or(Duration::MAX);
-    seen.elapsed().min(deployed)
+    unseen.min(deployed)
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ use axum::Router;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::engine::PreviewEngine;
+use crate::engine::{DeployFailure, PreviewEngine, PreviewState, SleepReport};
+use crate::ids::PreviewId;
 use crate::metrics::Metrics;
 use crate::preview::gateway::admin_dir;
 
@@ -54,6 +56,71 @@ pub fn bind_at(path: &std::path::Path) -> std::io::Result<UnixListener> {
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// What the sleeping side is handed besides the engine: where "now" comes from (the clock
+/// the engine uses, so a test moves it instead of waiting out `limits.idle_sleep`), and who
+/// is told when a preview sleeps, wakes or fails to wake (the PRs, in `serve`).
+#[derive(Clone)]
+pub struct SleepSide {
+    pub clock: SharedClock,
+    pub report: Option<Arc<dyn SleepReport>>,
+}
+
+impl SleepSide {
+    /// The system's clock, and nobody told.
+    pub fn system() -> SleepSide {
+        SleepSide {
+            clock: Arc::new(crate::clock::SystemClock),
+            report: None,
+        }
+    }
+
+    /// Tells, in the background, that the preview `id` went to sleep.
+    pub(crate) fn told_asleep(&self, engine: Arc<dyn PreviewEngine>, id: PreviewId) {
+        self.tell(engine, id, |r, s| r.asleep(s));
+    }
+
+    /// Tells, in the background, that the preview `id` woke.
+    pub(crate) fn told_awake(&self, engine: Arc<dyn PreviewEngine>, id: PreviewId) {
+        self.tell(engine, id, |r, s| r.awake(s));
+    }
+
+    /// Tells, in the background, that the preview `id` did not wake.
+    pub(crate) fn told_wake_failed(
+        &self,
+        engine: Arc<dyn PreviewEngine>,
+        id: PreviewId,
+        failure: DeployFailure,
+    ) {
+        self.tell(engine, id, move |r, s| r.wake_failed(s, failure));
+    }
+
+    /// Reads `id`'s state now and hands it to `say`; a visitor never waits for it.
+    fn tell(
+        &self,
+        engine: Arc<dyn PreviewEngine>,
+        id: PreviewId,
+        say: impl FnOnce(&dyn SleepReport, PreviewState) -> crate::engine::BoxFuture<'_, ()>
+        + Send
+        + 'static,
+    ) {
+        let Some(report) = self.report.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            match engine.list().await {
+                Ok(list) => {
+                    if let Some(state) = list.into_iter().find(|p| p.id == id) {
+                        say(report.as_ref(), state).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(preview = %id, error = %e, "cannot read the preview to report its sleep or wake");
+                }
+            }
+        });
+    }
 }
 
 /// The access routes the gateway asks (`forward_auth`, sign-in).
@@ -124,19 +191,21 @@ impl Edge {
         config: Arc<Config>,
         engine: Arc<dyn PreviewEngine>,
         metrics: Metrics,
+        side: SleepSide,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
-        let activity = visits::Activity::default();
+        let activity = visits::Activity::new(side.clock.clone());
         if let Some(idle) = config.limits.idle_sleep {
             idle::start(
                 &config,
                 engine.clone(),
                 activity.clone(),
+                side.clone(),
                 idle,
                 shutdown.clone(),
             )?;
         }
-        let wake = wake::WakeState::new(&config, engine, metrics, activity);
+        let wake = wake::WakeState::new(&config, engine, metrics, activity, side);
         let mut app = wake::router(wake);
         if let Some(auth) = self.auth {
             app = app.merge(router(auth));
@@ -150,11 +219,12 @@ pub async fn run(
     config: Arc<Config>,
     engine: Arc<dyn PreviewEngine>,
     metrics: Metrics,
+    side: SleepSide,
     shutdown: CancellationToken,
 ) -> Result<(), EdgeError> {
     let edge = Edge::for_serve(&config)?;
     Ok(edge
-        .run_with_wake(config, engine, metrics, shutdown)
+        .run_with_wake(config, engine, metrics, side, shutdown)
         .await?)
 }
 

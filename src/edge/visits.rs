@@ -6,31 +6,48 @@
 //! awake preview counts as visited at the start (it may have been), a sleeping one's time is
 //! in Docker already. Nothing here decides anything or touches Docker; lines are never logged.
 
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
-use serde::Deserialize;
+use time::OffsetDateTime;
 use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SharedClock;
 use crate::engine::PreviewEngine;
 use crate::ids::{PREVIEW_ID_LEN, PreviewId};
 use crate::preview::http_client::PROBE_AGENT;
 
-/// When each preview was last visited, in this process.
-#[derive(Clone, Default)]
-pub struct Activity(Arc<Mutex<HashMap<PreviewId, Instant>>>);
+/// When each preview was last visited, in this process, on the clock `serve` shares with the
+/// engine (the system's in the shipped binary).
+#[derive(Clone)]
+pub struct Activity {
+    clock: SharedClock,
+    seen: Arc<Mutex<HashMap<PreviewId, OffsetDateTime>>>,
+}
 
 impl Activity {
-    pub fn touch(&self, id: &PreviewId) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.insert(id.clone(), Instant::now());
+    pub fn new(clock: SharedClock) -> Activity {
+        Activity {
+            clock,
+            seen: Arc::default(),
+        }
     }
 
-    pub fn last(&self, id: &PreviewId) -> Option<Instant> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    /// Now, on this activity's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub fn touch(&self, id: &PreviewId) {
+        let now = self.clock.now();
+        let mut map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert(id.clone(), now);
+    }
+
+    pub fn last(&self, id: &PreviewId) -> Option<OffsetDateTime> {
+        let map = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         map.get(id).copied()
     }
 }

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 
+use super::SleepSide;
 use super::visits::{self, Activity};
 use crate::config::Config;
 use crate::engine::PreviewEngine;
@@ -44,6 +45,7 @@ struct Inner {
     engine: Arc<dyn PreviewEngine>,
     metrics: Metrics,
     activity: Activity,
+    side: SleepSide,
     crawlers: Vec<String>,
     /// The longest a request waits for a wake.
     timeout: Duration,
@@ -56,12 +58,14 @@ impl WakeState {
         engine: Arc<dyn PreviewEngine>,
         metrics: Metrics,
         activity: Activity,
+        side: SleepSide,
     ) -> WakeState {
         WakeState {
             inner: Arc::new(Inner {
                 engine,
                 metrics,
                 activity,
+                side,
                 crawlers: config.limits.crawler_agents.clone(),
                 // The services' start comes before their health checks.
                 timeout: config.limits.health_timeout + Duration::from_secs(30),
@@ -82,10 +86,23 @@ impl WakeState {
         tokio::spawn(async move {
             let inner = &state.inner;
             let start = Instant::now();
-            let outcome = match inner.engine.wake(id.clone()).await {
+            // The visitors go on as soon as the preview answers; the wake's last steps (the
+            // sleep mark's removal, the routes) finish behind them.
+            let (answering, answered) = tokio::sync::oneshot::channel();
+            let wake = inner.engine.wake(id.clone(), Some(answering));
+            tokio::pin!(wake);
+            let woke = tokio::select! {
+                r = &mut wake => r,
+                Ok(()) = answered => {
+                    let _ = tx.send(Some(Ok(())));
+                    wake.await
+                }
+            };
+            let outcome = match woke {
                 Ok(slept) => {
                     if slept {
                         inner.metrics.wake("ok", start.elapsed());
+                        inner.side.told_awake(inner.engine.clone(), id.clone());
                     }
                     inner.activity.touch(&id);
                     inner.engine.visited(&id);
@@ -94,10 +111,15 @@ impl WakeState {
                 Err(f) => {
                     tracing::warn!(preview = %id, failure = %f, "wake failed");
                     inner.metrics.wake("failed", start.elapsed());
-                    Err(f.to_string())
+                    let why = f.to_string();
+                    inner
+                        .side
+                        .told_wake_failed(inner.engine.clone(), id.clone(), f);
+                    Err(why)
                 }
             };
-            let _ = tx.send(Some(outcome));
+            // Requests that came after the early answer and still wait get the end.
+            tx.send_replace(Some(outcome));
             let mut map = inner.waking.lock().unwrap_or_else(|p| p.into_inner());
             map.remove(&id);
         });

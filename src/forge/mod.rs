@@ -20,6 +20,7 @@ pub mod owed;
 mod payload;
 pub mod report;
 pub mod retry;
+pub mod sleep_report;
 
 mod calls;
 mod event;

@@ -155,11 +155,32 @@ impl Reporter {
 
     pub async fn failed(&self, t: &Target, deployment: Option<u64>, failure: &DeployFailure) {
         let line = comment::status_failed(failure);
+        let body =
+            t.pr.map(|pr| (pr, comment::failed(&t.repo, pr, &t.sha, failure)));
+        self.failure(t, deployment, line, body).await;
+    }
+
+    /// A sleeping preview did not wake: reported as a failed deployment is (failure status,
+    /// the comment with the service, the reason and the log tail), in words that say it was
+    /// the wake. No environment deployment of its own: the one that made it stays.
+    pub async fn wake_failed(&self, t: &Target, failure: &DeployFailure) {
+        let line = comment::status_wake_failed(failure);
+        let body =
+            t.pr.map(|pr| (pr, comment::wake_failed(&t.repo, pr, &t.sha, failure)));
+        self.failure(t, None, line, body).await;
+    }
+
+    /// Failure status `line`, the environment failed, and the sticky comment `body`.
+    async fn failure(
+        &self,
+        t: &Target,
+        deployment: Option<u64>,
+        line: String,
+        body: Option<(u64, String)>,
+    ) {
         let owed = Owed {
             repo: t.repo.clone(),
-            comment: t
-                .pr
-                .map(|pr| (pr, comment::failed(&t.repo, pr, &t.sha, failure))),
+            comment: body,
             status: Some(StatusReport {
                 sha: t.sha.clone(),
                 state: CommitState::Failure,
@@ -171,6 +192,24 @@ impl Reporter {
         self.environment(t, deployment, EnvironmentState::Failed, &line, None)
             .await;
         self.last_word(&t.branch, owed, status).await;
+    }
+
+    /// The preview of `pr` went to sleep (`since`, RFC 3339) or woke (`None`): only the sticky
+    /// comment's status line changes, and only on a ready preview's comment. The commit status
+    /// stays `success`: its URL works.
+    pub async fn sleep_line(&self, repo: &Repo, pr: u64, since: Option<&str>) {
+        let marker = comment::marker(repo, pr);
+        let r = self.forge.find_comment(repo, pr, &marker).await;
+        let Some(Some(body)) = self.log("find-comment", r) else {
+            return;
+        };
+        let changed = match since {
+            Some(since) => comment::sleeping(&body, since),
+            None => comment::woken(&body),
+        };
+        if let Some(changed) = changed.filter(|c| *c != body) {
+            self.sticky(repo, pr, &changed).await;
+        }
     }
 
     /// The end of a preview's final report, its status already sent (`status`: delivered):

@@ -117,8 +117,12 @@ impl PreviewEngine for Manager {
         })
     }
 
-    fn wake(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, DeployFailure>> {
-        Box::pin(async move { Manager::wake(self, &id).await })
+    fn wake(
+        &self,
+        id: PreviewId,
+        answering: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> BoxFuture<'_, Result<bool, DeployFailure>> {
+        Box::pin(async move { Manager::wake(self, &id, answering).await })
     }
 
     fn visited(&self, id: &PreviewId) {

@@ -51,19 +51,28 @@ pub async fn probe(addr: &str, host: &str, path: &str, pass: Option<&str>) -> Pr
     }
 }
 
-/// Polls until the service answers `expected`, `alive` reports its container gone, or
-/// `timeout` passes. Returns the last probe either way.
+/// The longest pause between a deployment's probes: its services were just built and
+/// created, and may take a while.
+pub const DEPLOY_POLL: Duration = Duration::from_millis(500);
+/// The longest pause between a wake's probes: its services started before and answer
+/// within moments, and a visitor is waiting; every pause past their start is the visitor's.
+pub const WAKE_POLL: Duration = Duration::from_millis(50);
+
+/// Polls (from 50 ms apart, doubling up to `poll`) until the service answers `expected`,
+/// `alive` reports its container gone, or `timeout` passes. Returns the last probe either way.
+#[allow(clippy::too_many_arguments)]
 pub async fn wait(
     addr: &str,
     host: &str,
     path: &str,
     expected: u16,
     timeout: Duration,
+    poll: Duration,
     pass: Option<&str>,
     alive: impl Fn() -> crate::engine::BoxFuture<'static, Result<(), String>>,
 ) -> Result<Probe, (Probe, String)> {
     let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(50);
+    let mut delay = Duration::from_millis(50).min(poll);
     loop {
         let p = probe(addr, host, path, pass).await;
         if p.ok(expected) {
@@ -83,6 +92,6 @@ pub async fn wait(
             return Err((p, why));
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
+        delay = (delay * 2).min(poll);
     }
 }

@@ -59,7 +59,7 @@ pub struct Reconciler {
     pub policies: Policies,
     /// Tokens for asking a forge's git server whether a branch still exists.
     git: Arc<dyn GitCredentials>,
-    /// Warnings already given, by (forge, repository, PR, generation's created time): a cache, so a
+    /// Warnings already given, by (forge, repository, PR, the times the ttl counts from): a cache, so a
     /// restart costs at most one more (identical) edit of the warning comment.
     warned: Mutex<HashSet<(String, String, u64, String)>>,
     /// "Now" for a preview's age against `limits.ttl`: the engine's clock.

@@ -57,7 +57,8 @@ impl Reconciler {
         }
     }
 
-    /// Posts (once per generation) a warning when the preview will be removed within a day.
+    /// Posts (once per deployment or visit) a warning when the preview will be removed within a
+    /// day.
     pub(super) async fn warn_if_expiring(
         &self,
         forge: &Arc<dyn Forge>,
@@ -66,35 +67,34 @@ impl Reconciler {
         p: &PreviewState,
     ) -> bool {
         let ttl = self.config.limits.ttl;
-        let Some(created) = p.created.as_deref() else {
-            return false;
-        };
-        let Some(age) = crate::clock::age(created, self.clock.now()) else {
+        // From the latest deployment or visit (a sleeping preview was visited until it slept).
+        let Some(age) = p.unseen_for(self.clock.now()) else {
             return false;
         };
         let ahead = WARN_AHEAD.min(ttl / 2);
         if age + ahead < ttl || age >= ttl {
             return false;
         }
+        let since = [&p.created, &p.visited, &p.asleep].map(|t| t.clone().unwrap_or_default());
         let key = (
             p.key.forge.clone(),
             repo.full_name(),
             number,
-            created.to_owned(),
+            since.join(" "),
         );
         if self.warned.lock().is_ok_and(|w| w.contains(&key)) {
             return false;
         }
-        let left = humantime::format_duration(Duration::from_secs((ttl - age).as_secs()));
         let marker = comment::ttl_warning_marker(repo, number);
-        let body = format!(
-            "{marker}\n:hourglass: The preview at {} has not been redeployed for {} and will be \
-             removed in about {left} (`limits.ttl`). Push a commit or comment `{}` to keep it \
-             running, or add the label `{}` to exempt it.",
-            p.url,
-            humantime::format_duration(Duration::from_secs(age.as_secs())),
-            self.config.triggers.command,
-            self.config.limits.keep_label,
+        let body = comment::ttl_warning(
+            repo,
+            number,
+            &p.url,
+            age,
+            ttl - age,
+            self.config.limits.idle_sleep.is_some(),
+            &self.config.triggers.command,
+            &self.config.limits.keep_label,
         );
         match forge.upsert_comment(repo, number, &marker, &body).await {
             Ok(()) => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use previewd::engine::{
     BoxFuture, DeployFailure, DeployRequest, Deployed, EngineError, Phase, PreviewEngine,
-    PreviewKey, PreviewState, ServiceHealth, Timings,
+    PreviewKey, PreviewState, PreviewStatus, ServiceHealth, Timings,
 };
 use previewd::ids::{CommitSha, PreviewId};
 use tokio::sync::oneshot;
@@ -58,6 +58,8 @@ struct Inner {
     /// kept, so a long load test's fake does not grow with every deploy.
     lean: bool,
     lean_counts: LeanCounts,
+    /// Set by `fail_wakes`: the next wakes fail for this reason.
+    wake_failure: Option<&'static str>,
 }
 
 /// What a lean fake engine keeps: deploys per branch (with the last commit asked for), and
@@ -175,6 +177,18 @@ impl FakeEngine {
             .sum()
     }
 
+    /// Wakes fail from now on, for `reason` (the web service's health check).
+    pub fn fail_wakes(&self, reason: &'static str) {
+        self.lock().wake_failure = Some(reason);
+    }
+
+    /// The status of the preview on `branch`, if there is one.
+    pub fn status_of(&self, branch: &str) -> Option<previewd::engine::PreviewStatus> {
+        let inner = self.lock();
+        let p = inner.previews.iter().find(|(k, _)| k.branch == branch);
+        p.map(|(_, p)| p.status)
+    }
+
     pub fn has_preview(&self, branch: &str) -> bool {
         self.lock().previews.keys().any(|k| k.branch == branch)
     }
@@ -187,9 +201,11 @@ impl FakeEngine {
             key: key.clone(),
             sha,
             pr,
-            status: previewd::engine::PreviewStatus::Running,
+            status: PreviewStatus::Running,
             created: None,
             egress: None,
+            asleep: None,
+            visited: None,
             services: vec![ServiceHealth {
                 name: "web".into(),
                 route: Some("/".into()),
@@ -301,5 +317,54 @@ impl PreviewEngine for FakeEngine {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
         Box::pin(async move { Ok(self.lock().previews.values().cloned().collect()) })
+    }
+
+    fn sleep(&self, id: PreviewId) -> BoxFuture<'_, Result<bool, EngineError>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let Some(p) = inner.previews.values_mut().find(|p| p.id == id) else {
+                return Ok(false);
+            };
+            if p.status != PreviewStatus::Running {
+                return Ok(false);
+            }
+            p.status = PreviewStatus::Sleeping;
+            p.asleep = Some(previewd::clock::rfc3339(time::OffsetDateTime::now_utc()));
+            Ok(true)
+        })
+    }
+
+    fn wake(
+        &self,
+        id: PreviewId,
+        _answering: Option<oneshot::Sender<()>>,
+    ) -> BoxFuture<'_, Result<bool, DeployFailure>> {
+        Box::pin(async move {
+            let mut inner = self.lock();
+            let failure = inner.wake_failure;
+            let Some(p) = inner.previews.values_mut().find(|p| p.id == id) else {
+                return Ok(false);
+            };
+            if p.status != PreviewStatus::Sleeping {
+                return Ok(false);
+            }
+            p.asleep = None;
+            match failure {
+                None => {
+                    p.status = PreviewStatus::Running;
+                    Ok(true)
+                }
+                Some(reason) => {
+                    p.status = PreviewStatus::Failed;
+                    Err(DeployFailure {
+                        phase: Phase::Health,
+                        service: Some("web".into()),
+                        reason: reason.into(),
+                        log_tail: vec!["listening on :8080".into(), "panic: no database".into()],
+                        cancelled: false,
+                    })
+                }
+            }
+        })
     }
 }

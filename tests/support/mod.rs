@@ -138,6 +138,8 @@ pub struct Harness {
     pub shutdown: CancellationToken,
     server: tokio::task::JoinHandle<()>,
     deliveries: AtomicU64,
+    /// Where the server's edge listens for the gateway (waking previews, access checks).
+    pub edge_socket: PathBuf,
     /// The server's own data dir: the sockets it binds there for the gateway (`edge.sock`)
     /// must not be another test's in the same binary.
     _data: tempfile::TempDir,
@@ -236,6 +238,7 @@ impl Harness {
         let config = Config::from_parts(text.as_deref(), Path::new("previewd.toml"), &env)
             .expect("test config");
         let shutdown = CancellationToken::new();
+        let edge_socket = previewd::edge::socket_path(&config);
         let options = ServeOptions {
             retry: fast_retry(),
             ..options
@@ -257,6 +260,7 @@ impl Harness {
             shutdown,
             server,
             deliveries: AtomicU64::new(1),
+            edge_socket,
             _data: data,
         }
     }

@@ -64,6 +64,7 @@ impl Manager {
                         &svc.healthcheck.path,
                         svc.healthcheck.status,
                         timeout,
+                        health::DEPLOY_POLL,
                         pass,
                         alive,
                     )

@@ -181,9 +181,16 @@ impl Manager {
     }
 
     /// Wakes preview `id`: `Ok(true)` when it slept and every public service now answers
-    /// through the gateway, `Ok(false)` when it was awake. A failed wake leaves the preview
-    /// failed (no longer asleep), as a failed deployment would, and says which service.
-    pub async fn wake(&self, id: &PreviewId) -> Result<bool, DeployFailure> {
+    /// through the gateway, `Ok(false)` when it was awake. `answering` is told as soon as
+    /// every public service answers, before the sleep mark goes and the routes switch back: a
+    /// visitor waiting at the wake route may go on then (its request is proxied to the same
+    /// upstream either way), not after two more Docker round trips. A failed wake leaves the
+    /// preview failed (no longer asleep), as a failed deployment would, and says which service.
+    pub async fn wake(
+        &self,
+        id: &PreviewId,
+        answering: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<bool, DeployFailure> {
         let lock = self.transition(id);
         let _one = lock.lock().await;
         let start_fail = |e: String| fail(Phase::Start, None, e);
@@ -193,6 +200,9 @@ impl Manager {
         }
         let live: Vec<Member> = p.live_members().to_vec();
         let result = self.start_and_check(id, &live).await;
+        if let (Ok(()), Some(tx)) = (&result, answering) {
+            let _ = tx.send(());
+        }
         let inst = &self.config.instance;
         // Awake or failed, it no longer sleeps: a failure is then shown as one.
         marks::unmark(&self.docker, inst, id)
@@ -304,7 +314,8 @@ impl Manager {
                         let (docker, all) = (docker.clone(), all.clone());
                         Box::pin(async move { docker::all_running(&docker, &all).await })
                     };
-                    health::wait(&addr, &host, &path, status, limit, pass, alive)
+                    let poll = health::WAKE_POLL;
+                    health::wait(&addr, &host, &path, status, limit, poll, pass, alive)
                         .await
                         .map_err(|(_, why)| (m, why))
                 }

@@ -98,6 +98,8 @@ impl Manager {
             created: live.first().map(|m| m.created.clone()),
             services,
             egress: members.first().and_then(|m| m.egress),
+            asleep: p.asleep.clone(),
+            visited: self.last_visit(&p.id).map(crate::clock::rfc3339),
         }
     }
 

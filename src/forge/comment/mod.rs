@@ -5,11 +5,15 @@
 //! forge, and nothing here may include a secret or an unescaped log (logs go in a fenced block
 //! longer than any backtick run they contain).
 
+mod sleep;
+
 use std::fmt::Write;
 
 use crate::engine::{DeployFailure, Deployed, PreviewState, Timings};
 use crate::forge::Repo;
 use crate::ids::CommitSha;
+
+pub use sleep::{READY_HEADING, sleeping, status_wake_failed, ttl_warning, wake_failed, woken};
 
 /// The literal every hidden marker starts with; a macro so that `REPLY_MARKER`, a constant,
 /// is built from it too.
@@ -70,7 +74,7 @@ pub fn building(repo: &Repo, pr: u64, sha: &CommitSha) -> String {
 
 pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
     let s = &d.state;
-    let mut out = format!("{}\n### ✅ Preview ready\n\n", marker(repo, pr));
+    let mut out = format!("{}\n{READY_HEADING}\n\n", marker(repo, pr));
     let _ = writeln!(out, "**URL:** {}  ", s.url);
     if let Some(sha) = &s.sha {
         let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
@@ -90,6 +94,12 @@ pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
 }
 
 pub fn failed(repo: &Repo, pr: u64, sha: &CommitSha, f: &DeployFailure) -> String {
+    failure_body(repo, pr, "### ❌ Preview failed", sha, f)
+}
+
+/// A failure's comment under `heading`: the step, the service to blame, the reason and the
+/// log tail.
+fn failure_body(repo: &Repo, pr: u64, heading: &str, sha: &CommitSha, f: &DeployFailure) -> String {
     // The reason quotes what a pull request controls (a Dockerfile's command, a log line): in
     // a code span, so it cannot mention people, link or format anything.
     let who = f
@@ -98,7 +108,7 @@ pub fn failed(repo: &Repo, pr: u64, sha: &CommitSha, f: &DeployFailure) -> Strin
         .map(|s| format!(" for service {}", code_span(s)))
         .unwrap_or_default();
     let mut out = format!(
-        "{}\n### ❌ Preview failed\n\n**Commit:** `{}`  \n**{} failed**{who}: {}\n",
+        "{}\n{heading}\n\n**Commit:** `{}`  \n**{} failed**{who}: {}\n",
         marker(repo, pr),
         sha.short(),
         f.phase,
@@ -184,6 +194,9 @@ pub fn status_reply(state: Option<&PreviewState>) -> String {
         return format!("{REPLY_MARKER}\nNo preview is running for this pull request.\n");
     };
     let mut out = format!("{REPLY_MARKER}\n**Preview {}**: {}  \n", s.status, s.url);
+    if let Some(since) = &s.asleep {
+        let _ = writeln!(out, "{}  ", sleep::since_line(since));
+    }
     if let Some(sha) = &s.sha {
         let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
     }
@@ -357,6 +370,8 @@ mod tests {
             created: None,
             services: Vec::new(),
             egress: Some(Mode::None),
+            asleep: None,
+            visited: None,
         };
         let body = super::status_reply(Some(&s));
         assert!(
