@@ -15,7 +15,7 @@
 //! or any other of the instance.
 //!
 //! Beside it: `context` packs the build context, `dockerfile` stamps the label, `trace` reads
-//! BuildKit's progress.
+//! BuildKit's progress, `cache` bounds BuildKit's cache, `cgroup` caps the steps' processes.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -34,6 +34,8 @@ use buildkit::Outcome;
 
 mod buildkit;
 pub use buildkit::settled;
+pub mod cache;
+mod cgroup;
 mod classic;
 pub mod context;
 pub mod dockerfile;
@@ -54,6 +56,8 @@ pub enum BuildError {
     },
     #[error("the build failed: {reason}")]
     Failed { reason: String, tail: Vec<String> },
+    #[error("the build's limits cannot be applied: {0}")]
+    Limits(String),
     #[error("the build took longer than {0:?} (limits.build_timeout)")]
     Timeout(std::time::Duration, Vec<String>),
     #[error(transparent)]
@@ -172,6 +176,10 @@ pub async fn build(
         networkmode: network_mode(target.egress),
         ..Default::default()
     };
+    cgroup::apply(&config.limits.builds)
+        .await
+        .map_err(BuildError::Limits)?;
+    let watch = cgroup::watch(&config.limits.builds);
     log.push("building with BuildKit");
     let first = {
         let mut push = |l: &str| log.push(l);
@@ -207,6 +215,11 @@ pub async fn build(
             classic::build(docker, config, classic, tar, &mut log, deadline).await
         }
     };
+    if !matches!(ended, Ended::Built)
+        && let Some(note) = watch.as_ref().and_then(cgroup::Watch::note)
+    {
+        log.push(&note);
+    }
     let tail: Vec<String> = log.tail.into_iter().collect();
     match ended {
         Ended::Built => Ok(Built { tag, reused: false }),
