@@ -1,7 +1,8 @@
 //! `limits.build_cache`: the BuildKit cache the daemon keeps, bounded by each reconcile pass
 //! (`previewd gc`, `serve`'s passes) with `POST /build/prune` and a size to keep. BuildKit
-//! removes the least recently used records first and never one in use (a running build's) or
-//! one an image still holds (those count toward the size and go with their images).
+//! picks what goes by last use and use count (0.8: not strictly the oldest first), never a
+//! record in use (a running build's) or one an image holds (not counted; it goes with the
+//! image).
 //!
 //! On Docker 20.10 a cache record names no owner (no label; a cache mount's description names
 //! neither its id nor the build), so this bounds the **daemon's whole** build cache, other
