@@ -60,6 +60,13 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
                 outln!("removed {what} {i}");
             }
         }
+        if let Some(p) = report.build_cache.as_ref().filter(|p| p.records > 0) {
+            outln!(
+                "pruned {} build cache records ({} MB) down to limits.build_cache",
+                p.records,
+                p.bytes / 1_000_000
+            );
+        }
     }
     Ok(Outcome::Done)
 }

@@ -88,6 +88,13 @@ pub const KEYS: &[Key] = &[
     key("limits.egress_allow", List, None),
     // Default: the same as `limits.egress`.
     key("limits.build_egress", Text, None),
+    // BuildKit's cache kept after each reconcile pass (the daemon's whole cache); 0: never pruned.
+    key("limits.build_cache", Text, Some("5g")),
+    // Processes and memory of all BuildKit steps of the daemon together; 0: not capped.
+    key("limits.build_pids", Integer, Some("0")),
+    key("limits.build_memory", Text, Some("0")),
+    // Where the daemon runs BuildKit's steps: <its cgroup-parent>/buildkit.
+    key("limits.build_cgroup", Text, Some("docker/buildkit")),
     // No visit for this long: the preview's containers stop until the next visit; 0: never.
     key("limits.idle_sleep", Text, Some("30m")),
     // User-Agent words (beside the built-in crawlers and uptime checkers) that never wake one.

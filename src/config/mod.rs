@@ -4,6 +4,7 @@
 //! `SecretString`s from here on and never printed.
 
 mod access;
+pub mod builds;
 pub mod egress;
 mod explain;
 mod keys;
@@ -183,6 +184,8 @@ pub struct Limits {
     pub max_queued: usize,
     /// What previews and their builds may reach on the network.
     pub egress: egress::Egress,
+    /// The BuildKit cache kept, and the processes and memory of builds.
+    pub builds: builds::BuildLimits,
     /// No request through the gateway for this long puts a preview to sleep; `None`: never.
     pub idle_sleep: Option<Duration>,
     /// Lower-case User-Agent words that, beside the built-in list, never wake a preview.

@@ -11,6 +11,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::access::{RawAccess, oauth_client};
+use super::builds::BuildLimits;
 use super::egress::Egress;
 use super::{
     Config, ConfigError, ForgeConfig, GatewayConfig, GatewayTimeouts, GithubConfig, Limits,
@@ -200,6 +201,10 @@ pub(super) struct RawLimits {
     /// `host:port` or CIDR entries.
     egress_allow: Option<Vec<String>>,
     build_egress: Option<String>,
+    build_cache: String,
+    build_pids: i64,
+    build_memory: String,
+    build_cgroup: String,
     idle_sleep: String,
     crawler_agents: Vec<String>,
 }
@@ -401,6 +406,12 @@ impl RawConfig {
             parallel,
             max_queued,
             egress: Egress::from_keys(&l.egress, l.egress_allow, l.build_egress.as_deref())?,
+            builds: BuildLimits::from_keys(
+                &l.build_cache,
+                l.build_pids,
+                &l.build_memory,
+                &l.build_cgroup,
+            )?,
             idle_sleep: Some(duration("limits.idle_sleep", &l.idle_sleep)?)
                 .filter(|d| !d.is_zero()),
             crawler_agents: l

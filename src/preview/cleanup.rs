@@ -2,8 +2,8 @@
 //! with the labels again. Run by `previewd gc`, and by `serve`'s reconciler at start and
 //! periodically (which also compares the previews with the forge). It removes what no live preview
 //! explains (retired or unfinished generations, empty networks, images and worktrees of
-//! previews that are gone, untagged images builds left), removes previews past `limits.ttl`,
-//! and reloads the routes.
+//! previews that are gone, untagged images builds left), prunes BuildKit's cache down to
+//! `limits.build_cache`, removes previews past `limits.ttl`, and reloads the routes.
 //! Things younger than `grace` are left alone: another process may be creating them.
 
 use std::collections::HashSet;
@@ -27,6 +27,9 @@ pub struct Report {
     pub images: Vec<String>,
     pub worktrees: Vec<String>,
     pub expired: Vec<String>,
+    /// What the prune of BuildKit's cache down to `limits.build_cache` took, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_cache: Option<super::build::cache::Pruned>,
 }
 
 impl Report {
@@ -37,6 +40,7 @@ impl Report {
             && self.images.is_empty()
             && self.worktrees.is_empty()
             && self.expired.is_empty()
+            && self.build_cache.as_ref().is_none_or(|p| p.records == 0)
     }
 }
 
@@ -211,6 +215,13 @@ pub async fn clean_up(
             let hex = id.strip_prefix("sha256:").unwrap_or(id);
             format!("{} (untagged)", hex.get(..12).unwrap_or(hex))
         }));
+    }
+
+    // BuildKit's cache, down to `limits.build_cache`: best effort, like the images above.
+    match super::build::cache::prune(d, config).await {
+        Some(Ok(pruned)) => report.build_cache = Some(pruned),
+        Some(Err(e)) => tracing::warn!(error = %e, "the build cache was not pruned this time"),
+        None => {}
     }
 
     // Routes from labels; the gateway goes when nothing is left to route.

@@ -181,8 +181,8 @@ pub async fn settled(max: std::time::Duration) {
     }
 }
 
-/// A bodiless POST to the daemon on a connection of its own.
-async fn post(docker: &Docker, path: &str) -> Result<(), String> {
+/// A bodiless POST to the daemon on a connection of its own: the answer's status and body.
+pub(super) async fn post(docker: &Docker, path: &str) -> Result<(u16, Bytes), String> {
     let endpoint = endpoint()?;
     let v = docker.client_version();
     let req = Request::post(format!("/v{}.{}{path}", v.major_version, v.minor_version))
@@ -193,8 +193,13 @@ async fn post(docker: &Docker, path: &str) -> Result<(), String> {
         Endpoint::Unix(path) => send(UnixStream::connect(path).await, req).await?,
         Endpoint::Tcp(addr) => send(TcpStream::connect(addr).await, req).await?,
     };
-    let _ = response.into_body().collect().await;
-    Ok(())
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((status, body.to_bytes()))
 }
 
 /// The build request itself, read to its end whether or not anyone still listens.

@@ -18,7 +18,8 @@
 //! or any other of the instance.
 //!
 //! Beside it: `context` packs the build context, `dockerfile` stamps the label, `trace` reads
-//! BuildKit's progress, `prune` holds the lock and removes leftovers.
+//! BuildKit's progress, `prune` holds the lock and removes leftovers, `cache` bounds
+//! BuildKit's cache, `cgroup` caps the steps' processes.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ use buildkit::Outcome;
 
 mod buildkit;
 pub use buildkit::settled;
+pub mod cache;
+mod cgroup;
 mod classic;
 mod prune;
 pub use prune::prune_leftovers;
@@ -59,6 +62,8 @@ pub enum BuildError {
     },
     #[error("the build failed: {reason}")]
     Failed { reason: String, tail: Vec<String> },
+    #[error("the build's limits cannot be applied: {0}")]
+    Limits(String),
     #[error("the build took longer than {0:?} (limits.build_timeout)")]
     Timeout(std::time::Duration, Vec<String>),
     #[error(transparent)]
@@ -200,6 +205,10 @@ pub async fn build(
         platform: options.platform.clone().unwrap_or_default(),
         ..Default::default()
     };
+    cgroup::apply(&config.limits.builds)
+        .await
+        .map_err(BuildError::Limits)?;
+    let watch = cgroup::watch(&config.limits.builds);
     log.push("building with BuildKit");
     let first = {
         let mut push = |l: &str| log.push(l);
@@ -235,6 +244,11 @@ pub async fn build(
             classic::build(docker, config, classic, tar, &mut log, deadline).await
         }
     };
+    if !matches!(ended, Ended::Built)
+        && let Some(note) = watch.as_ref().and_then(cgroup::Watch::note)
+    {
+        log.push(&note);
+    }
     let tail: Vec<String> = log.tail.into_iter().collect();
     match ended {
         Ended::Built => Ok(Built { tag, reused: false }),
