@@ -220,6 +220,7 @@ pub async fn build(
         dockerfile: "Dockerfile".into(),
         args: Default::default(),
         target: None,
+        options: Default::default(),
     };
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
