@@ -178,6 +178,13 @@ pub struct PreviewState {
     pub services: Vec<ServiceHealth>,
     /// What its containers may reach (`None`: made before previewd filtered egress).
     pub egress: Option<crate::config::egress::Mode>,
+    /// Who may see it, as its `dev.previewd.access` label says (`None`: no label; the edge
+    /// then goes by the operator's settings alone).
+    pub access: Option<crate::config::AccessMode>,
+    /// In `password` mode, the password (user `preview`): for the sticky comment and
+    /// `status`, which readers of the pull request see. Never serialized, never `Debug`-shown.
+    #[serde(skip)]
+    pub password: Option<crate::access::Password>,
 }
 
 /// A deployment that reached "every public service healthy".

@@ -46,6 +46,8 @@ fn state() -> PreviewState {
         status: previewd::engine::PreviewStatus::Running,
         created: None,
         egress: None,
+        access: None,
+        password: None,
         services: vec![
             service("api", Some("/api"), true, Some(200)),
             service("internal", None, true, None),

@@ -190,6 +190,8 @@ impl FakeEngine {
             status: previewd::engine::PreviewStatus::Running,
             created: None,
             egress: None,
+            access: None,
+            password: None,
             services: vec![ServiceHealth {
                 name: "web".into(),
                 route: Some("/".into()),

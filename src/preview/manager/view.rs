@@ -56,6 +56,8 @@ impl Manager {
             PreviewStatus::Failed
         };
         let first = p.any();
+        // The tightest label of the generation shown (all its members carry the same).
+        let access = members.iter().filter_map(|m| m.access).max();
         let services = members
             .iter()
             .map(|m| {
@@ -98,6 +100,8 @@ impl Manager {
             created: live.first().map(|m| m.created.clone()),
             services,
             egress: members.first().and_then(|m| m.egress),
+            access,
+            password: crate::access::password_of(&self.config, &p.id, access),
         }
     }
 
