@@ -43,8 +43,11 @@ pub trait Lookup: Send + Sync + 'static {
 pub struct DockerLookup {
     docker: bollard::Docker,
     instance: Instance,
-    known: Mutex<(HashMap<PreviewId, (Found, Instant)>, Option<Instant>)>,
+    known: Mutex<(Known, Option<Instant>)>,
 }
+
+/// Each preview seen at the last listing, and when.
+type Known = HashMap<PreviewId, (Found, Instant)>;
 
 const MIN_REFRESH: Duration = Duration::from_secs(1);
 /// How long a preview's access label is trusted before Docker is asked again: a redeployment
