@@ -186,6 +186,13 @@ pub struct PreviewState {
     /// `created` and `asleep`, where `limits.ttl` counts from. Not in `--json`.
     #[serde(skip)]
     pub visited: Option<String>,
+    /// Who may see it, as its `dev.previewd.access` label says (`None`: no label; the edge
+    /// then goes by the operator's settings alone).
+    pub access: Option<crate::config::AccessMode>,
+    /// In `password` mode, the password (user `preview`): for the sticky comment and
+    /// `status`, which readers of the pull request see. Never serialized, never `Debug`-shown.
+    #[serde(skip)]
+    pub password: Option<crate::access::Password>,
 }
 
 impl PreviewState {

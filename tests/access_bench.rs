@@ -18,7 +18,6 @@ use engine_support::{GitRepo, TestEnv};
 use http_body_util::{BodyExt, Empty};
 use previewd::access::Keys;
 use previewd::access::token::Purpose;
-use previewd::edge::Edge;
 use previewd::edge::auth::Session;
 use support::fake_oauth::{CLIENT_ID, CLIENT_SECRET, FakeOAuth};
 use tokio_util::sync::CancellationToken;
@@ -52,9 +51,15 @@ async fn access_check_overhead_against_public() {
         ],
     )
     .await;
-    let edge = Edge::for_serve(&forge.config).expect("edge");
+    // The whole edge, as `serve` runs it, with the real engine.
     let shutdown = CancellationToken::new();
-    let edge_task = tokio::spawn(edge.run(shutdown.clone()));
+    let edge_task = tokio::spawn(previewd::edge::run(
+        Arc::new(forge.config.clone()),
+        Arc::new(forge.manager.clone()),
+        previewd::metrics::Metrics::new().expect("metrics"),
+        previewd::edge::SleepSide::system(),
+        shutdown.clone(),
+    ));
     let repo = GitRepo::from_fixture("access-echo");
     let up = |env: &TestEnv| {
         let mut req = env.request(repo.path());

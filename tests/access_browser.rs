@@ -23,7 +23,6 @@ use engine_support::{GitRepo, TestEnv};
 use http_body_util::{BodyExt, Empty};
 use previewd::access::Keys;
 use previewd::access::token::Purpose;
-use previewd::edge::Edge;
 use previewd::edge::auth::Session;
 use support::browser::{browse, chromium};
 use support::fake_oauth::{CLIENT_ID, CLIENT_SECRET, FakeOAuth};
@@ -98,10 +97,15 @@ async fn a_reader_signs_in_through_the_gateway_and_a_stranger_gets_the_403_page(
         ],
     )
     .await;
-    // `serve`'s edge, as `serve` makes it.
-    let edge = Edge::for_serve(&env.config).expect("edge");
+    // `serve`'s edge, as `serve` runs it (wake routes and all), with the real engine.
     let shutdown = CancellationToken::new();
-    let edge_task = tokio::spawn(edge.run(shutdown.clone()));
+    let edge_task = tokio::spawn(previewd::edge::run(
+        std::sync::Arc::new(env.config.clone()),
+        std::sync::Arc::new(env.manager.clone()),
+        previewd::metrics::Metrics::new().expect("metrics"),
+        previewd::edge::SleepSide::system(),
+        shutdown.clone(),
+    ));
 
     let repo = GitRepo::from_fixture("access-echo");
     let mut req = env.request(repo.path());

@@ -20,7 +20,7 @@ use previewd::access::token::Purpose;
 use previewd::clock::SystemClock;
 use previewd::config::Config;
 use previewd::edge::auth::{AuthState, CHECK_PATH, Session};
-use previewd::edge::lookup::{Lookup, Owner};
+use previewd::edge::lookup::{Found, Lookup, Owner};
 use previewd::engine::BoxFuture;
 use previewd::forge::oauth::Provider;
 use previewd::forge::retry::RetryPolicy;
@@ -38,8 +38,8 @@ const LOCAL: &str = "klmno13579";
 struct Fixed(HashMap<String, Owner>);
 
 impl Lookup for Fixed {
-    fn owner(&self, id: &PreviewId) -> BoxFuture<'_, Option<Owner>> {
-        let hit = self.0.get(id.as_str()).cloned();
+    fn find(&self, id: &PreviewId) -> BoxFuture<'_, Option<Found>> {
+        let hit = self.0.get(id.as_str()).cloned().map(Found::from);
         Box::pin(async move { hit })
     }
 }
@@ -95,6 +95,7 @@ async fn edge_for(mode: &str, forge: ForgeKind) -> Edge {
     logs();
     let fake = match forge {
         ForgeKind::Gitea => FakeOAuth::start_gitea().await,
+        ForgeKind::GitLab => FakeOAuth::start_gitlab().await,
         _ => FakeOAuth::start().await,
     };
     fake.sign_in_as("octocat");
@@ -105,6 +106,11 @@ async fn edge_for(mode: &str, forge: ForgeKind) -> Edge {
             ("PREVIEWD_GITEA_URL", &url),
             ("PREVIEWD_GITEA_OAUTH_CLIENT_ID", CLIENT_ID),
             ("PREVIEWD_GITEA_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+        ForgeKind::GitLab => &[
+            ("PREVIEWD_GITLAB_URL", &url),
+            ("PREVIEWD_GITLAB_OAUTH_CLIENT_ID", CLIENT_ID),
+            ("PREVIEWD_GITLAB_OAUTH_CLIENT_SECRET", CLIENT_SECRET),
         ],
         _ => &[
             ("PREVIEWD_GITHUB_WEB_URL", &url),
@@ -139,8 +145,16 @@ async fn edge_for(mode: &str, forge: ForgeKind) -> Edge {
         Arc::new(lookup),
         Arc::new(SystemClock),
     );
+    // The whole edge, as `serve` serves it, with a fake engine behind the wake route.
+    let wake = previewd::edge::wake::WakeState::new(
+        &config,
+        Arc::new(support::engine::FakeEngine::auto()),
+        previewd::metrics::Metrics::new().expect("metrics"),
+        previewd::edge::visits::Activity::new(Arc::new(SystemClock)),
+        previewd::edge::SleepSide::system(),
+    );
     Edge {
-        app: previewd::edge::router(state),
+        app: previewd::edge::app(wake, state),
         fake,
         config,
     }
@@ -501,6 +515,73 @@ async fn a_gitea_reader_signs_in_and_a_stranger_is_denied() {
     let denied = sign_in(&e, PRIVATE, "/").await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
     for text in ["mallory", "octo/private", "Gitea", "/user/logout"] {
+        assert!(
+            denied.body.contains(text),
+            "{text} missing: {}",
+            denied.body
+        );
+    }
+    e.fake.assert_clean();
+}
+
+#[tokio::test]
+async fn a_gitlab_reader_signs_in_and_a_stranger_is_denied() {
+    let e = edge_for("forge", ForgeKind::GitLab).await;
+    // Unset mode: a private GitLab project (the anonymous GET /projects/:id is a 404) is
+    // protected too.
+    for mode in ["forge", ""] {
+        let e = edge_for(mode, ForgeKind::GitLab).await;
+        let first = e.check(PRIVATE, "/", &[]).await;
+        assert_eq!(first.status, StatusCode::FOUND, "{mode}: {}", first.body);
+    }
+    let first = e.check(PRIVATE, "/mr/7", &[]).await;
+    let login = e.auth_host(&first.location, None).await;
+    assert!(
+        login
+            .location
+            .starts_with(&format!("{}/oauth/authorize?", e.fake.url())),
+        "{}",
+        login.location
+    );
+    for param in ["response_type=code", "scope=read_api"] {
+        assert!(login.location.contains(param), "{}", login.location);
+    }
+    let back = sign_in(&e, PRIVATE, "/mr/7").await;
+    assert_eq!(back.status, StatusCode::FOUND, "{}", back.body);
+    let ticket_uri = back
+        .location
+        .trim_start_matches(&format!("http://{PRIVATE}.localhost:8000"));
+    assert!(
+        ticket_uri.starts_with("/_previewd/session?t="),
+        "{ticket_uri}"
+    );
+    let session = e.check(PRIVATE, ticket_uri, &[]).await;
+    assert_eq!(session.status, StatusCode::FOUND);
+    assert_eq!(session.location, "/mr/7");
+    let cookie = cookie_pair(&session.cookies[0]);
+    let ok = e.check(PRIVATE, "/mr/7", &[("cookie", &cookie)]).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    {
+        let st = e.fake.lock();
+        for op in [
+            "authorize",
+            "access_token",
+            "users/get-authenticated",
+            "projects/get",
+        ] {
+            assert!(
+                st.counts.get(op).is_some_and(|n| *n >= 1),
+                "{op}: {:?}",
+                st.counts
+            );
+        }
+    }
+    // Not a member of the project: the 403 page names the user, the project and GitLab's
+    // sign-out.
+    e.fake.sign_in_as("mallory");
+    let denied = sign_in(&e, PRIVATE, "/").await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    for text in ["mallory", "octo/private", "GitLab", "/users/sign_out"] {
         assert!(
             denied.body.contains(text),
             "{text} missing: {}",

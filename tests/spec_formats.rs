@@ -331,3 +331,48 @@ fn a_repository_may_ask_for_an_egress_mode_and_a_wrong_one_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn a_repository_may_ask_for_an_access_mode_and_a_hostile_one_is_named() {
+    use previewd::config::AccessMode;
+    let wt = worktree();
+    let yml = "access: password\nservices:\n  web: {image: busybox, port: 80}\n";
+    let s = spec::parse_previewd_yml(".previewd.yml", yml.as_bytes(), wt.path()).expect("parses");
+    assert_eq!(s.access, Some(AccessMode::Password));
+    let plain = "services:\n  web: {image: busybox, port: 80}\n";
+    let s = spec::parse_previewd_yml(".previewd.yml", plain.as_bytes(), wt.path()).expect("parses");
+    assert_eq!(s.access, None);
+    // Tightens, never loosens: the operator's `forge` stays `forge` under a `public` ask.
+    assert_eq!(
+        AccessMode::Forge.tightened(Some(AccessMode::Public)),
+        AccessMode::Forge
+    );
+    assert_eq!(
+        AccessMode::Public.tightened(Some(AccessMode::Password)),
+        AccessMode::Password
+    );
+    for bad in [
+        "access: nobody",
+        "access: {mode: public}",
+        "access: [forge]",
+        "access: \"public\\u0000\"",
+        "access: \"public\\n\"",
+    ] {
+        let doc = format!("{bad}\nservices:\n  web: {{image: busybox, port: 80}}\n");
+        let e = spec::parse_previewd_yml(".previewd.yml", doc.as_bytes(), wt.path())
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("access"), "{bad}: {e}");
+    }
+    let e = spec::parse_previewd_yml(
+        ".previewd.yml",
+        b"access: nobody\nservices:\n  web: {image: busybox, port: 80}\n",
+        wt.path(),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        e.contains("`access`") && e.contains("public, password or forge"),
+        "{e}"
+    );
+}

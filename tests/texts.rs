@@ -48,6 +48,8 @@ fn state() -> PreviewState {
         egress: None,
         asleep: None,
         visited: None,
+        access: None,
+        password: None,
         services: vec![
             service("api", Some("/api"), true, Some(200)),
             service("internal", None, true, None),

@@ -53,12 +53,10 @@ impl std::fmt::Debug for Keys {
 pub const PASS_HEADER: &str = "x-previewd-pass";
 
 /// The gateway pass: derived from the key, so the same in `serve`, the CLI and the gateway's
-/// config; `None` when no preview is protected or the key cannot be read (the checks then
-/// meet the sign-in like anyone, and say so).
+/// config; `None` when the key cannot be read (the checks then meet the sign-in like anyone,
+/// and say so). Every preview may be protected (a repository may tighten the operator's mode),
+/// so there is always one.
 pub fn gateway_pass(config: &Config) -> Option<String> {
-    if !gateway_checks(config) {
-        return None;
-    }
     match Keys::load(config) {
         Ok(k) => Some(k.signer.derive("gateway-pass")),
         Err(e) => {
@@ -68,15 +66,49 @@ pub fn gateway_pass(config: &Config) -> Option<String> {
     }
 }
 
-/// `status --json`'s `"access"` when the operator set a mode: `{"mode": ...}`, and in
-/// `password` mode the user and the preview's password (what the sticky comment shows).
-pub fn status_json(config: &Config, id: &PreviewId) -> Option<serde_json::Value> {
-    let mode = config.access.mode?;
-    let mut v = serde_json::json!({"mode": mode.as_str()});
-    if mode == AccessMode::Password {
-        let keys = Keys::load(config).ok()?;
+/// A `password` preview's basic-auth password (user [`PASSWORD_USER`]): shown only where
+/// readers of the pull request look (the sticky comment, `status`), never logged: its `Debug`
+/// hides it and it is never serialized but by hand.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The password of preview `id` when `mode` (its label) is `password`; `None` otherwise or
+/// when the key cannot be read.
+pub fn password_of(config: &Config, id: &PreviewId, mode: Option<AccessMode>) -> Option<Password> {
+    if mode != Some(AccessMode::Password) {
+        return None;
+    }
+    match Keys::load(config) {
+        Ok(k) => Some(Password(k.password(id))),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot derive the preview's password");
+            None
+        }
+    }
+}
+
+/// `status --json`'s `"access"` when the preview's label names a mode: `{"mode": ...}`, and
+/// in `password` mode the user and the preview's password (what the sticky comment shows).
+pub fn status_json(
+    mode: Option<AccessMode>,
+    password: Option<&Password>,
+) -> Option<serde_json::Value> {
+    let mut v = serde_json::json!({"mode": mode?.as_str()});
+    if let Some(p) = password {
         v["user"] = PASSWORD_USER.into();
-        v["password"] = keys.password(id).into();
+        v["password"] = p.expose().into();
     }
     Some(v)
 }
@@ -178,8 +210,10 @@ fn read_or_create(path: &std::path::Path) -> std::io::Result<String> {
     }
 }
 
-/// Whether the gateway asks previewd about requests at all: some preview may be protected.
-/// A pure function of the operator's settings, like the rest of the gateway's config.
+/// Whether the gateway asks previewd about every request to every preview: the operator's
+/// settings may protect any preview. When not, it asks only about previews whose label says
+/// they are protected (a repository tightened `public`). A pure function of the operator's
+/// settings, like the rest of the gateway's config.
 pub fn gateway_checks(config: &Config) -> bool {
     match config.access.mode {
         Some(AccessMode::Public) => false,
@@ -188,6 +222,22 @@ pub fn gateway_checks(config: &Config) -> bool {
             .into_iter()
             .any(|k| oauth::client_of(config, k).is_some()),
     }
+}
+
+/// Whether a visitor may sign in with a forge: some preview may be in `forge` mode, by the
+/// operator's settings or a repository's asking, with a forge's OAuth client to sign in with.
+pub fn signs_in(config: &Config) -> bool {
+    gateway_checks(config)
+        || ForgeKind::ALL
+            .into_iter()
+            .any(|k| oauth::client_of(config, k).is_some())
+}
+
+/// The mode a preview is deployed with and labelled (`dev.previewd.access`): the operator's
+/// `access.mode` tightened by the repository's `asked`; `None` when neither says (the edge
+/// then decides from the repository's visibility).
+pub fn deployed_mode(config: &Config, asked: Option<AccessMode>) -> Option<AccessMode> {
+    config.access.mode.max(asked)
 }
 
 /// The mode of a preview of `forge`'s repository (`None`: a preview no forge asked for).
@@ -239,17 +289,27 @@ mod tests {
         };
         let id = PreviewId::parse("abcde12345").unwrap();
         let c = config("password");
-        let v = status_json(&c, &id).unwrap();
+        let mode = deployed_mode(&c, None);
+        let password = password_of(&c, &id, mode);
+        let v = status_json(mode, password.as_ref()).unwrap();
         let want = Keys::load(&c).unwrap().password(&id);
         assert_eq!(
             v,
             serde_json::json!({"mode": "password", "user": "preview", "password": want})
         );
+        assert_eq!(format!("{:?}", password.unwrap()), "Password(..)");
+        let f = config("forge");
+        let mode = deployed_mode(&f, None);
         assert_eq!(
-            status_json(&config("forge"), &id).unwrap(),
+            status_json(mode, password_of(&f, &id, mode).as_ref()).unwrap(),
             serde_json::json!({"mode": "forge"})
         );
-        assert!(status_json(&config(""), &id).is_none());
+        // A repository's `password` under the operator's default: the label, and a password.
+        let d = config("");
+        let mode = deployed_mode(&d, Some(AccessMode::Password));
+        assert_eq!(mode, Some(AccessMode::Password));
+        assert!(password_of(&d, &id, mode).is_some());
+        assert!(status_json(deployed_mode(&d, None), None).is_none());
     }
 
     #[test]

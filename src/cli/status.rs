@@ -9,10 +9,10 @@ use crate::preview::manager::Manager;
 /// `NotRunning` (exit 3, after printing it) when the preview is not `running` (or `sleeping`:
 /// its URL works, the visit wakes it).
 pub async fn run(config: Config, id: &PreviewId, json: bool) -> Result<Outcome, CliError> {
-    let access = crate::access::status_json(&config, id);
     let manager = Manager::connect(config).await?;
     let p = manager.get(id).await?;
     let state = manager.state_with_health(&p).await;
+    let access = crate::access::status_json(state.access, state.password.as_ref());
     match access {
         // Who may see it, and in `password` mode with what (readers of the PR see it too).
         Some(a) if json => {

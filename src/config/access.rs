@@ -24,12 +24,18 @@ pub enum AccessMode {
 
 impl AccessMode {
     pub fn parse(s: &str) -> Option<AccessMode> {
-        match s.trim() {
+        match s {
             "public" => Some(AccessMode::Public),
             "password" => Some(AccessMode::Password),
             "forge" => Some(AccessMode::Forge),
             _ => None,
         }
+    }
+
+    /// This mode, tightened by what a repository asks (`.previewd.yml`'s `access`): the
+    /// tighter of the two, so a repository never loosens the operator's mode.
+    pub fn tightened(self, asked: Option<AccessMode>) -> AccessMode {
+        self.max(asked.unwrap_or(self))
     }
 
     pub fn as_str(self) -> &'static str {

@@ -17,7 +17,7 @@ use axum::routing::get;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::lookup::{Lookup, Owner};
+use super::lookup::{Found, Lookup};
 use crate::access::target::{Gateway, LOGIN_PATH, SESSION_PATH};
 use crate::access::token::Purpose;
 use crate::access::{self, AccessMode, Keys, PASSWORD_USER, TOKEN_HEADER, page};
@@ -137,10 +137,15 @@ impl Inner {
         HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("x=; Max-Age=0"))
     }
 
-    /// The mode of a preview, asking the forge (anonymously, then cached) whether the
-    /// repository is private only when the operator left the mode unset.
-    async fn mode(&self, owner: &Owner) -> AccessMode {
-        let Some((kind, repo)) = owner else {
+    /// The mode of a preview: the operator's, asking the forge (anonymously, then cached)
+    /// whether the repository is private only when the operator left the mode unset, and
+    /// never looser than the preview's label (what its repository asked when deployed).
+    async fn mode(&self, found: &Found) -> AccessMode {
+        self.operator_mode(found).await.tightened(found.access)
+    }
+
+    async fn operator_mode(&self, found: &Found) -> AccessMode {
+        let Some((kind, repo)) = &found.owner else {
             return access::mode_for(&self.config, None, true);
         };
         if self.config.access.mode.is_some() {
@@ -219,10 +224,11 @@ async fn check(State(s): State<AuthState>, h: HeaderMap) -> Response {
     if path == SESSION_PATH {
         return session(s, &host, query);
     }
-    let Some(owner) = s.lookup.owner(&id).await else {
+    let Some(found) = s.lookup.find(&id).await else {
         return forbidden(page::refused("This preview is not there (any more).", None));
     };
-    let mode = s.mode(&owner).await;
+    let mode = s.mode(&found).await;
+    let owner = found.owner;
     if mode == AccessMode::Public {
         return allow();
     }

@@ -123,9 +123,10 @@ impl SleepSide {
     }
 }
 
-/// The access routes the gateway asks (`forward_auth`, sign-in).
-pub fn router(auth: auth::AuthState) -> Router {
-    Router::new().merge(auth::router(auth))
+/// Every route the gateway asks: a sleeping preview's wake, and access (`forward_auth`,
+/// sign-in). What `serve` serves; tests drive it in process with a fake engine and lookup.
+pub fn app(wake: wake::WakeState, auth: auth::AuthState) -> Router {
+    wake::router(wake).merge(auth::router(auth))
 }
 
 /// Serves `router` on `listener` until `shutdown`. Requests still waiting then (a visitor
@@ -163,26 +164,16 @@ pub enum EdgeError {
 /// stops `serve` at once), served by its `run`.
 pub struct Edge {
     listener: UnixListener,
-    /// `None` when no preview can be protected (nothing to ask).
-    auth: Option<auth::AuthState>,
+    /// Always there: a repository may protect its previews whatever the operator's mode.
+    auth: auth::AuthState,
 }
 
 impl Edge {
     pub fn for_serve(config: &Config) -> Result<Edge, EdgeError> {
-        let auth = if crate::access::gateway_checks(config) {
-            Some(access_state(config)?)
-        } else {
-            None
-        };
+        let auth = access_state(config)?;
         let path = socket_path(config);
         let listener = bind(config).map_err(|source| EdgeError::Bind { path, source })?;
         Ok(Edge { listener, auth })
-    }
-
-    /// Serves the access routes alone: what the access tests and benchmark need.
-    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        let app = self.auth.map(router).unwrap_or_default();
-        serve(self.listener, app, shutdown).await
     }
 
     /// Serves every route, with the sleeping side's tasks when `limits.idle_sleep` is on.
@@ -206,11 +197,7 @@ impl Edge {
             )?;
         }
         let wake = wake::WakeState::new(&config, engine, metrics, activity, side);
-        let mut app = wake::router(wake);
-        if let Some(auth) = self.auth {
-            app = app.merge(router(auth));
-        }
-        serve(self.listener, app, shutdown).await
+        serve(self.listener, app(wake, self.auth), shutdown).await
     }
 }
 

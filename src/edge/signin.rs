@@ -54,14 +54,14 @@ async fn target<'a>(
             None,
         ));
     };
-    let Some(owner) = s.lookup.owner(&id).await else {
+    let Some(found) = s.lookup.find(&id).await else {
         return Err(refuse(
             StatusCode::NOT_FOUND,
             "This preview is not there (any more).",
             None,
         ));
     };
-    let Some((kind, repo)) = owner else {
+    let Some((kind, repo)) = found.owner else {
         return Err((
             StatusCode::FORBIDDEN,
             Html(page::no_repository(id.as_str())),

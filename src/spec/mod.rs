@@ -121,6 +121,9 @@ pub struct Spec {
     /// The egress mode the repository asks for (`.previewd.yml`'s `egress`): it may narrow
     /// the operator's `limits.egress`, never widen it.
     pub egress: Option<crate::config::egress::Mode>,
+    /// Who may see the preview as the repository asks (`.previewd.yml`'s `access`): it may
+    /// tighten the operator's `access.mode`, never loosen it.
+    pub access: Option<crate::config::AccessMode>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

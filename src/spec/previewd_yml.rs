@@ -24,6 +24,9 @@ struct File {
     /// What the preview's containers may reach (`none`, `public`, `all`): narrows the
     /// operator's `limits.egress`, never widens it.
     egress: Option<String>,
+    /// Who may see the preview (`public`, `password`, `forge`): tightens the operator's
+    /// `access.mode`, never loosens it.
+    access: Option<String>,
     /// `false` keeps the whole preview awake however long nobody visits it.
     sleep: Option<bool>,
 }
@@ -98,6 +101,22 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         .map(str::parse)
         .transpose()
         .map_err(|e: String| validate::invalid(file, "egress", e))?;
+    let access = raw
+        .access
+        .as_deref()
+        .map(|m| {
+            crate::config::AccessMode::parse(m).ok_or_else(|| {
+                validate::invalid(
+                    file,
+                    "access",
+                    format!(
+                        "{:?} is not an access mode: use public, password or forge",
+                        yaml::clip(m)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
     let preview_sleeps = raw.sleep.unwrap_or(true);
     let drafts = raw
         .services
@@ -132,5 +151,6 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         .collect();
     let mut spec = validate::finish(file, &KEYS, drafts, devs, Default::default(), worktree)?;
     spec.egress = egress;
+    spec.access = access;
     Ok(spec)
 }

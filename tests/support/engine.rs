@@ -206,6 +206,8 @@ impl FakeEngine {
             egress: None,
             asleep: None,
             visited: None,
+            access: None,
+            password: None,
             services: vec![ServiceHealth {
                 name: "web".into(),
                 route: Some("/".into()),

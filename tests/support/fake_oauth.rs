@@ -1,10 +1,12 @@
-//! A fake GitHub (or, with `start_gitea`, Gitea) for visitors' sign-in, with state, on a real socket: the OAuth web flow
-//! (authorize page with a consent button, code, token exchange) and the two REST calls
-//! previewd makes with the visitor's token (`GET /user`, `GET /repos/{owner}/{repo}`). Every
-//! request is checked against `fixtures/forge-apis/github-oauth.json` (hand-written from
-//! GitHub's documentation: parameters allowed and required, the answers' fields), and the
-//! codes are single-use and bound to the client and redirect address, as GitHub's are. A
-//! request GitHub would reject is a violation; `assert_clean` fails the test.
+//! A fake GitHub (or, with `start_gitea`, Gitea; with `start_gitlab`, GitLab) for visitors'
+//! sign-in, with state, on a real socket: the OAuth web flow (authorize page with a consent
+//! button, code, token exchange) and the two REST calls previewd makes with the visitor's
+//! token (`GET /user`, and `GET /repos/{owner}/{repo}` or GitLab's `GET /projects/{id}`).
+//! Every request is checked against `fixtures/forge-apis/<forge>-oauth.json` (hand-written
+//! from each forge's documentation: parameters allowed and required, at the forge's own
+//! paths), Gitea's and GitLab's REST calls and answers against their OpenAPI subsets, and the
+//! codes are single-use and bound to the client and redirect address, as the forges' are. A
+//! request the forge would reject is a violation; `assert_clean` fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -47,6 +49,8 @@ pub struct FakeOAuth {
     /// description: requests and answers are checked against it.
     prefix: &'static str,
     api: Option<Arc<super::openapi::Api>>,
+    /// GitLab names and answers things its own way (`username`, projects by path).
+    gitlab: bool,
 }
 
 impl FakeOAuth {
@@ -59,6 +63,13 @@ impl FakeOAuth {
     pub async fn start_gitea() -> FakeOAuth {
         let api = super::openapi::Api::swagger2("gitea-openapi-subset.json");
         Self::start_with("gitea-oauth.json", "/api/v1", Some(Arc::new(api))).await
+    }
+
+    /// A fake GitLab: its OAuth2 provider at `/oauth/...`, its REST calls under `/api/v4`
+    /// checked against `gitlab-openapi-subset.json`.
+    pub async fn start_gitlab() -> FakeOAuth {
+        let api = super::openapi::Api::openapi3("gitlab-openapi-subset.json");
+        Self::start_with("gitlab-oauth.json", "/api/v4", Some(Arc::new(api))).await
     }
 
     async fn start_with(
@@ -79,6 +90,7 @@ impl FakeOAuth {
             spec: Arc::new(spec),
             prefix,
             api,
+            gitlab: file.starts_with("gitlab"),
         };
         super::fake_http::serve(listener, fake.clone());
         fake
@@ -198,12 +210,23 @@ impl FakeOAuth {
             Some(p) if !self.prefix.is_empty() => p.to_owned(),
             _ => full.clone(),
         };
+        let at = |op: &str| self.spec[op]["path"].as_str() == Some(path.as_str());
         let op = match (method.as_str(), path.as_str()) {
-            ("GET", "/login/oauth/authorize") => "authorize",
+            ("GET", _) if at("authorize") => "authorize",
             ("GET", "/login/oauth/consent") => "consent",
-            ("POST", "/login/oauth/access_token") => "access_token",
+            ("POST", _) if at("access_token") => "access_token",
             ("GET", "/user") => "users/get-authenticated",
-            ("GET", p) if p.starts_with("/repos/") && p.matches('/').count() == 3 => "repos/get",
+            ("GET", p)
+                if !self.gitlab && p.starts_with("/repos/") && p.matches('/').count() == 3 =>
+            {
+                "repos/get"
+            }
+            // GitLab names a project by its URL-encoded path (`octo%2Fprivate`).
+            ("GET", p)
+                if self.gitlab && p.starts_with("/projects/") && p.matches('/').count() == 2 =>
+            {
+                "projects/get"
+            }
             // The browser asks every origin for its icon; not an API call.
             ("GET", "/favicon.ico") => return StatusCode::NOT_FOUND.into_response(),
             _ => return self.violation(format!("{method} {path}: no such endpoint")),
@@ -297,7 +320,13 @@ impl FakeOAuth {
                             st.next += 1;
                             let token = format!("gho_fake{}", st.next);
                             st.tokens.insert(token.clone(), user);
-                            json!({"access_token": token, "token_type": "bearer", "scope": "repo"})
+                            if self.gitlab {
+                                json!({"access_token": token, "token_type": "Bearer",
+                                       "expires_in": 7200, "refresh_token": "fake-refresh",
+                                       "scope": "read_api", "created_at": 1_700_000_000})
+                            } else {
+                                json!({"access_token": token, "token_type": "bearer", "scope": "repo"})
+                            }
                         }
                         _ => json!({"error": "bad_verification_code"}),
                     }
@@ -335,16 +364,43 @@ impl FakeOAuth {
                             .into_response();
                     };
                     drop(st);
-                    return self.rest(
-                        &method,
-                        &full,
-                        200,
-                        json!({"login": user, "id": 7, "type": "User"}),
-                    );
+                    let me = if self.gitlab {
+                        json!({"id": 7, "username": user, "name": user, "state": "active",
+                               "locked": false, "bot": false})
+                    } else {
+                        json!({"login": user, "id": 7, "type": "User"})
+                    };
+                    return self.rest(&method, &full, 200, me);
                 }
-                let full = path.trim_start_matches("/repos/").to_owned();
+                let full = match path.strip_prefix("/projects/") {
+                    Some(id) => super::openapi::percent_decode(id),
+                    None => path.trim_start_matches("/repos/").to_owned(),
+                };
                 let readers = st.readers.get(&full).cloned().unwrap_or_default();
                 match user.filter(|u| readers.contains(u)) {
+                    Some(_) if self.gitlab => {
+                        let name = full.rsplit('/').next().unwrap_or_default();
+                        let answer = json!({
+                            "id": 1, "name": name, "path": name, "path_with_namespace": full,
+                            "visibility": "private", "default_branch": "main",
+                            // Reporter: may pull, no more.
+                            "permissions": {
+                                "project_access": {"access_level": 20, "notification_level": 3},
+                                "group_access": null,
+                            },
+                        });
+                        drop(st);
+                        self.rest(&method, &path, 200, answer)
+                    }
+                    None if self.gitlab => {
+                        drop(st);
+                        self.rest(
+                            &method,
+                            &path,
+                            404,
+                            json!({"message": "404 Project Not Found"}),
+                        )
+                    }
                     Some(_) => {
                         let (owner, name) = full.split_once('/').unwrap_or_default();
                         let answer = json!({

@@ -2,7 +2,8 @@
 //! hidden marker), command replies, and status descriptions; and every hidden marker previewd
 //! writes, with the one test of whether a comment is previewd's own (`is_ours`), so that no
 //! other module spells a marker. Pure functions of the engine's results; nothing here calls a
-//! forge, and nothing here may include a secret or an unescaped log (logs go in a fenced block
+//! forge, and nothing here may include a secret (but a `password` preview's own password, in
+//! the sticky comment only) or an unescaped log (logs go in a fenced block
 //! longer than any backtick run they contain).
 
 mod sleep;
@@ -80,6 +81,7 @@ pub fn ready(repo: &Repo, pr: u64, d: &Deployed) -> String {
         let _ = writeln!(out, "**Commit:** `{}`  ", sha.short());
     }
     out.push_str(&egress_line(s));
+    out.push_str(&access_line(s));
     out.push('\n');
     out.push_str(&services_table(s));
     out.push('\n');
@@ -216,6 +218,24 @@ fn egress_line(s: &PreviewState) -> String {
         Some(Mode::All) => "all (unfiltered)",
     };
     format!("**Egress:** {what}  \n")
+}
+
+/// Who may see the preview, when its label says; in `password` mode the user and password,
+/// which only people who can read the pull request see here (the one secret this module
+/// writes, by design: it opens this preview only).
+fn access_line(s: &PreviewState) -> String {
+    use crate::config::AccessMode;
+    match (s.access, &s.password) {
+        (Some(AccessMode::Password), Some(p)) => format!(
+            "**Access:** password: user `{}`, password `{}`  \n",
+            crate::access::PASSWORD_USER,
+            p.expose()
+        ),
+        (Some(AccessMode::Forge), _) => {
+            "**Access:** signed in with the forge, readers of the repository only  \n".to_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The answer to an unknown sub-command.
@@ -372,6 +392,8 @@ mod tests {
             egress: Some(Mode::None),
             asleep: None,
             visited: None,
+            access: None,
+            password: None,
         };
         let body = super::status_reply(Some(&s));
         assert!(

@@ -44,6 +44,10 @@ pub const ONESHOT: &str = "dev.previewd.oneshot";
 /// On preview networks and containers: the egress mode (`none`, `public`, `all`) the
 /// preview runs with; the firewall's rules are rebuilt from it on networks.
 pub const EGRESS: &str = "dev.previewd.egress";
+/// On containers: who may see the preview (`public`, `password`, `forge`), the operator's
+/// `access.mode` as the repository's `.previewd.yml` tightened it when it was deployed;
+/// absent when neither said. The edge never opens a preview wider than it says.
+pub const ACCESS: &str = "dev.previewd.access";
 /// On a project network: its name in the compose file.
 pub const NETWORK: &str = "dev.previewd.network";
 pub const ROLE_VOLUME: &str = "volume";
@@ -168,6 +172,8 @@ pub struct Member {
     pub oneshot: bool,
     /// The egress mode it runs with (`None`: made before previewd filtered egress).
     pub egress: Option<crate::config::egress::Mode>,
+    /// Who may see the preview, at least (`None`: no label, see [`ACCESS`]).
+    pub access: Option<crate::config::AccessMode>,
 }
 
 impl Member {
@@ -257,6 +263,10 @@ pub fn parse_member(
         own_host: labels.get(HOST).map(String::as_str) == Some("service"),
         oneshot: labels.get(ONESHOT).map(String::as_str) == Some("true"),
         egress: labels.get(EGRESS).and_then(|m| m.parse().ok()),
+        // An unreadable value counts as the tightest: protected rather than open.
+        access: labels.get(ACCESS).map(|m| {
+            crate::config::AccessMode::parse(m).unwrap_or(crate::config::AccessMode::Forge)
+        }),
     })
 }
 

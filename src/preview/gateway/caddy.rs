@@ -29,6 +29,8 @@ pub(super) const UPSTREAM: &str = "{previewd.upstream}";
 const PREVIEW: &str = "{previewd.preview}";
 /// [`routes::ASLEEP`] when the matched entry is a sleeping preview's, else empty.
 const ASLEEP: &str = "{previewd.asleep}";
+/// [`routes::PROTECTED`] when the matched entry is a protected preview's, else empty.
+pub(super) const PROTECTED: &str = "{previewd.protected}";
 /// The sockets previewd serves in the shared directory for the gateway: the edge service
 /// (waking previews) and the visits log (Caddy's access log of preview requests).
 pub const EDGE_SOCKET: &str = "edge.sock";
@@ -68,12 +70,16 @@ pub fn caddy_config(config: &Config) -> Value {
             "handle": [{
                 "handler": "map",
                 "source": "{http.matchers.file.relative}",
-                "destinations": [UPSTREAM, PREVIEW, ASLEEP],
+                "destinations": [UPSTREAM, PREVIEW, ASLEEP, PROTECTED],
                 "mappings": [{
-                    "input_regexp": format!("/=([^=/]*)=([^=/{a}]*)({a}?)$", a = routes::ASLEEP),
-                    "outputs": ["${1}", "${2}", "${3}"],
+                    "input_regexp": format!(
+                        "/=([^=/]*)=([^=/{a}{p}]*)({a}?)({p}?)$",
+                        a = routes::ASLEEP,
+                        p = routes::PROTECTED
+                    ),
+                    "outputs": ["${1}", "${2}", "${3}", "${4}"],
                 }],
-                "defaults": ["", "", ""],
+                "defaults": ["", "", "", ""],
             }, robots()],
         },
         {
@@ -110,7 +116,7 @@ pub fn caddy_config(config: &Config) -> Value {
     if let Value::Array(all) = &mut routes {
         all.splice(1..1, signin_routes(config));
         let wake = all.len() - 2;
-        all.splice(wake..wake, forward_auth_routes(config, PREVIEW));
+        all.splice(wake..wake, forward_auth_routes(config, PREVIEW, PROTECTED));
     }
     let mut servers = serde_json::Map::new();
     servers.insert(

@@ -59,9 +59,10 @@ pub(super) fn ask_routes(config: &Config) -> Vec<Value> {
     }
 }
 
-/// The sign-in host's name, when the gateway asks previewd at all.
+/// The sign-in host's name, when some preview may be in `forge` mode: the operator's settings
+/// protect previews, or a forge has an OAuth client a repository may ask for.
 fn signin_host(config: &Config) -> Option<String> {
-    if !crate::access::gateway_checks(config) {
+    if !crate::access::signs_in(config) {
         return None;
     }
     let base = Gateway::new(config).auth_base().to_owned();
@@ -73,15 +74,26 @@ fn signin_host(config: &Config) -> Option<String> {
 /// Asks previewd about the request (`preview` is the placeholder naming the matched preview);
 /// a 2xx answer lets it on to the next route, any other answer goes back to the visitor as it
 /// is (a redirect to sign in, a password prompt, the 403 page). Must come before anything
-/// that proxies to or wakes a preview.
-pub(super) fn forward_auth_routes(config: &Config, preview: &str) -> Vec<Value> {
-    if !crate::access::gateway_checks(config) {
-        return Vec::new();
-    }
+/// that proxies to or wakes a preview. When the operator's settings protect previews, every
+/// request is asked about; else only those to an entry that `protected` (the placeholder of
+/// the route table's [`PROTECTED`](super::routes::PROTECTED) mark) says is protected, as a
+/// repository may tighten the operator's `public`.
+pub(super) fn forward_auth_routes(config: &Config, preview: &str, protected: &str) -> Vec<Value> {
+    let mut matcher = serde_json::Map::new();
     // previewd's own health checks carry the pass: they need no edge and no session.
-    let matcher = match crate::access::gateway_pass(config) {
-        Some(pass) => json!([{"not": [{"header": {PASS_HEADER: [pass]}}]}]),
-        None => json!([]),
+    if let Some(pass) = crate::access::gateway_pass(config) {
+        matcher.insert("not".into(), json!([{"header": {PASS_HEADER: [pass]}}]));
+    }
+    if !crate::access::gateway_checks(config) {
+        matcher.insert(
+            "vars".into(),
+            json!({protected: [super::routes::PROTECTED]}),
+        );
+    }
+    let matcher = if matcher.is_empty() {
+        json!([])
+    } else {
+        json!([matcher])
     };
     vec![
         json!({
@@ -201,12 +213,37 @@ mod tests {
         );
     }
 
+    /// The `forward_auth` route of the config for access mode `mode`.
+    fn check_route(mode: &str) -> serde_json::Value {
+        let cfg = caddy_config(&config(&[
+            ("PREVIEWD_ACCESS_MODE", mode),
+            (
+                "PREVIEWD_ACCESS_SESSION_SECRET",
+                "unit-test-secret-0123456789",
+            ),
+        ]));
+        assert!(cfg.to_string().contains("noindex, nofollow"));
+        cfg["apps"]["http"]["servers"]["previewd"]["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["handle"][0]["rewrite"]["uri"] == "/_previewd/check")
+            .expect("no forward_auth")
+            .clone()
+    }
+
     #[test]
-    fn public_mode_asks_previewd_nothing_but_still_says_noindex() {
-        let cfg = caddy_config(&config(&[("PREVIEWD_ACCESS_MODE", "public")]));
-        let text = cfg.to_string();
-        // The edge is still asked to wake a sleeping preview, never whether one may see it.
-        assert!(!text.contains("/_previewd/check"), "{text}");
-        assert!(text.contains("noindex, nofollow"));
+    fn public_mode_asks_previewd_only_about_previews_labelled_protected() {
+        // The check is there, but only for an entry the route table marks protected (a
+        // repository tightened `public` in its `.previewd.yml`).
+        let fwd = check_route("public");
+        assert_eq!(
+            fwd["match"][0]["vars"]["{previewd.protected}"][0],
+            super::super::routes::PROTECTED,
+            "{fwd}"
+        );
+        // In `forge` mode every request is asked about.
+        let fwd = check_route("forge");
+        assert!(fwd["match"][0].get("vars").is_none(), "{fwd}");
     }
 }

@@ -112,6 +112,42 @@ pub fn mark_asleep(table: BTreeSet<PathBuf>, previews: &[Observed]) -> BTreeSet<
         .collect()
 }
 
+/// What ends the entry of a preview whose `dev.previewd.access` label protects it (after
+/// [`ASLEEP`] when both): when the operator's settings alone protect no preview, the gateway
+/// asks previewd only about the requests to entries with this mark.
+pub const PROTECTED: &str = "!";
+
+/// `table` with every entry of a preview labelled `password` or `forge` marked [`PROTECTED`].
+pub fn mark_protected(table: BTreeSet<PathBuf>, previews: &[Observed]) -> BTreeSet<PathBuf> {
+    let ids: BTreeSet<&str> = previews
+        .iter()
+        .filter(|p| {
+            p.generations.values().flatten().any(|m| {
+                m.access
+                    .is_some_and(|a| a != crate::config::AccessMode::Public)
+            })
+        })
+        .map(|p| p.id.as_str())
+        .collect();
+    if ids.is_empty() {
+        return table;
+    }
+    table
+        .into_iter()
+        .map(|f| match f.file_name().and_then(|n| n.to_str()) {
+            Some(n)
+                if n.starts_with('=')
+                    && n.rsplit('=')
+                        .next()
+                        .is_some_and(|id| ids.contains(id.trim_end_matches(ASLEEP))) =>
+            {
+                f.with_file_name(format!("{n}{PROTECTED}"))
+            }
+            _ => f,
+        })
+        .collect()
+}
+
 /// The `file` matcher's `try_files`, deepest first: the host, then up to [`MAX_SEGMENTS`]
 /// segments of the request path. Caddy escapes glob characters in placeholders, cleans the
 /// joined path and keeps it inside the root, so a request cannot name a file of its choice.
@@ -201,7 +237,8 @@ pub(crate) fn lookup(
             let mut parts = name[1..].splitn(2, '=');
             let upstream = parts.next().unwrap_or_default().to_owned();
             let id = parts.next().unwrap_or_default();
-            return Some((upstream, id.trim_end_matches(ASLEEP).to_owned()));
+            let id = id.trim_end_matches(PROTECTED).trim_end_matches(ASLEEP);
+            return Some((upstream, id.to_owned()));
         }
     }
     None

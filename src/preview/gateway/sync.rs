@@ -52,6 +52,7 @@ impl Gateway {
         let name = labels::gateway_name(&config.instance);
         let table_dir = routes_dir(config);
         let table = routes::mark_asleep(routes::table(config, &previews), &previews);
+        let table = routes::mark_protected(table, &previews);
         let dir_err = |source| GatewayError::Dir {
             path: table_dir.clone(),
             source,

@@ -17,6 +17,12 @@ fn config(domain: &str) -> Config {
     let env = vec![
         ("PREVIEWD_INSTANCE".to_owned(), "pv".to_owned()),
         ("PREVIEWD_GATEWAY_DOMAIN".to_owned(), domain.to_owned()),
+        // The gateway's config holds the health pass, derived from the key: a set secret
+        // keeps these tests from making a key file in the data directory.
+        (
+            "PREVIEWD_ACCESS_SESSION_SECRET".to_owned(),
+            "gateway-unit-test-secret-0123".to_owned(),
+        ),
     ];
     Config::from_parts(None, Path::new("t"), &env).unwrap()
 }
@@ -72,6 +78,7 @@ fn member(
         own_host: false,
         oneshot: false,
         egress: None,
+        access: None,
     }
 }
 
@@ -118,7 +125,10 @@ fn longest_prefix_first_and_root_last() {
     let file = &all[2]["match"][0]["file"];
     assert_eq!(file["root"], "/run/previewd/routes");
     assert_eq!(file["try_files"], json!(routes::candidates()));
-    assert_eq!(all[6]["handle"][0]["upstreams"][0]["dial"], UPSTREAM);
+    // The check (only for entries marked protected, in the default mode) and the stripping
+    // of previewd's headers come before the wake route and the proxy.
+    assert_eq!(all[5]["handle"][0]["rewrite"]["uri"], "/_previewd/check");
+    assert_eq!(all[8]["handle"][0]["upstreams"][0]["dial"], UPSTREAM);
 }
 
 #[test]
@@ -144,6 +154,56 @@ fn the_map_splits_a_table_entry_into_upstream_and_preview() {
     assert_eq!(&m[3], "");
     let m = re.captures("/h.localhost/api/=h-api-2:3000=h~").unwrap();
     assert_eq!((&m[1], &m[2], &m[3]), ("h-api-2:3000", "h", "~"));
+    // A protected preview's entry, asleep or awake: the protected mark apart too.
+    assert_eq!(&m[4], "");
+    let m = re.captures("/h.localhost/api/=h-api-2:3000=h~!").unwrap();
+    assert_eq!(
+        (&m[1], &m[2], &m[3], &m[4]),
+        ("h-api-2:3000", "h", "~", "!")
+    );
+    let m = re.captures("/h.localhost/=h-web-2:80=h!").unwrap();
+    assert_eq!((&m[1], &m[2], &m[3], &m[4]), ("h-web-2:80", "h", "", "!"));
+}
+
+/// Entries of a preview labelled `password` or `forge` (a repository tightened the
+/// operator's `public`) carry the protected mark, after the asleep mark; others do not.
+#[test]
+fn a_protected_preview_is_marked_in_the_table() {
+    use crate::config::AccessMode;
+    let mut a = member("aaaaaaaaaa", "web", 1, Some("/"), true);
+    a.access = Some(AccessMode::Password);
+    let mut b = member("bbbbbbbbbb", "web", 1, Some("/"), true);
+    b.access = Some(AccessMode::Public);
+    let mut d = member("dddddddddd", "web", 1, Some("/"), true);
+    d.access = Some(AccessMode::Forge);
+    let mut previews = group(vec![
+        a,
+        b,
+        d,
+        member("cccccccccc", "web", 1, Some("/"), true),
+    ]);
+    for p in previews
+        .iter_mut()
+        .filter(|p| p.id.as_str() == "dddddddddd")
+    {
+        p.asleep = Some("2026-12-07T13:00:00Z".into());
+    }
+    let c = config("localhost");
+    let table = routes::mark_asleep(routes::table(&c, &previews), &previews);
+    let table = routes::mark_protected(table, &previews);
+    for file in [
+        "aaaaaaaaaa.localhost/=aaaaaaaaaa-web-1:80=aaaaaaaaaa!",
+        "bbbbbbbbbb.localhost/=bbbbbbbbbb-web-1:80=bbbbbbbbbb",
+        "cccccccccc.localhost/=cccccccccc-web-1:80=cccccccccc",
+        "dddddddddd.localhost/=dddddddddd-web-1:80=dddddddddd~!",
+        "aaaaaaaaaa.localhost/@tls",
+    ] {
+        assert!(table.contains(Path::new(file)), "{file}: {table:?}");
+    }
+    assert_eq!(
+        routes::lookup(&table, "aaaaaaaaaa.localhost", "/x"),
+        Some(("aaaaaaaaaa-web-1:80".to_owned(), "aaaaaaaaaa".to_owned()))
+    );
 }
 
 /// A sleeping preview's live entries (and only those) send its visitors through the wake
@@ -188,7 +248,7 @@ fn a_sleeping_preview_is_routed_through_the_wake_route() {
     );
     let cfg = caddy_config(&c);
     let all = &cfg["apps"]["http"]["servers"]["previewd"]["routes"];
-    let wake = &all[5];
+    let wake = &all[7];
     assert_eq!(wake["match"][0]["vars"]["{previewd.asleep}"], json!(["~"]));
     assert_eq!(
         wake["match"][0]["not"][0]["header"]["User-Agent"],

@@ -231,6 +231,9 @@ impl Manager {
                 limits.egress.mode.narrowed(spec.egress).to_string(),
             ),
         ]);
+        if let Some(mode) = crate::access::deployed_mode(&self.config, spec.access) {
+            l.insert(labels::ACCESS, mode.as_str().to_owned());
+        }
         if let Some(sha) = &p.sha {
             l.insert(labels::SHA, sha.to_string());
         }

@@ -56,6 +56,8 @@ impl Manager {
             PreviewStatus::Failed
         };
         let first = p.any();
+        // The tightest label of the generation shown (all its members carry the same).
+        let access = members.iter().filter_map(|m| m.access).max();
         let services = members
             .iter()
             .map(|m| {
@@ -100,6 +102,8 @@ impl Manager {
             egress: members.first().and_then(|m| m.egress),
             asleep: p.asleep.clone(),
             visited: self.last_visit(&p.id).map(crate::clock::rfc3339),
+            access,
+            password: crate::access::password_of(&self.config, &p.id, access),
         }
     }
 

@@ -181,6 +181,7 @@ pub fn finish(
         networks: project.networks,
         changes: project.changes,
         egress: None,
+        access: None,
     })
 }
 
