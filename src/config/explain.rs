@@ -41,11 +41,14 @@ pub struct Explained {
 /// What a secret's value is shown as.
 pub const MASK: &str = "********";
 
-/// Keys whose values are credentials: a token or a webhook secret. A private key's path is not
-/// one (the key stays in its file).
+/// Keys whose values are credentials: a token, a webhook secret or a password. A private key's
+/// path is not one (the key stays in its file).
 fn is_secret(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
-    last.ends_with("token") || last.ends_with("secret") || last.ends_with("secrets")
+    last.ends_with("token")
+        || last.ends_with("secret")
+        || last.ends_with("secrets")
+        || last.ends_with("password")
 }
 
 fn lookup<'a>(table: &'a Table, name: &str) -> Option<&'a Value> {
@@ -181,13 +184,19 @@ mod tests {
     fn secrets_are_never_shown() {
         let e = explain(
             Some("[github]\nwebhook_secret = \"hunter2-file\"\n"),
-            &[("PREVIEWD_GITHUB_TOKEN", "ghp_hunter2env")],
+            &[
+                ("PREVIEWD_GITHUB_TOKEN", "ghp_hunter2env"),
+                ("PREVIEWD_CLUSTER_REGISTRY", "10.0.0.1:5000"),
+                ("PREVIEWD_CLUSTER_REGISTRY_USERNAME", "bot"),
+                ("PREVIEWD_CLUSTER_REGISTRY_PASSWORD", "hunter2-registry"),
+            ],
         );
         let all = format!("{:?}", e.settings);
         assert!(!all.contains("hunter2"), "{all}");
         let masked = Some(format!("{MASK:?}"));
         assert_eq!(setting(&e, "github.webhook_secret").text(), masked);
         assert_eq!(setting(&e, "github.token").text(), masked);
+        assert_eq!(setting(&e, "cluster.registry_password").text(), masked);
     }
 
     #[test]

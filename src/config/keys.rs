@@ -139,6 +139,13 @@ pub const KEYS: &[Key] = &[
     key("access.recheck", Text, Some("10m")),
     key("network.subnet_pool", Text, None),
     key("network.subnet_size", Integer, Some("24")),
+    // Where services run: one Docker host, or the Swarm the endpoint manages (docs/cluster.md).
+    key("cluster.engine", Text, Some("docker")),
+    key("cluster.registry", Text, None),
+    key("cluster.registry_username", Text, None),
+    key("cluster.registry_password", Text, None),
+    // Swarm placement constraints for every preview service, e.g. `node.role == worker`.
+    key("cluster.constraints", List, Some("")),
 ];
 
 /// `PREVIEWD_*` variables that are settings of the process, not config keys: the config file's

@@ -5,6 +5,7 @@
 
 mod access;
 pub mod builds;
+mod cluster;
 pub mod egress;
 mod explain;
 mod keys;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use crate::ids::Instance;
 pub use access::{AccessConfig, AccessMode, OAuthClient};
+pub use cluster::{ClusterConfig, Engine, Registry};
 pub use explain::{Explained, Origin, Setting};
 #[cfg(feature = "fault-injection")]
 pub use keys::FAULT_PAUSE_AT;
@@ -62,6 +64,8 @@ pub struct Config {
     pub network: NetworkConfig,
     /// `[access]`: who may see a preview.
     pub access: AccessConfig,
+    /// `[cluster]`: one Docker host (the default) or a Docker Swarm.
+    pub cluster: ClusterConfig,
 }
 
 /// A forge section other than GitHub's (`[gitea]`, `[gitlab]`): present once its `url` is

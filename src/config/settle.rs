@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::access::{RawAccess, oauth_client};
 use super::builds::BuildLimits;
+use super::cluster::RawCluster;
 use super::egress::Egress;
 use super::{
     Config, ConfigError, ForgeConfig, GatewayConfig, GatewayTimeouts, GithubConfig, Limits,
@@ -38,6 +39,7 @@ pub(super) struct RawConfig {
     gitlab: RawForge,
     network: RawNetwork,
     access: RawAccess,
+    cluster: RawCluster,
 }
 
 /// `[gitea]` and `[gitlab]`.
@@ -474,6 +476,24 @@ impl RawConfig {
         };
         let network = NetworkConfig { subnet_pool };
 
+        let cluster = self.cluster.settle()?;
+        // The egress filter is iptables rules on this host, around its bridge networks; a swarm
+        // service runs on another node's overlay, which they never see. Refused, not ignored.
+        if cluster.engine == super::Engine::Swarm
+            && (limits.egress.mode != super::egress::Mode::All
+                || limits.egress.build != super::egress::Mode::All)
+        {
+            return Err(invalid(
+                "limits.egress",
+                "the egress filter does not reach swarm nodes yet: with cluster.engine = \"swarm\" set limits.egress = \"all\" (and limits.build_egress, when set)",
+            ));
+        }
+        if cluster.engine == super::Engine::Swarm && limits.idle_sleep.is_some() {
+            return Err(invalid(
+                "limits.idle_sleep",
+                "sleeping previews are not on swarm yet: with cluster.engine = \"swarm\" set limits.idle_sleep = \"0\"",
+            ));
+        }
         let gitea = self.gitea.settle("gitea")?;
         let gitlab = self.gitlab.settle("gitlab")?;
 
@@ -491,6 +511,7 @@ impl RawConfig {
             gitlab,
             network,
             access: self.access.settle()?,
+            cluster,
         })
     }
 }

@@ -3,7 +3,7 @@
 use super::*;
 use secrecy::ExposeSecret;
 
-fn load(text: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+pub(super) fn load(text: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -108,7 +108,7 @@ pub async fn clean_up(
             };
             if stale {
                 for mem in members {
-                    docker::remove_container(d, &mem.container_id).await?;
+                    docker::placed::remove(d, m.config(), mem).await?;
                     report.containers.push(mem.name.clone());
                 }
             }

@@ -65,6 +65,11 @@ pub const SLEEP: &str = "dev.previewd.sleep";
 /// (`db:healthy,api:started`), so a wake starts services in the order a deployment did.
 pub const DEPENDS: &str = "dev.previewd.depends";
 
+/// On Swarm services (`cluster.engine = "swarm"`): `true` once the service's generation was
+/// switched live. A service cannot be renamed, so on a swarm this label, set in the switch, is
+/// what the canonical container name is on one host.
+pub const LIVE: &str = "dev.previewd.live";
+
 pub fn gateway_name(instance: &Instance) -> String {
     format!("{instance}-gateway")
 }
@@ -77,6 +82,17 @@ pub fn container_name(instance: &Instance, id: &PreviewId, service: &str) -> Str
 /// The name of a service container of a generation that is not (yet) live.
 pub fn staging_name(instance: &Instance, id: &PreviewId, service: &str, generation: u64) -> String {
     format!("{instance}-{id}-{service}.g{generation}")
+}
+
+/// The name of a service's Swarm service in a generation. Swarm names are DNS labels (no `.`)
+/// and never change, so every generation's carries its number, live or not.
+pub fn swarm_service_name(
+    instance: &Instance,
+    id: &PreviewId,
+    service: &str,
+    generation: u64,
+) -> String {
+    format!("{instance}-{id}-{service}-g{generation}")
 }
 
 /// The name of a preview's sleep mark. `.` cannot occur in a service name, so it never meets

@@ -5,7 +5,8 @@
 //!
 //! Beside it: `labels` names and labels every object (and never calls Docker), `network` makes
 //! preview networks, `volumes` a preview's named volumes, `lifecycle` waits on a container's
-//! health and exit, `lockfile` holds the instance's `flock` files.
+//! health and exit, `lockfile` holds the instance's `flock` files, `swarm` runs services on a
+//! Docker Swarm, and `placed` is the one switch between a swarm and one host.
 
 use std::collections::HashMap;
 
@@ -25,7 +26,9 @@ pub mod labels;
 pub mod lifecycle;
 pub mod lockfile;
 pub mod network;
+pub mod placed;
 pub mod sleep;
+pub mod swarm;
 pub mod volumes;
 
 #[derive(Debug, thiserror::Error)]

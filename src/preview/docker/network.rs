@@ -40,9 +40,13 @@ pub async fn create_network(
     labels: HashMap<String, String>,
     internal: bool,
 ) -> Result<(), DockerError> {
+    let swarm = config.cluster.engine == crate::config::Engine::Swarm;
+    // On a swarm: an overlay that spans the nodes, attachable so that the gateway (a container
+    // on the manager) joins it as it joins a bridge on one host.
     let request = |subnet: Option<String>| NetworkCreateRequest {
         name: name.to_owned(),
-        driver: Some("bridge".to_owned()),
+        driver: Some(if swarm { "overlay" } else { "bridge" }.to_owned()),
+        attachable: swarm.then_some(true),
         internal: internal.then_some(true),
         labels: Some(labels.clone()),
         ipam: subnet.map(|s| Ipam {
@@ -54,7 +58,9 @@ pub async fn create_network(
         }),
         ..Default::default()
     };
-    let Some(pool) = config.network.subnet_pool else {
+    // A swarm allocates overlay subnets from its own pool (`docker swarm init
+    // --default-addr-pool`); the host's bridge pool says nothing about other nodes.
+    let Some(pool) = config.network.subnet_pool.filter(|_| !swarm) else {
         docker.create_network(request(None)).await?;
         return Ok(());
     };

@@ -28,7 +28,7 @@ impl Gateway {
     pub async fn remove_if_unused(&self) -> Result<bool, GatewayError> {
         let Gateway { docker, config } = self;
         let _one = one_change(config).await?;
-        if !docker::members(docker, &config.instance).await?.is_empty() {
+        if !docker::placed::members(docker, config).await?.is_empty() {
             return Ok(false);
         }
         docker::remove_container(docker, &labels::gateway_name(&config.instance)).await?;

@@ -44,7 +44,7 @@ impl Gateway {
         // One change at a time: two syncs computing their tables in one order and writing them in
         // the other would put older routes back.
         let _one = one_change(config).await?;
-        let mut previews = labels::group(docker::members(docker, &config.instance).await?);
+        let mut previews = labels::group(docker::placed::members(docker, config).await?);
         let marks = docker::sleep::marks(docker, &config.instance).await?;
         docker::sleep::attach(&mut previews, &marks);
         let cfg = caddy_config(config);

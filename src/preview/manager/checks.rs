@@ -28,7 +28,7 @@ impl Manager {
             .services
             .keys()
             .filter(|s| !oneshots.contains(s.as_str()))
-            .map(|s| labels::staging_name(inst, &p.id, s.as_str(), p.generation))
+            .map(|s| self.staging_name(&p.id, s.as_str(), p.generation))
             .collect();
         let domain = &self.config.gateway.domain;
         let pass = crate::access::gateway_pass(&self.config);
@@ -54,9 +54,12 @@ impl Manager {
                     let limit = self.config.limits.health_timeout;
                     let timeout = svc.healthcheck.timeout.map_or(limit, |t| t.min(limit));
                     let docker = self.docker.clone();
+                    let config = self.config.clone();
                     let alive = move || -> crate::engine::BoxFuture<'static, Result<(), String>> {
-                        let (docker, all) = (docker.clone(), all.clone());
-                        Box::pin(async move { docker::all_running(&docker, &all).await })
+                        let (docker, all, config) = (docker.clone(), all.clone(), config.clone());
+                        Box::pin(async move {
+                            docker::placed::all_running(&docker, &config, &all).await
+                        })
                     };
                     health::wait(
                         &addr,
@@ -76,7 +79,9 @@ impl Manager {
         for r in join_all(checks).await {
             if let Err((service, why)) = r {
                 // Blame the container that died, if one did; else the unhealthy service.
-                let dead = docker::all_running(&self.docker, &all).await.err();
+                let dead = docker::placed::all_running(&self.docker, &self.config, &all)
+                    .await
+                    .err();
                 let (blame, reason) = match dead {
                     Some(d) => (d.split(' ').next().unwrap_or(&service).to_owned(), d),
                     None => (service.clone(), why),

@@ -74,6 +74,16 @@ impl Manager {
             .filter(|o| o.id == p.id)
             .flat_map(|o| o.generations.get(&p.generation).into_iter().flatten())
             .collect();
+        if let Some(registry) = self.swarm_registry() {
+            // A Swarm service keeps its name: the new generation's are marked live instead,
+            // and the newest generation with a live mark is the live one (`Observed::live`).
+            let marked = join_all(
+                new.iter()
+                    .map(|m| docker::swarm::mark_live(&self.docker, &m.container_id, registry)),
+            )
+            .await;
+            return Ok(marked.into_iter().collect::<Result<(), _>>()?);
+        }
         // Service by service (the services side by side), the old container steps aside and
         // the new one takes its name: a crash in between leaves the new generation
         // recognisably live (it has a canonical name), and reconcile finishes the rest.
@@ -134,7 +144,7 @@ impl Manager {
             .collect();
         let mut old_gens = HashSet::new();
         for m in &p.old {
-            docker::remove_container(&self.docker, &m.container_id).await?;
+            docker::placed::remove(&self.docker, &self.config, m).await?;
             old_gens.insert(m.generation);
             if !new_images.contains(&m.image) && m.image.starts_with(&format!("{inst}-")) {
                 docker::remove_image(&self.docker, &m.image).await?;

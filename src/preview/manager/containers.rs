@@ -52,10 +52,13 @@ impl Manager {
                 .await
                 .map_err(start_fail)?;
         }
-        // The generation's networks are filtered before any of its containers exists.
-        firewall::sync(&self.docker, &self.config)
-            .await
-            .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
+        // The generation's networks are filtered before any of its containers exists (on one
+        // host: on a swarm the filter cannot reach the nodes, and the config asks for none).
+        if self.swarm_registry().is_none() {
+            firewall::sync(&self.docker, &self.config)
+                .await
+                .map_err(|e| fail(Phase::Start, None, e.to_string()))?;
+        }
         for (name, v) in &spec.volumes {
             let mut l: HashMap<String, String> = v.labels.clone().into_iter().collect();
             l.extend([
@@ -94,6 +97,9 @@ impl Manager {
         let (cname, body, extra) = self
             .container(req, p, spec, svc, created, image, oneshot)
             .map_err(|why| fail(Phase::Start, Some(name), why))?;
+        if self.swarm_registry().is_some() {
+            return self.create_service(p, name, body, extra, image).await;
+        }
         let opts = CreateContainerOptions {
             name: Some(cname.clone()),
             platform: svc.run.platform.clone().unwrap_or_default(),
@@ -125,6 +131,9 @@ impl Manager {
         let name = svc.name.as_str();
         let cname = labels::staging_name(&self.config.instance, &p.id, name, p.generation);
         self.wait_for_dependencies(p, svc).await?;
+        if self.swarm_registry().is_some() {
+            return self.start_service(p, name).await.map(|()| Vec::new());
+        }
         let stopped = self.stop_volume_sharers(p, svc).await?;
         match self.docker.start_container(&cname, None).await {
             Ok(()) => Ok(stopped),
@@ -146,6 +155,9 @@ impl Manager {
         let deadline = self.config.limits.health_timeout;
         for (dep, condition) in &svc.run.conditions {
             let dname = labels::staging_name(inst, &p.id, dep.as_str(), p.generation);
+            if !matches!(condition, Condition::Started) && self.swarm_registry().is_some() {
+                return Err(super::swarm::condition_refused(svc, dep.as_str()));
+            }
             let (reached, wanted) = match condition {
                 Condition::Started => continue,
                 Condition::Healthy => (

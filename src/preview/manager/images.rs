@@ -9,8 +9,27 @@ use crate::spec::runtime::PullPolicy;
 use crate::spec::{self, ImageSource, Spec};
 
 impl Manager {
-    /// Builds or finds `svc`'s image: the tag (or name) its container runs.
+    /// `svc`'s image as its container runs it: on one host the local tag (or name); on a
+    /// swarm, the image pushed to the cluster's registry, by digest, so every node can pull it.
     pub(super) async fn image(
+        &self,
+        req: &UpRequest,
+        p: &Prepared,
+        spec: &Spec,
+        svc: &spec::Service,
+        progress: &Progress,
+    ) -> Result<String, DeployFailure> {
+        let local = self.local_image(req, p, spec, svc, progress).await?;
+        let Some(registry) = self.swarm_registry() else {
+            return Ok(local);
+        };
+        docker::swarm::push(&self.docker, registry, &local)
+            .await
+            .map_err(|e| fail(Phase::Build, Some(svc.name.as_str()), e.to_string()))
+    }
+
+    /// Builds or finds `svc`'s image on the host previewd talks to: its tag (or name).
+    async fn local_image(
         &self,
         req: &UpRequest,
         p: &Prepared,

@@ -9,8 +9,8 @@
 //!
 //! This file tells the deployment's story (`up`: prepare, attempt, switch); the steps live
 //! beside it: `prepare.rs` (fetch, identity, worktree), `images.rs` (build), `containers.rs`
-//! (start), `commit.rs` (switch, drain, retire), `teardown.rs`, and `view.rs` for reading
-//! previews back. Raw Docker calls belong in `preview/docker/`, not here.
+//! (start), `commit.rs` (switch, drain, retire), `teardown.rs`, `view.rs` for reading
+//! previews back, and `swarm.rs` for the steps that differ on a Docker Swarm. Raw Docker calls belong in `preview/docker/`, not here.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -43,6 +43,7 @@ mod rollout;
 mod run_options;
 mod sleep;
 pub use sleep::NotAsleep;
+mod swarm;
 mod teardown;
 mod view;
 
@@ -200,7 +201,8 @@ impl Manager {
     /// Every preview of the instance, with whether it sleeps.
     pub async fn observed(&self) -> Result<Vec<Observed>, DockerError> {
         let inst = &self.config.instance;
-        let mut previews = labels::group(docker::members(&self.docker, inst).await?);
+        let mut previews =
+            labels::group(docker::placed::members(&self.docker, &self.config).await?);
         let marks = docker::sleep::marks(&self.docker, inst).await?;
         docker::sleep::attach(&mut previews, &marks);
         Ok(previews)

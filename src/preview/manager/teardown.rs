@@ -18,7 +18,7 @@ impl Manager {
                 for (g, ms) in &o.generations {
                     if *g == p.generation || p.fresh {
                         for m in ms {
-                            docker::remove_container(&self.docker, &m.container_id).await?;
+                            docker::placed::remove(&self.docker, &self.config, m).await?;
                         }
                     }
                 }
@@ -86,8 +86,15 @@ impl Manager {
 
     async fn remove_images(&self, id: &PreviewId) -> Result<(), ManagerError> {
         let prefix = format!("{}-{id}-", self.config.instance);
+        // On a swarm the same image is tagged for the registry too: `<registry>/<tag>`.
+        let pushed = self
+            .swarm_registry()
+            .map(|r| format!("{}/{prefix}", r.address));
+        let ours = |t: &String| {
+            t.starts_with(&prefix) || pushed.as_ref().is_some_and(|p| t.starts_with(p))
+        };
         for (_, tags, _) in docker::images(&self.docker, &self.config.instance).await? {
-            for t in tags.iter().filter(|t| t.starts_with(&prefix)) {
+            for t in tags.iter().filter(|t| ours(t)) {
                 docker::remove_image(&self.docker, t).await?;
             }
         }
@@ -132,7 +139,7 @@ impl Manager {
         let _busy = self.mark_busy(id);
         for o in observed.iter().filter(|o| &o.id == id) {
             for m in o.generations.values().flatten() {
-                docker::remove_container(&self.docker, &m.container_id).await?;
+                docker::placed::remove(&self.docker, &self.config, m).await?;
             }
         }
         docker::sleep::unmark(&self.docker, &self.config.instance, id).await?;
