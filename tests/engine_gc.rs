@@ -157,3 +157,54 @@ async fn route_sync_leaves_a_network_no_preview_uses() {
     docker.remove_network(&net).await.expect("remove");
     env.assert_clean().await;
 }
+
+/// A network the gateway joined ahead of a generation's containers (`Gateway::join`, while a
+/// rollout makes them) stays joined through a route sync that finds nothing on it yet: the
+/// sync would otherwise leave it and the route would wait for a new join. Leaving it before
+/// its removal still works, and then a sync leaves it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_joined_ahead_is_kept_until_the_gateway_leaves_it() {
+    let env = TestEnv::new("gcahead").await;
+    let repo = GitRepo::from_fixture("compose-only");
+    let d = env.up(repo.path()).await.expect("up");
+    let docker = env.manager.docker();
+    let coming = PreviewId::parse("yyyyyyyyyy").expect("id");
+    let net = labels::network_name(&env.config.instance, &coming, 1);
+    previewd::preview::network::create_preview_network(
+        docker,
+        &env.config,
+        &net,
+        HashMap::from([(labels::INSTANCE.to_owned(), env.config.instance.to_string())]),
+    )
+    .await
+    .expect("network");
+    let on_net = |net: String| async move {
+        docker
+            .inspect_network(
+                &net,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .expect("inspect")
+            .containers
+            .unwrap_or_default()
+            .len()
+    };
+    let gateway = env.manager.gateway();
+    gateway.join(std::slice::from_ref(&net)).await;
+    assert_eq!(on_net(net.clone()).await, 1, "the gateway joined ahead");
+    gateway.sync().await.expect("sync");
+    assert_eq!(on_net(net.clone()).await, 1, "the sync kept {net}");
+    gateway.leave(&net).await;
+    assert_eq!(on_net(net.clone()).await, 0, "the gateway left {net}");
+    gateway.sync().await.expect("sync");
+    assert_eq!(
+        on_net(net.clone()).await,
+        0,
+        "the sync did not join it again"
+    );
+    assert_eq!(env.get(d.state.id.as_str(), "/").await.0, 200);
+    env.manager.down(&d.state.id).await.expect("down");
+    docker.remove_network(&net).await.expect("remove");
+    env.assert_clean().await;
+}

@@ -1,5 +1,8 @@
 //! Route update through the real sync: time from "a new preview's containers run" to "its
-//! route answers through the gateway", with N other previews already routed, on Docker.
+//! route answers through the gateway", with N other previews already routed, on Docker. As in
+//! a deployment's rollout, the gateway joins the new preview's network while its containers
+//! are made and started (`Gateway::join`), so the sync finds it joined; that join's time and
+//! the whole step's are printed beside (`join_*`, `made_*`).
 //!
 //! `previewd-bench-route` times the route table's write against a local Caddy with synthetic
 //! previews. This harness times what a deployment actually waits for: `Gateway::sync` itself
@@ -46,8 +49,15 @@ fn preview_id(i: usize) -> PreviewId {
     PreviewId::parse(&format!("s{i:09}")).expect("ten characters of 0-9a-z")
 }
 
-/// Makes preview `id`: its network, then its two containers, started.
-async fn make_preview(docker: &Docker, config: &Config, id: &PreviewId) {
+/// Makes preview `id`: its network, then its two containers, started. With `gateway`, the
+/// gateway joins the network while the containers are made and started, as a deployment's
+/// rollout does (`Gateway::join`); returns how long that join took (zero without).
+async fn make_preview(
+    docker: &Docker,
+    config: &Config,
+    id: &PreviewId,
+    gateway: Option<&Gateway>,
+) -> Duration {
     let inst = &config.instance;
     let net = labels::network_name(inst, id, 1);
     let common = HashMap::from([
@@ -62,6 +72,26 @@ async fn make_preview(docker: &Docker, config: &Config, id: &PreviewId) {
     network::create_preview_network(docker, config, &net, common.clone())
         .await
         .expect("create network");
+    let join = async {
+        let t = Instant::now();
+        if let Some(g) = gateway {
+            g.join(std::slice::from_ref(&net)).await;
+        }
+        t.elapsed()
+    };
+    let (joined, ()) = tokio::join!(join, make_containers(docker, config, id, &net, &common));
+    joined
+}
+
+/// Creates and starts preview `id`'s two containers on `net`.
+async fn make_containers(
+    docker: &Docker,
+    config: &Config,
+    id: &PreviewId,
+    net: &str,
+    common: &HashMap<String, String>,
+) {
+    let inst = &config.instance;
     for (service, route) in SERVICES {
         let mut l = common.clone();
         for (k, v) in [
@@ -83,13 +113,13 @@ async fn make_preview(docker: &Docker, config: &Config, id: &PreviewId) {
             cmd: Some(vec!["sh".into(), "-c".into(), SERVE.into()]),
             labels: Some(l),
             host_config: Some(HostConfig {
-                network_mode: Some(net.clone()),
+                network_mode: Some(net.to_owned()),
                 memory: Some(16 << 20),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(
-                    net.clone(),
+                    net.to_owned(),
                     EndpointSettings {
                         aliases: Some(vec![
                             service.to_owned(),
@@ -213,7 +243,7 @@ async fn run(docker: &Docker, config: Arc<Config>, reps: usize, n: usize) -> ser
     stream::iter(0..n)
         .for_each_concurrent(SEED_PARALLEL, |i| {
             let config = config.clone();
-            async move { make_preview(docker, &config, &preview_id(i)).await }
+            async move { make_preview(docker, &config, &preview_id(i), None).await }
         })
         .await;
     let seed_s = t_seed.elapsed().as_secs_f64();
@@ -225,30 +255,77 @@ async fn run(docker: &Docker, config: Arc<Config>, reps: usize, n: usize) -> ser
     let first = format!("{}.localhost", preview_id(0));
     tokio::task::block_in_place(|| wait_route(port, &first));
 
-    let (mut sync_ms, mut answer_ms) = (Vec::new(), Vec::new());
+    // Each repetition measures both ways in turn, on the same N previews: the new network
+    // joined ahead, as a deployment's rollout does now, and joined by the sync itself, as
+    // before issue 17's change (`Gateway::join` not called): a before/after side by side.
+    let mut ways = [Way::new("ahead"), Way::new("in_sync")];
     for rep in 0..reps {
-        let id = preview_id(1_000_000 + rep);
-        make_preview(docker, &config, &id).await;
-        let host = format!("{id}.localhost");
-        let t0 = Instant::now();
-        gateway.sync().await.expect("sync");
-        sync_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        tokio::task::block_in_place(|| wait_route(port, &host));
-        answer_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        // Back to N previews for the next repetition: containers, the sync that leaves the
-        // network, then the network.
-        remove_containers(docker, &config, &id).await;
-        gateway.sync().await.expect("sync after removal");
-        let net = labels::network_name(&config.instance, &id, 1);
-        docker.remove_network(&net).await.expect("remove network");
+        for (k, way) in ways.iter_mut().enumerate() {
+            let id = preview_id(1_000_000 + 2 * rep + k);
+            let ahead = (k == 0).then_some(&gateway);
+            let t_made = Instant::now();
+            let joined = make_preview(docker, &config, &id, ahead).await;
+            way.made_ms.push(t_made.elapsed().as_secs_f64() * 1e3);
+            way.join_ms.push(joined.as_secs_f64() * 1e3);
+            let host = format!("{id}.localhost");
+            let t0 = Instant::now();
+            gateway.sync().await.expect("sync");
+            way.sync_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            tokio::task::block_in_place(|| wait_route(port, &host));
+            way.answer_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            // Back to N previews for the next one: containers, the sync that leaves the
+            // network, then the network.
+            remove_containers(docker, &config, &id).await;
+            gateway.sync().await.expect("sync after removal");
+            let net = labels::network_name(&config.instance, &id, 1);
+            docker.remove_network(&net).await.expect("remove network");
+        }
     }
-    serde_json::json!({
-        "way": "sync", "n": n, "reps": reps,
-        // p50/p99: sync started → the new host answers 200 through the gateway container.
-        "p50_ms": pct(&mut answer_ms, 50.0), "p99_ms": pct(&mut answer_ms, 99.0),
-        "sync_p50_ms": pct(&mut sync_ms, 50.0), "sync_p99_ms": pct(&mut sync_ms, 99.0),
-        "seed_s": seed_s, "first_sync_s": first_sync_s,
-    })
+    let [mut ahead, mut in_sync] = ways;
+    let mut out = ahead.json();
+    let mut before = in_sync.json();
+    out["n"] = n.into();
+    out["reps"] = reps.into();
+    out["seed_s"] = seed_s.into();
+    out["first_sync_s"] = first_sync_s.into();
+    before["way"] = "sync, joined by the sync".into();
+    out["joined_by_the_sync"] = before;
+    out
+}
+
+/// One way's samples, in ms.
+struct Way {
+    name: &'static str,
+    sync_ms: Vec<f64>,
+    answer_ms: Vec<f64>,
+    join_ms: Vec<f64>,
+    made_ms: Vec<f64>,
+}
+
+impl Way {
+    fn new(name: &'static str) -> Way {
+        Way {
+            name,
+            sync_ms: Vec::new(),
+            answer_ms: Vec::new(),
+            join_ms: Vec::new(),
+            made_ms: Vec::new(),
+        }
+    }
+
+    fn json(&mut self) -> serde_json::Value {
+        serde_json::json!({
+            "way": format!("sync, joined {}", self.name),
+            // p50/p99: sync started → the new host answers 200 through the gateway container.
+            "p50_ms": pct(&mut self.answer_ms, 50.0), "p99_ms": pct(&mut self.answer_ms, 99.0),
+            "sync_p50_ms": pct(&mut self.sync_ms, 50.0), "sync_p99_ms": pct(&mut self.sync_ms, 99.0),
+            // The gateway's join of the new network beside the containers' create and start
+            // (off the route's path; 0 when joined by the sync), and that whole step: network
+            // made → containers started.
+            "join_p50_ms": pct(&mut self.join_ms, 50.0), "join_p99_ms": pct(&mut self.join_ms, 99.0),
+            "made_p50_ms": pct(&mut self.made_ms, 50.0), "made_p99_ms": pct(&mut self.made_ms, 99.0),
+        })
+    }
 }
 
 fn main() {

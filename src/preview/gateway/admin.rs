@@ -70,21 +70,16 @@ pub(super) async fn one_change(config: &Config) -> Result<OneChange, GatewayErro
     })
 }
 
-/// Loads `cfg` unless the gateway already runs it. The config changes only with the gateway's
-/// settings (which recreate the container) or with a new previewd, so this is almost always a
-/// no-op; a load is a full reload, which is what the route table exists to avoid.
-pub(super) async fn load_if_changed(config: &Config, cfg: &Value) -> Result<(), GatewayError> {
-    let running = http::unix(
-        &admin_socket(config),
-        "GET",
-        "/config/",
-        None,
-        Duration::from_secs(5),
-    )
-    .await
-    .ok()
-    .filter(|r| r.status == 200)
-    .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok());
+/// Loads `cfg` unless the gateway already runs it (`running`: its config as its admin API
+/// answered it within this change, which holds the lock: nothing else loads one meanwhile).
+/// The config changes only with the gateway's settings (which recreate the container) or with
+/// a new previewd, so this is almost always a no-op; a load is a full reload, which is what
+/// the route table exists to avoid.
+pub(super) async fn load_if_changed(
+    config: &Config,
+    cfg: &Value,
+    running: Option<Value>,
+) -> Result<(), GatewayError> {
     if running.as_ref() == Some(cfg) {
         return Ok(());
     }

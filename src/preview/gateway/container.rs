@@ -9,7 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions};
 
@@ -20,13 +21,14 @@ use super::{Gateway, GatewayError};
 use crate::config::{Config, Tls};
 use crate::preview::docker::{self, DockerError, labels};
 use crate::preview::http_client as http;
+use serde_json::Value;
 
 impl Gateway {
     /// Removes the gateway container when no preview is left (checked under the same lock as
     /// [`Gateway::sync`], so a preview routed meanwhile keeps its gateway). Returns whether it
     /// did.
     pub async fn remove_if_unused(&self) -> Result<bool, GatewayError> {
-        let Gateway { docker, config } = self;
+        let Gateway { docker, config, .. } = self;
         let _one = one_change(config).await?;
         if !docker::placed::members(docker, config).await?.is_empty() {
             return Ok(false);
@@ -43,13 +45,14 @@ impl Gateway {
     }
 
     /// Starts the gateway if needed and waits for its admin socket; returns the networks it has
-    /// joined.
-    pub(super) async fn ensure_running(&self) -> Result<BTreeSet<String>, GatewayError> {
-        let Gateway { docker, config } = self;
+    /// joined and the config it runs (None when it did not answer with one). `inspect` is the
+    /// gateway container's inspection, made by the caller beside its other reads.
+    pub(super) async fn ensure_running(
+        &self,
+        inspect: Result<ContainerInspectResponse, bollard::errors::Error>,
+    ) -> Result<(BTreeSet<String>, Option<Value>), GatewayError> {
+        let Gateway { docker, config, .. } = self;
         let name = labels::gateway_name(&config.instance);
-        let inspect = docker
-            .inspect_container(&name, None::<InspectContainerOptions>)
-            .await;
         let wanted = settings_hash(config);
         let inspect = match inspect {
             // Made with other settings (port, bind, TLS, image): replace it, or they never apply.
@@ -89,13 +92,13 @@ impl Gateway {
                     .unwrap_or_else(|| DockerError::from(e).into()));
             }
         }
-        self.wait_for_admin(&name).await?;
+        let running = self.wait_for_admin(&name).await?;
         let joined = info
             .network_settings
             .and_then(|n| n.networks)
             .map(|n| n.into_keys().collect())
             .unwrap_or_default();
-        Ok(joined)
+        Ok((joined, running))
     }
 }
 
@@ -131,7 +134,7 @@ fn settings_hash(config: &Config) -> String {
 
 impl Gateway {
     async fn create(&self, name: &str) -> Result<(), GatewayError> {
-        let Gateway { docker, config } = self;
+        let Gateway { docker, config, .. } = self;
         let dir = admin_dir(config);
         let meta = std::fs::metadata(&dir).map_err(|source| GatewayError::Dir {
             path: dir.clone(),
@@ -213,14 +216,16 @@ impl Gateway {
         }
     }
 
-    async fn wait_for_admin(&self, name: &str) -> Result<(), GatewayError> {
-        let Gateway { docker, config } = self;
+    /// Waits until the admin API answers; returns the config it answered with (None when
+    /// that is not JSON).
+    async fn wait_for_admin(&self, name: &str) -> Result<Option<Value>, GatewayError> {
+        let Gateway { docker, config, .. } = self;
         let socket = admin_socket(config);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut last = String::from("no answer yet");
         while tokio::time::Instant::now() < deadline {
             match http::unix(&socket, "GET", "/config/", None, Duration::from_secs(2)).await {
-                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) if r.status == 200 => return Ok(serde_json::from_slice(&r.body).ok()),
                 Ok(r) => last = format!("admin API answered {}", r.status),
                 Err(e) => last = e.to_string(),
             }

@@ -15,8 +15,9 @@
 //! value, the error and the public names; nothing here may talk to Docker or reload Caddy
 //! itself.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
 
@@ -69,10 +70,18 @@ pub enum GatewayError {
 pub struct Gateway {
     docker: Docker,
     config: Arc<Config>,
+    /// Networks [`Gateway::join`] joined ahead of their containers: a sync does not leave
+    /// them for having no container yet. Cleared when a sync finds a container there or the
+    /// gateway leaves the network ([`Gateway::leave`], before every network removal).
+    ahead: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl Gateway {
     pub fn new(docker: Docker, config: Arc<Config>) -> Gateway {
-        Gateway { docker, config }
+        Gateway {
+            docker,
+            config,
+            ahead: Default::default(),
+        }
     }
 }

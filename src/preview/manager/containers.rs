@@ -14,6 +14,7 @@ use bollard::query_parameters::CreateContainerOptions;
 
 use super::{Manager, Mode, Prepared, UpRequest, fail, run_options};
 use crate::engine::{DeployFailure, Phase};
+use crate::ids::{Instance, PreviewId};
 use crate::preview::docker::{self, DockerError, labels, lifecycle, network, volumes};
 use crate::preview::{build, firewall};
 use crate::spec::runtime::{Condition, DEFAULT_NETWORK};
@@ -222,10 +223,7 @@ impl Manager {
         let inst = &self.config.instance;
         let limits = &self.config.limits;
         let name = svc.name.as_str();
-        let dev = match req.mode {
-            Mode::Dev { .. } => spec.dev.get(&svc.name),
-            Mode::Preview => None,
-        };
+        let dev = dev_of(&req.mode, spec, svc);
         let port = dev.and_then(|d| d.port).or(svc.port);
         let mut l = HashMap::from([
             (labels::INSTANCE, inst.to_string()),
@@ -365,6 +363,36 @@ fn service_networks(svc: &spec::Service) -> Vec<String> {
     }
 }
 
+/// `svc`'s dev-mode settings, in a dev deployment that has them.
+fn dev_of<'a>(mode: &Mode, spec: &'a Spec, svc: &spec::Service) -> Option<&'a spec::DevService> {
+    match mode {
+        Mode::Dev { .. } => spec.dev.get(&svc.name),
+        Mode::Preview => None,
+    }
+}
+
+/// Generation `generation` of preview `id`'s networks that the gateway must reach: those of
+/// each service that gets a route (the rule of its `route` label in [`Manager::container`]),
+/// never a network only unrouted services are on.
+pub(super) fn routed_networks(
+    inst: &Instance,
+    mode: &Mode,
+    id: &PreviewId,
+    generation: u64,
+    spec: &Spec,
+) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for svc in spec.services.values() {
+        let port = dev_of(mode, spec, svc).and_then(|d| d.port).or(svc.port);
+        if svc.route.is_some() && port.is_some() && !svc.internal {
+            out.extend(service_networks(svc));
+        }
+    }
+    out.into_iter()
+        .map(|n| labels::project_network_name(inst, id, generation, &n))
+        .collect()
+}
+
 /// Every network some service of the generation joins.
 fn used_networks(spec: &Spec) -> std::collections::BTreeSet<String> {
     spec.services.values().flat_map(service_networks).collect()
@@ -426,8 +454,41 @@ pub(super) fn in_levels<'a, T>(
 mod tests {
     use std::path::Path;
 
-    use super::start_levels;
-    use crate::spec::parse_previewd_yml;
+    use super::{Mode, routed_networks, start_levels};
+    use crate::ids::{Instance, PreviewId};
+    use crate::spec::{parse_compose, parse_previewd_yml};
+
+    #[test]
+    fn the_gateway_joins_ahead_only_the_networks_of_routed_services() {
+        let compose = "services:
+  web:
+    image: busybox
+    x-previewd: {route: /, port: 80}
+    networks: [front]
+  api:
+    image: busybox
+    x-previewd: {route: /api, port: 3000}
+    networks: [front, back]
+  db:
+    image: busybox
+    networks: [back, store]
+networks: {front: {}, back: {}, store: {}}
+";
+        let spec = parse_compose(
+            "compose.yaml",
+            compose.as_bytes(),
+            Path::new("/nonexistent"),
+        )
+        .expect("valid compose");
+        let inst = Instance::parse("t").expect("instance");
+        let id = PreviewId::parse("abcdefghij").expect("id");
+        let name = |n: &str| crate::preview::docker::labels::project_network_name(&inst, &id, 3, n);
+        assert_eq!(
+            routed_networks(&inst, &Mode::Preview, &id, 3, &spec),
+            vec![name("back"), name("front")],
+            "the routed services' networks, never `store` (only the database is on it)"
+        );
+    }
 
     fn levels(yml: &str) -> Vec<Vec<String>> {
         let spec = parse_previewd_yml(".previewd.yml", yml.as_bytes(), Path::new("/nonexistent"))

@@ -97,6 +97,25 @@ impl Manager {
         };
         let created_at = crate::clock::rfc3339(self.clock.now());
         let networks = self.make_networks(req, p, spec).shared();
+        // The gateway joins the generation's routed networks while its containers are made
+        // and started, so that the route step waits for the table only, not for Docker's
+        // slowest step of a route (issue 17). The sync still joins what this did not.
+        let to_join = containers::routed_networks(
+            &self.config.instance,
+            &req.mode,
+            &p.id,
+            p.generation,
+            spec,
+        );
+        let joined = {
+            let networks = networks.clone();
+            async move {
+                if networks.await.is_ok() && !to_join.is_empty() {
+                    self.gateway.join(&to_join).await;
+                }
+            }
+            .shared()
+        };
         let shared = &shared;
         let parts = spec.services.values().map(|svc| {
             let networks = networks.clone();
@@ -122,13 +141,15 @@ impl Manager {
         };
         let routing = async {
             if reached(&shared.all_created).await {
+                joined.clone().await;
                 self.route().await.map(|()| Some(Instant::now()))
             } else {
                 Ok(None)
             }
         };
         // The networks are joined too: made to the end even when every service gave up early.
-        let ((results, started), made, routed) = tokio::join!(parts, networks.clone(), routing);
+        let ((results, started), made, routed, ()) =
+            tokio::join!(parts, networks.clone(), routing, joined.clone());
         progress(Event::Phase(Phase::Route));
         let mut gave_up = false;
         for r in results {
