@@ -321,10 +321,56 @@ fn the_preview_host_goes_to_the_one_publisher_or_the_preferred_name() {
             ("ui".into(), Host::Preview, Some("/".into())),
         ]
     );
-    let unclear =
-        "services:\n  api: {build: ., ports: ['3000']}\n  db: {image: busybox, ports: ['5432']}\n";
-    let e = parse(unclear, wt.path()).expect_err("a guess");
-    assert!(e.to_string().contains("x-previewd: {route: /}"), "{e}");
+    // None of the usual names: the first in the file (not in the alphabet) gets the host,
+    // and the plan says so and how to choose another.
+    let unnamed = "services:\n  zeta: {build: ., ports: ['3000']}\n  alpha: {image: busybox, ports: ['5432']}\n";
+    assert_eq!(
+        hosts(unnamed),
+        [
+            ("alpha".into(), Host::Service, Some("/".into())),
+            ("zeta".into(), Host::Preview, Some("/".into())),
+        ]
+    );
+    let spec = parse(unnamed, wt.path()).expect("valid");
+    let note = svc(&spec, "zeta").run.changes.join("\n");
+    assert!(
+        note.contains("the first in the file of zeta, alpha")
+            && note.contains("x-previewd: {route: /}"),
+        "{note}"
+    );
+}
+
+#[test]
+fn the_first_of_several_published_ports_is_routed_and_the_plan_says_so() {
+    let wt = tempfile::tempdir().unwrap();
+    for (ports, want) in [
+        ("['9300', '9200:9200']", 9300),
+        ("['9200', '9300', '9200']", 9200),
+    ] {
+        let doc = format!("services:\n  search: {{image: busybox, ports: {ports}}}\n");
+        let spec = parse(&doc, wt.path()).expect(&doc);
+        let s = svc(&spec, "search");
+        assert_eq!(s.port, Some(want), "{doc}");
+        let note = s.run.changes.join("\n");
+        assert!(
+            note.contains(&format!("routed to port {want}, the first of"))
+                && note.contains("x-previewd.port"),
+            "{note}"
+        );
+    }
+    // Chosen, nothing to say.
+    let chosen = "services:\n  search: {image: busybox, ports: ['9200', '9300'], x-previewd: {port: 9300}}\n";
+    let spec = parse(chosen, wt.path()).expect("valid");
+    assert_eq!(svc(&spec, "search").port, Some(9300));
+    assert!(
+        !svc(&spec, "search")
+            .run
+            .changes
+            .iter()
+            .any(|c| c.contains("the first of")),
+        "{:?}",
+        svc(&spec, "search").run.changes
+    );
 }
 
 #[test]
@@ -352,5 +398,31 @@ fn real_world_fixture_checks_with_its_plan() {
         "services.debug: has profiles, so it does not start",
     ] {
         assert!(text.contains(line), "{line} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn dotted_variable_names_are_passed_on_and_names_that_split_an_entry_are_refused() {
+    let wt = tempfile::tempdir().unwrap();
+    let doc = "services:\n  search:\n    image: busybox\n    ports: ['9200']\n    environment:\n      - discovery.type=single-node\n      - bootstrap.memory-lock=true\n";
+    let spec = parse(doc, wt.path()).expect("valid");
+    let env = &svc(&spec, "search").env;
+    assert_eq!(
+        env.get("discovery.type").map(String::as_str),
+        Some("single-node")
+    );
+    assert_eq!(
+        env.get("bootstrap.memory-lock").map(String::as_str),
+        Some("true")
+    );
+    for name in ["'A=B'", "'A B'", "'.hidden'", "'x\\ty'"] {
+        let doc = format!(
+            "services:\n  search:\n    image: busybox\n    ports: ['9200']\n    environment: {{{name}: v}}\n"
+        );
+        let e = parse(&doc, wt.path()).expect_err(&doc);
+        assert!(
+            e.to_string().contains("not a valid variable name"),
+            "{doc}: {e}"
+        );
     }
 }

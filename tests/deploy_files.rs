@@ -26,6 +26,9 @@ const EXAMPLE: &str = "deploy/previewd.toml.example";
 /// Keys the example shows commented out: secrets, and values with no fixed default.
 const OPTIONAL_KEYS: &[&str] = &[
     "data_dir",
+    "cluster.registry",
+    "cluster.registry_username",
+    "cluster.registry_password",
     "gateway.public_url",
     "gateway.acme_email",
     "gateway.cert_file",

@@ -99,7 +99,7 @@ fn hostile_configs_are_refused_naming_the_key() {
         (false, format!("{WEB}    env: {{BIG: {big_value}}}\n"), Invalid, "services.web.env.BIG"),
         (false, format!("{WEB}    env: {{{many_env}}}\n"), Invalid, "services.web.env"),
         (false, web_with("env: {1BAD: x}"), Invalid, "services.web.env.1BAD"),
-        (false, web_with("env: {A-B: x}"), Invalid, "services.web.env.A-B"),
+        (false, web_with("env: {'A=B': x}"), Invalid, "services.web.env.A=B"),
         (false, web_with("env: {SECRET: }"), Refused, "services.web.env.SECRET"),
         (false, "services:\n  web: {build: ., port: 80, route: /x}\n  api: {build: api, port: 80, route: /x/}\n".into(), Invalid, "services.web.route"),
         (false, "services:\n  web: {build: ., port: 80}\n  api: {build: api, port: 80}\n".into(), Invalid, "services.api.route"),

@@ -58,7 +58,16 @@ pub(super) fn draft(
     let internal = x
         .internal
         .unwrap_or(ports.is_empty() && x.route.is_none() && x.port.is_none());
-    let port = routed_port(file, &prefix, x.port, ports, exposed, internal).unwrap_or_else(|e| {
+    let port = routed_port(
+        file,
+        &prefix,
+        x.port,
+        ports,
+        exposed,
+        internal,
+        &mut run.changes,
+    )
+    .unwrap_or_else(|e| {
         problems.push(e);
         None
     });

@@ -8,7 +8,8 @@
 //!
 //! Routing: a service with `x-previewd.route` answers on the preview's host at that route;
 //! without any, the preview's host goes to the one service that publishes a port, or among
-//! several to the first of `web`, `frontend`, `app`, `proxy`, `nginx` that does. Every other
+//! several to the first of `web`, `frontend`, `app`, `proxy`, `nginx` that does, else to the
+//! first in the file. Every other
 //! service that publishes a port gets a host of its own, `<id>-<service>.<domain>`.
 //!
 //! This file runs the reading: `merge` expands `include` and `extends` first, `keys` sorts

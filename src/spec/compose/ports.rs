@@ -7,8 +7,9 @@ use super::shape::Port;
 use crate::spec::SpecError;
 use crate::spec::yaml::{clip, join};
 
-/// The port the gateway routes to: `x-previewd.port`, else the one container port published
-/// (or, without `ports`, exposed).
+/// The port the gateway routes to: `x-previewd.port`, else the container port published
+/// (or, without `ports`, exposed), the first listed of several (noted in `changes`: compose
+/// does not ask which, so a file that lists several is not refused for it).
 pub(super) fn routed_port(
     file: &str,
     prefix: &str,
@@ -16,6 +17,7 @@ pub(super) fn routed_port(
     ports: Vec<u64>,
     exposed: Vec<u64>,
     internal: bool,
+    changes: &mut Vec<String>,
 ) -> Result<Option<u64>, SpecError> {
     if let Some(p) = chosen {
         if p == 0 || p > u64::from(u16::MAX) {
@@ -27,24 +29,24 @@ pub(super) fn routed_port(
         }
         return Ok(Some(p));
     }
-    let mut candidates = if ports.is_empty() { exposed } else { ports };
-    candidates.sort_unstable();
-    candidates.dedup();
+    let mut candidates = Vec::new();
+    for p in if ports.is_empty() { exposed } else { ports } {
+        if !candidates.contains(&p) {
+            candidates.push(p);
+        }
+    }
     match candidates.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(*one)),
         _ if internal => Ok(None),
-        several => {
-            let list: Vec<String> = several.iter().map(u64::to_string).collect();
-            Err(invalid(
-                file,
-                join(prefix, "ports"),
-                format!(
-                    "lists several ports ({}): say which one the gateway routes to with \
-                     `x-previewd.port`",
-                    list.join(", ")
-                ),
-            ))
+        [first, ..] => {
+            let list: Vec<String> = candidates.iter().map(u64::to_string).collect();
+            changes.push(format!(
+                "routed to port {first}, the first of {} (choose another with \
+                 `x-previewd.port`)",
+                list.join(", ")
+            ));
+            Ok(Some(*first))
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Which host each routed compose service answers at. A service with `x-previewd.route` is on
 //! the preview's host at that route. Without any, the preview's host goes to the one service
-//! that publishes a port, or among several to the first of [`PREFERRED`] that does; every
-//! other routed service gets a host of its own, `<id>-<service>.<domain>`, at `/`. Guessing
-//! beyond that would be a guess, so it is an error that says how to choose. Nothing here
-//! checks routes themselves (`validate` does).
+//! that publishes a port, or among several to the first of [`PREFERRED`] that does, else to
+//! the first of them in the file (noted for `check`); every other routed service gets a host
+//! of its own, `<id>-<service>.<domain>`, at `/`. Nothing here checks routes themselves
+//! (`validate` does) or may refuse a file for lack of a choice compose does not ask for.
 
 use crate::spec::SpecError;
 use crate::spec::runtime::Host;
@@ -29,25 +29,24 @@ pub(super) fn assign_hosts(file: &str, drafts: &mut [Draft], problems: &mut Vec<
             [] => None,
             [one] => Some(*one),
             several => {
-                let pick = PREFERRED
+                let preferred = PREFERRED
                     .iter()
                     .find_map(|want| several.iter().copied().find(|i| drafts[*i].name == *want));
-                if pick.is_none() {
+                // None of the usual names: the first in the file, as a reader of it would
+                // guess, and `check` says so (a wrong pick is one `x-previewd` line away,
+                // not a refusal of a file compose runs).
+                let pick = preferred.unwrap_or(several[0]);
+                if preferred.is_none() {
                     let names: Vec<String> =
                         several.iter().map(|i| clip(&drafts[*i].name)).collect();
-                    problems.push(SpecError::Invalid {
-                        file: file.to_owned(),
-                        key: "services".to_owned(),
-                        reason: format!(
-                            "{} publish ports and none is called {}: say which one the \
-                             preview's host goes to with `x-previewd: {{route: /}}` in that \
-                             service (the others get hosts of their own)",
-                            names.join(", "),
-                            PREFERRED.join(", ")
-                        ),
-                    });
+                    drafts[pick].run.changes.push(format!(
+                        "gets the preview's host: the first in the file of {}, which publish ports \
+                         (none is called {}; choose another with `x-previewd: {{route: /}}`)",
+                        names.join(", "),
+                        PREFERRED.join(", ")
+                    ));
                 }
-                pick
+                Some(pick)
             }
         }
     };

@@ -53,7 +53,7 @@ pub(super) fn check_vars(
             return Err(invalid(
                 file,
                 var_key,
-                "is not a valid variable name: use letters, digits and `_`, not starting with a digit",
+                "is not a valid variable name: use letters, digits, `_`, `.` and `-`, not starting with a digit",
             ));
         }
         let Some(value) = value else {
@@ -82,10 +82,13 @@ pub(super) fn check_vars(
     Ok(out)
 }
 
+/// A shell's names, plus `.` and `-` after the first character: Docker passes any name
+/// without `=`, and real projects use dotted ones (Elasticsearch's `discovery.type`, Spring's
+/// `spring.profiles.active`); nothing that could split or end the `NAME=value` entry.
 fn valid_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 pub(super) fn check_command(
