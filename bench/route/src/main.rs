@@ -51,6 +51,7 @@ fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>)
         own_host: false,
         oneshot: false,
         egress: None,
+        access: None,
     }
 }
 

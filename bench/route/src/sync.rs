@@ -243,7 +243,9 @@ async fn run(docker: &Docker, config: Arc<Config>, reps: usize, n: usize) -> ser
     stream::iter(0..n)
         .for_each_concurrent(SEED_PARALLEL, |i| {
             let config = config.clone();
-            async move { make_preview(docker, &config, &preview_id(i), None).await }
+            async move {
+                make_preview(docker, &config, &preview_id(i), None).await;
+            }
         })
         .await;
     let seed_s = t_seed.elapsed().as_secs_f64();
