@@ -9,6 +9,7 @@
 //! through (`GitLab::call`); `rest` holds GitLab's endpoints, `report` maps previewd's reports
 //! onto them (commit status, environment and deployment, notes, award emoji).
 
+mod environments;
 pub mod payload;
 mod report;
 mod rest;
@@ -28,8 +29,9 @@ use crate::forge::retry::RetryPolicy;
 use crate::forge::{ForgeError, ForgeResult, Repo};
 use crate::ids::CommitSha;
 
+pub use environments::{Environment, EnvironmentState};
 pub use report::permission_of;
-pub use rest::{DEVELOPER, Environment, EnvironmentState, GitLabUser, StatusState};
+pub use rest::{DEVELOPER, GitLabUser, StatusState};
 
 /// GitLab's header for a personal, project or group access token.
 static PRIVATE_TOKEN: HeaderName = HeaderName::from_static("private-token");
