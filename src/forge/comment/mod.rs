@@ -6,6 +6,7 @@
 //! the sticky comment only) or an unescaped log (logs go in a fenced block
 //! longer than any backtick run they contain).
 
+mod markdown;
 mod sleep;
 
 use std::fmt::Write;
@@ -14,6 +15,8 @@ use crate::engine::{DeployFailure, Deployed, PreviewState, Timings};
 use crate::forge::Repo;
 use crate::ids::CommitSha;
 
+use markdown::{cell, code_span, longest_backtick_run, one_line};
+pub use markdown::{status_line, truncate};
 pub use sleep::{READY_HEADING, sleeping, status_wake_failed, ttl_warning, wake_failed, woken};
 
 /// The literal every hidden marker starts with; a macro so that `REPLY_MARKER`, a constant,
@@ -298,45 +301,6 @@ fn timings_line(t: &Timings) -> String {
         t.total.as_secs_f64(),
         phases.join(" · ")
     )
-}
-
-/// A table cell: no pipes or newlines from outside break the table.
-fn cell(s: &str) -> String {
-    one_line(s).replace('|', "\\|").replace('`', "'")
-}
-
-fn one_line(s: &str) -> String {
-    s.lines().next().unwrap_or("").chars().take(300).collect()
-}
-
-/// `s` as inline code, fenced by more backticks than it contains in a row.
-fn code_span(s: &str) -> String {
-    let fence = "`".repeat(longest_backtick_run(s) + 1);
-    format!("{fence} {s} {fence}")
-}
-
-fn longest_backtick_run(s: &str) -> usize {
-    let (mut best, mut run) = (0, 0);
-    for c in s.chars() {
-        run = if c == '`' { run + 1 } else { 0 };
-        best = best.max(run);
-    }
-    best
-}
-
-/// One line for a commit status, at most 140 characters (GitHub's limit).
-pub fn status_line(s: &str) -> String {
-    truncate(&one_line(s), 140)
-}
-
-/// Cuts `s` to `max` characters, with an ellipsis when cut.
-pub fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 #[cfg(test)]
