@@ -4,7 +4,7 @@
 
 use futures_util::future::join_all;
 
-use super::{Manager, Prepared, containers, fail};
+use super::{Manager, Prepared, fail, topology};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::docker::{self, labels};
 use crate::preview::{build, gateway, health};
@@ -23,7 +23,7 @@ impl Manager {
         let inst = &self.config.instance;
         // Every container, internal ones too, must stay up while the public ones come up; a
         // job others waited to complete has ended, as it should.
-        let oneshots = containers::oneshots(spec);
+        let oneshots = topology::oneshots(spec);
         let all: Vec<String> = spec
             .services
             .keys()

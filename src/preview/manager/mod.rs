@@ -45,6 +45,7 @@ mod sleep;
 pub use sleep::NotAsleep;
 mod swarm;
 mod teardown;
+mod topology;
 mod view;
 
 use prepare::Prepared;

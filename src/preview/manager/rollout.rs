@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Event, Manager, Prepared, Progress, UpRequest, cancelled, containers};
+use super::{Event, Manager, Prepared, Progress, UpRequest, cancelled, topology};
 use crate::engine::{DeployFailure, Phase};
 use crate::preview::fault;
 use crate::spec::{self, Spec};
@@ -75,7 +75,7 @@ impl Manager {
         cancel: &CancellationToken,
     ) -> Result<Rolled, DeployFailure> {
         let n = spec.services.len();
-        let level = containers::start_levels(spec)
+        let level = topology::start_levels(spec)
             .into_iter()
             .enumerate()
             .flat_map(|(i, l)| l.into_iter().map(move |s| (s.name.as_str(), i)))
@@ -100,13 +100,8 @@ impl Manager {
         // The gateway joins the generation's routed networks while its containers are made
         // and started, so that the route step waits for the table only, not for Docker's
         // slowest step of a route (issue 17). The sync still joins what this did not.
-        let to_join = containers::routed_networks(
-            &self.config.instance,
-            &req.mode,
-            &p.id,
-            p.generation,
-            spec,
-        );
+        let to_join =
+            topology::routed_networks(&self.config.instance, &req.mode, &p.id, p.generation, spec);
         let joined = {
             let networks = networks.clone();
             async move {

@@ -67,7 +67,7 @@ fn levels<'a>(
     members: &'a [Member],
     depends: &HashMap<String, Vec<(String, Condition)>>,
 ) -> Vec<Vec<&'a Member>> {
-    super::containers::in_levels(
+    super::topology::in_levels(
         members.iter().collect(),
         |m| m.service.as_str(),
         |m| {
