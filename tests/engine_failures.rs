@@ -132,3 +132,74 @@ async fn gateway_port_taken_is_named_and_the_next_deploy_recovers() {
     env.manager.down(&up.state.id).await.expect("down");
     env.assert_clean().await;
 }
+
+/// A repository asking for `forge` where nobody could sign in (no OAuth client for its forge,
+/// or a `previewd up` preview, which belongs to no forge) is refused at the config step, the
+/// message naming the file, the key and what to write instead; with a client, the same
+/// repository deploys, labelled `forge`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forge_access_nobody_could_sign_in_to_is_refused_at_deploy() {
+    let web = "services:\n  web:\n    image: busybox\n    port: 8080\n    command: [sh, -c, \
+               'mkdir -p /w && echo ok > /w/index.html && exec httpd -f -p 8080 -h /w']\n";
+    let yml = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        yml.path().join(".previewd.yml"),
+        format!("access: forge\n{web}"),
+    )
+    .expect("write");
+    let compose = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        compose.path().join("compose.yaml"),
+        "x-previewd: {access: forge}\nservices:\n  web:\n    image: busybox\n    \
+         ports: ['8080']\n",
+    )
+    .expect("write");
+
+    let env = TestEnv::new("fforge").await;
+    let github = |dir: &std::path::Path| {
+        let mut req = env.request(dir);
+        req.forge = "github".into();
+        req
+    };
+    let f = fails(&env, github(yml.path())).await;
+    assert_eq!(f.phase.as_str(), "config", "{f}");
+    for part in [
+        ".previewd.yml: `access: forge`",
+        "no GitHub OAuth client",
+        "`github.oauth_client_id`",
+        "use `access: password`",
+    ] {
+        assert!(f.reason.contains(part), "{part}: {f}");
+    }
+    let f = fails(&env, github(compose.path())).await;
+    assert_eq!(f.phase.as_str(), "config", "{f}");
+    assert!(
+        f.reason
+            .contains("compose.yaml: `x-previewd.access: forge`")
+            && f.reason.contains("use `x-previewd.access: password`"),
+        "{f}"
+    );
+    let f = fails(&env, env.request(yml.path())).await;
+    assert_eq!(f.phase.as_str(), "config", "{f}");
+    assert!(f.reason.contains("previewd up"), "{f}");
+
+    // With GitHub's OAuth client, a GitHub repository's ask is honoured.
+    let env = TestEnv::with(
+        "fforge2",
+        &[
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_ID", "test-client"),
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_SECRET", "test-client-secret"),
+        ],
+    )
+    .await;
+    let mut req = env.request(yml.path());
+    req.forge = "github".into();
+    let d = env.up_req(req).await.expect("deploys with a client");
+    let observed = env.manager.observed().await.expect("observed");
+    assert_eq!(
+        observed[0].live_members()[0].access,
+        Some(previewd::config::AccessMode::Forge)
+    );
+    env.manager.down(&d.state.id).await.expect("down");
+    env.assert_clean().await;
+}

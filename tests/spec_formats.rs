@@ -375,3 +375,75 @@ fn a_repository_may_ask_for_an_access_mode_and_a_hostile_one_is_named() {
         "{e}"
     );
 }
+
+#[test]
+fn a_compose_project_asks_for_an_access_mode_at_its_top_level() {
+    use previewd::config::AccessMode;
+    let wt = worktree();
+    let compose = |doc: &str| spec::parse_compose("compose.yaml", doc.as_bytes(), wt.path());
+    let web = "services:\n  web: {image: busybox, ports: ['8080:80']}\n";
+    let s = compose(&format!("x-previewd: {{access: password}}\n{web}")).expect("parses");
+    assert_eq!(s.access, Some(AccessMode::Password));
+    assert_eq!(s.access_key(), "x-previewd.access");
+    // Other extensions stay ignored, as compose ignores them; no ask, no mode.
+    let s = compose(&format!("x-common: {{access: forge}}\n{web}")).expect("parses");
+    assert_eq!(s.access, None);
+    let s = compose(&format!("x-previewd: {{access: forge}}\n{web}")).expect("parses");
+    assert_eq!(s.access, Some(AccessMode::Forge));
+    // The same tighten-never-loosen rule as `.previewd.yml`'s `access`: the deployed mode is
+    // the tighter of the operator's and the project's.
+    let cfg = |mode: &str| {
+        let env = vec![("PREVIEWD_ACCESS_MODE".to_owned(), mode.to_owned())];
+        previewd::config::Config::from_parts(None, std::path::Path::new("t"), &env).unwrap()
+    };
+    let public = compose(&format!("x-previewd: {{access: public}}\n{web}")).expect("parses");
+    assert_eq!(
+        previewd::access::deployed_mode(&cfg("password"), public.access),
+        Some(AccessMode::Password)
+    );
+    let forge = compose(&format!("x-previewd: {{access: forge}}\n{web}")).expect("parses");
+    assert_eq!(
+        previewd::access::deployed_mode(&cfg("password"), forge.access),
+        Some(AccessMode::Forge)
+    );
+
+    // What is not a mode, a misspelt key, a scalar, and the key in a service: each refused
+    // naming the key, never dropped (a dropped tightening would leave the preview open).
+    for (doc, key, why) in [
+        (
+            format!("x-previewd: {{access: nobody}}\n{web}"),
+            "`x-previewd.access`",
+            "public, password or forge",
+        ),
+        (
+            format!("x-previewd: {{acess: password}}\n{web}"),
+            "x-previewd.acess",
+            "",
+        ),
+        (format!("x-previewd: password\n{web}"), "x-previewd", ""),
+        (
+            "services:\n  web:\n    image: busybox\n    ports: ['8080:80']\n    \
+             x-previewd: {access: password}\n"
+                .to_owned(),
+            "`services.web.x-previewd.access`",
+            "top level",
+        ),
+    ] {
+        let e = compose(&doc).expect_err(&doc).to_string();
+        assert!(e.contains(key) && e.contains(why), "{doc}: {e}");
+    }
+    // Only the main file says it: an included file's would otherwise vanish with its other
+    // extensions.
+    std::fs::write(
+        wt.path().join("more.yaml"),
+        "x-previewd: {access: password}\nservices:\n  api: {image: busybox}\n",
+    )
+    .expect("write");
+    let e = compose(&format!("include: [more.yaml]\n{web}"))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("more.yaml") && e.contains("main compose file"),
+        "{e}"
+    );
+}

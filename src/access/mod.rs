@@ -240,6 +240,40 @@ pub fn deployed_mode(config: &Config, asked: Option<AccessMode>) -> Option<Acces
     config.access.mode.max(asked)
 }
 
+/// Why a repository's asking for `forge` (`asked`, from its config file `file`, under
+/// `key`) cannot be honoured for a preview of `forge`'s repository (`None`: `previewd up`):
+/// the visitor would be sent to a sign-in that cannot happen, so nobody could open the
+/// preview. The deployment is refused with this sentence rather than made unopenable, or
+/// quietly opened with another mode than the one asked for. `None` when it can be honoured
+/// (or was not asked for: the operator's own `forge` is the operator's to set up).
+pub fn unservable(
+    config: &Config,
+    forge: Option<ForgeKind>,
+    asked: Option<AccessMode>,
+    file: &str,
+    key: &str,
+) -> Option<String> {
+    if asked != Some(AccessMode::Forge) {
+        return None;
+    }
+    match forge {
+        Some(k) if oauth::client_of(config, k).is_some() => None,
+        Some(k) => Some(format!(
+            "{file}: `{key}: forge` asks visitors to sign in with {title}, but this previewd has \
+             no {title} OAuth client (the operator's `{section}.oauth_client_id` and \
+             `oauth_client_secret`, docs/access.md), so nobody could open the preview: use \
+             `{key}: password`, or ask the operator to set one up",
+            title = k.title(),
+            section = k.as_str(),
+        )),
+        None => Some(format!(
+            "{file}: `{key}: forge` asks visitors to sign in with the repository's forge, but a \
+             preview made with `previewd up` belongs to no forge repository, so nobody could \
+             open it: use `{key}: password`"
+        )),
+    }
+}
+
 /// The mode of a preview of `forge`'s repository (`None`: a preview no forge asked for).
 /// `private`: whether the repository is private, when known. Unset mode: forge for private
 /// repositories whose forge has an OAuth client, else public.
@@ -310,6 +344,53 @@ mod tests {
         assert_eq!(mode, Some(AccessMode::Password));
         assert!(password_of(&d, &id, mode).is_some());
         assert!(status_json(deployed_mode(&d, None), None).is_none());
+    }
+
+    #[test]
+    fn forge_asked_where_nobody_can_sign_in_is_refused_naming_the_key() {
+        let config = |env: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::from_parts(None, std::path::Path::new("t"), &env).unwrap()
+        };
+        let none = config(&[]);
+        let github = config(&[
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_ID", "client"),
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_SECRET", "client-secret"),
+        ]);
+        let forge = Some(AccessMode::Forge);
+        let why = unservable(
+            &none,
+            Some(ForgeKind::GitHub),
+            forge,
+            ".previewd.yml",
+            "access",
+        )
+        .expect("refused");
+        assert!(
+            why.starts_with(".previewd.yml: `access: forge`")
+                && why.contains("`github.oauth_client_id`")
+                && why.contains("use `access: password`"),
+            "{why}"
+        );
+        assert_eq!(
+            unservable(&github, Some(ForgeKind::GitHub), forge, "f", "access"),
+            None
+        );
+        // GitHub's client signs nobody in to a GitLab repository's preview.
+        let why = unservable(&github, Some(ForgeKind::GitLab), forge, "f", "access").unwrap();
+        assert!(why.contains("GitLab OAuth client"), "{why}");
+        let why = unservable(&github, None, forge, "compose.yaml", "x-previewd.access").unwrap();
+        assert!(
+            why.contains("`previewd up`") && why.contains("`x-previewd.access: password`"),
+            "{why}"
+        );
+        // Only an ask for `forge` is refused: the operator's own mode is the operator's.
+        for asked in [None, Some(AccessMode::Public), Some(AccessMode::Password)] {
+            assert_eq!(unservable(&none, None, asked, "f", "access"), None);
+        }
     }
 
     #[test]

@@ -121,9 +121,22 @@ pub struct Spec {
     /// The egress mode the repository asks for (`.previewd.yml`'s `egress`): it may narrow
     /// the operator's `limits.egress`, never widen it.
     pub egress: Option<crate::config::egress::Mode>,
-    /// Who may see the preview as the repository asks (`.previewd.yml`'s `access`): it may
-    /// tighten the operator's `access.mode`, never loosen it.
+    /// Who may see the preview as the repository asks (`.previewd.yml`'s `access`, a compose
+    /// file's top-level `x-previewd.access`): it may tighten the operator's `access.mode`,
+    /// never loosen it.
     pub access: Option<crate::config::AccessMode>,
+}
+
+impl Spec {
+    /// The key the repository writes its access mode under in [`Spec::source`], for
+    /// messages: `access` in `.previewd.yml`, `x-previewd.access` in a compose file.
+    pub fn access_key(&self) -> &'static str {
+        if self.source == PREVIEWD_FILE {
+            "access"
+        } else {
+            "x-previewd.access"
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

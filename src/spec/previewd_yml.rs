@@ -101,22 +101,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         .map(str::parse)
         .transpose()
         .map_err(|e: String| validate::invalid(file, "egress", e))?;
-    let access = raw
-        .access
-        .as_deref()
-        .map(|m| {
-            crate::config::AccessMode::parse(m).ok_or_else(|| {
-                validate::invalid(
-                    file,
-                    "access",
-                    format!(
-                        "{:?} is not an access mode: use public, password or forge",
-                        yaml::clip(m)
-                    ),
-                )
-            })
-        })
-        .transpose()?;
+    let access = validate::access(file, "access", raw.access.as_deref())?;
     let preview_sleeps = raw.sleep.unwrap_or(true);
     let drafts = raw
         .services

@@ -194,13 +194,20 @@ pub fn caddy_config(config: &Config) -> Value {
         }
     }
     // Every server a visitor reaches bounds what a slow client may hold (not the ask
-    // listener: only Caddy itself, on its own loopback, talks to it).
+    // listener: only Caddy itself, on its own loopback, talks to it), and keeps reading a
+    // request's body while the preview already answers. Go's HTTP/1 server otherwise stops
+    // reading it once the answer starts (it discards up to 256 KiB, then closes the body),
+    // and the proxy, its body copy failing, breaks the answer off mid-way: an app that
+    // answers before it has read an upload (a CGI script, a streaming endpoint) got a
+    // truncated answer for any body over 256 KiB (tests/access_e2e.rs sends 1 and 8 MiB).
+    // HTTP/2 and HTTP/3 are full duplex anyway.
     let visits = config.limits.idle_sleep.is_some();
     for (name, server) in servers.iter_mut() {
         if name != "previewd_ask"
             && let Value::Object(server) = server
         {
             server.extend(timeouts(&config.gateway.timeouts));
+            server.insert("enable_full_duplex".into(), Value::Bool(true));
             if visits {
                 server.insert("logs".into(), json!({"default_logger_name": VISITS_LOGGER}));
             }

@@ -375,6 +375,8 @@ fn visitor_servers_carry_the_slow_client_timeouts() {
     assert_eq!(defaults["read_timeout"], json!("60000ms"));
     assert_eq!(defaults["idle_timeout"], json!("120000ms"));
     assert!(defaults.get("write_timeout").is_none(), "{defaults}");
+    // An upload goes on while the preview answers (else cut after 256 KiB).
+    assert_eq!(defaults["enable_full_duplex"], json!(true));
 
     let env: Vec<(String, String)> = [
         ("PREVIEWD_GATEWAY_TLS", "on_demand"),
@@ -391,6 +393,7 @@ fn visitor_servers_carry_the_slow_client_timeouts() {
         assert_eq!(s["read_header_timeout"], json!("2000ms"), "{name}");
         assert!(s.get("read_timeout").is_none(), "{name}: {s}");
         assert_eq!(s["write_timeout"], json!("60000ms"), "{name}");
+        assert_eq!(s["enable_full_duplex"], json!(true), "{name}");
     }
     assert!(
         server(&c, "previewd_ask")

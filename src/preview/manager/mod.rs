@@ -358,6 +358,16 @@ impl Manager {
             .await
             .map_err(|e| fail(Phase::Config, None, e.to_string()))?
             .map_err(|e| fail(Phase::Config, None, e.to_string()))?;
+        let forge = crate::forge::ForgeKind::parse(&req.forge);
+        if let Some(why) = crate::access::unservable(
+            &self.config,
+            forge,
+            spec.access,
+            &spec.source,
+            spec.access_key(),
+        ) {
+            return Err(fail(Phase::Config, None, why));
+        }
         if matches!(req.mode, Mode::Dev { .. }) && spec.dev.is_empty() {
             return Err(fail(
                 Phase::Config,

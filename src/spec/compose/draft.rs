@@ -55,6 +55,14 @@ pub(super) fn draft(
         }
     }
     let x = s.x_previewd.take().unwrap_or_default();
+    if x.access.is_some() {
+        problems.push(invalid(
+            file,
+            join(&join(&prefix, "x-previewd"), "access"),
+            "who may see the preview is set once for the whole project: write it at the top \
+             level of the file, `x-previewd: {access: password}`",
+        ));
+    }
     let internal = x
         .internal
         .unwrap_or(ports.is_empty() && x.route.is_none() && x.port.is_none());

@@ -4,7 +4,8 @@
 //! silence: a key either has its meaning, or is refused, or (when a preview gives it another
 //! meaning, like a host port that is never published) `check` says what previewd changed.
 //! `x-*` extensions are ignored, as compose ignores them; `x-previewd` in a service sets its
-//! route, port and HTTP health check.
+//! route, port and HTTP health check, and at the top level who may see the preview
+//! (`access`, which may tighten the operator's mode, never loosen it).
 //!
 //! Routing: a service with `x-previewd.route` answers on the preview's host at that route;
 //! without any, the preview's host goes to the one service that publishes a port, or among
@@ -59,6 +60,23 @@ const KEYS: Keys = Keys {
     depends_on: "depends_on",
 };
 
+/// The access mode the top-level `x-previewd` asks for (taken out of `tree`, like every
+/// other extension); a problem naming the key when it is not one.
+fn project_access(
+    file: &str,
+    tree: &mut Value,
+    problems: &mut Vec<SpecError>,
+) -> Option<crate::config::AccessMode> {
+    let x = tree.as_mapping_mut()?.remove("x-previewd")?;
+    let x: shape::XProject = tree::from_tree(&x, "x-previewd")
+        .map_err(|e| problems.push(validate::tree_error(file, e)))
+        .ok()?;
+    validate::access(file, "x-previewd.access", x.access.as_deref())
+        .map_err(|e| problems.push(e))
+        .ok()
+        .flatten()
+}
+
 /// The compose file's declarations a service may refer to.
 pub(super) struct Declared {
     pub volumes: BTreeMap<String, super::VolumeSpec>,
@@ -80,8 +98,9 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
             reason: "must be a mapping with `services:`".to_owned(),
         });
     }
-    keys::strip_extensions(&mut tree);
     let mut problems = Vec::new();
+    let access = project_access(file, &mut tree, &mut problems);
+    keys::strip_extensions(&mut tree);
     merge::expand(file, &mut tree, worktree, &mut problems);
     problems.extend(keys::refuse_keys(file, &mut tree));
     let mut builds = build::take_extras(file, &mut tree, &mut problems);
@@ -189,6 +208,7 @@ pub fn parse(file: &str, bytes: &[u8], worktree: &Path) -> Result<Spec, SpecErro
         problems,
     };
     let mut spec = validate::finish(file, &KEYS, drafts, Vec::new(), project, worktree)?;
+    spec.access = access;
     for svc in spec.services.values_mut() {
         if let ImageSource::Build(b) = &mut svc.image {
             if let Some(x) = builds.remove(svc.name.as_str()) {

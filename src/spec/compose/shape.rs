@@ -116,6 +116,19 @@ pub(super) struct XPreviewd {
     pub healthcheck: Option<Health>,
     /// `false` keeps the preview awake for this service's sake.
     pub sleep: Option<bool>,
+    /// Refused here: who may see the preview is the whole project's, set once at the top
+    /// level ([`XProject::access`]).
+    pub access: Option<IgnoredAny>,
+}
+
+/// The top-level `x-previewd`: what previewd reads of the whole project (of the main compose
+/// file only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct XProject {
+    /// Who may see the preview (`public`, `password`, `forge`): tightens the operator's
+    /// `access.mode`, never loosens it, as `.previewd.yml`'s `access` does.
+    pub access: Option<String>,
 }
 
 /// Compose's `healthcheck`.

@@ -113,6 +113,29 @@ pub fn tree_error(file: &str, e: TreeError) -> SpecError {
     }
 }
 
+/// The access mode a repository asks for under `key` (`.previewd.yml`'s `access`, compose's
+/// `x-previewd.access`): one of the operator's modes, or refused naming the key.
+pub(super) fn access(
+    file: &str,
+    key: &str,
+    asked: Option<&str>,
+) -> Result<Option<crate::config::AccessMode>, SpecError> {
+    asked
+        .map(|m| {
+            crate::config::AccessMode::parse(m).ok_or_else(|| {
+                invalid(
+                    file,
+                    key,
+                    format!(
+                        "{:?} is not an access mode: use public, password or forge",
+                        super::yaml::clip(m)
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
 pub(super) fn invalid(file: &str, key: impl Into<String>, reason: impl Into<String>) -> SpecError {
     SpecError::Invalid {
         file: file.to_owned(),

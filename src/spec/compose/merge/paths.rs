@@ -58,6 +58,19 @@ pub(super) fn load(
             )
         })?;
     let mut tree = yaml::parse_tree(&name, &bytes)?;
+    // Only the main file says who may see the preview: a tightening elsewhere would be
+    // dropped with the file's other extensions, so it is refused rather than lost.
+    if tree.get("x-previewd").is_some() {
+        return Err(invalid(
+            file,
+            key.to_owned(),
+            format!(
+                "`{}` has a top-level `x-previewd`, which previewd reads only in the main \
+                 compose file: move it there",
+                clip(&name)
+            ),
+        ));
+    }
     crate::spec::compose::keys::strip_extensions(&mut tree);
     Ok((rel, tree))
 }
