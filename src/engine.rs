@@ -164,6 +164,32 @@ impl std::fmt::Display for PreviewStatus {
     }
 }
 
+/// The user name of a `password` preview's basic auth.
+pub const PASSWORD_USER: &str = "preview";
+
+/// A `password` preview's basic-auth password (user [`PASSWORD_USER`]): shown only where
+/// readers of the pull request look (the sticky comment, `status`), never logged: its `Debug`
+/// hides it and it is never serialized but by hand.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+impl Password {
+    /// Only `access` derives one (from the session key and the preview id).
+    pub(crate) fn new(password: String) -> Password {
+        Password(password)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A preview as it stands: what `status`, `ls` and the PR comment show.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreviewState {
@@ -192,7 +218,7 @@ pub struct PreviewState {
     /// In `password` mode, the password (user `preview`): for the sticky comment and
     /// `status`, which readers of the pull request see. Never serialized, never `Debug`-shown.
     #[serde(skip)]
-    pub password: Option<crate::access::Password>,
+    pub password: Option<Password>,
 }
 
 impl PreviewState {

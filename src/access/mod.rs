@@ -20,8 +20,7 @@ use crate::forge::{ForgeKind, Repo, oauth};
 use crate::ids::PreviewId;
 use token::Signer;
 
-/// The user name of a `password` preview's basic auth.
-pub const PASSWORD_USER: &str = "preview";
+pub use crate::engine::{PASSWORD_USER, Password};
 /// The header automation sends the bypass token in (never a query string: those are logged).
 pub const TOKEN_HEADER: &str = "x-previewd-token";
 
@@ -66,24 +65,6 @@ pub fn gateway_pass(config: &Config) -> Option<String> {
     }
 }
 
-/// A `password` preview's basic-auth password (user [`PASSWORD_USER`]): shown only where
-/// readers of the pull request look (the sticky comment, `status`), never logged: its `Debug`
-/// hides it and it is never serialized but by hand.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(..)")
-    }
-}
-
-impl Password {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
 /// The password of preview `id` when `mode` (its label) is `password`; `None` otherwise or
 /// when the key cannot be read.
 pub fn password_of(config: &Config, id: &PreviewId, mode: Option<AccessMode>) -> Option<Password> {
@@ -91,7 +72,7 @@ pub fn password_of(config: &Config, id: &PreviewId, mode: Option<AccessMode>) ->
         return None;
     }
     match Keys::load(config) {
-        Ok(k) => Some(Password(k.password(id))),
+        Ok(k) => Some(Password::new(k.password(id))),
         Err(e) => {
             tracing::warn!(error = %e, "cannot derive the preview's password");
             None

@@ -292,8 +292,8 @@ impl Config {
     }
 
     /// The section of `forge`, when it is set (GitHub's always is: it has defaults).
-    pub fn forge_section(&self, forge: crate::forge::ForgeKind) -> Option<ForgeSection<'_>> {
-        use crate::forge::ForgeKind;
+    pub fn forge_section(&self, forge: crate::ids::ForgeKind) -> Option<ForgeSection<'_>> {
+        use crate::ids::ForgeKind;
         match forge {
             ForgeKind::GitHub => Some(ForgeSection {
                 git_url: &self.github.git_url,
@@ -307,8 +307,8 @@ impl Config {
 
     /// The forges whose webhook route is on: a webhook secret is set (and, but for GitHub,
     /// a url).
-    pub fn enabled_forges(&self) -> Vec<crate::forge::ForgeKind> {
-        crate::forge::ForgeKind::ALL
+    pub fn enabled_forges(&self) -> Vec<crate::ids::ForgeKind> {
+        crate::ids::ForgeKind::ALL
             .into_iter()
             .filter(|k| {
                 self.forge_section(*k)

@@ -325,7 +325,7 @@ fn gitea_and_gitlab_sections_come_from_file_and_env() {
     let l = c.gitlab.as_ref().expect("gitlab on");
     assert_eq!(l.git_url, "file:///srv/git");
     assert_eq!(l.webhook_secrets.len(), 1);
-    use crate::forge::ForgeKind;
+    use crate::ids::ForgeKind;
     assert_eq!(c.enabled_forges(), [ForgeKind::Gitea, ForgeKind::GitLab]);
     // One secret in the file is a string.
     let c = load(

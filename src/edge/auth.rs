@@ -9,11 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
@@ -27,13 +25,7 @@ use crate::forge::oauth::Provider;
 use crate::forge::{ForgeKind, Repo};
 use crate::ids::PreviewId;
 
-/// Where the gateway's `forward_auth` asks (the original path is in `X-Forwarded-Uri`).
-pub const CHECK_PATH: &str = "/_previewd/check";
-/// The header the gateway names the matched preview in (set by the gateway, never by a
-/// visitor: the gateway overwrites it).
-pub const PREVIEW_HEADER: &str = "x-previewd-preview";
-/// The session cookie's name; `__Host-` on https, so no other host can set it.
-pub const COOKIE: &str = "previewd_session";
+pub use crate::preview::gateway::{CHECK_PATH, COOKIE, PREVIEW_HEADER};
 /// How long a ticket from the sign-in host is good for.
 pub const TICKET_TTL: u64 = 60;
 /// How long a repository's visibility (for an unset `access.mode`) is trusted.
@@ -99,17 +91,6 @@ pub struct Ticket {
     /// Path and query to go back to.
     pub rd: String,
     pub exp: i64,
-}
-
-pub fn router(state: AuthState) -> Router {
-    Router::new()
-        .route(CHECK_PATH, get(check))
-        .route(LOGIN_PATH, get(super::signin::login))
-        .route(
-            crate::access::target::CALLBACK_PATH,
-            get(super::signin::callback),
-        )
-        .with_state(state)
 }
 
 impl Inner {
@@ -211,7 +192,7 @@ fn forbidden(body: String) -> Response {
     (StatusCode::FORBIDDEN, Html(body)).into_response()
 }
 
-async fn check(State(s): State<AuthState>, h: HeaderMap) -> Response {
+pub(super) async fn check(State(s): State<AuthState>, h: HeaderMap) -> Response {
     let s = &s.inner;
     let host = text(&h, header::HOST)
         .unwrap_or_default()

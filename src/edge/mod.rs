@@ -126,7 +126,13 @@ impl SleepSide {
 /// Every route the gateway asks: a sleeping preview's wake, and access (`forward_auth`,
 /// sign-in). What `serve` serves; tests drive it in process with a fake engine and lookup.
 pub fn app(wake: wake::WakeState, auth: auth::AuthState) -> Router {
-    wake::router(wake).merge(auth::router(auth))
+    use crate::access::target::{CALLBACK_PATH, LOGIN_PATH};
+    let access = Router::new()
+        .route(auth::CHECK_PATH, axum::routing::get(auth::check))
+        .route(LOGIN_PATH, axum::routing::get(signin::login))
+        .route(CALLBACK_PATH, axum::routing::get(signin::callback))
+        .with_state(auth);
+    wake::router(wake).merge(access)
 }
 
 /// Serves `router` on `listener` until `shutdown`. Requests still waiting then (a visitor

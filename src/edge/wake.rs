@@ -25,9 +25,8 @@ use crate::config::Config;
 use crate::engine::PreviewEngine;
 use crate::ids::PreviewId;
 use crate::metrics::Metrics;
+use crate::preview::gateway::PREVIEW_HEADER;
 
-/// The header the gateway names the sleeping preview in.
-pub const PREVIEW_HEADER: &str = "x-previewd-preview";
 /// How long a browser waits before it is shown the waking page.
 const PAGE_AFTER: Duration = Duration::from_secs(1);
 /// What a crawler is told to wait before it asks again.

@@ -26,59 +26,15 @@ mod calls;
 mod event;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
+pub use crate::ids::ForgeKind;
 pub use calls::{
     CommitState, EnvironmentState, Forge, ForgeError, ForgeResult, Permission, Reaction,
 };
 pub use event::{Actor, CommentAction, ForgeEvent, PayloadError, PrAction, PullRequest, Repo};
-
-/// A forge previewd talks to, as the `forge` label of a preview names it (`Forge::name`).
-/// A preview `previewd up` made is labelled `cli`, which names no forge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ForgeKind {
-    GitHub,
-    /// Gitea and Forgejo: one API, one webhook format.
-    Gitea,
-    GitLab,
-}
-
-impl ForgeKind {
-    pub const ALL: [ForgeKind; 3] = [ForgeKind::GitHub, ForgeKind::Gitea, ForgeKind::GitLab];
-
-    /// The forge a label value names; `None` for `cli` and for anything unknown.
-    pub fn parse(label: &str) -> Option<ForgeKind> {
-        ForgeKind::ALL.into_iter().find(|k| k.as_str() == label)
-    }
-
-    /// The label value, the config section and the webhook route's last segment: what
-    /// [`Forge::name`] returns for this forge.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ForgeKind::GitHub => "github",
-            ForgeKind::Gitea => "gitea",
-            ForgeKind::GitLab => "gitlab",
-        }
-    }
-
-    /// The forge's name as people write it, for messages.
-    pub fn title(self) -> &'static str {
-        match self {
-            ForgeKind::GitHub => "GitHub",
-            ForgeKind::Gitea => "Gitea",
-            ForgeKind::GitLab => "GitLab",
-        }
-    }
-}
-
-impl fmt::Display for ForgeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// `owner/name` when `url` is a repository on the forge at `git_url`; `None` for anything
 /// else, which must never be sent the forge's token.

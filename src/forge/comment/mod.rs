@@ -231,7 +231,7 @@ fn access_line(s: &PreviewState) -> String {
     match (s.access, &s.password) {
         (Some(AccessMode::Password), Some(p)) => format!(
             "**Access:** password: user `{}`, password `{}`  \n",
-            crate::access::PASSWORD_USER,
+            crate::engine::PASSWORD_USER,
             p.expose()
         ),
         (Some(AccessMode::Forge), _) => {

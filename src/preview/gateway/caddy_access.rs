@@ -8,12 +8,19 @@
 
 use serde_json::{Value, json};
 
-use super::caddy::MOUNT;
+use super::caddy::{EDGE_SOCKET as SOCKET, MOUNT};
 use crate::access::target::{CALLBACK_PATH, Gateway, LOGIN_PATH};
 use crate::access::{PASS_HEADER, TOKEN_HEADER};
 use crate::config::Config;
-use crate::edge::SOCKET;
-use crate::edge::auth::{CHECK_PATH, COOKIE, PREVIEW_HEADER};
+
+/// Where the gateway's `forward_auth` asks the edge (the original path is in
+/// `X-Forwarded-Uri`).
+pub const CHECK_PATH: &str = "/_previewd/check";
+/// The header the gateway names the matched preview in, for the access check and the wake
+/// route (set by the gateway, never by a visitor: the gateway overwrites it).
+pub const PREVIEW_HEADER: &str = "x-previewd-preview";
+/// The session cookie's name; `__Host-` on https, so no other host can set it.
+pub const COOKIE: &str = "previewd_session";
 
 fn edge_dial() -> String {
     format!("unix/{MOUNT}/{SOCKET}")

@@ -36,6 +36,7 @@ mod tests;
 
 pub use admin::{admin_dir, lock_path, routes_dir};
 pub use caddy::{EDGE_SOCKET, VISITS_SOCKET, caddy_config};
+pub use caddy_access::{CHECK_PATH, COOKIE, PREVIEW_HEADER};
 pub use hosts::{live_host, service_host, service_url, staging_host, staging_service_host};
 pub use sync::routed_networks;
 
