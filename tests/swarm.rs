@@ -1,28 +1,60 @@
 //! Previews on a real two-node Docker Swarm (`cluster.engine = "swarm"`, issue 22): the
 //! two-service sample is built on the manager, pushed to the cluster's registry, run as Swarm
 //! services on the worker node, served and health-checked through the gateway (a container on
-//! the manager that joins the preview's overlay network), read back from the services' labels,
-//! and `down` leaves nothing on either node. The swarm is made by `swarm_support` (two more
-//! dockerd in network namespaces, never the host's engine) and removed whole at the end.
+//! the manager that joins the preview's overlay network), read back from the services' labels
+//! (also by a previewd started afresh), its logs read from the worker, updated with no failed
+//! request and only the changed service built and pushed, a crash reported with its log tail,
+//! a half-switched generation finished by `gc`, and `down` leaves nothing on either node. The
+//! swarm is made by `swarm_support` (two more dockerd in network namespaces, never the host's
+//! engine), shared by this binary's tests (each with its own instance) and removed whole once
+//! the last of them ends.
 
 mod engine_support;
 mod swarm_support;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::{
-    ListContainersOptions, ListNetworksOptions, ListServicesOptions, ListTasksOptions,
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListTasksOptions,
+    PruneImagesOptions,
 };
-use engine_support::{GitRepo, TestEnv, eventually};
-use swarm_support::Cluster;
+use engine_support::{GitRepo, eventually};
+use futures_util::StreamExt;
+use previewd::preview::manager::{Event, LogQuery, Manager, Progress};
+use swarm_support::{Cluster, by_instance, get, services_of, swarm_env};
 
-fn by_instance(instance: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_owned(),
-        vec![format!("dev.previewd.instance={instance}")],
-    )])
+/// Every preview service on the worker node.
+const WORKER: &str = "node.role == worker";
+
+/// A deployment's build log lines, by service.
+type Lines = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// The lines a deployment's build log says, by service.
+fn recorder() -> (Progress, Lines) {
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress: Progress = {
+        let lines = lines.clone();
+        Arc::new(move |e| {
+            if let Event::Line { service, line } = e {
+                lines.lock().unwrap().push((service, line));
+            }
+        })
+    };
+    (progress, lines)
+}
+
+/// How often the registry was sent a manifest for `repo`: once per push that sent anything.
+fn manifest_puts(cluster: &Cluster, repo: &str) -> usize {
+    let put = format!("PUT /v2/{repo}/manifests/");
+    cluster
+        .registry_log()
+        .lines()
+        .filter(|l| l.contains(&put))
+        .count()
 }
 
 /// Containers and networks of `instance` on one node (the gateway included), by name.
@@ -49,49 +81,13 @@ async fn on_node(d: &Docker, instance: &str) -> (Vec<String>, Vec<String>) {
     (c, n)
 }
 
-/// The Swarm services of `instance`.
-async fn services_of(d: &Docker, instance: &str) -> Vec<bollard::models::Service> {
-    d.list_services(Some(ListServicesOptions {
-        filters: Some(by_instance(instance)),
-        ..Default::default()
-    }))
-    .await
-    .expect("list services")
-}
-
-async fn get(addr: &str, host: &str, path: &str) -> (u16, String) {
-    match previewd::preview::http_client::tcp(addr, host, "GET", path, Duration::from_secs(5)).await
-    {
-        Ok(r) => (r.status, r.text()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_two_service_sample_runs_on_the_worker_node_and_down_leaves_nothing_on_either() {
     // Declared first, so dropped last: everything the test made goes before the swarm does.
-    let cluster = Cluster::up();
-    // SAFETY: set before previewd connects, in this binary's only test; nothing else reads the
-    // environment concurrently.
-    unsafe { std::env::set_var("DOCKER_HOST", cluster.docker_host()) };
+    let cluster = swarm_support::shared();
     let manager = cluster.manager().await;
     let worker = cluster.worker().await;
-    let env = TestEnv::with(
-        "swarm",
-        &[
-            ("PREVIEWD_CLUSTER_ENGINE", "swarm"),
-            ("PREVIEWD_CLUSTER_REGISTRY", &cluster.registry),
-            // Every service on the worker node. (Draining the manager instead would keep the
-            // gateway, a container there, off the overlay: a drained node takes no network
-            // attachment either, measured: "attaching to network failed ... deadline exceeded".)
-            ("PREVIEWD_CLUSTER_CONSTRAINTS", "node.role == worker"),
-            ("PREVIEWD_GATEWAY_BIND", &cluster.manager_host_ip),
-            ("PREVIEWD_LIMITS_EGRESS", "all"),
-            ("PREVIEWD_LIMITS_IDLE_SLEEP", "0"),
-            ("PREVIEWD_LIMITS_HEALTH_TIMEOUT", "90s"),
-        ],
-    )
-    .await;
+    let env = swarm_env("swarm", &cluster, WORKER, &[]).await;
     let instance = env.config.instance.to_string();
     let repo = GitRepo::from_fixture("two-service");
     let started = std::time::Instant::now();
@@ -159,13 +155,50 @@ async fn the_two_service_sample_runs_on_the_worker_node_and_down_leaves_nothing_
     let (status, body) = get(&addr, &host, "/api/health").await;
     assert_eq!(status, 200, "{body}");
 
-    // `ls` and `status` read the same preview back from the services' labels.
-    let observed = env.manager.observed().await.expect("observed");
-    assert_eq!(observed.len(), 1);
-    let state = env.manager.state_with_health(&observed[0]).await;
-    assert_eq!(state.id.to_string(), id);
-    assert_eq!(state.status.as_str(), "running");
-    assert_eq!(state.services.len(), 3, "{state:?}");
+    // `previewd logs`: the api's lines, written on the worker, read through the manager.
+    let query = LogQuery {
+        service: Some("api".to_owned()),
+        tail: 50,
+        ..Default::default()
+    };
+    let lines = eventually(Duration::from_secs(20), "the api's log line", || async {
+        let logs = env
+            .manager
+            .log_lines(&deployed.state.id, &query)
+            .await
+            .expect("logs");
+        let lines: Vec<String> = logs.lines.map(|l| l.text).collect().await;
+        lines
+            .iter()
+            .any(|l| l.contains("api: GET /api/health -> 200"))
+            .then_some(lines)
+    })
+    .await;
+    assert!(!lines.is_empty());
+
+    // `ls` and `status` read the same preview back from the services' labels, in this
+    // previewd and in one started afresh (a restart: nothing but the swarm's labels to go by),
+    // whose reconcile pass finds nothing to remove and whose gateway still routes it.
+    let restarted = Manager::connect(env.config.clone()).await.expect("restart");
+    for m in [&env.manager, &restarted] {
+        let observed = m.observed().await.expect("observed");
+        assert_eq!(observed.len(), 1);
+        let state = m.state_with_health(&observed[0]).await;
+        assert_eq!(state.id.to_string(), id);
+        assert_eq!(state.status.as_str(), "running");
+        assert_eq!(state.services.len(), 3, "{state:?}");
+        assert!(
+            state.services.iter().all(|s| s.state == "running"),
+            "{state:?}"
+        );
+    }
+    let none = std::collections::HashSet::new();
+    let report = previewd::preview::cleanup::clean_up(&restarted, Duration::ZERO, &none, &none)
+        .await
+        .expect("gc after a restart");
+    assert!(report.is_empty(), "a restart's gc removed: {report:?}");
+    let (status, body) = get(&addr, &host, "/api/health").await;
+    assert_eq!(status, 200, "after the restart's gc: {body}");
 
     // down: no service, task container, network or image of the preview on either node.
     env.manager.down(&deployed.state.id).await.expect("down");
@@ -181,4 +214,252 @@ async fn the_two_service_sample_runs_on_the_worker_node_and_down_leaves_nothing_
     }
     let (_, _, images) = env.objects().await;
     assert!(images.is_empty(), "images left on the manager: {images:?}");
+
+    // The worker's image cache is Docker's (docs/cluster.md): what the tasks pulled is left
+    // there, every image carrying the instance's label, so that the prune the docs give an
+    // operator for each node removes exactly those.
+    let pulled = images_on(&worker, Some(instance.as_str())).await;
+    assert!(!pulled.is_empty(), "the worker pulled the preview's images");
+    let label = format!("dev.previewd.instance={instance}");
+    worker
+        .prune_images(Some(PruneImagesOptions {
+            filters: Some(HashMap::from([
+                ("dangling".to_owned(), vec!["false".to_owned()]),
+                ("label".to_owned(), vec![label]),
+            ])),
+        }))
+        .await
+        .expect("the documented prune");
+    let left = images_on(&worker, Some(instance.as_str())).await;
+    assert!(
+        left.is_empty(),
+        "left on the worker after the prune: {left:?}"
+    );
+}
+
+/// Image ids on a node: all, or those with `instance`'s label.
+async fn images_on(d: &Docker, instance: Option<&str>) -> Vec<String> {
+    d.list_images(Some(ListImagesOptions {
+        all: true,
+        filters: instance.map(by_instance),
+        ..Default::default()
+    }))
+    .await
+    .expect("list images")
+    .into_iter()
+    .map(|i| i.id)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_fails_no_request_pushes_only_the_changed_service_and_gc_finishes_a_half_switch()
+{
+    let cluster = swarm_support::shared();
+    let manager = cluster.manager().await;
+    let env = Arc::new(swarm_env("swupd", &cluster, WORKER, &[]).await);
+    let instance = env.config.instance.to_string();
+    let repo = GitRepo::from_fixture("two-service");
+    let first = env.up(repo.path()).await.expect("first up");
+    let id = first.state.id.to_string();
+    let addr = format!("{}:{}", cluster.manager_host_ip, env.port);
+    let host = format!("{id}.localhost");
+    let repo_of = |svc: &str| format!("{instance}-{id}-{svc}");
+    for svc in ["api", "internal", "web"] {
+        assert_eq!(
+            manifest_puts(&cluster, &repo_of(svc)),
+            1,
+            "{svc} pushed once"
+        );
+    }
+
+    // A client polls the preview through the gateway for the whole update, and slow requests
+    // (3 s each) start all along it: those in flight at the switch finish on the old services.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let poller = {
+        let (addr, host, stop, ok) = (addr.clone(), host.clone(), stop.clone(), ok.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                match get(&addr, &host, "/api/health").await {
+                    (200, _) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                    }
+                    (status, body) => failures.push(format!("{status} {body}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            failures
+        })
+    };
+    let slow = {
+        let (addr, host, stop) = (addr.clone(), host.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut running = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let (addr, host) = (addr.clone(), host.clone());
+                running.push(tokio::spawn(
+                    async move { get(&addr, &host, "/api/slow").await },
+                ));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let mut failures = Vec::new();
+            for r in running {
+                let (status, body) = r.await.expect("slow request");
+                if status != 200 || body != "slow answer" {
+                    failures.push(format!("{status} {body}"));
+                }
+            }
+            failures
+        })
+    };
+
+    // Change the api only.
+    let serve = std::fs::read_to_string(repo.path().join("api/serve.sh")).expect("serve.sh");
+    repo.write(
+        "api/serve.sh",
+        &serve.replace("hello from api", "hello from api v2"),
+    );
+    repo.commit("api v2");
+    let (progress, lines) = recorder();
+    let second = env
+        .manager
+        .up(
+            env.request(repo.path()),
+            progress,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .expect("second up");
+    env.manager.retired().await;
+    stop.store(true, Ordering::SeqCst);
+    let failures = poller.await.expect("poller");
+    let slow_failures = slow.await.expect("slow requests");
+    eprintln!(
+        "swarm update: {} requests, ready in {:?}",
+        ok.load(Ordering::SeqCst),
+        second.timings
+    );
+    assert!(ok.load(Ordering::SeqCst) > 10, "the poller ran");
+    assert!(
+        failures.is_empty(),
+        "requests failed during the update: {failures:?}"
+    );
+    assert!(
+        slow_failures.is_empty(),
+        "slow requests cut off: {slow_failures:?}"
+    );
+    assert_eq!(second.state.id.to_string(), id, "same id");
+    assert_eq!(second.state.url, first.state.url, "same URL");
+    let (status, body) = get(&addr, &host, "/api/hello").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("hello from api v2"), "{body}");
+
+    // Only the api was built and pushed: the registry was sent one more api manifest and
+    // nothing else, and the build log says why.
+    assert_eq!(
+        manifest_puts(&cluster, &repo_of("api")),
+        2,
+        "api pushed again"
+    );
+    for svc in ["internal", "web"] {
+        assert_eq!(
+            manifest_puts(&cluster, &repo_of(svc)),
+            1,
+            "{svc} not pushed again"
+        );
+    }
+    let lines = lines.lock().unwrap().clone();
+    let said = |svc: &str, what: &str| lines.iter().any(|(s, l)| s == svc && l.contains(what));
+    for svc in ["internal", "web"] {
+        assert!(said(svc, "reusing image"), "{svc}: {lines:?}");
+        assert!(said(svc, "not pushed again"), "{svc}: {lines:?}");
+    }
+    assert!(!said("api", "reusing image"), "{lines:?}");
+    assert!(said("api", "pushed to the cluster's registry"), "{lines:?}");
+    let observed = env.manager.observed().await.expect("observed");
+    assert_eq!(
+        observed[0].generations.len(),
+        1,
+        "the old generation is gone"
+    );
+    assert_eq!(observed[0].live(), Some(2));
+
+    // A crash in the switch's middle leaves some of the generation's services marked live,
+    // not all: `gc` finishes the switch.
+    for svc in ["api", "internal"] {
+        let name = format!("{instance}-{id}-{svc}-g2");
+        cluster.cli(
+            &cluster.manager_sock,
+            &[
+                "service",
+                "update",
+                "-d",
+                "--label-rm",
+                "dev.previewd.live",
+                &name,
+            ],
+        );
+    }
+    let observed = env.manager.observed().await.expect("observed");
+    let unmarked = observed[0]
+        .live_members()
+        .iter()
+        .filter(|m| !m.canonical)
+        .count();
+    assert_eq!(
+        (observed[0].live(), unmarked),
+        (Some(2), 2),
+        "half-switched"
+    );
+    let report = env.clean_up_now().await;
+    let mut switched = report.switched.clone();
+    switched.sort();
+    assert_eq!(switched.len(), 2, "{report:?}");
+    for s in services_of(&manager, &instance).await {
+        let l = s.spec.and_then(|s| s.labels).unwrap_or_default();
+        assert_eq!(
+            l.get("dev.previewd.live").map(String::as_str),
+            Some("true"),
+            "{l:?}"
+        );
+    }
+    let (status, body) = get(&addr, &host, "/api/hello").await;
+    assert_eq!(status, 200, "{body}");
+
+    env.manager.down(&second.state.id).await.expect("down");
+    assert!(services_of(&manager, &instance).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_crashing_on_the_worker_fails_the_deployment_with_its_log_tail() {
+    let cluster = swarm_support::shared();
+    let manager = cluster.manager().await;
+    let env = swarm_env("swcrash", &cluster, WORKER, &[]).await;
+    let instance = env.config.instance.to_string();
+    let repo = GitRepo::from_fixture("two-service");
+    repo.write(
+        "web/Dockerfile",
+        "FROM busybox\nEXPOSE 8080\nCMD [\"sh\", \"-c\", \"echo 'fatal: cannot start' >&2; exit 3\"]\n",
+    );
+    repo.commit("web crashes");
+    let started = std::time::Instant::now();
+    let f = env.up(repo.path()).await.expect_err("a crashing service");
+    eprintln!("swarm crash: failed after {:?}: {f:?}", started.elapsed());
+    assert_eq!(f.phase.as_str(), "health", "{f:?}");
+    assert_eq!(f.service.as_deref(), Some("web"), "{f:?}");
+    assert!(f.reason.contains("exited with code 3"), "{f:?}");
+    assert!(
+        f.log_tail.iter().any(|l| l.contains("fatal: cannot start")),
+        "the tail, from the worker: {:?}",
+        f.log_tail
+    );
+    // Well before the health timeout (90 s): a crash is said as soon as it is seen.
+    assert!(
+        started.elapsed() < Duration::from_secs(75),
+        "{:?}",
+        started.elapsed()
+    );
+    let left = services_of(&manager, &instance).await;
+    assert!(left.is_empty(), "the failed preview's services: {left:?}");
 }

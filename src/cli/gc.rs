@@ -60,6 +60,9 @@ pub async fn run(config: Config, json: bool) -> Result<Outcome, CliError> {
                 outln!("removed {what} {i}");
             }
         }
+        for s in &report.switched {
+            outln!("finished switching {s} live (a crash had interrupted the switch)");
+        }
         if let Some(p) = report.build_cache.as_ref().filter(|p| p.records > 0) {
             outln!(
                 "pruned {} build cache records ({} MB) down to limits.build_cache",

@@ -27,6 +27,9 @@ pub struct Report {
     pub images: Vec<String>,
     pub worktrees: Vec<String>,
     pub expired: Vec<String>,
+    /// Members of a live generation whose switch a crash interrupted, switched now.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switched: Vec<String>,
     /// What the prune of BuildKit's cache down to `limits.build_cache` took, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub build_cache: Option<super::build::cache::Pruned>,
@@ -40,6 +43,7 @@ impl Report {
             && self.images.is_empty()
             && self.worktrees.is_empty()
             && self.expired.is_empty()
+            && self.switched.is_empty()
             && self.build_cache.as_ref().is_none_or(|p| p.records == 0)
     }
 }
@@ -113,14 +117,13 @@ pub async fn clean_up(
                 }
             }
         }
-        // A live generation half-renamed by a crash: finish the rename.
+        // A live generation half-switched by a crash (some of its containers renamed, some of
+        // its Swarm services marked live): finish the switch.
         if let Some(l) = live {
             for mem in p.generations.get(&l).into_iter().flatten() {
-                let canonical = labels::container_name(inst, &p.id, &mem.service);
-                if !mem.canonical {
-                    let opts =
-                        bollard::query_parameters::RenameContainerOptions { name: canonical };
-                    let _ = d.rename_container(&mem.container_id, opts).await;
+                // One gone meanwhile is the next pass's to see.
+                if !mem.canonical && docker::placed::make_live(d, config, mem).await.is_ok() {
+                    report.switched.push(mem.name.clone());
                 }
             }
         }

@@ -3,6 +3,7 @@
 #
 #   cluster.sh up   NAME INDEX DIR   make it; prints KEY=VALUE lines (sockets, addresses)
 #   cluster.sh down NAME INDEX DIR   remove all of it (idempotent; also after a failed up)
+#   cluster.sh stop-worker NAME INDEX DIR   stop the worker's engine (a node that goes away)
 #
 # NAME (at most 6 of [a-z0-9]) names the network namespaces and links; INDEX (1-200) picks the
 # addresses 10.213.INDEX.0/24 (between the nodes) and 10.212.INDEX.0/30 (host to the manager),
@@ -117,7 +118,7 @@ up() {
 version: 0.1
 storage: {filesystem: {rootdirectory: $dir/registry}, delete: {enabled: true}}
 http: {addr: "0.0.0.0:5000"}
-log: {level: warn}
+log: {level: info}
 YML
   nsenter --net="/run/netns/$ns_m" docker-registry serve "$dir/registry.yml" \
     >"$dir/registry.log" 2>&1 </dev/null &
@@ -168,5 +169,6 @@ YML
 case "$cmd" in
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 up|down NAME INDEX DIR" >&2; exit 2 ;;
+  stop-worker) stop_pid "$dir/w/dockerd.pid" ;;
+  *) echo "usage: $0 up|down|stop-worker NAME INDEX DIR" >&2; exit 2 ;;
 esac

@@ -10,6 +10,86 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::ListServicesOptions;
+
+use crate::engine_support::TestEnv;
+
+/// A previewd on `cluster`'s manager with every service placed by `constraints` (the worker
+/// node with `node.role == worker`), and `extra` settings.
+pub async fn swarm_env(
+    name: &str,
+    cluster: &Cluster,
+    constraints: &str,
+    extra: &[(&str, &str)],
+) -> TestEnv {
+    let mut env = vec![
+        ("PREVIEWD_CLUSTER_ENGINE", "swarm"),
+        ("PREVIEWD_CLUSTER_REGISTRY", cluster.registry.as_str()),
+        // (Draining the manager instead of a constraint would keep the gateway, a container
+        // there, off the overlay: a drained node takes no network attachment either, measured:
+        // "attaching to network failed ... deadline exceeded".)
+        ("PREVIEWD_CLUSTER_CONSTRAINTS", constraints),
+        ("PREVIEWD_GATEWAY_BIND", cluster.manager_host_ip.as_str()),
+        ("PREVIEWD_LIMITS_EGRESS", "all"),
+        ("PREVIEWD_LIMITS_IDLE_SLEEP", "0"),
+        ("PREVIEWD_LIMITS_HEALTH_TIMEOUT", "90s"),
+    ];
+    env.extend_from_slice(extra);
+    TestEnv::with(name, &env).await
+}
+
+pub fn by_instance(instance: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_owned(),
+        vec![format!("dev.previewd.instance={instance}")],
+    )])
+}
+
+/// The Swarm services of `instance`.
+pub async fn services_of(d: &Docker, instance: &str) -> Vec<bollard::models::Service> {
+    d.list_services(Some(ListServicesOptions {
+        filters: Some(by_instance(instance)),
+        ..Default::default()
+    }))
+    .await
+    .expect("list services")
+}
+
+/// GET through the gateway at `addr` with the `Host` header `host`: status (0 when no
+/// answer came) and body.
+pub async fn get(addr: &str, host: &str, path: &str) -> (u16, String) {
+    match previewd::preview::http_client::tcp(addr, host, "GET", path, Duration::from_secs(5)).await
+    {
+        Ok(r) => (r.status, r.text()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The cluster the tests of one binary share while any of them runs (each with its own
+/// instance): made by the first, removed when the last lets go of it.
+static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+/// Held while a cluster is made or removed: one that goes is gone before the next one comes
+/// (they would meet on the host's link and addresses).
+static LIFECYCLE: Mutex<()> = Mutex::new(());
+
+/// The binary's shared cluster, made now if no test holds one; `DOCKER_HOST` names its
+/// manager.
+pub fn shared() -> Arc<Cluster> {
+    let mut weak = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = weak.upgrade() {
+        return c;
+    }
+    let c = Arc::new(Cluster::up());
+    // SAFETY: set before any previewd of the new cluster connects; tests read it only when
+    // they connect, under this lock or after it.
+    unsafe { std::env::set_var("DOCKER_HOST", c.docker_host()) };
+    *weak = Arc::downgrade(&c);
+    c
+}
 
 pub struct Cluster {
     name: String,
@@ -69,6 +149,7 @@ impl Cluster {
         let name: String = nanoid::nanoid!(6, &previewd::ids::PREVIEW_ID_ALPHABET);
         // Addresses 10.213.<index>.0/24 and 10.212.<index>.0/30: one per cluster at a time.
         let index = (std::process::id() % 200 + 1) as u8;
+        let _made = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("previewd-swarm-{name}"));
         let mut cluster = Cluster {
             name,
@@ -102,6 +183,26 @@ impl Cluster {
         cluster.manager_node = get("MANAGER_NODE");
         cluster.worker_node = get("WORKER_NODE");
         cluster
+    }
+
+    /// Stops the worker's engine, as a node that goes away (its tasks stop with it).
+    pub fn stop_worker(&self) {
+        let out = run(&[
+            "stop-worker",
+            &self.name,
+            &self.index.to_string(),
+            &self.dir_str(),
+        ]);
+        assert!(
+            out.status.success(),
+            "cluster.sh stop-worker: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// What the registry logged so far (one access line per request).
+    pub fn registry_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
     }
 
     fn dir_str(&self) -> String {
@@ -148,6 +249,7 @@ async fn connect(sock: &str) -> bollard::Docker {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let _gone = LIFECYCLE.lock().unwrap_or_else(|e| e.into_inner());
         let out = run(&["down", &self.name, &self.index.to_string(), &self.dir_str()]);
         if !out.status.success() {
             eprintln!(

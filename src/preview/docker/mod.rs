@@ -6,7 +6,7 @@
 //! Beside it: `labels` names and labels every object (and never calls Docker), `network` makes
 //! preview networks, `volumes` a preview's named volumes, `lifecycle` waits on a container's
 //! health and exit, `lockfile` holds the instance's `flock` files, `swarm` runs services on a
-//! Docker Swarm, and `placed` is the one switch between a swarm and one host.
+//! Docker Swarm (`swarm_tasks` reads them back), and `placed` is the one switch between a swarm and one host.
 
 use std::collections::HashMap;
 
@@ -29,6 +29,7 @@ pub mod network;
 pub mod placed;
 pub mod sleep;
 pub mod swarm;
+pub mod swarm_tasks;
 pub mod volumes;
 
 #[derive(Debug, thiserror::Error)]
@@ -321,8 +322,19 @@ pub async fn log_tail(docker: &Docker, container: &str, n: usize) -> Vec<String>
         tail: n.to_string(),
         ..Default::default()
     };
+    read_tail(docker.logs(container, Some(opts)), n).await
+}
+
+/// The last `n` lines of a log stream (a container's or a Swarm service's), made printable;
+/// a read error ends it with what came before.
+pub async fn read_tail(
+    stream: impl futures_util::Stream<
+        Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+    >,
+    n: usize,
+) -> Vec<String> {
     let mut out = String::new();
-    let mut stream = docker.logs(container, Some(opts));
+    let mut stream = std::pin::pin!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(chunk) => out.push_str(&String::from_utf8_lossy(&chunk.into_bytes())),

@@ -1,6 +1,7 @@
-//! Docker Swarm through the Engine API (`cluster.engine = "swarm"`): a preview's services as
-//! Swarm services carrying the same labels a container carries on one host, read back into the
-//! same [`Member`]s; an image pushed to the cluster's registry so that every node can pull it.
+//! Docker Swarm through the Engine API (`cluster.engine = "swarm"`): a preview's services made,
+//! changed and removed as Swarm services carrying the same labels a container carries on one
+//! host (`swarm_tasks.rs` reads them back); an image pushed to the cluster's registry so that
+//! every node can pull it.
 //! Never decides a deployment's order (that is the manager's), never talks to a node other
 //! than the manager previewd is connected to, and never shells out to the docker CLI.
 
@@ -11,21 +12,19 @@ use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, EndpointSpec, EndpointSpecModeEnum, Limit, NetworkAttachmentConfig,
     ResourceObject, RestartPolicyNameEnum, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
-    Task, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecLogDriver,
+    TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecPrivileges, TaskSpecLogDriver,
     TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum, TaskState,
+    TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{
-    InspectServiceOptions, ListServicesOptions, ListTasksOptions, PushImageOptions,
-    TagImageOptions, UpdateServiceOptions,
+    InspectServiceOptions, PushImageOptions, TagImageOptions, UpdateServiceOptions,
 };
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 
-use super::labels::{self, Member};
-use super::{DockerError, instance_filter, is_not_found};
+use super::labels;
+use super::{DockerError, is_not_found};
 use crate::config::Registry;
-use crate::ids::Instance;
 
 /// The credentials previewd pushes with and every node pulls with (`None`: an open registry).
 pub fn credentials(registry: &Registry) -> Option<DockerCredentials> {
@@ -36,138 +35,6 @@ pub fn credentials(registry: &Registry) -> Option<DockerCredentials> {
         serveraddress: Some(registry.address.clone()),
         ..Default::default()
     })
-}
-
-/// Every service of the instance on the swarm, parsed from its labels like a container's. The
-/// state is its task's: `running` once one runs, `created` while none is asked for or one is
-/// on its way, `exited` otherwise.
-pub async fn members(docker: &Docker, instance: &Instance) -> Result<Vec<Member>, DockerError> {
-    let opts = ListServicesOptions {
-        filters: Some(instance_filter(instance)),
-        ..Default::default()
-    };
-    let services = docker.list_services(Some(opts)).await?;
-    let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
-    let tasks = tasks_of(docker, ids).await?;
-    Ok(services
-        .into_iter()
-        .filter_map(|s| {
-            let id = s.id?;
-            let spec = s.spec?;
-            let l = spec.labels.unwrap_or_default();
-            let name = spec.name.unwrap_or_default();
-            let replicas = spec
-                .mode
-                .and_then(|m| m.replicated)
-                .and_then(|r| r.replicas)
-                .unwrap_or(1);
-            let mine: Vec<&Task> = tasks
-                .iter()
-                .filter(|t| t.service_id.as_deref() == Some(id.as_str()))
-                .collect();
-            let image = spec
-                .task_template
-                .and_then(|t| t.container_spec)
-                .and_then(|c| c.image)
-                .unwrap_or_default();
-            let mut m =
-                labels::parse_member(instance, &id, &[name], &l, state(replicas, &mine), &image)?;
-            m.canonical = l.get(labels::LIVE).map(String::as_str) == Some("true");
-            Some(m)
-        })
-        .collect())
-}
-
-async fn tasks_of(docker: &Docker, services: Vec<String>) -> Result<Vec<Task>, DockerError> {
-    if services.is_empty() {
-        return Ok(Vec::new());
-    }
-    let opts = ListTasksOptions {
-        filters: Some(HashMap::from([("service".to_owned(), services)])),
-    };
-    Ok(docker.list_tasks(Some(opts)).await?)
-}
-
-/// A service's state in the words a container's has (`running`, `created`, `exited`).
-fn state(replicas: i64, tasks: &[&Task]) -> &'static str {
-    let now = |t: &&Task| t.status.as_ref().and_then(|s| s.state);
-    if tasks.iter().any(|t| now(t) == Some(TaskState::RUNNING)) {
-        return "running";
-    }
-    let on_its_way = tasks.iter().any(|t| {
-        t.desired_state == Some(TaskState::RUNNING)
-            && !matches!(
-                now(t),
-                Some(
-                    TaskState::COMPLETE
-                        | TaskState::FAILED
-                        | TaskState::REJECTED
-                        | TaskState::SHUTDOWN
-                        | TaskState::ORPHANED
-                        | TaskState::REMOVE
-                )
-            )
-    });
-    if replicas == 0 || on_its_way {
-        "created"
-    } else {
-        "exited"
-    }
-}
-
-/// `Ok` when each named service has a running task; else which one has not, and why (its
-/// service name first, as `docker::all_running` says it).
-pub async fn all_running(docker: &Docker, services: &[String]) -> Result<(), String> {
-    for name in services {
-        let Ok(s) = docker
-            .inspect_service(name, None::<InspectServiceOptions>)
-            .await
-        else {
-            continue;
-        };
-        let service = s
-            .spec
-            .as_ref()
-            .and_then(|s| s.labels.as_ref())
-            .and_then(|l| l.get(labels::SERVICE).cloned())
-            .unwrap_or_else(|| name.clone());
-        let tasks = tasks_of(docker, s.id.into_iter().collect())
-            .await
-            .map_err(|e| format!("{service}: {e}"))?;
-        if tasks
-            .iter()
-            .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
-        {
-            continue;
-        }
-        let why = tasks
-            .iter()
-            .filter_map(|t| t.status.as_ref())
-            .filter_map(|s| s.err.clone().or_else(|| s.message.clone()))
-            .next_back()
-            .unwrap_or_else(|| "no task running".to_owned());
-        // A task still on its way is not a failure yet.
-        let coming = tasks.iter().any(|t| {
-            t.desired_state == Some(TaskState::RUNNING)
-                && t.status.as_ref().and_then(|s| s.state).is_some_and(|s| {
-                    matches!(
-                        s,
-                        TaskState::NEW
-                            | TaskState::ALLOCATED
-                            | TaskState::PENDING
-                            | TaskState::ASSIGNED
-                            | TaskState::ACCEPTED
-                            | TaskState::PREPARING
-                            | TaskState::READY
-                            | TaskState::STARTING
-                    )
-                })
-        });
-        if !coming {
-            return Err(format!("{service} has no running task on the swarm: {why}"));
-        }
-    }
-    Ok(())
 }
 
 /// What one container create request says, as a Swarm service that runs no task yet (its
@@ -388,6 +255,13 @@ pub fn registry_ref(registry: &Registry, image: &str) -> (String, String) {
     (format!("{}/{name}", registry.address), tag.to_owned())
 }
 
+/// Whether [`push`] sent an image to the registry or found it there already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Sent,
+    Already,
+}
+
 /// Pushes `image` to the registry and returns the reference every node pulls: by digest, so a
 /// task always runs exactly what was built. An image pushed before (its digest is known for
 /// the registry's repository) is not pushed again.
@@ -395,7 +269,7 @@ pub async fn push(
     docker: &Docker,
     registry: &Registry,
     image: &str,
-) -> Result<String, DockerError> {
+) -> Result<(String, Pushed), DockerError> {
     let (repo, tag) = registry_ref(registry, image);
     let pushed = |info: &bollard::models::ImageInspect| {
         info.repo_digests
@@ -407,7 +281,7 @@ pub async fn push(
     if let Ok(info) = docker.inspect_image(image).await
         && let Some(digest) = pushed(&info)
     {
-        return Ok(digest);
+        return Ok((digest, Pushed::Already));
     }
     let opts = TagImageOptions {
         repo: Some(repo.clone()),
@@ -429,12 +303,13 @@ pub async fn push(
         }
     }
     let info = docker.inspect_image(&format!("{repo}:{tag}")).await?;
-    pushed(&info).ok_or_else(|| {
+    let digest = pushed(&info).ok_or_else(|| {
         DockerError::Api(format!(
             "{image} was pushed to {} but has no digest there",
             registry.address
         ))
-    })
+    })?;
+    Ok((digest, Pushed::Sent))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 
 use super::{Manager, Prepared, fail, topology};
 use crate::engine::{DeployFailure, Phase};
-use crate::preview::docker::{self, labels};
+use crate::preview::docker;
 use crate::preview::{build, gateway, health};
 use crate::spec::{self, Spec};
 
@@ -20,7 +20,6 @@ impl Manager {
         host: &str,
     ) -> Result<(), DeployFailure> {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
-        let inst = &self.config.instance;
         // Every container, internal ones too, must stay up while the public ones come up; a
         // job others waited to complete has ended, as it should.
         let oneshots = topology::oneshots(spec);
@@ -87,8 +86,9 @@ impl Manager {
                     None => (service.clone(), why),
                 };
                 let mut f = fail(Phase::Health, Some(&blame), reason);
-                let cname = labels::staging_name(inst, &p.id, &blame, p.generation);
-                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
+                let name = self.staging_name(&p.id, &blame, p.generation);
+                f.log_tail =
+                    docker::placed::log_tail(&self.docker, &self.config, &name, build::TAIL).await;
                 return Err(f);
             }
         }

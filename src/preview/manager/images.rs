@@ -23,9 +23,22 @@ impl Manager {
         let Some(registry) = self.swarm_registry() else {
             return Ok(local);
         };
-        docker::swarm::push(&self.docker, registry, &local)
+        let name = svc.name.as_str();
+        let (digest, pushed) = docker::swarm::push(&self.docker, registry, &local)
             .await
-            .map_err(|e| fail(Phase::Build, Some(svc.name.as_str()), e.to_string()))
+            .map_err(|e| fail(Phase::Build, Some(name), e.to_string()))?;
+        // Said in the build log, as a reuse is: an unchanged service is not pushed again.
+        let line = match pushed {
+            docker::swarm::Pushed::Sent => format!("pushed to the cluster's registry: {digest}"),
+            docker::swarm::Pushed::Already => {
+                format!("already in the cluster's registry, not pushed again: {digest}")
+            }
+        };
+        progress(Event::Line {
+            service: name.to_owned(),
+            line,
+        });
+        Ok(digest)
     }
 
     /// Builds or finds `svc`'s image on the host previewd talks to: its tag (or name).

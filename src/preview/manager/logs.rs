@@ -108,8 +108,7 @@ impl Manager {
         let service = m.service.clone();
         let mut splitter = Splitter::default();
         // A read error ends this service's lines (the container went away): the others go on.
-        self.docker
-            .logs(&m.container_id, Some(opts))
+        docker::placed::logs(&self.docker, &self.config, &m.container_id, opts)
             .take_while(|item| std::future::ready(item.is_ok()))
             .filter_map(|item| std::future::ready(item.ok()))
             .map(move |out| {
