@@ -202,6 +202,8 @@ pub async fn bind(
         policies,
     )
     .with_clock(clock.clone());
+    let page = crate::webhook::status_page::settings(&config);
+    let reconciler = reconciler.with_kept(page.kept.clone());
     let state = AppState {
         routes: Arc::new(routes),
         deliveries: Arc::new(Deliveries::default()),
@@ -209,7 +211,7 @@ pub async fn bind(
         queue,
         engine,
         log_drops: options.log_drops,
-        page: crate::webhook::status_page::settings(&config),
+        page,
         clock,
     };
     let listen = |what, addr| async move {

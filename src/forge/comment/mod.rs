@@ -392,6 +392,7 @@ mod tests {
             egress: Some(Mode::None),
             asleep: None,
             visited: None,
+            ready_in: None,
             access: None,
             password: None,
         };
