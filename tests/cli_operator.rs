@@ -322,9 +322,34 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         assert_eq!(f["status"], "fail", "{check}: {f}");
         assert!(f["fix"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
     }
-    assert_eq!(status("forges")["status"], "warn");
+    // No webhook secret: `serve` refuses to start, so doctor fails, with serve's words.
+    let forges = status("forges");
+    assert_eq!(forges["status"], "fail", "{forges}");
+    assert!(
+        forges["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no webhook secret configured")),
+        "{forges}"
+    );
+    // A Gitea section with its URL and token but no secret: refused by serve as well.
+    let gitea = [
+        ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "doctor-secret"),
+        ("PREVIEWD_GITEA_URL", "http://127.0.0.1:9"),
+        ("PREVIEWD_GITEA_TOKEN", "doctor-token"),
+    ];
+    let out = previewd(dir.path(), &["doctor", "--json"], &gitea);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let forges = finding(&out, "forges");
+    assert_eq!(forges["status"], "fail", "{forges}");
+    assert!(
+        forges["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("gitea.webhook_secret")),
+        "{forges}"
+    );
 
-    // The same host with the defaults' shape: nothing that breaks a first preview.
+    // The same host with the defaults' shape and a webhook secret: nothing that breaks a
+    // first preview.
     drop(taken);
     let fine = previewd(
         dir.path(),
@@ -332,6 +357,8 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         &[
             ("PREVIEWD_INSTANCE", "doctortest"),
             ("PREVIEWD_GATEWAY_PORT", port.as_str()),
+            ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "doctor-secret"),
+            ("PREVIEWD_GITHUB_TOKEN", "doctor-token"),
         ],
     );
     assert_eq!(fine.status.code(), Some(0), "{}", text(&fine.stdout));
