@@ -212,6 +212,12 @@ pub struct PreviewState {
     /// `created` and `asleep`, where `limits.ttl` counts from. Not in `--json`.
     #[serde(skip)]
     pub visited: Option<String>,
+    /// How long its live generation took from the webhook (or the deployment's start) to
+    /// every public service healthy, as the process that deployed it measured: `None` when
+    /// another process deployed it, or before a restart. Not in `--json` (the contract's
+    /// fields are fixed); the status page shows it.
+    #[serde(skip)]
+    pub ready_in: Option<Duration>,
     /// Who may see it, as its `dev.previewd.access` label says (`None`: no label; the edge
     /// then goes by the operator's settings alone).
     pub access: Option<crate::config::AccessMode>,
@@ -298,6 +304,16 @@ pub trait PreviewEngine: Send + Sync + 'static {
 
     /// Every preview of this instance (for the reconciler's comparison with the forge).
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>>;
+
+    /// Every preview with its public services probed now, each probe given at most
+    /// `probe_timeout` (the status page). Engines that cannot probe answer [`Self::list`].
+    fn list_with_health(
+        &self,
+        probe_timeout: Duration,
+    ) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
+        let _ = probe_timeout;
+        self.list()
+    }
 
     /// Waits for the work a `deploy` leaves running after it returned ready (an old
     /// generation's drain and removal), so that `serve` exits with nothing half-removed.

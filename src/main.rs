@@ -127,6 +127,8 @@ impl Command {
                 | Command::Logs { .. }
                 | Command::Check { .. }
                 | Command::Down { .. }
+                | Command::Sleep { .. }
+                | Command::Wake { .. }
         )
     }
 }
@@ -134,7 +136,7 @@ impl Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.json && !cli.command.prints_json() {
-        let e = "--json: only up, ls, status, logs, gc, check, down, config and doctor print JSON";
+        let e = "--json: only up, ls, status, logs, gc, check, down, sleep, wake, config and doctor print JSON";
         Cli::command().error(ErrorKind::ArgumentConflict, e).exit();
     }
     // `serve` logs through a background thread, so a slow or blocked stderr never stalls a
@@ -269,8 +271,8 @@ async fn run(cli: Cli, log_drops: Option<LogDrops>) -> Result<Outcome, anyhow::E
         // clap lets `id` be absent only with `--all`.
         Command::Down { id, .. } => cli::down::run(load()?, id, json).await,
         Command::Gc => cli::gc::run(load()?, json).await,
-        Command::Sleep { id } => cli::sleep::sleep(load()?, &id).await,
-        Command::Wake { id } => cli::sleep::wake(load()?, &id).await,
+        Command::Sleep { id } => cli::sleep::sleep(load()?, &id, json).await,
+        Command::Wake { id } => cli::sleep::wake(load()?, &id, json).await,
     };
     Ok(outcome?)
 }

@@ -202,6 +202,8 @@ pub async fn bind(
         policies,
     )
     .with_clock(clock.clone());
+    let page = crate::webhook::status_page::settings(&config);
+    let reconciler = reconciler.with_kept(page.kept.clone());
     let state = AppState {
         routes: Arc::new(routes),
         deliveries: Arc::new(Deliveries::default()),
@@ -209,7 +211,7 @@ pub async fn bind(
         queue,
         engine,
         log_drops: options.log_drops,
-        page: crate::webhook::status_page::settings(&config),
+        page,
         clock,
     };
     let listen = |what, addr| async move {
@@ -242,7 +244,8 @@ pub async fn bind(
 
 /// The forges whose routes are on; refuses a config with none, or with a forge set up
 /// without a webhook secret or (but for GitHub, which works read-only) without a token.
-fn check_forges(config: &Config) -> Result<Vec<ForgeKind>, ServeError> {
+/// `previewd doctor` asks the same, so that it fails where `serve` would refuse to start.
+pub fn check_forges(config: &Config) -> Result<Vec<ForgeKind>, ServeError> {
     for kind in [ForgeKind::Gitea, ForgeKind::GitLab] {
         let Some(section) = config.forge_section(kind) else {
             continue;

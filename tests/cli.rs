@@ -14,15 +14,19 @@ use previewd::preview::manager::{Mode, UpRequest};
 use support::fake_github::FakeGitHub;
 use support::{TOKEN, fast_retry, pull_json};
 
-fn previewd(env: &TestEnv, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_previewd"))
-        .args(args)
+/// `previewd ARGS` against the test's instance.
+fn command(env: &TestEnv, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_previewd"));
+    cmd.args(args)
         .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
         .env("PREVIEWD_DATA_DIR", env.data.path())
         .env("PREVIEWD_GATEWAY_PORT", env.port.to_string())
-        .env("PREVIEWD_LIMITS_HEALTH_TIMEOUT", "30s")
-        .output()
-        .expect("run previewd")
+        .env("PREVIEWD_LIMITS_HEALTH_TIMEOUT", "30s");
+    cmd
+}
+
+fn previewd(env: &TestEnv, args: &[&str]) -> Output {
+    command(env, args).output().expect("run previewd")
 }
 
 fn stdout(o: &Output) -> String {
@@ -93,6 +97,52 @@ async fn up_ls_status_logs_down_follow_the_contract() {
     let status = previewd(&env, &["status", &id]);
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(stdout(&status).contains("ok 200"), "{}", stdout(&status));
+    let status = previewd(&env, &["status", &id, "--json"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("one JSON object");
+    assert_eq!(
+        (&v["id"], &v["status"]),
+        (&id.as_str().into(), &"running".into())
+    );
+    assert_eq!(v["services"].as_array().map(Vec::len), Some(3), "{v}");
+    let web = v["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == "web"))
+        .expect("web service");
+    assert_eq!(
+        (&web["health"]["ok"], &web["health"]["status"]),
+        (&true.into(), &200.into())
+    );
+
+    // By hand to sleep and back, as JSON; a second sleep changes nothing and says so.
+    let sleep = |args: &[&str]| {
+        let out = previewd(&env, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).expect("one JSON object")
+    };
+    let asleep = serde_json::json!({"id": id, "status": "sleeping", "changed": true});
+    assert_eq!(sleep(&["sleep", &id, "--json"]), asleep);
+    let again = serde_json::json!({"id": id, "status": "sleeping", "changed": false});
+    assert_eq!(sleep(&["sleep", &id, "--json"]), again);
+    let awake = serde_json::json!({"id": id, "status": "running", "changed": true});
+    assert_eq!(sleep(&["wake", &id, "--json"]), awake);
+    // A reader that went away (`| head -0`) ends the command quietly, not with a panic.
+    let mut closed = command(&env, &["sleep", &id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run previewd sleep");
+    drop(closed.stdout.take());
+    let closed = closed.wait_with_output().expect("previewd sleep ends");
+    assert_eq!(closed.status.code(), Some(0), "{}", stderr(&closed));
+    assert!(!stderr(&closed).contains("panicked"), "{}", stderr(&closed));
+    let woken = previewd(&env, &["wake", &id]);
+    assert_eq!(
+        stdout(&woken).trim(),
+        format!("{id} is awake"),
+        "{}",
+        stderr(&woken)
+    );
 
     let logs = previewd(&env, &["logs", &id, "web", "--tail", "5"]);
     assert!(logs.status.success(), "{}", stderr(&logs));
@@ -137,6 +187,20 @@ async fn up_ls_status_logs_down_follow_the_contract() {
     let _ = follow.wait();
     let line = followed.join().expect("reader thread");
     assert_eq!(line.as_deref(), Some("cli-log-marker"));
+
+    // `--tail N` prints the last N lines, no more.
+    let three = "for n in 1 2 3; do echo cli-tail-$n > /proc/1/fd/1; done";
+    engine_support::exec(&docker, &web, &["sh", "-c", three]).await;
+    let tail = eventually(Duration::from_secs(30), "logs --tail 2", || {
+        let out = stdout(&previewd(&env, &["logs", &id, "web", "--tail", "2"]));
+        async move { out.contains("cli-tail-3").then_some(out) }
+    })
+    .await;
+    assert_eq!(
+        tail.lines().collect::<Vec<_>>(),
+        ["cli-tail-2", "cli-tail-3"],
+        "{tail}"
+    );
 
     let json = previewd(&env, &["logs", &id, "web", "--json", "--since", "1h"]);
     assert!(json.status.success(), "{}", stderr(&json));
@@ -188,6 +252,13 @@ async fn up_ls_status_logs_down_follow_the_contract() {
         "{}",
         stderr(&unknown)
     );
+
+    // gc with no preview past its ttl: its report, as JSON, expires nothing.
+    let gc = previewd(&env, &["gc", "--json"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&gc)).expect("one JSON object");
+    assert_eq!(report["expired"], serde_json::json!([]), "{report}");
+    assert!(report["containers"].is_array(), "{report}");
 
     let down = previewd(&env, &["down", &id, "--json"]);
     assert!(down.status.success(), "{}", stderr(&down));
@@ -521,11 +592,7 @@ async fn gc_waits_for_another_process_changing_the_gateway() {
         .expect("lock file");
     held.lock().expect("lock");
 
-    let mut gc = Command::new(env!("CARGO_BIN_EXE_previewd"))
-        .arg("gc")
-        .env("PREVIEWD_INSTANCE", env.config.instance.as_str())
-        .env("PREVIEWD_DATA_DIR", env.data.path())
-        .env("PREVIEWD_GATEWAY_PORT", env.port.to_string())
+    let mut gc = command(&env, &["gc"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -322,9 +322,34 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         assert_eq!(f["status"], "fail", "{check}: {f}");
         assert!(f["fix"].as_str().is_some_and(|s| !s.is_empty()), "{f}");
     }
-    assert_eq!(status("forges")["status"], "warn");
+    // No webhook secret: `serve` refuses to start, so doctor fails, with serve's words.
+    let forges = status("forges");
+    assert_eq!(forges["status"], "fail", "{forges}");
+    assert!(
+        forges["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no webhook secret configured")),
+        "{forges}"
+    );
+    // A Gitea section with its URL and token but no secret: refused by serve as well.
+    let gitea = [
+        ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "doctor-secret"),
+        ("PREVIEWD_GITEA_URL", "http://127.0.0.1:9"),
+        ("PREVIEWD_GITEA_TOKEN", "doctor-token"),
+    ];
+    let out = previewd(dir.path(), &["doctor", "--json"], &gitea);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let forges = finding(&out, "forges");
+    assert_eq!(forges["status"], "fail", "{forges}");
+    assert!(
+        forges["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("gitea.webhook_secret")),
+        "{forges}"
+    );
 
-    // The same host with the defaults' shape: nothing that breaks a first preview.
+    // The same host with the defaults' shape and a webhook secret: nothing that breaks a
+    // first preview.
     drop(taken);
     let fine = previewd(
         dir.path(),
@@ -332,6 +357,8 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         &[
             ("PREVIEWD_INSTANCE", "doctortest"),
             ("PREVIEWD_GATEWAY_PORT", port.as_str()),
+            ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "doctor-secret"),
+            ("PREVIEWD_GITHUB_TOKEN", "doctor-token"),
         ],
     );
     assert_eq!(fine.status.code(), Some(0), "{}", text(&fine.stdout));
@@ -392,4 +419,59 @@ fn colour_at_a_terminal_only_and_never_with_no_color() {
     let plain = run(true);
     assert!(plain.contains("FAIL"), "{plain:?}");
     assert!(!plain.contains("\x1b[3"), "{plain:?}");
+}
+
+/// The config file is found at `--config`, then `PREVIEWD_CONFIG`, then `./previewd.toml`,
+/// then `$XDG_CONFIG_HOME/previewd/previewd.toml`: each one found wins over those after it.
+#[test]
+fn config_discovery_follows_its_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("previewd")).expect("xdg dir");
+    std::fs::create_dir_all(&work).expect("work dir");
+    let write = |path: std::path::PathBuf, instance: &str| {
+        std::fs::write(&path, format!("instance = \"{instance}\"\n")).expect("write a config");
+        path.display().to_string()
+    };
+    let flag = write(dir.path().join("flag.toml"), "fromflag");
+    let env = write(dir.path().join("env.toml"), "fromenv");
+    write(work.join("previewd.toml"), "fromcwd");
+    write(xdg.join("previewd").join("previewd.toml"), "fromxdg");
+    let xdg = xdg.display().to_string();
+    let instance = |args: &[&str], vars: &[(&str, &str)]| {
+        let mut all = vec!["config", "--json"];
+        all.extend_from_slice(args);
+        let out = previewd(&work, &all, vars);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        let found = v["settings"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["key"] == "instance"))
+            .map(|s| s["value"].clone());
+        (found, v["file"].clone())
+    };
+    let both = [
+        ("PREVIEWD_CONFIG", env.as_str()),
+        ("XDG_CONFIG_HOME", xdg.as_str()),
+    ];
+    assert_eq!(
+        instance(&["--config", &flag], &both).0,
+        Some("fromflag".into())
+    );
+    assert_eq!(instance(&[], &both).0, Some("fromenv".into()));
+    let xdg_only = [("XDG_CONFIG_HOME", xdg.as_str())];
+    let (found, file) = instance(&[], &xdg_only);
+    assert_eq!(found, Some("fromcwd".into()), "{file}");
+    std::fs::remove_file(work.join("previewd.toml")).expect("remove ./previewd.toml");
+    let (found, file) = instance(&[], &xdg_only);
+    assert_eq!(found, Some("fromxdg".into()), "{file}");
+    assert!(
+        file.as_str()
+            .is_some_and(|f| f.ends_with("xdg/previewd/previewd.toml")),
+        "{file}"
+    );
+    // None of them: the defaults (HOME has no .config here).
+    let (found, file) = instance(&[], &[]);
+    assert_eq!(found, Some("previewd".into()), "{file}");
 }

@@ -1,6 +1,7 @@
 //! The admin listener's status page, as an operator's browser shows it: headless Chromium
-//! (Debian's) loads `GET /` of a real `serve` with two running previews and one failed, on
-//! real Docker; the test checks the page's text, that the browser logged no console message,
+//! (Debian's) loads `GET /` of a real `serve` with a running preview, a sleeping one and a
+//! failed one, on real Docker; the test checks each card's text (URL, repository, branch,
+//! commit, age, ttl left, time to ready, health), that the browser logged no console message,
 //! and keeps a phone-sized screenshot in the target folder.
 
 mod engine_support;
@@ -8,9 +9,9 @@ mod support;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use engine_support::{GitRepo, TestEnv};
-use previewd::preview::manager::Manager;
 use previewd::serve::{ServeOptions, bind};
 use support::browser::{browse, chromium};
 use tokio_util::sync::CancellationToken;
@@ -24,14 +25,16 @@ async fn the_status_page_shows_previews_and_deliveries_in_a_real_browser() {
             ("PREVIEWD_LISTEN", "127.0.0.1:0"),
             ("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0"),
             ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "page-secret"),
+            // The test moves the clock by hours: nothing may fall asleep meanwhile.
+            ("PREVIEWD_LIMITS_IDLE_SLEEP", "0"),
         ],
     )
     .await;
     let running_a = GitRepo::from_fixture("two-service");
-    let running_b = GitRepo::from_fixture("compose-only");
+    let sleeping_b = GitRepo::from_fixture("compose-only");
     let broken = GitRepo::from_fixture("compose-only");
     let a = env.up(running_a.path()).await.expect("first preview");
-    let b = env.up(running_b.path()).await.expect("second preview");
+    let b = env.up(sleeping_b.path()).await.expect("second preview");
     let c = env.up(broken.path()).await.expect("third preview");
     // The third one's only service stops: the preview is there, and failed.
     let docker = bollard::Docker::connect_with_local_defaults().expect("docker");
@@ -43,13 +46,25 @@ async fn the_status_page_shows_previews_and_deliveries_in_a_real_browser() {
         )
         .await
         .expect("stop the third preview's app");
+    // Two hours on, the second one goes to sleep: its ttl counts from then, the others' from
+    // their deployment.
+    env.clock.advance(Duration::from_secs(2 * 3600));
+    env.manager
+        .sleep(&b.state.id)
+        .await
+        .expect("docker")
+        .expect("the second preview sleeps");
 
-    let engine = Manager::connect(env.config.clone()).await.expect("docker");
+    // `serve` with the manager that deployed them (it measured their time to ready) and its
+    // clock.
     let shutdown = CancellationToken::new();
     let server = bind(
         env.config.clone(),
-        Arc::new(engine),
-        ServeOptions::default(),
+        Arc::new(env.manager.clone()),
+        ServeOptions {
+            clock: Some(env.clock.clone()),
+            ..ServeOptions::default()
+        },
         shutdown.clone(),
     )
     .await
@@ -77,8 +92,45 @@ async fn the_status_page_shows_previews_and_deliveries_in_a_real_browser() {
             "{id} missing from the page:\n{dom}"
         );
     }
-    assert_eq!(dom.matches("state running").count(), 2, "{dom}");
+    assert_eq!(dom.matches("state running").count(), 1, "{dom}");
+    assert_eq!(dom.matches("state sleeping").count(), 1, "{dom}");
     assert_eq!(dom.matches("state failed").count(), 1, "{dom}");
+    // Each card's text, as the browser has it.
+    let card = |id: &str| -> String {
+        dom.split("class=\"card\"")
+            .find(|c| c.contains(&format!("<b>{id}</b>")))
+            .unwrap_or_else(|| panic!("no card for {id}:\n{dom}"))
+            .to_owned()
+    };
+    for (d, ttl_left) in [
+        (&a, "ttl left 2d 22h"),
+        (&b, "ttl left 3d 0h"),
+        (&c, "ttl left 2d 22h"),
+    ] {
+        let s = &d.state;
+        let text = card(s.id.as_str());
+        let sha = s.sha.as_ref().expect("a commit").to_string();
+        let ready = format!("ready in {:.1}s", d.timings.total.as_secs_f64());
+        for want in [
+            format!("href=\"{}\"", s.url),
+            s.key.repo.clone(),
+            format!(" · {}", s.key.branch),
+            format!(" · {}", &sha[..7]),
+            "deployed 2h 0m ago".to_owned(),
+            ready,
+            ttl_left.to_owned(),
+        ] {
+            assert!(text.contains(&want), "{}: no {want:?} in\n{text}", s.id);
+        }
+    }
+    // Health as probed now: the running one answers, the sleeping one is not probed (a probe
+    // is no visit, and would find it stopped), the stopped service does not answer.
+    let healthy = card(a.state.id.as_str());
+    assert_eq!(healthy.matches("healthy (200, ").count(), 2, "{healthy}");
+    let asleep = card(b.state.id.as_str());
+    assert!(asleep.contains("· asleep"), "{asleep}");
+    let failed = card(c.state.id.as_str());
+    assert!(failed.contains("unhealthy (502)"), "{failed}");
     assert!(
         dom.contains("unauthorized"),
         "the delivery is missing:\n{dom}"

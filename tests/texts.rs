@@ -48,6 +48,7 @@ fn state() -> PreviewState {
         egress: None,
         asleep: None,
         visited: None,
+        ready_in: None,
         access: None,
         password: None,
         services: vec![

@@ -137,6 +137,13 @@ impl PreviewEngine for Manager {
         Box::pin(Manager::retired(self))
     }
 
+    fn list_with_health(
+        &self,
+        probe_timeout: std::time::Duration,
+    ) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
+        Box::pin(async move { self.states_with_health(probe_timeout).await.map_err(err) })
+    }
+
     fn list(&self) -> BoxFuture<'_, Result<Vec<PreviewState>, EngineError>> {
         Box::pin(async move {
             let observed = self.observed().await.map_err(err)?;

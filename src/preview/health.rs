@@ -32,12 +32,26 @@ pub fn gateway_addr(bind: &str, port: u16) -> String {
 /// One request; `pass` is the gateway pass (`access::gateway_pass`) that lets previewd's own
 /// checks past a protected preview's sign-in.
 pub async fn probe(addr: &str, host: &str, path: &str, pass: Option<&str>) -> Probe {
+    probe_within(addr, host, path, pass, PROBE_TIMEOUT).await
+}
+
+/// A deployment's and `status`'s patience with one probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`probe`] with its own patience: the status page's is shorter, for a page that must load.
+pub async fn probe_within(
+    addr: &str,
+    host: &str,
+    path: &str,
+    pass: Option<&str>,
+    timeout: Duration,
+) -> Probe {
     let start = Instant::now();
     let headers: Vec<(&str, &str)> = pass
         .map(|p| (crate::access::PASS_HEADER, p))
         .into_iter()
         .collect();
-    match http::tcp_with(addr, host, "GET", path, &headers, Duration::from_secs(5)).await {
+    match http::tcp_with(addr, host, "GET", path, &headers, timeout).await {
         Ok(r) => Probe {
             status: Some(r.status),
             latency: start.elapsed(),

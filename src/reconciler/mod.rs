@@ -64,7 +64,13 @@ pub struct Reconciler {
     warned: Mutex<HashSet<(String, String, u64, String)>>,
     /// "Now" for a preview's age against `limits.ttl`: the engine's clock.
     clock: SharedClock,
+    /// The previews the last pass found kept by `limits.keep_label`, for the status page.
+    kept: Kept,
 }
+
+/// Previews exempt from `limits.ttl` by their PR's keep label, as the reconciler last read
+/// the forges: a cache the status page reads, rebuilt by every pass.
+pub type Kept = Arc<Mutex<HashSet<PreviewKey>>>;
 
 /// What one pass did, for the log and the tests.
 #[derive(Debug, Default)]
@@ -102,7 +108,14 @@ impl Reconciler {
             policies,
             warned: Mutex::default(),
             clock: Arc::new(SystemClock),
+            kept: Kept::default(),
         }
+    }
+
+    /// Each pass writes the previews it found kept into `kept`.
+    pub fn with_kept(mut self, kept: Kept) -> Reconciler {
+        self.kept = kept;
+        self
     }
 
     /// Ages follow `clock` (the engine's) instead of the system's.
@@ -235,6 +248,9 @@ impl Reconciler {
             }
         }
 
+        if let Ok(mut kept) = self.kept.lock() {
+            *kept = out.kept.iter().cloned().collect();
+        }
         // Previews just handed to the queue to stop are left to it, not expired here as well.
         let exempt: Vec<PreviewKey> = (out.kept.iter().chain(&out.stopped).chain(&out.unread))
             .cloned()

@@ -206,6 +206,7 @@ impl FakeEngine {
             egress: None,
             asleep: None,
             visited: None,
+            ready_in: None,
             access: None,
             password: None,
             services: vec![ServiceHealth {

@@ -13,27 +13,35 @@ use crate::forge::{ForgeError, ForgeKind, Forges, Permission, Repo};
 const FORGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn forge_checks(config: &Config, repo: Option<&RepoArg>) -> Vec<Finding> {
-    let enabled = config.enabled_forges();
+    let mut out = Vec::new();
+    // `serve`'s own refusal, word for word: what it refuses breaks every forge's previews.
+    let enabled = match crate::serve::check_forges(config) {
+        Ok(enabled) => enabled,
+        Err(e) => {
+            out.push(bad(
+                "forges",
+                Verdict::Fail,
+                format!("previewd serve would refuse to start: {e}"),
+                "set what it names (docs/github.md, docs/gitea.md, docs/gitlab.md); previewd up works without",
+            ));
+            config.enabled_forges()
+        }
+    };
     if enabled.is_empty() {
-        return vec![bad(
-            "forges",
-            Verdict::Warn,
-            "no forge has a webhook secret: previewd serve will refuse to start (up works without)",
-            "set [github], [gitea] or [gitlab] webhook_secret (docs/github.md, docs/gitea.md, docs/gitlab.md)",
-        )];
+        return out;
     }
     let forges = match Forges::from_config(config, &RetryPolicy::default()) {
         Ok(f) => f,
         Err(e) => {
-            return vec![bad(
+            out.push(bad(
                 "forges",
                 Verdict::Fail,
                 e.to_string(),
                 "fix the forge section it names",
-            )];
+            ));
+            return out;
         }
     };
-    let mut out = Vec::new();
     for &kind in &enabled {
         let Some(forge) = forges.get(kind) else {
             out.push(bad(

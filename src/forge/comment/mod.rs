@@ -356,6 +356,7 @@ mod tests {
             egress: Some(Mode::None),
             asleep: None,
             visited: None,
+            ready_in: None,
             access: None,
             password: None,
         };

@@ -134,6 +134,12 @@ pub struct Manager {
     /// counts from the later of this and the deployment. Lost on restart, as visits are; a
     /// sleeping preview's time to sleep is in Docker.
     visits: sleep::Visits,
+    /// Each preview's time to ready, by the generation it was measured for: kept in memory
+    /// because Docker has nowhere to write it. Labels are fixed when a container is created,
+    /// before the deployment is ready, and the switch that makes it ready only renames
+    /// containers, which Docker does not timestamp. Lost on restart, and unknown for a
+    /// generation another process deployed (`previewd up` beside `serve`).
+    ready: Arc<Mutex<HashMap<PreviewId, (u64, std::time::Duration)>>>,
 }
 
 fn fail(phase: Phase, service: Option<&str>, reason: impl Into<String>) -> DeployFailure {
@@ -160,6 +166,7 @@ impl Manager {
             clock: Arc::new(SystemClock),
             transitions: Arc::default(),
             visits: Arc::default(),
+            ready: Arc::default(),
         })
     }
 
@@ -249,6 +256,10 @@ impl Manager {
         match result {
             Ok((mut state, downtime)) => {
                 state.status = PreviewStatus::Running;
+                state.ready_in = Some(timings.total);
+                if let Ok(mut ready) = self.ready.lock() {
+                    ready.insert(prepared.id.clone(), (prepared.generation, timings.total));
+                }
                 // Ready now: the old generation drains and goes after the report.
                 self.retire_later(prepared);
                 Ok(Deployed {

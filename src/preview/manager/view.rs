@@ -2,15 +2,22 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use futures_util::future::join_all;
 
 use super::{Manager, ManagerError};
-use crate::engine::{PreviewKey, PreviewState, PreviewStatus, ServiceHealth};
+use crate::engine::{BoxFuture, PreviewKey, PreviewState, PreviewStatus, ServiceHealth};
 use crate::ids::{CommitSha, PreviewId};
 use crate::preview::docker::DockerError;
 use crate::preview::docker::labels::Observed;
 use crate::preview::gateway;
 use crate::preview::health::{self, Probe};
+
+/// Previews probed at once for the status page (each probes its services side by side): a
+/// page of 20 previews with dead services waits at most 3 probe timeouts.
+const PAGE_PROBES: usize = 8;
 
 impl Manager {
     /// The preview for a key, if there is one.
@@ -102,13 +109,44 @@ impl Manager {
             egress: members.first().and_then(|m| m.egress),
             asleep: p.asleep.clone(),
             visited: self.last_visit(&p.id).map(crate::clock::rfc3339),
+            ready_in: self.ready_in(p),
             access,
             password: crate::access::password_of(&self.config, &p.id, access),
         }
     }
 
+    /// How long `p`'s live generation took to be ready, if this process deployed it.
+    fn ready_in(&self, p: &Observed) -> Option<std::time::Duration> {
+        let ready = self.ready.lock().ok()?;
+        let (generation, took) = ready.get(&p.id)?;
+        (Some(*generation) == p.live()).then_some(*took)
+    }
+
+    /// Every preview, each with its public services probed (`probe_timeout` each), a few
+    /// previews at a time: what the status page shows.
+    pub async fn states_with_health(
+        &self,
+        probe_timeout: Duration,
+    ) -> Result<Vec<PreviewState>, DockerError> {
+        let observed = self.observed().await?;
+        // Boxed before the stream: a stream of these futures trips the compiler's check that
+        // the caller's future is `Send` (rust-lang/rust#102211).
+        let jobs: Vec<BoxFuture<'_, PreviewState>> = observed
+            .iter()
+            .map(|p| Box::pin(self.state_probed(p, probe_timeout)) as BoxFuture<'_, PreviewState>)
+            .collect();
+        Ok(futures_util::stream::iter(jobs)
+            .buffered(PAGE_PROBES)
+            .collect()
+            .await)
+    }
+
     /// The state with one health probe per public service through the gateway.
     pub async fn state_with_health(&self, p: &Observed) -> PreviewState {
+        self.state_probed(p, health::PROBE_TIMEOUT).await
+    }
+
+    async fn state_probed(&self, p: &Observed, probe_timeout: Duration) -> PreviewState {
         let addr = health::gateway_addr(&self.config.gateway.bind, self.config.gateway.port);
         let host = gateway::live_host(p.id.as_str(), &self.config.gateway.domain);
         // A sleeping preview is not probed: a probe would find it stopped (and is no visit).
@@ -129,7 +167,7 @@ impl Manager {
                     let path = m.health.as_ref().map_or("/", |h| h.0.as_str());
                     (
                         m.service.clone(),
-                        health::probe(&addr, &host, path, pass).await,
+                        health::probe_within(&addr, &host, path, pass, probe_timeout).await,
                     )
                 }
             })
