@@ -30,6 +30,7 @@ struct Inner {
     deploys: IntCounterVec,
     log_dropped: IntCounter,
     connections_closed: IntCounterVec,
+    connections_refused: IntCounterVec,
     connections_open: IntGaugeVec,
     connections_max: IntGaugeVec,
     /// The writer's count already added to `log_dropped`.
@@ -74,6 +75,15 @@ impl Metrics {
                 "connections_closed_total",
                 "Connections previewd closed itself, by listener and reason \
                  (slow_headers, slow_body, over_capacity: a client too slow or too many; idle: normal)",
+            ),
+            &["listener", "reason"],
+        )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "connections_refused_total",
+                "Accepts that failed, by listener and reason (out_of_files: the open-files \
+                 limit was reached, and the slowest connection was closed to make room; \
+                 other: out of memory or buffers)",
             ),
             &["listener", "reason"],
         )?;
@@ -128,6 +138,7 @@ impl Metrics {
         registry.register(Box::new(deploys.clone()))?;
         registry.register(Box::new(log_dropped.clone()))?;
         registry.register(Box::new(connections_closed.clone()))?;
+        registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_max.clone()))?;
         for h in [&build, &start, &health, &ready] {
@@ -143,6 +154,7 @@ impl Metrics {
                 deploys,
                 log_dropped,
                 connections_closed,
+                connections_refused,
                 connections_open,
                 connections_max,
                 log_dropped_seen: AtomicU64::new(0),
@@ -181,13 +193,14 @@ impl Metrics {
         }
     }
 
-    /// Sets the listener's cap and shows every closing reason at 0 from the start, so a
-    /// dashboard's rate of them exists before the first attack.
+    /// Sets the listener's cap and shows every closing and refusing reason at 0 from the
+    /// start, so a dashboard's rate of them exists before the first attack.
     pub fn connection_cap(
         &self,
         listener: &'static str,
         cap: usize,
         reasons: impl IntoIterator<Item = &'static str>,
+        refusals: impl IntoIterator<Item = &'static str>,
     ) {
         let i = &self.inner;
         i.connections_max
@@ -199,6 +212,19 @@ impl Metrics {
                 .with_label_values(&[listener, reason])
                 .inc_by(0);
         }
+        for reason in refusals {
+            i.connections_refused
+                .with_label_values(&[listener, reason])
+                .inc_by(0);
+        }
+    }
+
+    /// An accept that failed (the connection stays in the kernel's queue for the next one).
+    pub fn connection_refused(&self, listener: &'static str, reason: &'static str) {
+        self.inner
+            .connections_refused
+            .with_label_values(&[listener, reason])
+            .inc();
     }
 
     pub fn connection_opened(&self, listener: &'static str) {

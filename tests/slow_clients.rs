@@ -4,7 +4,8 @@
 //! second (GitHub gives up after ten and never redelivers) and every slow connection is closed
 //! by the header deadline; a body dripped a byte a second, closed at the body deadline with
 //! nothing queued; and a keep-alive client that sends whole requests, which none of this may
-//! touch. The gateway's side is `gateway_slow_clients.rs`.
+//! touch. The admin listener gets the same attack: `/metrics` and the status page, what an
+//! operator looks at during one, still answer. The gateway's side is `gateway_slow_clients.rs`.
 
 mod engine_support;
 mod support;
@@ -19,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use engine_support::free_port;
+use engine_support::slow::drip_until_closed;
 use support::engine::FakeEngine;
 use support::fake_github::FakeGitHub;
 use support::{Harness, SECRET, payload, sign, test_env};
@@ -163,60 +165,149 @@ async fn closed_at(mut s: TcpStream, give_up: Duration) -> Option<Instant> {
     tokio::time::timeout(give_up, read_all).await.ok()
 }
 
+/// `previewd serve`, the real binary, living within `nofile` open files with a 2 s header
+/// deadline, once it answers `/healthz`; with its fake forge and data folder, kept as long
+/// as it runs.
+struct Limited {
+    serve: Serve,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _github: FakeGitHub,
+    _data: tempfile::TempDir,
+}
+
+impl Limited {
+    async fn start(name: &str, nofile: u64) -> Limited {
+        let github = FakeGitHub::start().await;
+        let data = tempfile::tempdir().expect("tempdir");
+        let (listen, admin) = (free_port(), free_port());
+        let mut vars = test_env(
+            &github.url(),
+            &[
+                ("PREVIEWD_LISTEN", &format!("127.0.0.1:{listen}")),
+                ("PREVIEWD_ADMIN_LISTEN", &format!("127.0.0.1:{admin}")),
+                ("PREVIEWD_SERVER_HEADER_TIMEOUT", "2s"),
+            ],
+        );
+        vars.retain(|(k, _)| k != "PREVIEWD_DATA_DIR");
+        vars.push((
+            "PREVIEWD_DATA_DIR".into(),
+            data.path().display().to_string(),
+        ));
+        vars.push((
+            "PREVIEWD_INSTANCE".into(),
+            format!("{name}-{}", std::process::id()),
+        ));
+        let serve = Serve::start(&vars, nofile);
+        let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+        until("serve answers /healthz", || async {
+            request(addr, HEALTHZ, b"")
+                .await
+                .is_some_and(|(s, _)| s == 200)
+        })
+        .await;
+        Limited {
+            serve,
+            addr,
+            admin,
+            _github: github,
+            _data: data,
+        }
+    }
+
+    /// `/metrics` from the admin listener.
+    async fn metrics(&self) -> String {
+        let (status, text) = request(self.admin, &get("/metrics"), b"")
+            .await
+            .expect("metrics");
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+}
+
+const HEALTHZ: &str = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+}
+
+/// `n` connections to `addr` that each send `half` (half a request header) and then nothing;
+/// each task tells when its connection opened and when the server closed it.
+async fn half_sent(
+    addr: SocketAddr,
+    half: &'static [u8],
+    n: usize,
+) -> Vec<tokio::task::JoinHandle<(Instant, Option<Instant>)>> {
+    let mut attackers = Vec::new();
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(half).await.expect("half a header");
+        let opened = Instant::now();
+        attackers.push(tokio::spawn(async move {
+            (opened, closed_at(s, Duration::from_secs(30)).await)
+        }));
+    }
+    attackers
+}
+
+/// Every half-sent connection was closed by the server within the header deadline.
+async fn closed_by_the_header_deadline(
+    attackers: Vec<tokio::task::JoinHandle<(Instant, Option<Instant>)>>,
+) {
+    for a in attackers {
+        let (opened, closed) = a.await.expect("reader");
+        let closed = closed.expect("a half-sent connection still open after 30 s");
+        let held = closed - opened;
+        assert!(held <= HEADER_TIMEOUT + SLACK, "held for {held:?}");
+    }
+}
+
+/// `previewd_connections_closed_total` of `listener` for `reason` in `text`.
+fn closed(text: &str, listener: &str, reason: &str) -> f64 {
+    metric(
+        text,
+        &format!(
+            "previewd_connections_closed_total{{listener=\"{listener}\",reason=\"{reason}\"}} "
+        ),
+    )
+}
+
+/// The attack's closures on `listener` were counted: some by the header deadline, some for
+/// newer connections at the cap, together at least one per attacker.
+fn attack_counted(text: &str, listener: &str) {
+    let (slow, over) = (
+        closed(text, listener, "slow_headers"),
+        closed(text, listener, "over_capacity"),
+    );
+    assert!(slow >= 1.0, "{text}");
+    assert!(over >= 1.0, "{text}");
+    assert!(slow + over >= ATTACKERS as f64, "{text}");
+}
+
 /// The attack, against the real binary with 256 open files: 300 connections that each
 /// send half a request header. A signed delivery sent during the attack is answered, 200,
 /// within one second; every half-sent connection is closed by the header deadline (the
 /// oldest ones earlier, for newer connections at the cap); `/metrics` counts both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn half_sent_headers_beyond_the_open_files_limit_do_not_keep_a_delivery_out() {
-    let github = FakeGitHub::start().await;
-    let data = tempfile::tempdir().expect("tempdir");
-    let (listen, admin) = (free_port(), free_port());
-    let instance = format!("slowhdr-{}", std::process::id());
-    let mut vars = test_env(
-        &github.url(),
-        &[
-            ("PREVIEWD_LISTEN", &format!("127.0.0.1:{listen}")),
-            ("PREVIEWD_ADMIN_LISTEN", &format!("127.0.0.1:{admin}")),
-            ("PREVIEWD_SERVER_HEADER_TIMEOUT", "2s"),
-        ],
-    );
-    vars.retain(|(k, _)| k != "PREVIEWD_DATA_DIR");
-    vars.push((
-        "PREVIEWD_DATA_DIR".into(),
-        data.path().display().to_string(),
-    ));
-    vars.push(("PREVIEWD_INSTANCE".into(), instance));
-    let serve = Serve::start(&vars, NOFILE);
-    let addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
-    let admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
-    let healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    until("serve answers /healthz", || async {
-        request(addr, healthz, b"")
-            .await
-            .is_some_and(|(s, _)| s == 200)
-    })
-    .await;
+    let serve = Limited::start("slowhdr", NOFILE).await;
+    let addr = serve.addr;
     // It said at start what the limit and the cap are: the cap fits the lowered limit.
     let cap = previewd::listener::connection_cap(NOFILE, 1024, 2);
-    let log = serve.log();
+    let log = serve.serve.log();
     assert!(
         log.contains(&format!("open_files_limit={NOFILE}"))
             && log.contains(&format!("connection_cap={cap}")),
         "{log}"
     );
 
-    let mut attackers = Vec::new();
-    for _ in 0..ATTACKERS {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"POST /webhooks/github HTTP/1.1\r\nHost: previewd\r\nX-GitHub-Ev")
-            .await
-            .expect("half a header");
-        let opened = Instant::now();
-        attackers.push(tokio::spawn(async move {
-            (opened, closed_at(s, Duration::from_secs(30)).await)
-        }));
-    }
+    let attackers = half_sent(
+        addr,
+        b"POST /webhooks/github HTTP/1.1\r\nHost: previewd\r\nX-GitHub-Ev",
+        ATTACKERS,
+    )
+    .await;
     let body = payload("ping.json");
     let head = signed_head(addr, "ping", "72d3162e-cc78-11e3-81ab-000000000001", &body);
     let sent = Instant::now();
@@ -225,37 +316,49 @@ async fn half_sent_headers_beyond_the_open_files_limit_do_not_keep_a_delivery_ou
     assert_eq!(answer.map(|(s, _)| s), Some(200), "the delivery's answer");
     assert!(took < Duration::from_secs(1), "answered after {took:?}");
 
-    for a in attackers {
-        let (opened, closed) = a.await.expect("reader");
-        let closed = closed.expect("a half-sent connection still open after 30 s");
-        let held = closed - opened;
-        assert!(held <= HEADER_TIMEOUT + SLACK, "held for {held:?}");
-    }
-    let (_, text) = request(
-        admin,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        b"",
-    )
-    .await
-    .expect("metrics");
-    let closed = |reason: &str| {
-        metric(
-            &text,
-            &format!(
-                "previewd_connections_closed_total{{listener=\"webhook\",reason=\"{reason}\"}} "
-            ),
-        )
-    };
-    assert!(closed("slow_headers") >= 1.0, "{text}");
-    assert!(closed("over_capacity") >= 1.0, "{text}");
-    assert!(
-        closed("slow_headers") + closed("over_capacity") >= ATTACKERS as f64,
-        "{text}"
-    );
+    closed_by_the_header_deadline(attackers).await;
+    let text = serve.metrics().await;
+    attack_counted(&text, "webhook");
     assert_eq!(
         metric(&text, "previewd_connections_max{listener=\"webhook\"} "),
         cap as f64
     );
+}
+
+/// The same attack on the admin listener (it has its own cap, and an operator opens it
+/// during an attack): `/metrics` and the status page still answer within one second, every
+/// half-sent connection is closed by the header deadline, and the closures are counted
+/// under `listener="admin"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_sent_headers_on_the_admin_listener_do_not_keep_an_operator_out() {
+    let serve = Limited::start("slowadm", NOFILE).await;
+    let attackers = half_sent(
+        serve.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: previewd\r\nAcce",
+        ATTACKERS,
+    )
+    .await;
+    for path in ["/metrics", "/"] {
+        let sent = Instant::now();
+        let answer = request(serve.admin, &get(path), b"").await;
+        let took = sent.elapsed();
+        assert_eq!(answer.map(|(s, _)| s), Some(200), "{path}'s answer");
+        assert!(
+            took < Duration::from_secs(1),
+            "{path} answered after {took:?}"
+        );
+    }
+
+    closed_by_the_header_deadline(attackers).await;
+    let text = serve.metrics().await;
+    attack_counted(&text, "admin");
+    let cap = previewd::listener::connection_cap(NOFILE, 1024, 2);
+    assert_eq!(
+        metric(&text, "previewd_connections_max{listener=\"admin\"} "),
+        cap as f64
+    );
+    // The webhook listener was not the one attacked.
+    assert_eq!(closed(&text, "webhook", "slow_headers"), 0.0, "{text}");
 }
 
 /// Whole headers with a large `Content-Length`, then the body a byte a second: previewd
@@ -283,22 +386,9 @@ async fn a_body_dripped_a_byte_a_second_is_closed_at_the_body_deadline_and_nothi
     );
     s.write_all(head.as_bytes()).await.expect("headers");
     let started = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut answer = Vec::new();
-    let closed = loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if s.write_all(b" ").await.is_err() {
-                    break Instant::now();
-                }
-            }
-            read = s.read_buf(&mut answer) => match read {
-                Ok(0) | Err(_) => break Instant::now(),
-                Ok(_) => {}
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "still open");
-    };
+    let dripped = drip_until_closed(s, Duration::from_secs(30)).await;
+    let (closed, answer) = (dripped.closed, dripped.answer);
+    let closed = closed.expect("a dripped body still open after 30 s");
     let held = closed - started;
     assert!(
         held >= body_timeout - Duration::from_millis(200) && held <= body_timeout + SLACK,
@@ -386,4 +476,83 @@ async fn a_connection_opened_ahead_of_need_is_idle_not_slow() {
     let held = closed - started;
     assert!(held <= header_timeout + SLACK, "held for {held:?}");
     h.stop().await;
+}
+
+/// Past the open-files limit itself: `serve` started with a few files more than it holds
+/// when idle (fewer than a listener's least cap, so its cap cannot step in first) gets
+/// EMFILE from `accept` under the attack. It closes the slowest connection to make room, so
+/// a signed delivery is still answered, and counts the failed accepts on `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_out_of_files_is_counted_and_a_delivery_still_answered() {
+    // What `serve` holds when idle, measured: its own start-up, not a guess.
+    let idle = {
+        let probe = Limited::start("slowfdprobe", NOFILE).await;
+        open_files(&probe.serve)
+    };
+    let serve = Limited::start("slowfd", idle + 4).await;
+    let text = serve.metrics().await;
+    let refused = |text: &str| {
+        metric(
+            text,
+            "previewd_connections_refused_total{listener=\"webhook\",reason=\"out_of_files\"} ",
+        )
+    };
+    assert_eq!(refused(&text), 0.0, "{text}");
+
+    let attackers = half_sent(
+        serve.addr,
+        b"POST /webhooks/github HTTP/1.1\r\nHost: previewd\r\nX-GitHub-Ev",
+        20,
+    )
+    .await;
+    let body = payload("ping.json");
+    let head = signed_head(
+        serve.addr,
+        "ping",
+        "72d3162e-cc78-11e3-81ab-000000003001",
+        &body,
+    );
+    let sent = Instant::now();
+    let answer = request(serve.addr, &head, &body).await;
+    let took = sent.elapsed();
+    assert_eq!(answer.map(|(s, _)| s), Some(200), "the delivery's answer");
+    assert!(took < Duration::from_secs(1), "answered after {took:?}");
+
+    closed_by_the_header_deadline(attackers).await;
+    let text = serve.metrics().await;
+    assert!(refused(&text) >= 1.0, "{text}");
+    assert!(
+        serve.serve.log().contains("cannot accept a connection"),
+        "{}",
+        serve.serve.log()
+    );
+}
+
+/// The file descriptors `serve` holds now.
+fn open_files(serve: &Serve) -> u64 {
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", serve.child.id())).expect("/proc");
+    fds.count() as u64
+}
+
+/// EMFILE and ENFILE (the process's or the system's files) are counted as `out_of_files`, the
+/// listener's other failures apart; the numbers are this system's.
+#[test]
+fn accept_failures_for_lack_of_files_are_told_from_the_others() {
+    use previewd::listener::Refused;
+    use std::io::Error;
+    let kind = |errno| Refused::of(&Error::from_raw_os_error(errno));
+    for (errno, text) in [
+        (24, "Too many open files"),
+        (23, "Too many open files in system"),
+    ] {
+        assert!(
+            Error::from_raw_os_error(errno)
+                .to_string()
+                .starts_with(text)
+        );
+        assert_eq!(kind(errno), Refused::OutOfFiles, "{text}");
+    }
+    // ENOMEM, ENOBUFS
+    assert_eq!(kind(12), Refused::Other);
+    assert_eq!(kind(105), Refused::Other);
 }

@@ -83,6 +83,40 @@ impl Closed {
     }
 }
 
+/// Why an accept failed: counted on `/metrics` beside the closures, so that running out of
+/// files is seen as an attack's sign, not only logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The process (EMFILE) or the system (ENFILE) is out of file descriptors.
+    OutOfFiles,
+    /// Any other failure of the listener's accept: out of memory or socket buffers.
+    Other,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 2] = [Refused::OutOfFiles, Refused::Other];
+
+    /// EMFILE and ENFILE have these numbers on Linux and the BSDs; std has no `ErrorKind`
+    /// for them yet.
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+
+    /// Why an accept failed with `e`, an error of the listener (not of one connection).
+    pub fn of(e: &io::Error) -> Refused {
+        match e.raw_os_error() {
+            Some(Refused::EMFILE | Refused::ENFILE) => Refused::OutOfFiles,
+            _ => Refused::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::OutOfFiles => "out_of_files",
+            Refused::Other => "other",
+        }
+    }
+}
+
 /// One listener's settings: the deadlines and its share of the open-files budget.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
@@ -117,6 +151,7 @@ pub async fn serve(
         which.as_str(),
         bounds.cap,
         Closed::ALL.iter().map(|c| c.as_str()),
+        Refused::ALL.iter().map(|r| r.as_str()),
     );
     let mut warned: Option<Instant> = None;
     loop {
@@ -129,6 +164,7 @@ pub async fn serve(
             // The peer gave up before we took it: nothing to do.
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
+                metrics.connection_refused(which.as_str(), Refused::of(&e).as_str());
                 // Out of files (EMFILE/ENFILE) or memory: free the slowest connection so the
                 // next accept can succeed, and say why once in a while, not per attempt.
                 if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {

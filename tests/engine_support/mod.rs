@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod slow;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
