@@ -241,6 +241,29 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `access.mode = "forge"` where no forge has an OAuth client: nobody could sign in, so every
+/// preview would be closed to everyone. The error names the keys that would fix it: the client
+/// of each forge this instance serves (GitHub's always, its section has no off switch).
+fn forge_mode_without_client(gitea: bool, gitlab: bool) -> ConfigError {
+    let keys: Vec<&str> = [
+        (true, "github.oauth_client_id"),
+        (gitea, "gitea.oauth_client_id"),
+        (gitlab, "gitlab.oauth_client_id"),
+    ]
+    .into_iter()
+    .filter_map(|(on, k)| on.then_some(k))
+    .collect();
+    invalid(
+        "access.mode",
+        format!(
+            "\"forge\" asks visitors to sign in with a forge, but no forge has an OAuth client, \
+             so nobody could open any preview: set {} (with its oauth_client_secret, \
+             docs/access.md), or use mode = \"password\"",
+            keys.join(" or ")
+        ),
+    )
+}
+
 fn duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s).map_err(|e| {
         invalid(
@@ -350,6 +373,15 @@ impl RawConfig {
         }
         let gitea = self.gitea.settle("gitea")?;
         let gitlab = self.gitlab.settle("gitlab")?;
+        let access = self.access.settle()?;
+        if access.mode == Some(super::AccessMode::Forge)
+            && github.oauth.is_none()
+            && [&gitea, &gitlab]
+                .iter()
+                .all(|f| f.as_ref().is_none_or(|f| f.oauth.is_none()))
+        {
+            return Err(forge_mode_without_client(gitea.is_some(), gitlab.is_some()));
+        }
 
         Ok(Config {
             instance,
@@ -364,7 +396,7 @@ impl RawConfig {
             gitea,
             gitlab,
             network,
-            access: self.access.settle()?,
+            access,
             cluster,
         })
     }
