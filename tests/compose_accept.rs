@@ -457,3 +457,27 @@ fn decimal_sizes_are_accepted_where_compose_takes_sizes_and_garbage_names_its_ke
         );
     }
 }
+
+#[test]
+fn refreshing_pull_policies_keep_their_age_and_a_bad_one_names_its_key() {
+    let wt = tempfile::tempdir().unwrap();
+    let doc = |policy: &str| {
+        format!(
+            "services:\n  web:\n    image: busybox\n    ports: ['80']\n    pull_policy: {policy}\n"
+        )
+    };
+    for (policy, hours) in [("daily", 24), ("weekly", 168), ("every_12h", 12)] {
+        let spec = parse(&doc(policy), wt.path()).expect(policy);
+        assert_eq!(
+            svc(&spec, "web").run.pull,
+            PullPolicy::Refresh(Duration::from_secs(hours * 3600)),
+            "{policy}"
+        );
+    }
+    for policy in ["every_soon", "every_", "every_0s"] {
+        let e = parse(&doc(policy), wt.path())
+            .expect_err(policy)
+            .to_string();
+        assert!(e.contains("services.web.pull_policy"), "{policy}: {e}");
+    }
+}

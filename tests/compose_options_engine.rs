@@ -111,6 +111,29 @@ async fn compose_options_are_applied_to_builds_and_containers() {
     env.assert_clean().await;
 }
 
+/// Untags an image when dropped, so a failed assertion leaves no tag behind.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let image = self.0.clone();
+        // Drop may run inside a runtime: untag on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(d) = bollard::Docker::connect_with_defaults() {
+                    let _ = d
+                        .remove_image(&image, None::<RemoveImageOptions>, None)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// `pull_policy`: `never` wants the image on the host and never asks a registry; `always`
 /// pulls on every deployment, so an image that no registry has fails even though the host
 /// has it; `missing` (the default) uses the host's; `daily`/`every_<duration>` pull only a copy
@@ -132,6 +155,7 @@ async fn pull_policy_decides_whether_a_registry_is_asked() {
         .await
         .expect("tag");
     let image = format!("{local}:1");
+    let _untag = Untag(image.clone());
     let compose = |image: &str, policy: &str| {
         format!(
             "services:\n  app:\n    image: {image}\n    pull_policy: {policy}\n    \
