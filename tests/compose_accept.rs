@@ -426,3 +426,58 @@ fn dotted_variable_names_are_passed_on_and_names_that_split_an_entry_are_refused
         );
     }
 }
+
+#[test]
+fn decimal_sizes_are_accepted_where_compose_takes_sizes_and_garbage_names_its_key() {
+    let wt = tempfile::tempdir().unwrap();
+    let doc = "services:\n  web:\n    image: busybox\n    ports: ['80']\n    mem_limit: 1.5G\n    shm_size: 512.5m\n    tmpfs: ['/scratch:size=0.5gb']\n    volumes:\n      - type: tmpfs\n        target: /cache\n        tmpfs: {size: 2.25 MiB}\n  db:\n    image: busybox\n    deploy: {resources: {limits: {memory: 1.5gb}}}\n";
+    let spec = parse(doc, wt.path()).expect("valid");
+    let web = &svc(&spec, "web").run;
+    assert_eq!(web.resources.memory, Some(3 << 29));
+    assert_eq!(web.resources.shm_size, Some((1025 << 20) / 2));
+    let mut tmpfs: Vec<_> = web
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Tmpfs { size, .. } => *size,
+            _ => None,
+        })
+        .collect();
+    tmpfs.sort_unstable();
+    assert_eq!(tmpfs, [9 << 18, 1 << 29]);
+    assert_eq!(svc(&spec, "db").run.resources.memory, Some(3 << 29));
+    for (key, value) in [("mem_limit", "1.5.2g"), ("shm_size", "lots")] {
+        let doc = format!(
+            "services:\n  web:\n    image: busybox\n    ports: ['80']\n    {key}: {value}\n"
+        );
+        let e = parse(&doc, wt.path()).expect_err(&doc).to_string();
+        assert!(
+            e.contains(&format!("services.web.{key}")) && e.contains("is not a size"),
+            "{doc}: {e}"
+        );
+    }
+}
+
+#[test]
+fn refreshing_pull_policies_keep_their_age_and_a_bad_one_names_its_key() {
+    let wt = tempfile::tempdir().unwrap();
+    let doc = |policy: &str| {
+        format!(
+            "services:\n  web:\n    image: busybox\n    ports: ['80']\n    pull_policy: {policy}\n"
+        )
+    };
+    for (policy, hours) in [("daily", 24), ("weekly", 168), ("every_12h", 12)] {
+        let spec = parse(&doc(policy), wt.path()).expect(policy);
+        assert_eq!(
+            svc(&spec, "web").run.pull,
+            PullPolicy::Refresh(Duration::from_secs(hours * 3600)),
+            "{policy}"
+        );
+    }
+    for policy in ["every_soon", "every_", "every_0s"] {
+        let e = parse(&doc(policy), wt.path())
+            .expect_err(policy)
+            .to_string();
+        assert!(e.contains("services.web.pull_policy"), "{policy}: {e}");
+    }
+}

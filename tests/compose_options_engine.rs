@@ -1,9 +1,12 @@
 //! Compose options applied on the real engine: build `labels` and `no_cache`, `ulimits`
 //! (clamped to the operator's PID limit), a tmpfs `mode`, a volume's `nocopy`, a secret's
 //! `uid`/`gid`/`mode`, `dns`/`dns_search`/`dns_opt`, a service brought in by `include` and one
-//! that `extends` a service of another file, and `pull_policy` (`never`, `always`, `missing`).
+//! that `extends` a service of another file, and `pull_policy` (`never`, `always`, `missing`,
+//! `daily`, `every_<duration>`).
 
 mod engine_support;
+
+use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, RemoveImageOptions, TagImageOptions};
 use engine_support::{GitRepo, TestEnv, exec};
@@ -108,9 +111,33 @@ async fn compose_options_are_applied_to_builds_and_containers() {
     env.assert_clean().await;
 }
 
+/// Untags an image when dropped, so a failed assertion leaves no tag behind.
+struct Untag(String);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let image = self.0.clone();
+        // Drop may run inside a runtime: untag on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(d) = bollard::Docker::connect_with_defaults() {
+                    let _ = d
+                        .remove_image(&image, None::<RemoveImageOptions>, None)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// `pull_policy`: `never` wants the image on the host and never asks a registry; `always`
 /// pulls on every deployment, so an image that no registry has fails even though the host
-/// has it; `missing` (the default) uses the host's.
+/// has it; `missing` (the default) uses the host's; `daily`/`every_<duration>` pull only a copy
+/// older than that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_policy_decides_whether_a_registry_is_asked() {
     let env = TestEnv::new("cpull").await;
@@ -128,6 +155,7 @@ async fn pull_policy_decides_whether_a_registry_is_asked() {
         .await
         .expect("tag");
     let image = format!("{local}:1");
+    let _untag = Untag(image.clone());
     let compose = |image: &str, policy: &str| {
         format!(
             "services:\n  app:\n    image: {image}\n    pull_policy: {policy}\n    \
@@ -150,13 +178,33 @@ async fn pull_policy_decides_whether_a_registry_is_asked() {
     let e = env.up(repo.path()).await.expect_err("always pulls");
     assert!(e.to_string().contains("pull_policy `always`"), "{e}");
 
+    // `every_<duration>`: the host's copy was tagged (Docker's `LastTagTime`) just now, so it
+    // is fresh; two hours later it is stale, the pull is tried, and fails.
+    repo.write("compose.yaml", &compose(&image, "every_1h"));
+    repo.commit("every_1h");
+    let d = env.up(repo.path()).await.expect("a fresh copy is used");
+    env.clock.advance(Duration::from_secs(2 * 3600));
+    repo.commit("every_1h, two hours later");
+    let e = env.up(repo.path()).await.expect_err("a stale copy pulls");
+    assert!(e.to_string().contains("pull_policy `every_1h`"), "{e}");
+
     repo.write("compose.yaml", &compose(&image, "never"));
     repo.commit("never, present");
-    let d = env.up(repo.path()).await.expect("never, on the host");
+    let d = env
+        .up(repo.path())
+        .await
+        .map(|_| d)
+        .expect("never, on the host");
 
     repo.write("compose.yaml", &compose(&image, "missing"));
     repo.commit("missing");
     let d = env.up(repo.path()).await.map(|_| d).expect("missing");
+
+    // `daily`: tagged on this host moments ago, so fresh although busybox's `Created` is older
+    // than a day: no registry is asked.
+    repo.write("compose.yaml", &compose(&image, "daily"));
+    repo.commit("daily");
+    let d = env.up(repo.path()).await.map(|_| d).expect("daily, fresh");
 
     env.manager.down(&d.state.id).await.expect("down");
     docker

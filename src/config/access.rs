@@ -139,3 +139,39 @@ pub(super) fn oauth_client(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AccessMode;
+    use crate::config::tests::load;
+
+    #[test]
+    fn forge_mode_without_any_oauth_client_is_refused_naming_the_keys() {
+        let err = load(None, &[("PREVIEWD_ACCESS_MODE", "forge")])
+            .expect_err("nobody could sign in")
+            .to_string();
+        assert!(
+            err.contains("access.mode") && err.contains("github.oauth_client_id"),
+            "{err}"
+        );
+        let gitea = [
+            ("PREVIEWD_ACCESS_MODE", "forge"),
+            ("PREVIEWD_GITEA_URL", "https://gitea.example.com"),
+        ];
+        let err = load(None, &gitea).expect_err("gitea has none").to_string();
+        assert!(err.contains("gitea.oauth_client_id"), "{err}");
+        // One forge's client is enough: previews on a forge without one stay closed, as
+        // docs/access.md says.
+        let with_client = [
+            gitea[0],
+            gitea[1],
+            ("PREVIEWD_GITEA_OAUTH_CLIENT_ID", "client"),
+            ("PREVIEWD_GITEA_OAUTH_CLIENT_SECRET", "client-secret"),
+        ];
+        let c = load(None, &with_client).expect("a client to sign in with");
+        assert_eq!(c.access.mode, Some(AccessMode::Forge));
+        for mode in ["public", "password", ""] {
+            load(None, &[("PREVIEWD_ACCESS_MODE", mode)]).expect(mode);
+        }
+    }
+}

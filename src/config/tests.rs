@@ -182,6 +182,23 @@ fn sizes_parse_like_docker() {
 }
 
 #[test]
+fn decimal_sizes_round_down_to_bytes_like_compose() {
+    assert_eq!(parse_bytes("1.5G"), Some(3 << 29));
+    assert_eq!(parse_bytes("1.5gb"), Some(3 << 29));
+    assert_eq!(parse_bytes("512.5m"), Some((1025 << 20) / 2));
+    assert_eq!(parse_bytes("0.1k"), Some(102));
+    assert_eq!(parse_bytes("1.999b"), Some(1));
+    assert_eq!(parse_bytes("2.25 MiB"), Some(9 << 18));
+    assert_eq!(parse_bytes("1t"), Some(1 << 40));
+    for garbage in [
+        "1.", ".5g", "1.2.3m", "1,5g", "-1m", "+1m", "1e3", "1x", "1gg", "1i", "1 5m",
+    ] {
+        assert_eq!(parse_bytes(garbage), None, "{garbage}");
+    }
+    assert_eq!(parse_bytes("8192p"), None);
+}
+
+#[test]
 fn an_unknown_previewd_variable_is_refused_with_the_nearest_key() {
     for (var, nearest) in [
         ("PREVIEWD_GITHUB_TOKN", "PREVIEWD_GITHUB_TOKEN"),

@@ -217,4 +217,7 @@ pub enum PullPolicy {
     Always,
     /// Never pulled: it must be on the host.
     Never,
+    /// Compose's `daily`, `weekly` and `every_<duration>`: pulled when the host lacks it or
+    /// when the host's copy is older than this (see `manager::images` for what "older" means).
+    Refresh(std::time::Duration),
 }

@@ -241,6 +241,29 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// `access.mode = "forge"` where no forge has an OAuth client: nobody could sign in, so every
+/// preview would be closed to everyone. The error names the keys that would fix it: the client
+/// of each forge this instance serves (GitHub's always, its section has no off switch).
+fn forge_mode_without_client(gitea: bool, gitlab: bool) -> ConfigError {
+    let keys: Vec<&str> = [
+        (true, "github.oauth_client_id"),
+        (gitea, "gitea.oauth_client_id"),
+        (gitlab, "gitlab.oauth_client_id"),
+    ]
+    .into_iter()
+    .filter_map(|(on, k)| on.then_some(k))
+    .collect();
+    invalid(
+        "access.mode",
+        format!(
+            "\"forge\" asks visitors to sign in with a forge, but no forge has an OAuth client, \
+             so nobody could open any preview: set {} (with its oauth_client_secret, \
+             docs/access.md), or use mode = \"password\"",
+            keys.join(" or ")
+        ),
+    )
+}
+
 fn duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(s).map_err(|e| {
         invalid(
@@ -255,17 +278,49 @@ fn addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
         .map_err(|_| invalid(key, format!("{s:?} is not an address like 127.0.0.1:8080")))
 }
 
-/// Parses Docker-style sizes: `512m`, `1g`, `1048576`, `256k`.
+/// Parses sizes as Docker and compose do (go-units' `RAMInBytes`): a number with an optional
+/// decimal fraction, an optional space, then an optional binary unit `k`, `m`, `g`, `t` or `p`
+/// (case-insensitive, optionally followed by `i` and/or `b`, or a bare `b`): `512m`, `1.5G`,
+/// `1.5gb`, `512.5 MiB`, `1048576`. A fraction is rounded down to whole bytes, as compose does.
+/// `None` for anything else (signs, exponents, several dots, unknown units) or on overflow.
 pub fn parse_bytes(s: &str) -> Option<i64> {
     let s = s.trim().to_ascii_lowercase();
-    let s = s.strip_suffix('b').unwrap_or(&s);
-    let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1i64 << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let shift = match unit.strip_prefix(' ').unwrap_or(unit) {
+        "" | "b" => 0,
+        u => {
+            let mut chars = u.chars();
+            let shift = match chars.next()? {
+                'k' => 10,
+                'm' => 20,
+                'g' => 30,
+                't' => 40,
+                'p' => 50,
+                _ => return None,
+            };
+            match chars.as_str() {
+                "" | "b" | "i" | "ib" => shift,
+                _ => return None,
+            }
+        }
     };
-    num.parse::<i64>().ok()?.checked_mul(mult)
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    // At most 18 fraction digits: more cannot change a whole byte count below 2^63.
+    if whole.is_empty() || !digits(whole) || !digits(frac) || num.ends_with('.') || frac.len() > 18
+    {
+        return None;
+    }
+    let mult = 1i128 << shift;
+    let whole = whole.parse::<i128>().ok()?.checked_mul(mult)?;
+    let frac = match frac {
+        "" => 0,
+        f => f.parse::<i128>().ok()? * mult / 10i128.pow(u32::try_from(f.len()).ok()?),
+    };
+    i64::try_from(whole.checked_add(frac)?).ok()
 }
 
 fn expand_home(s: &str) -> PathBuf {
@@ -318,6 +373,15 @@ impl RawConfig {
         }
         let gitea = self.gitea.settle("gitea")?;
         let gitlab = self.gitlab.settle("gitlab")?;
+        let access = self.access.settle()?;
+        if access.mode == Some(super::AccessMode::Forge)
+            && github.oauth.is_none()
+            && [&gitea, &gitlab]
+                .iter()
+                .all(|f| f.as_ref().is_none_or(|f| f.oauth.is_none()))
+        {
+            return Err(forge_mode_without_client(gitea.is_some(), gitlab.is_some()));
+        }
 
         Ok(Config {
             instance,
@@ -332,7 +396,7 @@ impl RawConfig {
             gitea,
             gitlab,
             network,
-            access: self.access.settle()?,
+            access,
             cluster,
         })
     }

@@ -263,6 +263,19 @@ pub async fn built_by_previewd(docker: &Docker, image: &str) -> Option<bool> {
     )
 }
 
+/// When the host's copy of `image` became what it is, as far as Docker says: the later of its
+/// `Created` and its `Metadata.LastTagTime` (set when the image is tagged on this host, under
+/// any name; Docker leaves it empty on a plain pull). `None` when the image is absent or Docker gives neither.
+pub async fn image_time(docker: &Docker, image: &str) -> Option<time::OffsetDateTime> {
+    let info = docker.inspect_image(image).await.ok()?;
+    let parse = |t: Option<String>| {
+        let t = t?;
+        time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
+    };
+    let tagged = parse(info.metadata.and_then(|m| m.last_tag_time));
+    parse(info.created).max(tagged)
+}
+
 /// Pulls `image` from its registry, to the end of Docker's progress stream; the first error
 /// the stream reports is returned as Docker said it.
 pub async fn pull_image(docker: &Docker, image: &str) -> Result<(), bollard::errors::Error> {

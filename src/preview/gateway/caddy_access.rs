@@ -144,8 +144,15 @@ mod tests {
     use crate::config::Config;
 
     fn config(env: &[(&str, &str)]) -> Config {
+        // `forge` needs a client to sign in with (refused at load otherwise).
+        let client = [
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_ID", "client"),
+            ("PREVIEWD_GITHUB_OAUTH_CLIENT_SECRET", "client-secret"),
+        ];
+        let forge = env.contains(&("PREVIEWD_ACCESS_MODE", "forge"));
         let env: Vec<(String, String)> = env
             .iter()
+            .chain(client.iter().filter(|_| forge))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_parts(None, Path::new("t"), &env).unwrap()

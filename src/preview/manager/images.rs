@@ -87,7 +87,8 @@ impl Manager {
 
     /// An image named in the config, as its `pull_policy` says: `always` pulls it on every
     /// deployment (the pull must succeed), `never` wants it on the host already, `missing`
-    /// pulls it only when the host does not have it.
+    /// pulls it only when the host does not have it, and `daily`/`weekly`/`every_<duration>`
+    /// also when the host's copy is older than that (see `refresh_due`).
     async fn image_by_policy(
         &self,
         service: &str,
@@ -112,17 +113,34 @@ impl Manager {
                 }
                 self.ensure_image(service, image).await
             }
-            PullPolicy::Always => {
-                if docker::built_by_previewd(&self.docker, image).await == Some(true) {
+            PullPolicy::Always | PullPolicy::Refresh(_) => {
+                match docker::built_by_previewd(&self.docker, image).await {
                     // Refused below, before anything is asked of a registry.
-                    return self.ensure_image(service, image).await;
+                    Some(true) => return self.ensure_image(service, image).await,
+                    // Absent: pulled below, as `missing` does.
+                    None if policy != PullPolicy::Always => {
+                        return self.ensure_image(service, image).await;
+                    }
+                    _ => {}
+                }
+                if let PullPolicy::Refresh(max_age) = policy {
+                    let local = docker::image_time(&self.docker, image).await;
+                    if !refresh_due(local, max_age, self.clock.now()) {
+                        return self.ensure_image(service, image).await;
+                    }
                 }
                 if let Err(e) = docker::pull_image(&self.docker, image).await {
+                    let name = match policy {
+                        PullPolicy::Refresh(d) => {
+                            format!("every_{}", humantime::format_duration(d))
+                        }
+                        _ => "always".to_owned(),
+                    };
                     return Err(fail(
                         Phase::Build,
                         Some(service),
                         format!(
-                            "image {image} could not be pulled, and pull_policy `always` \
+                            "image {image} could not be pulled, and pull_policy `{name}` \
                              wants a fresh pull: {e}"
                         ),
                     ));
@@ -157,5 +175,46 @@ impl Manager {
             ));
         }
         Ok(image.to_owned())
+    }
+}
+
+/// Whether `daily`/`weekly`/`every_<duration>` pulls an image the host has: when Docker gives no
+/// time for the host's copy, or that time is more than `max_age` before `now`. Compose decides
+/// the same way from the image's `Created`; previewd also counts a later local tag, so an image
+/// tagged here (a mirror, a retag) is as fresh as its tag.
+fn refresh_due(
+    local: Option<time::OffsetDateTime>,
+    max_age: std::time::Duration,
+    now: time::OffsetDateTime,
+) -> bool {
+    local.is_none_or(|t| now - t > max_age)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use time::OffsetDateTime;
+
+    use super::refresh_due;
+
+    #[test]
+    fn a_refresh_policy_pulls_only_a_copy_older_than_its_age_or_of_unknown_age() {
+        let now = OffsetDateTime::now_utc();
+        let day = Duration::from_secs(24 * 3600);
+        assert!(!refresh_due(Some(now), day, now));
+        assert!(!refresh_due(
+            Some(now - Duration::from_secs(23 * 3600)),
+            day,
+            now
+        ));
+        assert!(refresh_due(
+            Some(now - Duration::from_secs(25 * 3600)),
+            day,
+            now
+        ));
+        assert!(refresh_due(None, day, now));
+        // A clock behind the image's time is not a reason to pull.
+        assert!(!refresh_due(Some(now + day), day, now));
     }
 }

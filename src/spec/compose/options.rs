@@ -151,17 +151,25 @@ pub(super) fn runtime(
     if let Some(p) = raw.pull_policy.take() {
         run.pull = match p.as_str() {
             "missing" | "if_not_present" | "build" => PullPolicy::Missing,
-            "always" | "daily" | "weekly" => PullPolicy::Always,
+            "always" => PullPolicy::Always,
+            "daily" => PullPolicy::Refresh(Duration::from_secs(24 * 3600)),
+            "weekly" => PullPolicy::Refresh(Duration::from_secs(7 * 24 * 3600)),
             "never" => PullPolicy::Never,
-            _ if p.starts_with("every_") => PullPolicy::Always,
-            _ => {
-                problems.push(invalid(
-                    file,
-                    key("pull_policy"),
-                    format!("`{}`: use always, never, missing or build", clip(&p)),
-                ));
-                PullPolicy::Missing
-            }
+            _ => match p.strip_prefix("every_").map(humantime::parse_duration) {
+                Some(Ok(d)) if !d.is_zero() => PullPolicy::Refresh(d),
+                _ => {
+                    problems.push(invalid(
+                        file,
+                        key("pull_policy"),
+                        format!(
+                            "`{}`: use always, never, missing, build, daily, weekly or \
+                             every_<duration> (every_12h)",
+                            clip(&p)
+                        ),
+                    ));
+                    PullPolicy::Missing
+                }
+            },
         };
     }
     run.labels = labels(file, &key("labels"), raw.labels.take(), problems);

@@ -290,7 +290,7 @@ pub(super) fn size(file: &str, key: &str, text: &str) -> Result<i64, SpecError> 
         invalid(
             file,
             key.to_owned(),
-            format!("`{}` is not a size like `64m` or `1g`", clip(text)),
+            format!("`{}` is not a size like `64m`, `1g` or `1.5gb`", clip(text)),
         )
     })
 }
