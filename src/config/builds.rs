@@ -3,7 +3,7 @@
 //! cache or writes a cgroup: `preview::build` does.
 
 use super::ConfigError;
-use super::settle::parse_bytes;
+use super::units::parse_bytes;
 
 /// The bounds on what every BuildKit build of the Docker daemon uses together.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@ pub mod egress;
 mod explain;
 mod keys;
 mod settle;
+mod units;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ pub use explain::{Explained, Origin, Setting};
 pub use keys::FAULT_PAUSE_AT;
 pub use keys::{KEYS, Key, Kind, PROCESS_SETTINGS};
 use settle::RawConfig;
-pub use settle::parse_bytes;
+pub use units::parse_bytes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

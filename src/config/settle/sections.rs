@@ -8,13 +8,14 @@ use secrecy::SecretString;
 use super::super::access::oauth_client;
 use super::super::builds::BuildLimits;
 use super::super::egress::Egress;
+use super::super::units::parse_bytes;
 use super::super::{
     ConfigError, GatewayConfig, GatewayTimeouts, GithubConfig, Limits, NetworkConfig, ServerLimits,
     SubnetPool, Tls, Triggers,
 };
 use super::{
     RawGateway, RawGithub, RawLimits, RawNetwork, RawServer, RawTriggers, duration, expand_home,
-    invalid, parse_bytes,
+    invalid,
 };
 
 impl RawGateway {
