@@ -145,7 +145,10 @@ fn top_level_modules_import_each_other_without_a_cycle() {
         }
     }
     // The rule is about something: the crate's layers do import each other.
-    assert!(edges.values().map(BTreeMap::len).sum::<usize>() > 10, "{edges:?}");
+    assert!(
+        edges.values().map(BTreeMap::len).sum::<usize>() > 10,
+        "{edges:?}"
+    );
 }
 
 #[test]
@@ -153,7 +156,12 @@ fn no_source_file_is_much_longer_than_one_sitting() {
     let long: Vec<String> = modules()
         .iter()
         .map(|(_, path, text)| {
-            let lines = text.split("#[cfg(test)]").next().unwrap_or("").lines().count();
+            let lines = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .count();
             (path, lines)
         })
         .filter(|(_, lines)| *lines > MAX_LINES)
