@@ -3,68 +3,22 @@
 
 mod engine_support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use engine_support::load::{UpdateLoad, recorder};
 use engine_support::{GitRepo, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
-    let env = Arc::new(TestEnv::new("upd").await);
+    let env = TestEnv::new("upd").await;
     let repo = GitRepo::from_fixture("two-service");
     let first = env.up(repo.path()).await.expect("first up");
     let id = first.state.id.to_string();
     let images_before = service_images(&env).await;
 
-    // A client polls the preview for the whole update.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let poller = {
-        let (env, id, stop, ok, failed) = (
-            env.clone(),
-            id.clone(),
-            stop.clone(),
-            ok.clone(),
-            failed.clone(),
-        );
-        tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let (status, body) = env.get(&id, "/api/health").await;
-                if status == 200 {
-                    ok.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                    failures.push(format!("{status} {body}"));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            failures
-        })
-    };
-
-    // Slow requests (3 s each) start all along the update: those in flight at the switch must
-    // finish on the old generation before it goes.
-    let slow = {
-        let (env, id, stop) = (env.clone(), id.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut running = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let (env, id) = (env.clone(), id.clone());
-                running.push(tokio::spawn(async move { env.get(&id, "/api/slow").await }));
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            let mut failures = Vec::new();
-            for r in running {
-                let (status, body) = r.await.expect("slow request");
-                if status != 200 || body != "slow answer" {
-                    failures.push(format!("{status} {body}"));
-                }
-            }
-            failures
-        })
-    };
+    // A client polls the preview for the whole update, and slow requests start all along it:
+    // those in flight at the switch must finish on the old generation before it goes.
+    let load = UpdateLoad::start(format!("127.0.0.1:{}", env.port), format!("{id}.localhost"));
 
     // Change the api only.
     let serve = std::fs::read_to_string(repo.path().join("api/serve.sh")).expect("serve.sh");
@@ -75,15 +29,7 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
     let sha2 = repo.commit("api v2");
     // The build log says which services were found unchanged and reused (a rebuild from
     // Docker's layer cache would give the same image id, so the ids alone cannot tell).
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let progress: previewd::preview::manager::Progress = {
-        let lines = lines.clone();
-        Arc::new(move |e| {
-            if let previewd::preview::manager::Event::Line { service, line } = e {
-                lines.lock().unwrap().push((service, line));
-            }
-        })
-    };
+    let (progress, lines) = recorder();
     let second = env
         .manager
         .up(
@@ -111,18 +57,17 @@ async fn update_keeps_url_has_no_downtime_and_rebuilds_only_what_changed() {
         "time outside the phases: {:?}",
         second.timings
     );
-    stop.store(true, Ordering::SeqCst);
-    let failures = poller.await.expect("poller");
-    let slow_failures = slow.await.expect("slow requests");
+    let seen = load.finish().await;
     assert!(
-        slow_failures.is_empty(),
-        "slow requests cut off by the switch: {slow_failures:?}"
+        seen.slow_failures.is_empty(),
+        "slow requests cut off by the switch: {:?}",
+        seen.slow_failures
     );
-    assert!(ok.load(Ordering::SeqCst) > 10, "the poller ran");
-    assert_eq!(
-        failed.load(Ordering::SeqCst),
-        0,
-        "requests failed during the update: {failures:?}"
+    assert!(seen.ok > 10, "the poller ran");
+    assert!(
+        seen.failures.is_empty(),
+        "requests failed during the update: {:?}",
+        seen.failures
     );
 
     assert_eq!(second.state.id.to_string(), id, "same id");

@@ -14,7 +14,6 @@ mod swarm_support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -22,30 +21,14 @@ use bollard::query_parameters::{
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListTasksOptions,
     PruneImagesOptions,
 };
+use engine_support::load::{UpdateLoad, recorder};
 use engine_support::{GitRepo, eventually};
 use futures_util::StreamExt;
-use previewd::preview::manager::{Event, LogQuery, Manager, Progress};
+use previewd::preview::manager::{LogQuery, Manager};
 use swarm_support::{Cluster, by_instance, get, services_of, swarm_env};
 
 /// Every preview service on the worker node.
 const WORKER: &str = "node.role == worker";
-
-/// A deployment's build log lines, by service.
-type Lines = Arc<std::sync::Mutex<Vec<(String, String)>>>;
-
-/// The lines a deployment's build log says, by service.
-fn recorder() -> (Progress, Lines) {
-    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let progress: Progress = {
-        let lines = lines.clone();
-        Arc::new(move |e| {
-            if let Event::Line { service, line } = e {
-                lines.lock().unwrap().push((service, line));
-            }
-        })
-    };
-    (progress, lines)
-}
 
 /// How often the registry was sent a manifest for `repo`: once per push that sent anything.
 fn manifest_puts(cluster: &Cluster, repo: &str) -> usize {
@@ -273,46 +256,8 @@ async fn an_update_fails_no_request_pushes_only_the_changed_service_and_gc_finis
     }
 
     // A client polls the preview through the gateway for the whole update, and slow requests
-    // (3 s each) start all along it: those in flight at the switch finish on the old services.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let poller = {
-        let (addr, host, stop, ok) = (addr.clone(), host.clone(), stop.clone(), ok.clone());
-        tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                match get(&addr, &host, "/api/health").await {
-                    (200, _) => {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                    }
-                    (status, body) => failures.push(format!("{status} {body}")),
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            failures
-        })
-    };
-    let slow = {
-        let (addr, host, stop) = (addr.clone(), host.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut running = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let (addr, host) = (addr.clone(), host.clone());
-                running.push(tokio::spawn(
-                    async move { get(&addr, &host, "/api/slow").await },
-                ));
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            let mut failures = Vec::new();
-            for r in running {
-                let (status, body) = r.await.expect("slow request");
-                if status != 200 || body != "slow answer" {
-                    failures.push(format!("{status} {body}"));
-                }
-            }
-            failures
-        })
-    };
+    // start all along it: those in flight at the switch finish on the old services.
+    let load = UpdateLoad::start(addr.clone(), host.clone());
 
     // Change the api only.
     let serve = std::fs::read_to_string(repo.path().join("api/serve.sh")).expect("serve.sh");
@@ -332,22 +277,21 @@ async fn an_update_fails_no_request_pushes_only_the_changed_service_and_gc_finis
         .await
         .expect("second up");
     env.manager.retired().await;
-    stop.store(true, Ordering::SeqCst);
-    let failures = poller.await.expect("poller");
-    let slow_failures = slow.await.expect("slow requests");
+    let seen = load.finish().await;
     eprintln!(
         "swarm update: {} requests, ready in {:?}",
-        ok.load(Ordering::SeqCst),
-        second.timings
+        seen.ok, second.timings
     );
-    assert!(ok.load(Ordering::SeqCst) > 10, "the poller ran");
+    assert!(seen.ok > 10, "the poller ran");
     assert!(
-        failures.is_empty(),
-        "requests failed during the update: {failures:?}"
+        seen.failures.is_empty(),
+        "requests failed during the update: {:?}",
+        seen.failures
     );
     assert!(
-        slow_failures.is_empty(),
-        "slow requests cut off: {slow_failures:?}"
+        seen.slow_failures.is_empty(),
+        "slow requests cut off: {:?}",
+        seen.slow_failures
     );
     assert_eq!(second.state.id.to_string(), id, "same id");
     assert_eq!(second.state.url, first.state.url, "same URL");

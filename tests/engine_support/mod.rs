@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod load;
 pub mod slow;
 
 use std::collections::HashMap;
@@ -145,13 +146,7 @@ impl TestEnv {
 
     /// GET through the gateway with any `Host` header, crafted ones included.
     pub async fn get_host(&self, host: &str, path: &str) -> (u16, String) {
-        let addr = format!("127.0.0.1:{}", self.port);
-        match previewd::preview::http_client::tcp(&addr, host, "GET", path, Duration::from_secs(5))
-            .await
-        {
-            Ok(r) => (r.status, r.text()),
-            Err(e) => (0, e.to_string()),
-        }
+        load::get(&format!("127.0.0.1:{}", self.port), host, path).await
     }
 
     /// Containers, networks and images of this instance, by name.

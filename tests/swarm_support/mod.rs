@@ -59,15 +59,7 @@ pub async fn services_of(d: &Docker, instance: &str) -> Vec<bollard::models::Ser
     .expect("list services")
 }
 
-/// GET through the gateway at `addr` with the `Host` header `host`: status (0 when no
-/// answer came) and body.
-pub async fn get(addr: &str, host: &str, path: &str) -> (u16, String) {
-    match previewd::preview::http_client::tcp(addr, host, "GET", path, Duration::from_secs(5)).await
-    {
-        Ok(r) => (r.status, r.text()),
-        Err(e) => (0, e.to_string()),
-    }
-}
+pub use crate::engine_support::load::get;
 
 /// The cluster the tests of one binary share while any of them runs (each with its own
 /// instance): made by the first, removed when the last lets go of it.

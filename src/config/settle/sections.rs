@@ -5,17 +5,17 @@
 
 use secrecy::SecretString;
 
-use super::super::access::oauth_client;
-use super::super::builds::BuildLimits;
-use super::super::egress::Egress;
-use super::super::units::parse_bytes;
-use super::super::{
-    ConfigError, GatewayConfig, GatewayTimeouts, GithubConfig, Limits, NetworkConfig, ServerLimits,
-    SubnetPool, Tls, Triggers,
-};
 use super::{
     RawGateway, RawGithub, RawLimits, RawNetwork, RawServer, RawTriggers, duration, expand_home,
     invalid,
+};
+use crate::config::access::oauth_client;
+use crate::config::builds::BuildLimits;
+use crate::config::egress::Egress;
+use crate::config::units::parse_bytes;
+use crate::config::{
+    ConfigError, GatewayConfig, GatewayTimeouts, GithubConfig, Limits, NetworkConfig, ServerLimits,
+    SubnetPool, Tls, Triggers,
 };
 
 impl RawGateway {

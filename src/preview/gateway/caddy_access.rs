@@ -140,8 +140,8 @@ fn strip_route() -> Value {
 mod tests {
     use std::path::Path;
 
-    use super::super::caddy_config;
     use crate::config::Config;
+    use crate::preview::gateway::caddy_config;
 
     fn config(env: &[(&str, &str)]) -> Config {
         // `forge` needs a client to sign in with (refused at load otherwise).
@@ -195,7 +195,9 @@ mod tests {
             .expect("no signin route");
         let upstream = h
             .iter()
-            .position(|(n, d)| n == "reverse_proxy" && d == super::super::caddy::UPSTREAM)
+            .position(|(n, d)| {
+                n == "reverse_proxy" && d == crate::preview::gateway::caddy::UPSTREAM
+            })
             .expect("no upstream route");
         let fwd = cfg["apps"]["http"]["servers"]["previewd"]["routes"]
             .as_array()
@@ -253,7 +255,7 @@ mod tests {
         let fwd = check_route("public");
         assert_eq!(
             fwd["match"][0]["vars"]["{previewd.protected}"][0],
-            super::super::routes::PROTECTED,
+            crate::preview::gateway::routes::PROTECTED,
             "{fwd}"
         );
         // In `forge` mode every request is asked about.
