@@ -35,24 +35,32 @@ pub struct E2e {
 
 impl E2e {
     pub async fn start(name: &str, fixture: &str, branch: &str) -> E2e {
+        Self::start_with(name, fixture, branch, &[]).await
+    }
+
+    /// [`E2e::start`] with more settings (`PREVIEWD_*`, as the environment would give them).
+    pub async fn start_with(
+        name: &str,
+        fixture: &str,
+        branch: &str,
+        extra: &[(&str, &str)],
+    ) -> E2e {
         let github = FakeGitHub::start().await;
         let repo = GitRepo::at(fixture, &format!("{REPO}.git"), branch);
         let git_url = format!("file://{}", repo.root().display());
         let api = github.url();
-        let env = TestEnv::with(
-            name,
-            &[
-                ("PREVIEWD_LISTEN", "127.0.0.1:0"),
-                ("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0"),
-                ("PREVIEWD_GITHUB_WEBHOOK_SECRET", SECRET),
-                ("PREVIEWD_GITHUB_TOKEN", TOKEN),
-                ("PREVIEWD_GITHUB_API_URL", &api),
-                ("PREVIEWD_GITHUB_GIT_URL", &git_url),
-                ("PREVIEWD_TRIGGERS_LABELS", "preview"),
-                ("PREVIEWD_TRIGGERS_BRANCHES", "*/phase-*"),
-            ],
-        )
-        .await;
+        let mut settings = vec![
+            ("PREVIEWD_LISTEN", "127.0.0.1:0"),
+            ("PREVIEWD_ADMIN_LISTEN", "127.0.0.1:0"),
+            ("PREVIEWD_GITHUB_WEBHOOK_SECRET", SECRET),
+            ("PREVIEWD_GITHUB_TOKEN", TOKEN),
+            ("PREVIEWD_GITHUB_API_URL", &api),
+            ("PREVIEWD_GITHUB_GIT_URL", &git_url),
+            ("PREVIEWD_TRIGGERS_LABELS", "preview"),
+            ("PREVIEWD_TRIGGERS_BRANCHES", "*/phase-*"),
+        ];
+        settings.extend_from_slice(extra);
+        let env = TestEnv::with(name, &settings).await;
         let engine = Manager::connect(env.config.clone()).await.expect("docker");
         let shutdown = CancellationToken::new();
         let options = ServeOptions {
