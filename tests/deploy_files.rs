@@ -60,6 +60,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "access.mode",
     "access.session_secret",
     "access.bypass_token",
+    "build_secrets",
 ];
 
 fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {
