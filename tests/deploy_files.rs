@@ -94,7 +94,10 @@ fn toml_keys(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (k, v) in &table {
         match v {
-            toml::Value::Table(t) => out.extend(t.keys().map(|s| format!("{k}.{s}"))),
+            // A section; a key whose value is a table (`build_secrets`) is a key.
+            toml::Value::Table(t) if !config_keys().contains(k) => {
+                out.extend(t.keys().map(|s| format!("{k}.{s}")))
+            }
             _ => {
                 out.insert(k.clone());
             }
