@@ -362,6 +362,34 @@ fn check_of_something_not_a_folder_says_so() {
     }
 }
 
+/// `check` says what a service's Dockerfile needs of the host: a newer engine for `COPY --link`
+/// and heredocs, the operator's build secrets for secret mounts.
+#[test]
+fn check_notes_what_a_dockerfile_needs_of_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
+    write(
+        ".previewd.yml",
+        "services:\n  web:\n    build: .\n    port: 8080\n",
+    );
+    write(
+        "Dockerfile",
+        "FROM busybox\nCOPY --link a /a\nRUN --mount=type=secret,id=npm_token true\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_previewd"))
+        .args(["check", &dir.path().display().to_string()])
+        .output()
+        .expect("run previewd");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("note: `COPY --link` (line 2) needs Docker 23+"),
+        "{text}"
+    );
+    assert!(text.contains("note: build secrets npm_token"), "{text}");
+}
+
 /// Under systemd, Docker or a pipe, log lines must not carry terminal colour codes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_on_a_pipe_have_no_colour_codes() {

@@ -60,6 +60,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "access.mode",
     "access.session_secret",
     "access.bypass_token",
+    "build_secrets",
 ];
 
 fn load(text: &str) -> Result<Config, previewd::config::ConfigError> {
@@ -93,7 +94,10 @@ fn toml_keys(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for (k, v) in &table {
         match v {
-            toml::Value::Table(t) => out.extend(t.keys().map(|s| format!("{k}.{s}"))),
+            // A section; a key whose value is a table (`build_secrets`) is a key.
+            toml::Value::Table(t) if !config_keys().contains(k) => {
+                out.extend(t.keys().map(|s| format!("{k}.{s}")))
+            }
             _ => {
                 out.insert(k.clone());
             }

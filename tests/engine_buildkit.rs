@@ -248,3 +248,29 @@ async fn a_syntax_directive_whose_frontend_cannot_be_pulled_fails_in_one_line_na
     );
     assert!(!f.reason.contains('\n'), "{}", f.reason);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_link_and_heredocs_fail_naming_the_feature_and_the_engine_they_need() {
+    let env = TestEnv::new("bknewer").await;
+    for (dockerfile, feature) in [
+        (
+            "FROM busybox\nCOPY --link page.txt /page.txt\n",
+            "`COPY --link` (line 2)",
+        ),
+        (
+            "FROM busybox\nRUN <<EOF\necho hello > /page.txt\nEOF\n",
+            "a heredoc `RUN <<` (line 2)",
+        ),
+    ] {
+        let repo = repo_with("newer", &format!("{dockerfile}{HTTPD}"), WEB);
+        repo.write("page.txt", "page");
+        repo.commit("page");
+        let (r, _) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+        let failure = r.expect_err("Docker 20.10's frontend does not parse it");
+        assert!(
+            failure.reason.contains(feature) && failure.reason.contains("23+"),
+            "{}",
+            failure.reason
+        );
+    }
+}

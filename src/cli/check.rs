@@ -22,7 +22,7 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome, CliError> {
         let report = match &loaded {
             Ok(spec) => Report {
                 valid: true,
-                plan: Some(Plan::of(spec)),
+                plan: Some(plan(path, spec)),
                 problems: Vec::new(),
             },
             Err(e) => Report {
@@ -40,7 +40,7 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome, CliError> {
     }
     match loaded {
         Ok(spec) => {
-            out!("{}", Plan::of(&spec));
+            out!("{}", plan(path, &spec));
             Ok(Outcome::Done)
         }
         Err(e @ SpecError::Several(_)) => {
@@ -53,6 +53,34 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome, CliError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The plan, with what each built service's Dockerfile needs of the preview host.
+fn plan(path: &Path, spec: &spec::Spec) -> Plan {
+    use crate::preview::build::dockerfile;
+    let mut plan = Plan::of(spec);
+    for (service, planned) in spec.services.values().zip(plan.services.iter_mut()) {
+        let spec::ImageSource::Build(b) = &service.image else {
+            continue;
+        };
+        // Unreadable here: the build says why, with the context's own rules.
+        let Ok(text) = std::fs::read(path.join(&b.context).join(&b.dockerfile)) else {
+            continue;
+        };
+        for feature in dockerfile::newer_engine_features(&text) {
+            planned.notes.push(format!(
+                "{feature} needs Docker 23+ on the preview host (Docker 20.10's builder refuses it)"
+            ));
+        }
+        let ids = dockerfile::secret_ids(&text);
+        if !ids.is_empty() {
+            planned.notes.push(format!(
+                "build secrets {}: the operator sets them per repository ([build_secrets] in previewd.toml); a fork's pull request gets none",
+                ids.join(", ")
+            ));
+        }
+    }
+    plan
 }
 
 #[derive(Serialize)]

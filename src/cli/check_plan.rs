@@ -36,6 +36,9 @@ pub struct PlanService {
     /// The services this one starts after, each with its condition.
     pub starts_after: Vec<String>,
     pub changed: Vec<String>,
+    /// What its Dockerfile needs of the host (`check` reads it; the plan alone does not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,6 +136,7 @@ fn service(svc: &crate::spec::Service) -> PlanService {
             .map(|(d, c)| format!("{d} ({c})"))
             .collect(),
         changed: run.changes.clone(),
+        notes: Vec::new(),
     }
 }
 
@@ -170,6 +174,9 @@ impl Display for Plan {
             }
             for change in &svc.changed {
                 writeln!(out, "{pad}changed: {change}")?;
+            }
+            for note in &svc.notes {
+                writeln!(out, "{pad}note: {note}")?;
             }
         }
         for d in &self.dev {

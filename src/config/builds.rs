@@ -1,9 +1,121 @@
 //! What the operator bounds about builds beside their time and network (`[limits] build_cache`,
-//! `build_pids`, `build_memory`, `build_cgroup`): parsed and checked. Nothing here prunes a
-//! cache or writes a cgroup: `preview::build` does.
+//! `build_pids`, `build_memory`, `build_cgroup`), and the build secrets it gives each
+//! repository (`[build_secrets]`): parsed and checked. Nothing here prunes a cache, writes a
+//! cgroup or prints a secret's value: `preview::build` does the rest.
+
+use std::collections::{BTreeMap, HashMap};
+
+use secrecy::SecretString;
 
 use super::ConfigError;
 use super::units::parse_bytes;
+
+/// `[build_secrets]`: for each repository (`"<forge>:<owner>/<name>"`), the values its builds'
+/// `RUN --mount=type=secret,id=ID` steps get, by id. `Debug` shows repositories and ids only.
+#[derive(Clone, Default)]
+pub struct BuildSecrets(BTreeMap<(String, String), BTreeMap<String, SecretString>>);
+
+impl std::fmt::Debug for BuildSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|((forge, repo), ids)| (format!("{forge}:{repo}"), ids.keys())),
+            )
+            .finish()
+    }
+}
+
+/// The forges a repository of `[build_secrets]` may be on (`cli`: `previewd up`'s local path).
+const FORGES: [&str; 4] = ["github", "gitea", "gitlab", "cli"];
+
+impl BuildSecrets {
+    pub(crate) fn from_raw(
+        raw: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    ) -> Result<BuildSecrets, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "build_secrets".to_owned(),
+            reason,
+        };
+        let mut out = BTreeMap::new();
+        for (repo, ids) in raw.unwrap_or_default() {
+            let (forge, name) = repo
+                .split_once(':')
+                .filter(|(f, n)| FORGES.contains(f) && !n.is_empty())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "{repo:?}: name a repository as \"<forge>:<owner>/<name>\" with forge one of {}, e.g. \"github:acme/shop\"",
+                        FORGES.join(", ")
+                    ))
+                })?;
+            let mut secrets = BTreeMap::new();
+            for (id, value) in ids {
+                let plain = !id.is_empty()
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+                if !plain {
+                    return Err(invalid(format!(
+                        "{repo:?}: secret id {id:?}: letters, digits, `_`, `.` and `-` only"
+                    )));
+                }
+                if value.is_empty() {
+                    return Err(invalid(format!("{repo:?}: secret {id} is empty")));
+                }
+                secrets.insert(id, SecretString::from(value));
+            }
+            out.insert((forge.to_owned(), name.to_owned()), secrets);
+        }
+        Ok(BuildSecrets(out))
+    }
+
+    /// The secrets a build of `forge`'s `repo` gets for the `ids` its Dockerfile mounts; `fork`
+    /// when the build is of a fork's pull request, whose author is not trusted with them. An
+    /// id the operator did not configure for the repository is refused, naming it.
+    pub fn for_build(
+        &self,
+        forge: &str,
+        repo: &str,
+        fork: bool,
+        ids: &[String],
+    ) -> Result<HashMap<String, SecretString>, String> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let named = ids
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if fork {
+            return Err(format!(
+                "the Dockerfile mounts build secret {named} (RUN --mount=type=secret), and a \
+                 pull request from a fork gets no build secrets"
+            ));
+        }
+        let configured = self.0.get(&(forge.to_owned(), repo.to_owned()));
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match configured.and_then(|c| c.get(id)) {
+                Some(value) => {
+                    out.insert(id.clone(), value.clone());
+                }
+                None => missing.push(format!("`{id}`")),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        Err(format!(
+            "the Dockerfile mounts build secret {} (RUN --mount=type=secret), which the operator \
+             has not configured for this repository: build_secrets.\"{forge}:{repo}\" in \
+             previewd.toml",
+            missing.join(", ")
+        ))
+    }
+}
 
 /// The bounds on what every BuildKit build of the Docker daemon uses together.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +208,51 @@ impl BuildLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_secrets_go_to_their_repository_only_and_never_to_forks() {
+        use secrecy::ExposeSecret;
+        let raw = |repo: &str, id: &str| {
+            Some(
+                [(
+                    repo.to_owned(),
+                    [(id.to_owned(), "s3cr3t".to_owned())].into(),
+                )]
+                .into(),
+            )
+        };
+        let s = BuildSecrets::from_raw(raw("github:acme/shop", "npm_token")).expect("valid");
+        assert!(!format!("{s:?}").contains("s3cr3t"), "{s:?}");
+        let ids = ["npm_token".to_owned()];
+        let got = s
+            .for_build("github", "acme/shop", false, &ids)
+            .expect("configured");
+        assert_eq!(got["npm_token"].expose_secret(), "s3cr3t");
+        let err = s
+            .for_build("gitea", "acme/shop", false, &ids)
+            .expect_err("other forge");
+        assert!(
+            err.contains("`npm_token`") && err.contains("gitea:acme/shop"),
+            "{err}"
+        );
+        let err = s
+            .for_build("github", "acme/shop", true, &ids)
+            .expect_err("fork");
+        assert!(err.contains("fork"), "{err}");
+        let other = ["other".to_owned()];
+        assert!(s.for_build("github", "acme/shop", false, &other).is_err());
+        assert!(
+            s.for_build("github", "x/y", true, &[])
+                .is_ok_and(|m| m.is_empty())
+        );
+        for bad in [
+            raw("acme/shop", "a"),
+            raw("svn:acme/shop", "a"),
+            raw("github:a/b", "a b"),
+        ] {
+            assert!(BuildSecrets::from_raw(bad).is_err());
+        }
+    }
 
     #[test]
     fn zero_turns_a_bound_off_and_paths_must_be_plain() {

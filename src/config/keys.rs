@@ -23,6 +23,8 @@ pub enum Kind {
     Switch,
     /// Comma-separated in the environment (`preview, needs-preview`).
     List,
+    /// A TOML inline table in the environment (`{ "github:a/b" = { token = "..." } }`).
+    Table,
 }
 
 /// One key of the operator config.
@@ -44,7 +46,7 @@ const fn key(name: &'static str, kind: Kind, default: Option<&'static str>) -> K
     }
 }
 
-use Kind::{Integer, List, Number, Switch, Text};
+use Kind::{Integer, List, Number, Switch, Table as TableKind, Text};
 
 /// The operator config's keys. A key added to `settle`'s `Raw*` structs must be added here
 /// (the tests check both ways), and to `deploy/previewd.toml.example`.
@@ -146,6 +148,8 @@ pub const KEYS: &[Key] = &[
     key("cluster.registry_password", Text, None),
     // Swarm placement constraints for every preview service, e.g. `node.role == worker`.
     key("cluster.constraints", List, Some("")),
+    // `"<forge>:<owner>/<name>" = { ID = "value" }`; a TOML inline table in the environment.
+    key("build_secrets", TableKind, None),
 ];
 
 /// `PREVIEWD_*` variables that are settings of the process, not config keys: the config file's
@@ -202,6 +206,15 @@ impl Kind {
                 "0" | "false" | "no" => Ok(Value::Boolean(false)),
                 _ => Err(format!("expected true or false, got {text:?}")),
             },
+            Kind::Table => toml::from_str::<Table>(&format!("v = {text}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(Value::is_table)
+                // Never the parser's words: they may quote the value, a secret.
+                .ok_or_else(|| {
+                    "not a TOML inline table such as { \"github:a/b\" = { id = \"...\" } }"
+                        .to_owned()
+                }),
             Kind::List => Ok(Value::Array(
                 text.split(',')
                     .map(str::trim)

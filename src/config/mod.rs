@@ -67,6 +67,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[cluster]`: one Docker host (the default) or a Docker Swarm.
     pub cluster: ClusterConfig,
+    /// `[build_secrets]`: what each repository's `RUN --mount=type=secret` steps get.
+    pub build_secrets: builds::BuildSecrets,
 }
 
 /// A forge section other than GitHub's (`[gitea]`, `[gitlab]`): present once its `url` is

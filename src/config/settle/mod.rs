@@ -37,6 +37,9 @@ pub(super) struct RawConfig {
     network: RawNetwork,
     access: RawAccess,
     cluster: RawCluster,
+    /// `"<forge>:<owner>/<name>" = { ID = "value" }`: each repository's build secrets.
+    build_secrets:
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>>,
 }
 
 /// `[gitea]` and `[gitlab]`.
@@ -353,6 +356,7 @@ impl RawConfig {
             network,
             access,
             cluster,
+            build_secrets: super::builds::BuildSecrets::from_raw(self.build_secrets)?,
         })
     }
 }

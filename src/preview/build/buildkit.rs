@@ -41,12 +41,12 @@ pub enum Outcome {
 
 /// Where the Engine API listens, as bollard's `connect_with_defaults` reads `DOCKER_HOST`.
 #[derive(Debug, Clone)]
-enum Endpoint {
+pub(super) enum Endpoint {
     Unix(PathBuf),
     Tcp(String),
 }
 
-fn endpoint() -> Result<Endpoint, String> {
+pub(super) fn endpoint() -> Result<Endpoint, String> {
     let host = std::env::var("DOCKER_HOST").unwrap_or_default();
     if host.is_empty() {
         return Ok(Endpoint::Unix("/var/run/docker.sock".into()));
@@ -83,7 +83,8 @@ struct ErrorDetail {
 const MAX_LINE: usize = 16 << 20;
 
 /// Runs the build `opts` describes (its `version` must say BuildKit) on the context `tar`,
-/// giving each readable progress line to `on_line`.
+/// giving each readable progress line to `on_line`; `session` names an open BuildKit session
+/// (`session::open`) that serves the build's secrets.
 ///
 /// The request runs in a task of its own. Dropping this future (a newer push superseded the
 /// deployment, or the build timed out) does not just close the connection: a build that had
@@ -94,6 +95,7 @@ const MAX_LINE: usize = 16 << 20;
 pub async fn build(
     docker: &Docker,
     opts: &BuildImageOptions,
+    session: Option<String>,
     tar: Bytes,
     on_line: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Outcome, DockerError> {
@@ -102,7 +104,7 @@ pub async fn build(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (d, o, id) = (docker.clone(), opts.clone(), build_id.clone());
     let driver = tokio::spawn(async move {
-        let _ = done_tx.send(drive(d, o, id, tar, tx).await);
+        let _ = done_tx.send(drive(d, o, id, session, tar, tx).await);
     });
     let mut guard = CancelOnDrop {
         docker: Some(docker.clone()),
@@ -207,6 +209,7 @@ async fn drive(
     docker: Docker,
     opts: BuildImageOptions,
     build_id: String,
+    session: Option<String>,
     tar: Bytes,
     lines: tokio::sync::mpsc::UnboundedSender<String>,
 ) -> Result<Outcome, DockerError> {
@@ -218,9 +221,12 @@ async fn drive(
     let on_line: &mut (dyn FnMut(&str) + Send) = &mut send_line;
     let endpoint = endpoint().map_err(|reason| DockerError::Api(reason.clone()))?;
     let query = serde_urlencoded::to_string(opts).map_err(|e| DockerError::Api(e.to_string()))?;
-    // The id `POST /build/cancel` names the build by (an Engine API parameter bollard's
-    // options do not carry).
-    let query = format!("{query}&buildid={build_id}");
+    // The id `POST /build/cancel` names the build by, and the session that serves its secrets
+    // (Engine API parameters bollard's options do not carry without its `buildkit` feature).
+    let mut query = format!("{query}&buildid={build_id}");
+    if let Some(session) = session {
+        query.push_str(&format!("&session={session}"));
+    }
     let v = docker.client_version();
     let uri = format!("/v{}.{}/build?{query}", v.major_version, v.minor_version);
     let req = Request::post(uri)
@@ -318,10 +324,8 @@ fn read_line(
 fn explain(error: String) -> String {
     if error.contains("no active sessions") {
         format!(
-            "{error}: the Dockerfile mounts a build secret or an ssh agent (RUN --mount=type=secret or type=ssh), which previewd does not provide yet"
+            "{error}: the Dockerfile mounts an ssh agent (RUN --mount=type=ssh), which previewd does not provide, or a build secret previewd did not see in it (only `RUN --mount=type=secret` flags of the Dockerfile itself are given a session)"
         )
-    } else if error.contains("Unknown flag: link") {
-        format!("{error}: COPY --link needs a newer Docker engine (23+) on the preview host")
     } else {
         error
     }

@@ -25,16 +25,32 @@
 /// `dockerfile` with `LABEL key="value"` inserted after every `FROM` instruction. `key` and
 /// `value` must not need quoting (previewd's label key and instance name do not).
 pub fn label_stages(dockerfile: &[u8], key: &str, value: &str) -> Vec<u8> {
-    edit(dockerfile, key, value, None)
+    edit(dockerfile, key, value, None, &mut Vec::new())
 }
 
 /// [`label_stages`], and every `--mount=type=cache` flag of a `RUN` gets `id=<namespace><id>`
 /// (its own id, else its target). `namespace` must not need quoting.
 pub fn label_and_namespace(dockerfile: &[u8], key: &str, value: &str, namespace: &str) -> Vec<u8> {
-    edit(dockerfile, key, value, Some(namespace))
+    edit(dockerfile, key, value, Some(namespace), &mut Vec::new())
 }
 
-fn edit(dockerfile: &[u8], key: &str, value: &str, namespace: Option<&str>) -> Vec<u8> {
+/// The ids of the build secrets the `RUN` steps mount (`--mount=type=secret`: its `id`, else
+/// the last component of its target, as BuildKit reads it), each once, in order.
+pub fn secret_ids(dockerfile: &[u8]) -> Vec<String> {
+    let mut ids = Vec::new();
+    edit(dockerfile, "k", "v", Some(""), &mut ids);
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
+    ids
+}
+
+fn edit(
+    dockerfile: &[u8],
+    key: &str,
+    value: &str,
+    namespace: Option<&str>,
+    secrets: &mut Vec<String>,
+) -> Vec<u8> {
     let stamp = format!("LABEL {key}=\"{value}\"\n");
     let mut out = Vec::with_capacity(dockerfile.len() + 4 * stamp.len() + 256);
     let mut escape = b'\\';
@@ -79,7 +95,7 @@ fn edit(dockerfile: &[u8], key: &str, value: &str, namespace: Option<&str>) -> V
         match namespace {
             Some(ns) if run_flags => {
                 let skip = if continued { 0 } else { 1 };
-                run_flags = namespace_flags(line, skip, ns, escape, &mut out);
+                run_flags = namespace_flags(line, skip, ns, escape, &mut out, secrets);
             }
             _ => out.extend_from_slice(line),
         }
@@ -106,7 +122,14 @@ fn edit(dockerfile: &[u8], key: &str, value: &str, namespace: Option<&str>) -> V
 /// Copies one line of a `RUN` to `out`, its `--mount=type=cache` flags namespaced; `skip`
 /// words (the keyword) come first. Every byte outside a rewritten flag is kept. `true` when
 /// the flags go on (the line ended with the escape character before any command word).
-fn namespace_flags(line: &[u8], skip: usize, ns: &str, escape: u8, out: &mut Vec<u8>) -> bool {
+fn namespace_flags(
+    line: &[u8],
+    skip: usize,
+    ns: &str,
+    escape: u8,
+    out: &mut Vec<u8>,
+    secrets: &mut Vec<String>,
+) -> bool {
     let mut i = 0;
     let mut word = 0;
     while i < line.len() {
@@ -132,7 +155,7 @@ fn namespace_flags(line: &[u8], skip: usize, ns: &str, escape: u8, out: &mut Vec
             }
             if let Some(value) = w.strip_prefix(b"--mount=") {
                 out.extend_from_slice(b"--mount=");
-                out.extend_from_slice(&namespace_mount(value, ns));
+                out.extend_from_slice(&namespace_mount(value, ns, secrets));
                 i = end;
                 continue;
             }
@@ -143,8 +166,9 @@ fn namespace_flags(line: &[u8], skip: usize, ns: &str, escape: u8, out: &mut Vec
     true
 }
 
-/// A mount's `k=v,...` value with `id=` namespaced when it is a cache mount.
-fn namespace_mount(value: &[u8], ns: &str) -> Vec<u8> {
+/// A mount's `k=v,...` value with `id=` namespaced when it is a cache mount; a secret mount's
+/// id is added to `secrets`.
+fn namespace_mount(value: &[u8], ns: &str, secrets: &mut Vec<String>) -> Vec<u8> {
     let fields: Vec<&[u8]> = value.split(|b| *b == b',').collect();
     let field = |name: &[u8]| {
         fields.iter().find_map(|f| {
@@ -152,6 +176,22 @@ fn namespace_mount(value: &[u8], ns: &str) -> Vec<u8> {
             k.eq_ignore_ascii_case(name).then(|| &v[1..])
         })
     };
+    let target = || {
+        field(b"target")
+            .or_else(|| field(b"dst"))
+            .or_else(|| field(b"destination"))
+    };
+    if field(b"type").is_some_and(|t| t.eq_ignore_ascii_case(b"secret")) {
+        let id = field(b"id").or_else(|| {
+            let t = target()?;
+            t.rsplit(|b| *b == b'/').find(|c| !c.is_empty())
+        });
+        // A secret mount with neither is BuildKit's error to report.
+        if let Some(id) = id {
+            secrets.push(String::from_utf8_lossy(id).into_owned());
+        }
+        return value.to_vec();
+    }
     if !field(b"type").is_some_and(|t| t.eq_ignore_ascii_case(b"cache")) {
         return value.to_vec();
     }
@@ -169,6 +209,33 @@ fn namespace_mount(value: &[u8], ns: &str) -> Vec<u8> {
         .collect();
     kept.push([b"id=", ns.as_bytes(), id].concat());
     kept.join(&b',')
+}
+
+/// The Dockerfile features the frontend built into Docker 20.10 (1.2) does not parse, each with
+/// its line: `COPY --link` / `ADD --link` and heredocs (`RUN <<EOF`), both frontend 1.4
+/// (Docker 23+). Read line by line, as a hint for a person: BuildKit's parser decides.
+pub fn newer_engine_features(dockerfile: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (n, line) in dockerfile.split(|b| *b == b'\n').enumerate() {
+        let line = String::from_utf8_lossy(line);
+        let mut words = line.split_whitespace();
+        let keyword = words.next().unwrap_or("").to_ascii_uppercase();
+        let rest: Vec<&str> = words.collect();
+        if ["COPY", "ADD"].contains(&keyword.as_str())
+            && rest
+                .iter()
+                .take_while(|w| w.starts_with("--"))
+                .any(|w| *w == "--link" || w.starts_with("--link="))
+        {
+            found.push(format!("`{keyword} --link` (line {})", n + 1));
+        }
+        if ["RUN", "COPY", "ADD"].contains(&keyword.as_str())
+            && rest.iter().any(|w| w.starts_with("<<") && w.len() > 2)
+        {
+            found.push(format!("a heredoc `{keyword} <<` (line {})", n + 1));
+        }
+    }
+    found
 }
 
 /// The frontend image a `# syntax=` parser directive names, if the Dockerfile starts with one.
@@ -281,6 +348,28 @@ mod tests {
                 "FROM a\n{L}RUN --mount=type=cache,target=/root/.npm,id=p-/root/.npm \\\n  --mount=type=secret,id=tok \\\n  --network=none npm ci --mount=type=cache,id=x\nRUN --mount=type=cache,target=/go,sharing=locked,id=p-go go build\nRUN echo --mount=type=cache,id=y\n"
             )
         );
+    }
+
+    #[test]
+    fn secret_mounts_are_listed_by_id_or_target() {
+        let text = "FROM a\nRUN --mount=type=secret,id=tok \\\n  --mount=type=secret,target=/run/secrets/npmrc,required=true \\\n  --mount=type=cache,target=/c x --mount=type=secret,id=no\nRUN echo --mount=type=secret,id=no\nRUN --mount=type=secret,id=tok y\n";
+        assert_eq!(super::secret_ids(text.as_bytes()), ["tok", "npmrc"]);
+        assert!(super::secret_ids(b"FROM a\nRUN x\n").is_empty());
+    }
+
+    #[test]
+    fn features_of_newer_frontends_are_named_with_their_line() {
+        let text = "FROM a\nCOPY --link a /a\ncopy --chown=1 --link=true b /b\nRUN <<EOF\necho x\nEOF\nRUN echo --link <<x\nCOPY a --link\n";
+        assert_eq!(
+            super::newer_engine_features(text.as_bytes()),
+            [
+                "`COPY --link` (line 2)",
+                "`COPY --link` (line 3)",
+                "a heredoc `RUN <<` (line 4)",
+                "a heredoc `RUN <<` (line 7)"
+            ]
+        );
+        assert!(super::newer_engine_features(b"FROM a\nRUN echo <<\n").is_empty());
     }
 
     #[test]

@@ -42,6 +42,8 @@ mod cgroup;
 mod classic;
 mod prune;
 pub use prune::prune_leftovers;
+mod reasons;
+mod session;
 use prune::shared_lock;
 pub mod context;
 pub mod dockerfile;
@@ -126,18 +128,32 @@ pub async fn build(
     let bs = spec.clone();
     let instance = config.instance.to_string();
     let namespace = cache_namespace(config, target.key);
-    let (ctx, syntax) = tokio::task::spawn_blocking(move || {
-        let syntax = std::sync::OnceLock::new();
+    let (ctx, read) = tokio::task::spawn_blocking(move || {
+        let read = std::sync::OnceLock::new();
         let edit = |d: &[u8]| {
-            let _ = syntax.set(dockerfile::syntax(d));
+            let _ = read.set(Read {
+                syntax: dockerfile::syntax(d),
+                secret_ids: dockerfile::secret_ids(d),
+                newer: dockerfile::newer_engine_features(d),
+            });
             dockerfile::label_and_namespace(d, labels::INSTANCE, &instance, &namespace)
         };
         let ctx = context::pack(&wt, &bs, &edit)?;
-        Ok::<_, context::ContextError>((ctx, syntax.into_inner().flatten()))
+        Ok::<_, context::ContextError>((ctx, read.into_inner().unwrap_or_default()))
     })
     .await
     .map_err(|e| BuildError::Context(e.to_string()))?
     .map_err(|e| BuildError::Context(e.to_string()))?;
+    // Only the secrets the operator gave this repository, and never to a fork's pull request.
+    let key = target.key;
+    let fork = key.branch.contains(':');
+    let secrets = config
+        .build_secrets
+        .for_build(&key.forge, &key.repo, fork, &read.secret_ids)
+        .map_err(|reason| BuildError::Failed {
+            reason,
+            tail: Vec::new(),
+        })?;
     let tag = labels::image_tag(&config.instance, id, service, &ctx.hash);
     // Held while this build looks for, tags or commits images: see `prune_leftovers`.
     let _building = shared_lock(config).await?;
@@ -180,6 +196,19 @@ pub async fn build(
     let mut log = Log {
         tail: VecDeque::with_capacity(TAIL),
         on_line,
+        masked: secrets.values().cloned().collect(),
+    };
+    // Secret mounts need a session that serves them (see `session`); held until the build ends.
+    let session = match secrets.is_empty() {
+        true => None,
+        false => Some(
+            session::open(docker, secrets)
+                .await
+                .map_err(|e| BuildError::Failed {
+                    reason: format!("cannot give the build its secrets: {e}"),
+                    tail: Vec::new(),
+                })?,
+        ),
     };
     let limit = config.limits.build_timeout;
     let deadline = tokio::time::Instant::now() + limit;
@@ -212,7 +241,8 @@ pub async fn build(
     log.push("building with BuildKit");
     let first = {
         let mut push = |l: &str| log.push(l);
-        let buildkit = buildkit::build(docker, &opts, tar.clone(), &mut push);
+        let session = session.as_ref().map(|s| s.id.clone());
+        let buildkit = buildkit::build(docker, &opts, session, tar.clone(), &mut push);
         tokio::time::timeout_at(deadline, buildkit).await
     };
     let ended = match first {
@@ -253,7 +283,11 @@ pub async fn build(
     match ended {
         Ended::Built => Ok(Built { tag, reused: false }),
         Ended::Failed(reason) => Err(BuildError::Failed {
-            reason: first_line(&frontend_unavailable(syntax.as_deref(), &reason).unwrap_or(reason)),
+            reason: first_line(
+                &reasons::frontend_unavailable(read.syntax.as_deref(), &reason)
+                    .or_else(|| reasons::needs_newer_engine(&read.newer, &reason))
+                    .unwrap_or(reason),
+            ),
             tail,
         }),
         Ended::TimedOut => Err(BuildError::Timeout(limit, tail)),
@@ -267,14 +301,15 @@ fn image_labels(config: &Config, options: &crate::spec::BuildOptions) -> HashMap
     all
 }
 
-/// A build that failed because the frontend image of the Dockerfile's `# syntax=` directive
-/// could not be had (no registry here, say): one line naming the directive and the reason.
-fn frontend_unavailable(syntax: Option<&str>, reason: &str) -> Option<String> {
-    let image = syntax?;
-    let (_, cause) = reason.split_once("frontend gateway.v0: ")?;
-    Some(format!(
-        "`# syntax={image}`: the Dockerfile frontend image it names cannot be had ({cause}); remove the line to use the engine's own frontend"
-    ))
+/// What the edit of the Dockerfile read in it on the way.
+#[derive(Default)]
+struct Read {
+    /// The `# syntax=` directive's image.
+    syntax: Option<String>,
+    /// The ids of its secret mounts.
+    secret_ids: Vec<String>,
+    /// What only a newer engine's frontend parses (`dockerfile::newer_engine_features`).
+    newer: Vec<String>,
 }
 
 /// How a build (with either builder) ended.
@@ -285,13 +320,20 @@ enum Ended {
 }
 
 /// The build log: every line goes to the caller, the last `TAIL` are kept for a failure report.
+/// The build's secrets are masked in every line (a step that prints one shows `********`).
 struct Log<'a> {
     tail: VecDeque<String>,
     on_line: &'a (dyn Fn(&str) + Send + Sync),
+    masked: Vec<secrecy::SecretString>,
 }
 
 impl Log<'_> {
     fn push(&mut self, text: &str) {
+        use secrecy::ExposeSecret;
+        let mut text = text.to_owned();
+        for secret in &self.masked {
+            text = text.replace(secret.expose_secret(), "********");
+        }
         for l in text.lines().map(docker::printable) {
             if l.trim().is_empty() {
                 continue;
