@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::ListServicesOptions;
