@@ -47,6 +47,7 @@ mod swarm;
 mod teardown;
 mod topology;
 mod view;
+mod wake;
 
 use prepare::Prepared;
 
