@@ -148,6 +148,23 @@ async fn status(env: &TestEnv, id: &PreviewId) -> (PreviewStatus, Vec<String>) {
     (s.status, states)
 }
 
+/// When Docker last started the live container of `service`.
+async fn started_at(env: &TestEnv, id: &PreviewId, service: &str) -> time::OffsetDateTime {
+    let name = format!("{}-{id}-{service}", env.config.instance);
+    let info = env
+        .manager
+        .docker()
+        .inspect_container(
+            &name,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .expect("inspect");
+    let at = info.state.and_then(|s| s.started_at).expect("started at");
+    time::OffsetDateTime::parse(&at, &time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time")
+}
+
 async fn wait_status(env: &TestEnv, id: &PreviewId, want: PreviewStatus) {
     eventually(
         Duration::from_secs(90),
@@ -246,6 +263,16 @@ async fn an_idle_preview_sleeps_and_the_first_visit_wakes_it() {
     // The visitor was let through as soon as the preview answered; the sleep mark goes just
     // after.
     wait_status(&env, &id, PreviewStatus::Running).await;
+    // The wake started the containers in dependency order: the api only once what it
+    // depends on (internal) had started.
+    let (internal, api) = (
+        started_at(&env, &id, "internal").await,
+        started_at(&env, &id, "api").await,
+    );
+    assert!(
+        internal < api,
+        "internal started at {internal}, api at {api}"
+    );
     eventually(Duration::from_secs(30), "the wake counted", || async {
         let text = metrics.render();
         text.contains("previewd_wakes_total{outcome=\"ok\"} 1")

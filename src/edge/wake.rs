@@ -94,6 +94,8 @@ impl WakeState {
                 r = &mut wake => r,
                 Ok(()) = answered => {
                     let _ = tx.send(Some(Ok(())));
+                    let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    tracing::debug!(preview = %id, ms, "wake: the waiting requests go on");
                     wake.await
                 }
             };

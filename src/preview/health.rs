@@ -72,8 +72,13 @@ pub const DEPLOY_POLL: Duration = Duration::from_millis(500);
 /// within moments, and a visitor is waiting; every pause past their start is the visitor's.
 pub const WAKE_POLL: Duration = Duration::from_millis(50);
 
-/// Polls (from 50 ms apart, doubling up to `poll`) until the service answers `expected`,
-/// `alive` reports its container gone, or `timeout` passes. Returns the last probe either way.
+/// How often at most a wait asks Docker whether the containers are still up: each ask is an
+/// inspect per container, and on a busy daemon those slow the very starts being waited for.
+pub const ALIVE_EVERY: Duration = Duration::from_millis(250);
+
+/// Polls (from a fifth of `poll` apart, at most 50 ms, doubling up to `poll`) until the service answers `expected`,
+/// `alive` reports its container gone (asked after a failed probe, at most every
+/// [`ALIVE_EVERY`]), or `timeout` passes. Returns the last probe either way.
 #[allow(clippy::too_many_arguments)]
 pub async fn wait(
     addr: &str,
@@ -86,14 +91,19 @@ pub async fn wait(
     alive: impl Fn() -> crate::engine::BoxFuture<'static, Result<(), String>>,
 ) -> Result<Probe, (Probe, String)> {
     let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(50).min(poll);
+    // A wake's service has just started and listens within moments: its second probe soon.
+    let mut delay = Duration::from_millis(50).min(poll / 5);
+    let mut asked: Option<Instant> = None;
     loop {
         let p = probe(addr, host, path, pass).await;
         if p.ok(expected) {
             return Ok(p);
         }
-        if let Err(why) = alive().await {
-            return Err((p, why));
+        if asked.is_none_or(|t| t.elapsed() >= ALIVE_EVERY) {
+            asked = Some(Instant::now());
+            if let Err(why) = alive().await {
+                return Err((p, why));
+            }
         }
         if Instant::now() >= deadline {
             let seen = match (&p.status, &p.error) {

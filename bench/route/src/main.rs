@@ -50,6 +50,7 @@ fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>)
         volumes: Vec::new(),
         own_host: false,
         oneshot: false,
+        depends: None,
         egress: None,
         access: None,
     }

@@ -186,6 +186,8 @@ pub struct Member {
     pub own_host: bool,
     /// A job that others wait to complete: exited is its healthy end.
     pub oneshot: bool,
+    /// What it waits for and how ([`DEPENDS`]), as written; `None` when it waits for nothing.
+    pub depends: Option<String>,
     /// The egress mode it runs with (`None`: made before previewd filtered egress).
     pub egress: Option<crate::config::egress::Mode>,
     /// Who may see the preview, at least (`None`: no label, see [`ACCESS`]).
@@ -278,6 +280,7 @@ pub fn parse_member(
         volumes: list(labels, VOLUMES),
         own_host: labels.get(HOST).map(String::as_str) == Some("service"),
         oneshot: labels.get(ONESHOT).map(String::as_str) == Some("true"),
+        depends: labels.get(DEPENDS).filter(|s| !s.is_empty()).cloned(),
         egress: labels.get(EGRESS).and_then(|m| m.parse().ok()),
         // An unreadable value counts as the tightest: protected rather than open.
         access: labels.get(ACCESS).map(|m| {

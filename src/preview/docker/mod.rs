@@ -292,11 +292,15 @@ pub async fn pull_image(docker: &Docker, image: &str) -> Result<(), bollard::err
 
 /// `Err("<service> exited with code N")` for the first container that is not running.
 pub async fn all_running(docker: &Docker, containers: &[String]) -> Result<(), String> {
-    for c in containers {
-        if let Ok(info) = docker
-            .inspect_container(c, None::<InspectContainerOptions>)
-            .await
-        {
+    // Side by side: one round trip to the daemon for all of them, not one per container.
+    let inspected = futures_util::future::join_all(
+        containers
+            .iter()
+            .map(|c| docker.inspect_container(c, None::<InspectContainerOptions>)),
+    )
+    .await;
+    for (c, info) in containers.iter().zip(inspected) {
+        if let Ok(info) = info {
             let st = info.state.unwrap_or_default();
             let restarting = st.restarting.unwrap_or(false);
             if !st.running.unwrap_or(false) || restarting {

@@ -77,6 +77,7 @@ fn member(
         volumes: Vec::new(),
         own_host: false,
         oneshot: false,
+        depends: None,
         egress: None,
         access: None,
     }

@@ -278,7 +278,7 @@ impl Manager {
         if !svc.sleeps {
             l.insert(labels::SLEEP, "never".to_owned());
         }
-        if let Some(depends) = super::sleep::depends_label(svc) {
+        if let Some(depends) = super::wake::depends_label(svc) {
             l.insert(labels::DEPENDS, depends);
         }
         let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -47,6 +47,7 @@ mod swarm;
 mod teardown;
 mod topology;
 mod view;
+mod wake;
 
 use prepare::Prepared;
 
@@ -209,10 +210,13 @@ impl Manager {
     /// Every preview of the instance, with whether it sleeps.
     pub async fn observed(&self) -> Result<Vec<Observed>, DockerError> {
         let inst = &self.config.instance;
-        let mut previews =
-            labels::group(docker::placed::members(&self.docker, &self.config).await?);
-        let marks = docker::sleep::marks(&self.docker, inst).await?;
-        docker::sleep::attach(&mut previews, &marks);
+        // Two independent reads, side by side: a wake's first step waits for the slower only.
+        let (members, marks) = tokio::join!(
+            docker::placed::members(&self.docker, &self.config),
+            docker::sleep::marks(&self.docker, inst),
+        );
+        let mut previews = labels::group(members?);
+        docker::sleep::attach(&mut previews, &marks?);
         Ok(previews)
     }
 
