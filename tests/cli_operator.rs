@@ -2,6 +2,8 @@
 //! origins, secrets masked), `check` without an operator config, `-v`, completions and the
 //! manual page. Each runs the built binary as an operator would.
 
+mod support;
+
 use std::process::{Command, Output};
 
 fn previewd(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -348,9 +350,12 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
         "{forges}"
     );
 
-    // The same host with the defaults' shape and a webhook secret: nothing that breaks a
-    // first preview.
+    // The same host with the defaults' shape, a webhook secret and a token GitHub (the fake)
+    // knows: nothing that breaks a first preview.
     drop(taken);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let github = runtime.block_on(support::fake_github::FakeGitHub::start());
+    let api = github.url();
     let fine = previewd(
         dir.path(),
         &["doctor"],
@@ -359,8 +364,10 @@ fn doctor_names_what_would_break_the_first_preview_with_its_fix() {
             ("PREVIEWD_GATEWAY_PORT", port.as_str()),
             ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "doctor-secret"),
             ("PREVIEWD_GITHUB_TOKEN", "doctor-token"),
+            ("PREVIEWD_GITHUB_API_URL", api.as_str()),
         ],
     );
+    github.assert_clean();
     assert_eq!(fine.status.code(), Some(0), "{}", text(&fine.stdout));
     assert!(
         text(&fine.stdout).contains("ok    docker"),

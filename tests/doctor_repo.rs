@@ -1,6 +1,7 @@
-//! `previewd doctor --repo`: the forge's token must see the repository and may write there
-//! (statuses, comments), checked against the fake Gitea and the fake GitLab (every request and
-//! answer checked against the forge's API description), by running the binary.
+//! `previewd doctor`: each forge's token (its user) and, with `--repo`, whether it sees the
+//! repository and may write there (statuses, comments), checked against the fake GitHub, Gitea
+//! and GitLab (every request checked against the forge's API description), by running the
+//! binary.
 
 mod support;
 
@@ -8,14 +9,23 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::fake_gitea::{BOT, FakeGitea, GITEA_TOKEN};
+use support::fake_github::FakeGitHub;
+use support::fake_github_ops::TOKEN_USER;
 use support::fake_gitlab::{FakeGitLab, GITLAB_TOKEN};
 
 /// Runs `previewd doctor --json ARGS` off the runtime (the fakes answer on it) with only the
 /// given PREVIEWD_* variables.
 async fn doctor(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut with_json = vec!["--json"];
+    with_json.extend_from_slice(args);
+    doctor_as_is(&with_json, env).await
+}
+
+/// `previewd doctor ARGS`, as `doctor` runs it, without `--json`.
+async fn doctor_as_is(args: &[&str], env: &[(&str, String)]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_previewd"));
-    cmd.arg("doctor").arg("--json").args(args);
+    cmd.arg("doctor").args(args);
     cmd.current_dir(dir.path()).env("HOME", dir.path());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("PREVIEWD_") {
@@ -38,12 +48,113 @@ async fn doctor(args: &[&str], env: &[(&str, String)]) -> Output {
 
 /// The `repository` finding of doctor's JSON answer.
 fn repository(out: &Output) -> Value {
+    finding(out, "repository")
+}
+
+/// Every finding of doctor's JSON answer.
+fn findings(out: &Output) -> Vec<Value> {
     let all: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    all.as_array()
-        .and_then(|a| a.iter().find(|f| f["check"] == "repository"))
-        .unwrap_or_else(|| panic!("no repository finding: {all}"))
+    all.as_array().cloned().unwrap_or_default()
+}
+
+/// The finding `check` of doctor's JSON answer.
+fn finding(out: &Output, check: &str) -> Value {
+    let all = findings(out);
+    all.iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding: {all:?}"))
         .clone()
+}
+
+/// The checks other than `except` that failed.
+fn other_failures(out: &Output, except: &str) -> Vec<Value> {
+    findings(out)
+        .into_iter()
+        .filter(|f| f["status"] == "fail" && f["check"] != except)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_github_token_its_user_and_its_permission() {
+    let github = FakeGitHub::start().await;
+    let token = "ghp_doctor_secret_never_printed";
+    let env = vec![
+        ("PREVIEWD_GITHUB_API_URL", github.url()),
+        ("PREVIEWD_GITHUB_TOKEN", token.to_owned()),
+        ("PREVIEWD_GITHUB_WEBHOOK_SECRET", "s3cret".to_owned()),
+    ];
+
+    // A good token: the user it acts as; no repository named, and the line says so.
+    let good = doctor(&[], &env).await;
+    let f = finding(&good, "forge token");
+    assert_eq!(f["status"], "ok", "{f}");
+    let detail = f["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("GitHub: acts as {TOKEN_USER}")),
+        "{f}"
+    );
+    assert!(detail.contains("no repository given"), "{f}");
+    let others = other_failures(&good, "forge token");
+    let expected = if others.is_empty() { 0 } else { 1 };
+    assert_eq!(good.status.code(), Some(expected), "{others:?}");
+    let asked = github.requests();
+    let user = asked
+        .iter()
+        .find(|r| r.op == "users/get-authenticated")
+        .unwrap_or_else(|| panic!("GET /user was not asked: {:?}", github.ops()));
+    assert_eq!(
+        user.authorization.as_deref(),
+        Some(&*format!("Bearer {token}"))
+    );
+
+    // A repository: the token's user's permission there.
+    github.set_permission(TOKEN_USER, "write");
+    let f = repository(&doctor(&["--repo", "team/app"], &env).await);
+    assert_eq!(f["status"], "ok", "{f}");
+    assert!(
+        f["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("may write (write)")),
+        "{f}"
+    );
+    github.set_permission(TOKEN_USER, "read");
+    let f = repository(&doctor(&["--repo", "github:team/app"], &env).await);
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["detail"].as_str().is_some_and(|d| d.contains("read")),
+        "{f}"
+    );
+
+    // The token revoked: GitHub answers 401, a FAIL with its fix, and doctor exits 1.
+    github.revoke(token);
+    let revoked = doctor(&[], &env).await;
+    let f = finding(&revoked, "forge token");
+    assert_eq!(f["status"], "fail", "{f}");
+    assert!(
+        f["detail"].as_str().is_some_and(|d| d.contains("401")),
+        "{f}"
+    );
+    assert!(
+        f["fix"]
+            .as_str()
+            .is_some_and(|d| d.contains("[github] token")),
+        "{f}"
+    );
+    assert_eq!(revoked.status.code(), Some(1));
+    assert_eq!(other_failures(&revoked, "forge token"), others);
+    // The token is never printed, in JSON or as text.
+    let text = doctor_as_is(&["--repo", "team/app"], &env).await;
+    assert_eq!(text.status.code(), Some(1));
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(shown.contains("FAIL  forge token"), "{shown}");
+    for out in [&good, &revoked, &text] {
+        for stream in [&out.stdout, &out.stderr] {
+            let s = String::from_utf8_lossy(stream);
+            assert!(!s.contains(token), "the token was printed:\n{s}");
+        }
+    }
+    github.assert_clean();
 }
 
 fn gitea_env(g: &FakeGitea) -> Vec<(&'static str, String)> {

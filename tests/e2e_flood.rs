@@ -148,7 +148,12 @@ async fn twenty_pushes_in_five_seconds_build_only_the_last_commit() {
     let (containers, networks, images) = e.env.objects().await;
     let mut have = containers.clone();
     have.sort();
-    let mut want = vec![format!("/{inst}-{id}-app"), format!("/{inst}-gateway")];
+    // The live app, its ready mark (time to ready, never started) and the gateway.
+    let mut want = vec![
+        format!("/{inst}-{id}-app"),
+        format!("/{inst}-{id}.ready"),
+        format!("/{inst}-gateway"),
+    ];
     want.sort();
     assert_eq!(have, want, "no container of a superseded attempt");
     let live_gen = observed[0].live().expect("live");

@@ -338,7 +338,12 @@ async fn killed_at_then_restarted(phase: &str) {
         Some(sha.as_str())
     );
     let (containers, networks, images) = env.objects().await;
-    let mut want = vec![format!("/{inst}-gateway"), format!("/{inst}-{id}-app")];
+    // The live app, its ready mark (time to ready, never started) and the gateway.
+    let mut want = vec![
+        format!("/{inst}-gateway"),
+        format!("/{inst}-{id}-app"),
+        format!("/{inst}-{id}.ready"),
+    ];
     want.sort();
     let mut have = containers.clone();
     have.sort();

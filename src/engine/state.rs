@@ -115,9 +115,10 @@ pub struct PreviewState {
     #[serde(skip)]
     pub visited: Option<String>,
     /// How long its live generation took from the webhook (or the deployment's start) to
-    /// every public service healthy, as the process that deployed it measured: `None` when
-    /// another process deployed it, or before a restart. Not in `--json` (the contract's
-    /// fields are fixed); the status page shows it.
+    /// every public service healthy, as the process that deployed it measured and kept in
+    /// Docker (a ready mark): `None` when no mark is there (deployed by a previewd before
+    /// marks, or the mark could not be made). Not in `--json` (the contract's fields are
+    /// fixed); the status page shows it.
     #[serde(skip)]
     pub ready_in: Option<Duration>,
     /// Who may see it, as its `dev.previewd.access` label says (`None`: no label; the edge

@@ -172,6 +172,13 @@ pub trait Forge: Send + Sync + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// The login the token acts as, for `doctor`: `self_user`, and also where the forge tells
+    /// previewd's comments apart otherwise (a GitHub token's user). `None` where the
+    /// credentials have no user (a GitHub App's installation tokens).
+    fn token_user(&self) -> BoxFuture<'_, ForgeResult<Option<String>>> {
+        self.self_user()
+    }
+
     /// The permission previewd's own token has on `repo`, for `doctor --repo`: `None` where
     /// the forge has no such question (a GitHub App is installed on the repository or not).
     fn own_permission(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Option<Permission>>> {

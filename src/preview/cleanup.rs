@@ -1,9 +1,10 @@
 //! Clean-up, the Docker side of a reconcile pass: make Docker, the gateway and `data_dir` agree
 //! with the labels again. Run by `previewd gc`, and by `serve`'s reconciler at start and
 //! periodically (which also compares the previews with the forge). It removes what no live preview
-//! explains (retired or unfinished generations, empty networks, images and worktrees of
-//! previews that are gone, untagged images builds left), prunes BuildKit's cache down to
-//! `limits.build_cache`, removes previews past `limits.ttl`, and reloads the routes.
+//! explains (retired or unfinished generations, ready marks of generations not live, empty
+//! networks, images and worktrees of previews that are gone, untagged images builds left),
+//! prunes BuildKit's cache down to `limits.build_cache`, removes previews past `limits.ttl`,
+//! and reloads the routes.
 //! Things younger than `grace` are left alone: another process may be creating them.
 
 use std::collections::HashSet;
@@ -132,6 +133,20 @@ pub async fn clean_up(
     // What is left explains which networks, images and worktrees may stay.
     let observed = m.observed().await?;
     let live_ids: HashSet<String> = observed.iter().map(|p| p.id.to_string()).collect();
+    // Ready marks of a generation that is not live (a preview gone without `down`, a crash
+    // before a new generation's mark replaced the old one's) say nothing.
+    for mark in docker::ready::marks(d, inst).await? {
+        let live = observed
+            .iter()
+            .find(|p| p.id == mark.preview)
+            .and_then(Observed::live);
+        let id = &mark.preview;
+        if live != Some(mark.generation) && !busy_now(id) && older(&mark.value.created, grace, now)
+        {
+            docker::ready::unmark(d, inst, id).await?;
+            report.containers.push(labels::ready_mark_name(inst, id));
+        }
+    }
     // A generation's networks (its default one and a compose project's) are known by their
     // preview and generation labels.
     let used_gens: HashSet<(String, String)> = observed

@@ -56,6 +56,8 @@ pub struct State {
     pub lean: bool,
     /// Requests by operation id, kept in lean mode too.
     pub op_counts: BTreeMap<String, u64>,
+    /// Tokens GitHub refuses (401 "Bad credentials") on every call, as it does a revoked one.
+    pub revoked: Vec<String>,
     next_id: u64,
 }
 
@@ -121,6 +123,11 @@ impl FakeGitHub {
         self.lock()
             .permissions
             .insert(user.to_owned(), permission.to_owned());
+    }
+
+    /// From now on `token` is refused, as GitHub refuses a revoked token.
+    pub fn revoke(&self, token: &str) {
+        self.lock().revoked.push(token.to_owned());
     }
 
     pub fn fault(&self, op: &str, status: u16, headers: &[(&str, &str)]) {
@@ -229,6 +236,12 @@ impl FakeGitHub {
             self.lock().app.as_mut().and_then(|app| {
                 super::fake_app::check(app, &op.id, authorization.as_deref()).err()
             });
+        // A revoked token, or none where GitHub wants one, is refused before anything else.
+        let token = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "));
+        let revoked = token.is_some_and(|t| self.lock().revoked.iter().any(|r| r == t));
+        let unauthenticated = token.is_none() && op.id == "users/get-authenticated";
         {
             let mut st = self.lock();
             *st.op_counts.entry(op.id.clone()).or_default() += 1;
@@ -241,6 +254,18 @@ impl FakeGitHub {
             body: json_body.clone(),
             authorization,
         });
+        if revoked || unauthenticated {
+            let message = if revoked {
+                "Bad credentials"
+            } else {
+                "Requires authentication"
+            };
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(json!({"message": message})),
+            )
+                .into_response();
+        }
         if let Some(r) = refused {
             if r.violation {
                 self.lock().violations.push(r.message.clone());

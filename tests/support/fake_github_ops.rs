@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use super::fake_github::{Comment, FakeGitHub};
 
 pub const BOT_LOGIN: &str = "previewd-test[bot]";
+/// The user `GET /user` answers with for a (personal access) token.
+pub const TOKEN_USER: &str = "previewd-user";
 
 fn ok(status: StatusCode, v: Value) -> Response {
     (status, axum::Json(v)).into_response()
@@ -52,6 +54,11 @@ pub fn answer(
                 None => not_found(),
             }
         }
+        // Trimmed to what the subset's hand-added `private-user` names.
+        "users/get-authenticated" => ok(
+            StatusCode::OK,
+            json!({"login": TOKEN_USER, "id": 4242, "type": "User"}),
+        ),
         "repos/get-collaborator-permission-level" => {
             let user = params.get("username").cloned().unwrap_or_default();
             match gh.lock().permissions.get(&user) {

@@ -67,6 +67,7 @@ fn preview(i: usize) -> Observed {
         id,
         generations: BTreeMap::from([(1, members)]),
         asleep: None,
+        ready_in: None,
     }
 }
 

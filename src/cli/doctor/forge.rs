@@ -1,5 +1,6 @@
-//! Doctor's checks of the forges: each configured forge's token (its user) and, with
-//! `--repo`, whether that token sees the repository and may write there (statuses, comments).
+//! Doctor's checks of the forges: each configured forge's token (its user, `GET /user` on
+//! each forge) and, with `--repo`, whether that token sees the repository and may write there
+//! (statuses, comments). Without `--repo` no repository is known: the token's line says so.
 //! Only reads; a forge that does not answer in time is a finding, never a hang.
 
 use std::time::Duration;
@@ -54,13 +55,22 @@ pub(super) async fn forge_checks(config: &Config, repo: Option<&RepoArg>) -> Vec
             ));
             continue;
         };
-        let answer = tokio::time::timeout(FORGE_TIMEOUT, forge.self_user()).await;
+        let answer = tokio::time::timeout(FORGE_TIMEOUT, forge.token_user()).await;
+        // The permission is checked on the repository `--repo` names, if it names one.
+        let unchecked = if repo.is_some() {
+            ""
+        } else {
+            "; no repository given, so its permission is not checked (--repo OWNER/NAME)"
+        };
         out.push(match answer {
-            Ok(Ok(Some(user))) => ok("forge token", format!("{}: acts as {user}", kind.title())),
-            // The forge reads no token user (GitHub: a bot's comments are marked as such).
+            Ok(Ok(Some(user))) => ok(
+                "forge token",
+                format!("{}: acts as {user}{unchecked}", kind.title()),
+            ),
+            // Credentials without a user: a GitHub App's (`--repo` checks its installation).
             Ok(Ok(None)) => ok(
                 "forge token",
-                format!("{}: credentials set; not checked here", kind.title()),
+                format!("{}: an App's credentials, no user to check", kind.title()),
             ),
             Ok(Err(ForgeError::Status { status: 401, .. })) => bad(
                 "forge token",

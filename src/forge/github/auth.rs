@@ -153,6 +153,17 @@ impl Credentials {
         matches!(&*self.inner, Inner::App(_))
     }
 
+    /// The `Authorization` header of the configured token, for calls on no repository
+    /// (`GET /user`): `None` for an App (its installation tokens have no user) and anonymous.
+    pub fn token_authorization(&self) -> ForgeResult<Option<HeaderValue>> {
+        let Inner::Token(token) = &*self.inner else {
+            return Ok(None);
+        };
+        header_value(token)
+            .map(Some)
+            .ok_or_else(|| ForgeError::Setup("github.token is not a header value".into()))
+    }
+
     /// The token for git over HTTPS on `repo` (user `x-access-token`): the installation
     /// token for an App, the configured token otherwise, `None` when anonymous.
     pub async fn git_token(&self, repo: &Repo) -> ForgeResult<Option<SecretString>> {

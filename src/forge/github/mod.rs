@@ -5,12 +5,14 @@
 //! error, a log line or a comment: errors carry the call's name and GitHub's message only.
 //!
 //! This file builds the client and makes the one authenticated call every request goes
-//! through (`GitHub::call`); `rest` implements the `Forge` calls as REST endpoints on it.
+//! through (`GitHub::call`); `rest` implements the `Forge` calls as REST endpoints on it;
+//! `user` asks who the token is.
 
 pub mod auth;
 mod git;
 pub mod payload;
 mod rest;
+mod user;
 
 use std::time::Duration;
 

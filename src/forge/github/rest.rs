@@ -152,6 +152,15 @@ impl Forge for GitHub {
         ForgeKind::GitHub.as_str()
     }
 
+    fn token_user(&self) -> BoxFuture<'_, ForgeResult<Option<String>>> {
+        Box::pin(self.token_login())
+    }
+
+    fn own_permission(&self, repo: &Repo) -> BoxFuture<'_, ForgeResult<Option<Permission>>> {
+        let repo = repo.clone();
+        Box::pin(async move { self.token_permission(&repo).await })
+    }
+
     fn pull_request(&self, repo: &Repo, number: u64) -> BoxFuture<'_, ForgeResult<PullRequest>> {
         let repo = repo.clone();
         Box::pin(async move {

@@ -59,6 +59,11 @@ pub const ROLE_SERVICE: &str = "service";
 pub const ROLE_SLEEP: &str = "sleep";
 /// On a sleep mark: when the preview went to sleep (RFC 3339).
 pub const SLEEPING: &str = "dev.previewd.sleeping";
+/// A ready mark: a container that is created, never started, and keeps how long a preview's
+/// live generation took to be ready (see [`super::ready`]).
+pub const ROLE_READY: &str = "ready";
+/// On a ready mark: the time to ready, in milliseconds.
+pub const READY_IN: &str = "dev.previewd.ready-in-ms";
 /// On containers: `never` when the repository's config keeps the preview awake.
 pub const SLEEP: &str = "dev.previewd.sleep";
 /// On containers: what the service waits for before it starts, `service:condition` pairs
@@ -99,6 +104,11 @@ pub fn swarm_service_name(
 /// a service container's name.
 pub fn sleep_mark_name(instance: &Instance, id: &PreviewId) -> String {
     format!("{instance}-{id}.sleep")
+}
+
+/// The name of a preview's ready mark (one per preview, for its live generation).
+pub fn ready_mark_name(instance: &Instance, id: &PreviewId) -> String {
+    format!("{instance}-{id}.ready")
 }
 
 /// Each generation has its own network, so a new generation's services never talk to the old
@@ -297,6 +307,9 @@ pub struct Observed {
     /// When its live generation went to sleep (RFC 3339): a sleep mark for that generation
     /// exists. `None` when awake, and when [`group`] alone built it (marks are listed apart).
     pub asleep: Option<String>,
+    /// How long its live generation took to be ready: a ready mark for that generation
+    /// exists. `None` when none does, and when [`group`] alone built it.
+    pub ready_in: Option<std::time::Duration>,
 }
 
 impl Observed {
@@ -381,6 +394,7 @@ pub fn group(members: Vec<Member>) -> Vec<Observed> {
                 id,
                 generations,
                 asleep: None,
+                ready_in: None,
             }
         })
         .collect()

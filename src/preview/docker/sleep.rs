@@ -1,60 +1,36 @@
 //! Sleep marks: how Docker alone says that a preview sleeps. Labels cannot change on a
 //! container, and a stopped container looks the same whether previewd stopped it or it
-//! crashed, so a sleeping preview has one more container: created from the gateway's image,
-//! never started, on no network, labelled with the preview, the generation that sleeps and
-//! since when. It costs no memory and no process, survives a restart of previewd, and a
-//! preview without it whose containers stopped has failed, never slept. A mark for a
+//! crashed, so a sleeping preview has one more container, a mark (see [`super::marks`]):
+//! labelled with the preview, the generation that sleeps and since when. A preview without
+//! it whose containers stopped has failed, never slept. A mark for a
 //! generation that is no longer live (a push deployed a new one) means nothing and goes.
 //! Nothing here stops or starts a service container.
 
-use std::collections::HashMap;
-
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::CreateContainerOptions;
 
 use super::labels::{self, Observed};
+use super::marks::Mark;
 use super::{DockerError, remove_container};
 use crate::ids::{Instance, PreviewId};
 
-/// One sleep mark, as read back from its labels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SleepMark {
-    pub preview: PreviewId,
-    /// The generation that was put to sleep.
-    pub generation: u64,
-    /// When (RFC 3339).
-    pub since: String,
-}
+/// One sleep mark: its value is since when the generation sleeps (RFC 3339).
+pub type SleepMark = Mark<String>;
 
 /// Every sleep mark of `instance`.
 pub async fn marks(docker: &Docker, instance: &Instance) -> Result<Vec<SleepMark>, DockerError> {
-    let wanted = vec![
-        format!("{}={instance}", labels::INSTANCE),
-        format!("{}={}", labels::ROLE, labels::ROLE_SLEEP),
-    ];
-    Ok(super::labelled(docker, wanted)
-        .await?
-        .into_iter()
-        .filter_map(|c| {
-            let l = c.labels?;
-            Some(SleepMark {
-                preview: PreviewId::parse(l.get(labels::PREVIEW)?).ok()?,
-                generation: l.get(labels::GENERATION)?.parse().ok()?,
-                since: l.get(labels::SLEEPING).cloned().unwrap_or_default(),
-            })
-        })
-        .collect())
+    super::marks::read(docker, instance, labels::ROLE_SLEEP, |l| {
+        Some(l.get(labels::SLEEPING).cloned().unwrap_or_default())
+    })
+    .await
 }
 
 /// Sets `asleep` on each preview whose live generation has a mark.
 pub fn attach(previews: &mut [Observed], marks: &[SleepMark]) {
     for p in previews {
-        let live = p.live();
         p.asleep = marks
             .iter()
-            .find(|m| m.preview == p.id && Some(m.generation) == live)
-            .map(|m| m.since.clone());
+            .find(|m| m.is_of_live(p))
+            .map(|m| m.value.clone());
     }
 }
 
@@ -68,35 +44,15 @@ pub async fn mark(
     generation: u64,
     since: &str,
 ) -> Result<(), DockerError> {
-    let name = labels::sleep_mark_name(instance, id);
-    let body = ContainerCreateBody {
-        image: Some(image.to_owned()),
-        // Never started; the command only has to exist on paper.
-        cmd: Some(vec!["previewd-sleep-mark".to_owned()]),
-        labels: Some(HashMap::from([
-            (labels::INSTANCE.to_owned(), instance.to_string()),
-            (labels::ROLE.to_owned(), labels::ROLE_SLEEP.to_owned()),
-            (labels::PREVIEW.to_owned(), id.to_string()),
-            (labels::GENERATION.to_owned(), generation.to_string()),
-            (labels::SLEEPING.to_owned(), since.to_owned()),
-        ])),
-        host_config: Some(HostConfig {
-            network_mode: Some("none".to_owned()),
-            ..Default::default()
-        }),
-        ..Default::default()
+    let new = super::marks::New {
+        name: labels::sleep_mark_name(instance, id),
+        instance,
+        role: labels::ROLE_SLEEP,
+        preview: id,
+        generation,
+        says: vec![(labels::SLEEPING, since.to_owned())],
     };
-    let opts = CreateContainerOptions {
-        name: Some(name),
-        platform: String::new(),
-    };
-    match docker.create_container(Some(opts), body).await {
-        Ok(_) => Ok(()),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    super::marks::create(docker, image, new).await
 }
 
 /// Removes `id`'s sleep mark; none is fine.

@@ -1,7 +1,8 @@
 //! Committing a healthy generation: its containers take the live names and the gateway
-//! switches to it (the deployment's last phase, `switch`); after the report, the old
-//! generation drains and is removed on a task of its own. Never cancelled half-way, and never
-//! removes the old generation before the routes have switched away from it.
+//! switches to it (the deployment's last phase, `switch`), and its time to ready is kept in
+//! a ready mark; after the report, the old generation drains and is removed on a task of its
+//! own. Never cancelled half-way, and never removes the old generation before the routes have
+//! switched away from it.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -45,6 +46,19 @@ impl Manager {
             )
         })?;
         Ok(self.state_with_health(live).await)
+    }
+
+    /// Keeps `p`'s time to ready in Docker (its ready mark, see `docker::ready`), so that the
+    /// status page still shows it after a restart, and shows it for a generation another
+    /// process deployed. Made before the report, so a ready preview has its mark. Best
+    /// effort: a mark that could not be made loses the figure, never the deployment.
+    pub(super) async fn keep_ready_in(&self, p: &Prepared, took: Duration) {
+        let now = crate::clock::rfc3339(self.clock.now());
+        let (inst, image) = (&self.config.instance, &self.config.gateway.image);
+        let kept = docker::ready::mark(&self.docker, inst, image, &p.id, p.generation, took, &now);
+        if let Err(e) = kept.await {
+            tracing::warn!(preview = %p.id, error = %e, "the time to ready was not kept in Docker; the status page will not show it");
+        }
     }
 
     /// Drains and removes the generation `p` replaced on a task of its own (the preview stays

@@ -135,12 +135,6 @@ pub struct Manager {
     /// counts from the later of this and the deployment. Lost on restart, as visits are; a
     /// sleeping preview's time to sleep is in Docker.
     visits: sleep::Visits,
-    /// Each preview's time to ready, by the generation it was measured for: kept in memory
-    /// because Docker has nowhere to write it. Labels are fixed when a container is created,
-    /// before the deployment is ready, and the switch that makes it ready only renames
-    /// containers, which Docker does not timestamp. Lost on restart, and unknown for a
-    /// generation another process deployed (`previewd up` beside `serve`).
-    ready: Arc<Mutex<HashMap<PreviewId, (u64, std::time::Duration)>>>,
 }
 
 fn fail(phase: Phase, service: Option<&str>, reason: impl Into<String>) -> DeployFailure {
@@ -167,7 +161,6 @@ impl Manager {
             clock: Arc::new(SystemClock),
             transitions: Arc::default(),
             visits: Arc::default(),
-            ready: Arc::default(),
         })
     }
 
@@ -207,16 +200,18 @@ impl Manager {
         &self.gateway
     }
 
-    /// Every preview of the instance, with whether it sleeps.
+    /// Every preview of the instance, with whether it sleeps and its time to ready.
     pub async fn observed(&self) -> Result<Vec<Observed>, DockerError> {
         let inst = &self.config.instance;
-        // Two independent reads, side by side: a wake's first step waits for the slower only.
-        let (members, marks) = tokio::join!(
+        // Independent reads, side by side: a wake's first step waits for the slowest only.
+        let (members, asleep, ready) = tokio::try_join!(
             docker::placed::members(&self.docker, &self.config),
             docker::sleep::marks(&self.docker, inst),
-        );
-        let mut previews = labels::group(members?);
-        docker::sleep::attach(&mut previews, &marks?);
+            docker::ready::marks(&self.docker, inst),
+        )?;
+        let mut previews = labels::group(members);
+        docker::sleep::attach(&mut previews, &asleep);
+        docker::ready::attach(&mut previews, &ready);
         Ok(previews)
     }
 
@@ -261,9 +256,7 @@ impl Manager {
             Ok((mut state, downtime)) => {
                 state.status = PreviewStatus::Running;
                 state.ready_in = Some(timings.total);
-                if let Ok(mut ready) = self.ready.lock() {
-                    ready.insert(prepared.id.clone(), (prepared.generation, timings.total));
-                }
+                self.keep_ready_in(&prepared, timings.total).await;
                 // Ready now: the old generation drains and goes after the report.
                 self.retire_later(prepared);
                 Ok(Deployed {

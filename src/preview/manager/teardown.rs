@@ -124,7 +124,7 @@ impl Manager {
         Ok(())
     }
 
-    /// Removes a preview: containers, networks, images, worktree and routes.
+    /// Removes a preview: containers (its marks too), networks, images, worktree and routes.
     pub async fn down(&self, id: &PreviewId) -> Result<(), ManagerError> {
         let observed = self.observed().await?;
         let networks = docker::networks(&self.docker, &self.config.instance).await?;
@@ -143,6 +143,7 @@ impl Manager {
             }
         }
         docker::sleep::unmark(&self.docker, &self.config.instance, id).await?;
+        docker::ready::unmark(&self.docker, &self.config.instance, id).await?;
         self.remove_networks(id, None).await?;
         self.remove_images(id).await?;
         self.remove_volumes(id).await?;

@@ -109,17 +109,10 @@ impl Manager {
             egress: members.first().and_then(|m| m.egress),
             asleep: p.asleep.clone(),
             visited: self.last_visit(&p.id).map(crate::clock::rfc3339),
-            ready_in: self.ready_in(p),
+            ready_in: p.ready_in,
             access,
             password: crate::access::password_of(&self.config, &p.id, access),
         }
-    }
-
-    /// How long `p`'s live generation took to be ready, if this process deployed it.
-    fn ready_in(&self, p: &Observed) -> Option<std::time::Duration> {
-        let ready = self.ready.lock().ok()?;
-        let (generation, took) = ready.get(&p.id)?;
-        (Some(*generation) == p.live()).then_some(*took)
     }
 
     /// Every preview, each with its public services probed (`probe_timeout` each), a few
