@@ -79,6 +79,7 @@ fn member(
         oneshot: false,
         egress: None,
         access: None,
+        hooks: None,
     }
 }
 

@@ -17,7 +17,7 @@ use super::{Manager, ManagerError, fail};
 use crate::engine::{DeployFailure, Phase};
 use crate::ids::PreviewId;
 use crate::preview::docker::labels::{self, Member};
-use crate::preview::docker::{self, DockerError, lifecycle, sleep as marks};
+use crate::preview::docker::{self, DockerError, hooks, lifecycle, sleep as marks};
 use crate::preview::{build, gateway, health};
 use crate::spec::{self, runtime::Condition};
 
@@ -172,7 +172,10 @@ impl Manager {
         let stops = live
             .iter()
             .filter(|m| m.state == "running")
-            .map(|m| lifecycle::stop(&self.docker, &m.container_id, None));
+            .map(|m| async move {
+                hooks::pre_stop(&self.docker, m).await;
+                lifecycle::stop(&self.docker, &m.container_id, None).await
+            });
         for r in join_all(stops).await {
             r?;
         }
@@ -262,8 +265,12 @@ impl Manager {
                     }
                 }
                 match self.docker.start_container(&m.container_id, None).await {
-                    Ok(())
-                    | Err(bollard::errors::Error::DockerResponseServerError {
+                    // Started again: its post_start hooks run again, as compose's start runs them.
+                    Ok(()) => {
+                        let hooks = hooks::Hooks::of(m).post_start;
+                        self.post_start(&m.container_id, &m.service, &hooks).await
+                    }
+                    Err(bollard::errors::Error::DockerResponseServerError {
                         status_code: 304,
                         ..
                     }) => Ok(()),
