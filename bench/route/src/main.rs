@@ -52,6 +52,7 @@ fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>)
         oneshot: false,
         egress: None,
         access: None,
+        hooks: None,
     }
 }
 
