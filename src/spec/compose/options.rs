@@ -211,7 +211,8 @@ pub(super) fn runtime(
             file,
             key("runtime"),
             format!(
-                "`{}`: the runtimes of a host are the operator's (one may hand out GPUs or                  run nested containers); previews run under Docker's default, `runc`",
+                "`{}`: the runtimes of a host are the operator's (one may hand out GPUs or \
+                 run nested containers); previews run under Docker's default, `runc`",
                 clip(&r)
             ),
         ));

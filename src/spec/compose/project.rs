@@ -272,7 +272,8 @@ fn ipam_note(
         format!("subnet {}", subnets.join(", "))
     };
     changes.push(format!(
-        "{key}: {what} not used; previewd gives every preview network a subnet of its own          pool, so that two previews of this project never collide"
+        "{key}: {what} not used; previewd gives every preview network a subnet of its own \
+         pool, so that two previews of this project never collide"
     ));
 }
 
