@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use previewd::ids::ServiceName;
-use previewd::spec::runtime::{Condition, PullPolicy, Restart};
+use previewd::spec::runtime::{Condition, Copied, PullPolicy, Restart};
 use previewd::spec::{self, Host, ImageSource, Mount, Spec, SpecError};
 
 fn worktree() -> tempfile::TempDir {
@@ -373,19 +373,25 @@ fn the_first_of_several_published_ports_is_routed_and_the_plan_says_so() {
     );
 }
 
-#[test]
-fn real_world_fixture_checks_with_its_plan() {
+/// `previewd check DIR`'s plan; the check must pass.
+fn check_plan(dir: &Path) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_previewd"))
         .arg("check")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose-shop"))
+        .arg(dir)
         .output()
         .expect("run check");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+#[test]
+fn real_world_fixture_checks_with_its_plan() {
+    let text = check_plan(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/compose-shop"));
     for line in [
         "compose.yaml: valid",
         "build proxy (Dockerfile, target runtime); route / → port 8080, health GET / = 200; URL http://<id>.<domain>/",
@@ -479,5 +485,119 @@ fn refreshing_pull_policies_keep_their_age_and_a_bad_one_names_its_key() {
             .expect_err(policy)
             .to_string();
         assert!(e.contains("services.web.pull_policy"), "{policy}: {e}");
+    }
+}
+
+const HOOKED: &str = r#"
+services:
+  web:
+    image: busybox
+    ports: ["80"]
+    runtime: runc
+    label_file: [web.labels]
+    labels: {org.example.tier: edge}
+    annotations: {com.example.note: x}
+    configs:
+      - source: motd
+        target: /etc/motd
+        mode: 0440
+      - banner
+    networks: [back]
+    post_start:
+      - command: chown -R 1000 /data
+        user: root
+        working_dir: /data
+        environment: {WHO: hook}
+    pre_stop:
+      - command: ["sh", "-c", "echo bye"]
+configs:
+  motd: {content: "hello\nworld\n"}
+  banner:
+    content: hi
+networks:
+  back:
+    ipam:
+      driver: default
+      config: [{subnet: 172.28.0.0/16, gateway: 172.28.0.1}]
+"#;
+
+#[test]
+fn hooks_label_files_inline_configs_subnets_and_annotations_have_their_meaning() {
+    use previewd::spec::runtime::Hook;
+    let wt = worktree();
+    std::fs::write(
+        wt.path().join("web.labels"),
+        "# the team\norg.example.team=web\norg.example.tier=front\n",
+    )
+    .expect("write");
+    let spec = parse(HOOKED, wt.path()).expect("valid");
+    let web = svc(&spec, "web");
+    assert_eq!(
+        web.run.post_start,
+        [Hook {
+            command: vec!["chown".into(), "-R".into(), "1000".into(), "/data".into()],
+            user: Some("root".into()),
+            working_dir: Some("/data".into()),
+            env: vec!["WHO=hook".into()],
+        }]
+    );
+    assert_eq!(
+        web.run.pre_stop,
+        [Hook {
+            command: vec!["sh".into(), "-c".into(), "echo bye".into()],
+            user: None,
+            working_dir: None,
+            env: Vec::new(),
+        }]
+    );
+    // The label file's labels, `labels` winning for one both set.
+    assert_eq!(
+        web.run.labels.get("org.example.team").map(String::as_str),
+        Some("web")
+    );
+    assert_eq!(
+        web.run.labels.get("org.example.tier").map(String::as_str),
+        Some("edge")
+    );
+    // Inline configs, copied in with their mode (compose's default 0444 without one).
+    for (data, target, mode) in [
+        ("hello\nworld\n", "/etc/motd", 0o440),
+        ("hi", "/banner", 0o444),
+    ] {
+        let want = Mount::File {
+            source: Copied::Inline(data.into()),
+            target: target.into(),
+            uid: 0,
+            gid: 0,
+            mode,
+        };
+        assert!(
+            web.run.mounts.contains(&want),
+            "{want:?} not in {:?}",
+            web.run.mounts
+        );
+    }
+    let notes = web.run.changes.join("\n");
+    assert!(
+        notes.contains("annotations (com.example.note): not applied"),
+        "{notes}"
+    );
+    let project = spec.changes.join("\n");
+    assert!(
+        project.contains("networks.back.ipam: subnet 172.28.0.0/16 not used"),
+        "{project}"
+    );
+
+    // `check` says all of it.
+    std::fs::write(wt.path().join("compose.yaml"), HOOKED).expect("write");
+    let text = check_plan(wt.path());
+    for line in [
+        "runs post_start: chown -R 1000 /data (as root)",
+        "runs pre_stop: sh -c echo bye",
+        "inline content (12 bytes) copied to /etc/motd (owner 0:0, mode 440)",
+        "changed: annotations (com.example.note): not applied",
+        "changed: networks.back.ipam: subnet 172.28.0.0/16 not used",
+    ] {
+        assert!(text.contains(line), "{line} missing from:\n{text}");
     }
 }

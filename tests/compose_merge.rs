@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use previewd::ids::ServiceName;
+use previewd::spec::runtime::Copied;
 use previewd::spec::{self, ImageSource, Mount, Spec, SpecError};
 
 fn worktree(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -230,7 +231,7 @@ secrets:
         mode: Some(0o1770)
     }));
     assert!(web.run.mounts.contains(&Mount::File {
-        source: PathBuf::from("pw.txt"),
+        source: Copied::Repo(PathBuf::from("pw.txt")),
         target: "/run/secrets/pw".into(),
         uid: 1000,
         gid: 100,

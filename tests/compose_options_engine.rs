@@ -2,7 +2,8 @@
 //! (clamped to the operator's PID limit), a tmpfs `mode`, a volume's `nocopy`, a secret's
 //! `uid`/`gid`/`mode`, `dns`/`dns_search`/`dns_opt`, a service brought in by `include` and one
 //! that `extends` a service of another file, and `pull_policy` (`never`, `always`, `missing`,
-//! `daily`, `every_<duration>`).
+//! `daily`, `every_<duration>`), lifecycle hooks (`post_start`, `pre_stop`) and an inline
+//! config's `content`.
 
 mod engine_support;
 
@@ -211,5 +212,144 @@ async fn pull_policy_decides_whether_a_registry_is_asked() {
         .remove_image(&image, None::<RemoveImageOptions>, None)
         .await
         .expect("untag");
+    env.assert_clean().await;
+}
+
+/// The hooks of `app`: `post_start` (as root in /data with its own variable, then as the
+/// service's user) and `pre_stop`, with `more` lines added to `post_start`; and an inline
+/// config.
+fn hooked(more: &str) -> String {
+    format!(
+        r#"services:
+  app:
+    image: busybox
+    command: ["sleep", "100000"]
+    stop_grace_period: 1s
+    user: "1000"
+    volumes: ["data:/data"]
+    configs: [{{source: motd, target: /etc/motd, uid: "1000", mode: 0400}}]
+    post_start:
+      - command: ["sh", "-c", "echo \"$WHO in $(pwd)\" >> /data/log"]
+        user: root
+        working_dir: /data
+        environment: {{WHO: hook}}
+      - command: sh -c 'id -u > /tmp/uid'
+{more}    pre_stop:
+      - command: ["sh", "-c", "echo stopping >> /data/log"]
+        user: root
+volumes:
+  data: {{}}
+configs:
+  motd:
+    content: "inline\nconfig\n"
+"#
+    )
+}
+
+/// Container events of the instance, every action (`exec_start: CMD`, `die`, ...), in order.
+fn record_all(
+    env: &TestEnv,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use futures_util::StreamExt;
+    let filters = std::collections::HashMap::from([
+        ("type".to_owned(), vec!["container".to_owned()]),
+        (
+            "label".to_owned(),
+            vec![format!("dev.previewd.instance={}", env.config.instance)],
+        ),
+    ]);
+    let opts = bollard::query_parameters::EventsOptions {
+        since: None,
+        until: None,
+        filters: Some(filters),
+    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (docker, out) = (env.manager.docker().clone(), seen.clone());
+    let task = tokio::spawn(async move {
+        let mut events = docker.events(Some(opts));
+        while let Some(Ok(e)) = events.next().await {
+            if let Ok(mut v) = out.lock() {
+                v.push(e.action.unwrap_or_default());
+            }
+        }
+    });
+    (task, seen)
+}
+
+/// Compose's lifecycle hooks run through Docker's exec: `post_start` once the container has
+/// started (with the hook's user, working directory and environment, else the service's),
+/// before the deployment counts it ready, and again for the new container of an update;
+/// `pre_stop` before a stop-first replacement stops the old container, and before `down`
+/// removes it (Docker's events show its exec before the container dies); a failing
+/// `post_start` fails the deployment with its output in the log tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_run_in_the_container() {
+    let env = TestEnv::new("chooks").await;
+    let repo = GitRepo::from_fixture("compose-volume");
+    repo.write("compose.yaml", &hooked(""));
+    repo.commit("hooks");
+    env.up(repo.path()).await.expect("up");
+    let app = container(&env, "app").await;
+    assert_eq!(sh(&env, &app, "cat /data/log").await, "hook in /data");
+    assert_eq!(sh(&env, &app, "cat /tmp/uid").await, "1000");
+    // The inline config, copied in with its owner and mode.
+    assert_eq!(sh(&env, &app, "stat -c %u:%a /etc/motd").await, "1000:400");
+    assert_eq!(sh(&env, &app, "cat /etc/motd").await, "inline\nconfig");
+
+    // An update: the old container's pre_stop runs before it is stopped (it mounts a named
+    // volume: stop-first), then the new one's post_start.
+    repo.commit("again");
+    env.up(repo.path()).await.expect("update");
+    let app = container(&env, "app").await;
+    assert_eq!(
+        sh(&env, &app, "cat /data/log").await,
+        "hook in /data\nstopping\nhook in /data"
+    );
+
+    // A failing post_start fails the deployment, its output in the log tail.
+    repo.write(
+        "compose.yaml",
+        &hooked("      - command: [\"sh\", \"-c\", \"echo hook-broke-here; exit 3\"]\n"),
+    );
+    repo.commit("a failing hook");
+    let e = env.up(repo.path()).await.expect_err("the hook fails");
+    assert!(
+        e.reason
+            .contains("post_start hook `sh -c echo hook-broke-here; exit 3` exited with status 3"),
+        "{e}"
+    );
+    assert!(
+        e.log_tail.iter().any(|l| l.contains("hook-broke-here")),
+        "{:?}",
+        e.log_tail
+    );
+    assert_eq!(e.service.as_deref(), Some("app"));
+
+    // `down` runs pre_stop before it removes the container.
+    let (task, seen) = record_all(&env);
+    let id = env.manager.observed().await.expect("observed")[0]
+        .id
+        .clone();
+    env.manager.down(&id).await.expect("down");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let actions = loop {
+        let actions = seen.lock().expect("events").clone();
+        if actions.iter().any(|a| a == "destroy") || tokio::time::Instant::now() > deadline {
+            break actions;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    task.abort();
+    let hook = actions
+        .iter()
+        .position(|a| a.starts_with("exec_start") && a.contains("echo stopping"));
+    let died = actions.iter().position(|a| a == "die");
+    assert!(
+        matches!((hook, died), (Some(h), Some(d)) if h < d),
+        "{actions:?}"
+    );
     env.assert_clean().await;
 }

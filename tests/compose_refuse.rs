@@ -12,6 +12,11 @@ fn worktree() -> tempfile::TempDir {
     std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\n").expect("write");
     std::fs::create_dir_all(dir.path().join("conf")).expect("mkdir");
     std::fs::write(dir.path().join("conf/app.conf"), "x\n").expect("write");
+    std::fs::write(
+        dir.path().join("conf/previewd.labels"),
+        "dev.previewd.preview=abcdefghij\n",
+    )
+    .expect("write");
     dir
 }
 
@@ -64,7 +69,11 @@ fn what_endangers_the_host_or_other_previews_is_refused_by_key() {
         (web("volumes_from: [other]"), "services.web.volumes_from"),
         (web("external_links: [db]"), "services.web.external_links"),
         (web("logging: {driver: syslog}"), "services.web.logging"),
-        (web("runtime: runc"), "services.web.runtime"),
+        (web("runtime: nvidia"), "services.web.runtime"),
+        (web("post_start: [{command: id, privileged: true}]"), "services.web.post_start[0].privileged"),
+        (web("pre_stop: [{command: id, environment: [GITHUB_TOKEN]}]"), "services.web.pre_stop[0].environment.GITHUB_TOKEN"),
+        (web("label_file: ../labels"), "services.web.label_file[0]"),
+        (web("label_file: conf/previewd.labels"), "services.web.label_file[0].dev.previewd.preview"),
         (web("cpuset: '0'"), "services.web.cpuset"),
         (web("oom_score_adj: -900"), "services.web.oom_score_adj"),
         (web("ulimits: {rtprio: 99}"), "services.web.ulimits.rtprio"),
@@ -80,7 +89,9 @@ fn what_endangers_the_host_or_other_previews_is_refused_by_key() {
         ("services:\n  web: {build: {context: ., secrets: [npmrc]}, ports: ['80']}\n".into(), "services.web.build.secrets"),
         ("services:\n  web: {build: ., ports: ['80'], networks: [outside]}\nnetworks: {outside: {external: true}}\n".into(), "networks.outside.external"),
         ("services:\n  web: {build: ., ports: ['80']}\nnetworks: {n: {driver: host}}\n".into(), "networks.n.driver"),
-        ("services:\n  web: {build: ., ports: ['80']}\nnetworks: {n: {ipam: {config: [{subnet: 10.0.0.0/8}]}}}\n".into(), "networks.n.ipam"),
+        ("services:\n  web: {build: ., ports: ['80']}\nnetworks: {n: {ipam: {driver: weave}}}\n".into(), "networks.n.ipam.driver"),
+        ("services:\n  web: {build: ., ports: ['80'], networks: {n: {ipv4_address: 10.5.0.5}}}\nnetworks: {n: {ipam: {config: [{subnet: 10.5.0.0/16}]}}}\n".into(), "services.web.networks.n.ipv4_address"),
+        ("services:\n  web: {build: ., ports: ['80']}\nsecrets: {s: {content: pw}}\n".into(), "secrets.s.content"),
         ("services:\n  web: {build: ., ports: ['80'], volumes: ['data:/d']}\nvolumes: {data: {external: true}}\n".into(), "volumes.data.external"),
         ("services:\n  web: {build: ., ports: ['80']}\nvolumes: {data: {driver_opts: {type: none, o: bind, device: /etc}}}\n".into(), "volumes.data.driver_opts"),
         ("services:\n  web: {build: ., ports: ['80']}\nsecrets: {s: {external: true}}\n".into(), "secrets.s.external"),

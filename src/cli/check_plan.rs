@@ -8,6 +8,7 @@ use std::fmt::{self, Display, Write};
 
 use serde::Serialize;
 
+use crate::spec::runtime::Copied;
 use crate::spec::{Host, ImageSource, Mount, Spec};
 
 #[derive(Debug, Serialize)]
@@ -35,6 +36,8 @@ pub struct PlanService {
     pub aliases: Vec<String>,
     /// The services this one starts after, each with its condition.
     pub starts_after: Vec<String>,
+    /// Lifecycle hooks: `post_start: CMD` and `pre_stop: CMD`, in order.
+    pub hooks: Vec<String>,
     pub changed: Vec<String>,
     /// What its Dockerfile needs of the host (`check` reads it; the plan alone does not).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -135,6 +138,19 @@ fn service(svc: &crate::spec::Service) -> PlanService {
             .iter()
             .map(|(d, c)| format!("{d} ({c})"))
             .collect(),
+        hooks: [("post_start", &run.post_start), ("pre_stop", &run.pre_stop)]
+            .into_iter()
+            .flat_map(|(when, hooks)| {
+                hooks.iter().map(move |h| {
+                    let user = h
+                        .user
+                        .as_ref()
+                        .map(|u| format!(" (as {u})"))
+                        .unwrap_or_default();
+                    format!("{when}: {}{user}", h.command.join(" "))
+                })
+            })
+            .collect(),
         changed: run.changes.clone(),
         notes: Vec::new(),
     }
@@ -171,6 +187,9 @@ impl Display for Plan {
             }
             if !svc.starts_after.is_empty() {
                 writeln!(out, "{pad}starts after: {}", svc.starts_after.join(", "))?;
+            }
+            for hook in &svc.hooks {
+                writeln!(out, "{pad}runs {hook}")?;
             }
             for change in &svc.changed {
                 writeln!(out, "{pad}changed: {change}")?;
@@ -238,9 +257,12 @@ fn mount(m: &Mount) -> String {
             uid,
             gid,
             mode,
-        } => format!(
-            "./{} copied to {target} (owner {uid}:{gid}, mode {mode:o})",
-            source.display()
-        ),
+        } => {
+            let what = match source {
+                Copied::Repo(p) => format!("./{}", p.display()),
+                Copied::Inline(data) => format!("inline content ({} bytes)", data.len()),
+            };
+            format!("{what} copied to {target} (owner {uid}:{gid}, mode {mode:o})")
+        }
     }
 }

@@ -55,16 +55,25 @@ pub enum Mount {
         size: Option<i64>,
         mode: Option<u32>,
     },
-    /// A secret or config whose owner or mode the file sets: the repository file (relative to
-    /// the worktree root) is copied into the container before it starts, with that owner and
-    /// mode, since a bind mount keeps the repository file's own.
+    /// A secret or config copied into the container before it starts, with that owner and
+    /// mode: a repository file whose owner or mode the file sets (a bind mount keeps the
+    /// repository file's own), or a config's inline content.
     File {
-        source: PathBuf,
+        source: Copied,
         target: String,
         uid: u32,
         gid: u32,
         mode: u32,
     },
+}
+
+/// What a secret or config holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Copied {
+    /// A file of the repository, relative to the worktree root (already resolved inside it).
+    Repo(PathBuf),
+    /// A config's `content:` written in the compose file, taken literally, at most 1 MiB.
+    Inline(String),
 }
 
 impl Mount {
@@ -112,6 +121,21 @@ pub struct DockerHealth {
     pub retries: Option<i64>,
     pub start_period: Option<Duration>,
     pub start_interval: Option<Duration>,
+}
+
+/// A lifecycle hook (compose's `post_start` and `pre_stop`): a command Docker's exec runs inside
+/// the service's own container, never privileged. Kept on the container as a label, so that a
+/// teardown or a wake after a restart of previewd still knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Hook {
+    /// Exec form.
+    pub command: Vec<String>,
+    /// `None`: the service's user.
+    pub user: Option<String>,
+    /// `None`: the service's working directory.
+    pub working_dir: Option<String>,
+    /// `NAME=value`, added to the service's environment for this command.
+    pub env: Vec<String>,
 }
 
 /// Compose's `restart`.
@@ -190,6 +214,12 @@ pub struct Runtime {
     pub dns_search: Vec<String>,
     pub dns_opt: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// Run after the container starts, before it counts as ready; one failing fails the
+    /// deployment.
+    pub post_start: Vec<Hook>,
+    /// Run before previewd stops the container (teardown, the retirement of an update, sleep),
+    /// within a time limit; a failure is logged, never fatal.
+    pub pre_stop: Vec<Hook>,
     pub platform: Option<String>,
     pub pull: PullPolicy,
     /// What previewd does differently from the file's literal meaning, said by `check`

@@ -53,6 +53,7 @@ fn member(id: &PreviewId, service: &str, route: Option<&str>, port: Option<u16>)
         depends: None,
         egress: None,
         access: None,
+        hooks: None,
     }
 }
 

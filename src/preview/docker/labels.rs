@@ -48,6 +48,8 @@ pub const EGRESS: &str = "dev.previewd.egress";
 /// `access.mode` as the repository's `.previewd.yml` tightened it when it was deployed;
 /// absent when neither said. The edge never opens a preview wider than it says.
 pub const ACCESS: &str = "dev.previewd.access";
+/// On containers: the service's lifecycle hooks as JSON (`docker::hooks`; absent: none).
+pub const HOOKS: &str = "dev.previewd.hooks";
 /// On a project network: its name in the compose file.
 pub const NETWORK: &str = "dev.previewd.network";
 pub const ROLE_VOLUME: &str = "volume";
@@ -202,6 +204,8 @@ pub struct Member {
     pub egress: Option<crate::config::egress::Mode>,
     /// Who may see the preview, at least (`None`: no label, see [`ACCESS`]).
     pub access: Option<crate::config::AccessMode>,
+    /// Its lifecycle hooks, as the [`HOOKS`] label holds them.
+    pub hooks: Option<String>,
 }
 
 impl Member {
@@ -296,6 +300,7 @@ pub fn parse_member(
         access: labels.get(ACCESS).map(|m| {
             crate::config::AccessMode::parse(m).unwrap_or(crate::config::AccessMode::Forge)
         }),
+        hooks: labels.get(HOOKS).cloned(),
     })
 }
 

@@ -22,6 +22,7 @@ use futures_util::StreamExt;
 use crate::ids::Instance;
 use labels::Member;
 
+pub mod hooks;
 pub mod labels;
 pub mod lifecycle;
 pub mod lockfile;

@@ -22,10 +22,14 @@ pub async fn members(docker: &Docker, config: &Config) -> Result<Vec<Member>, Do
     }
 }
 
-/// Removes one member: its container, or its service (and so its tasks on every node).
+/// Removes one member: its container (its `pre_stop` hooks run first while it runs), or its
+/// service (and so its tasks on every node).
 pub async fn remove(docker: &Docker, config: &Config, m: &Member) -> Result<(), DockerError> {
     match config.cluster.engine {
-        Engine::Docker => super::remove_container(docker, &m.container_id).await,
+        Engine::Docker => {
+            super::hooks::pre_stop(docker, m).await;
+            super::remove_container(docker, &m.container_id).await
+        }
         Engine::Swarm => swarm::remove(docker, &m.container_id).await,
     }
 }

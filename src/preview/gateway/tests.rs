@@ -80,6 +80,7 @@ fn member(
         depends: None,
         egress: None,
         access: None,
+        hooks: None,
     }
 }
 

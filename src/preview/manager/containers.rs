@@ -16,7 +16,7 @@ use super::topology::{dev_of, oneshots, service_networks, used_networks};
 use super::{Manager, Mode, Prepared, UpRequest, fail, run_options};
 use crate::engine::{DeployFailure, Phase};
 
-use crate::preview::docker::{self, DockerError, labels, lifecycle, network, volumes};
+use crate::preview::docker::{self, DockerError, hooks, labels, lifecycle, network, volumes};
 use crate::preview::{build, firewall};
 use crate::spec::runtime::{Condition, DEFAULT_NETWORK};
 use crate::spec::{self, Host, Spec};
@@ -134,17 +134,42 @@ impl Manager {
         let cname = labels::staging_name(&self.config.instance, &p.id, name, p.generation);
         self.wait_for_dependencies(p, svc).await?;
         if self.swarm_registry().is_some() {
+            if !svc.run.post_start.is_empty() || !svc.run.pre_stop.is_empty() {
+                return Err(fail(
+                    Phase::Start,
+                    Some(name),
+                    "post_start and pre_stop hooks run on one Docker host only, not on a swarm",
+                ));
+            }
             return self.start_service(p, name).await.map(|()| Vec::new());
         }
         let stopped = self.stop_volume_sharers(p, svc).await?;
-        match self.docker.start_container(&cname, None).await {
-            Ok(()) => Ok(stopped),
-            Err(e) => {
-                let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
-                f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
-                Err(f)
+        if let Err(e) = self.docker.start_container(&cname, None).await {
+            let mut f = fail(Phase::Start, Some(name), DockerError::from(e).to_string());
+            f.log_tail = docker::log_tail(&self.docker, &cname, build::TAIL).await;
+            return Err(f);
+        }
+        self.post_start(&cname, name, &svc.run.post_start).await?;
+        Ok(stopped)
+    }
+
+    /// Runs a started container's `post_start` hooks in order: the first that fails fails the
+    /// deployment, its output in the report's log tail.
+    pub(super) async fn post_start(
+        &self,
+        cname: &str,
+        service: &str,
+        list: &[spec::runtime::Hook],
+    ) -> Result<(), DeployFailure> {
+        let limit = self.config.limits.health_timeout;
+        for hook in list {
+            if let Err(h) = hooks::run(&self.docker, cname, hook, limit).await {
+                let mut f = fail(Phase::Start, Some(service), format!("post_start {}", h.why));
+                f.log_tail = h.output;
+                return Err(f);
             }
         }
+        Ok(())
     }
 
     /// Waits until each of `svc`'s dependencies reached its `depends_on` condition.
@@ -198,6 +223,7 @@ impl Manager {
             .iter()
             .filter(|o| o.volumes.iter().any(|v| mine.contains(v.as_str())))
         {
+            hooks::pre_stop(&self.docker, old).await;
             lifecycle::stop(&self.docker, &old.container_id, svc.run.stop_grace_period)
                 .await
                 .map_err(|e| fail(Phase::Start, Some(&old.service), e.to_string()))?;
@@ -280,6 +306,9 @@ impl Manager {
         }
         if let Some(depends) = super::wake::depends_label(svc) {
             l.insert(labels::DEPENDS, depends);
+        }
+        if let Some(hooks) = hooks::Hooks::label(&svc.run) {
+            l.insert(labels::HOOKS, hooks);
         }
         let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let mut cmd = svc.command.clone();

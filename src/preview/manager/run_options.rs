@@ -17,7 +17,7 @@ use bollard::models::{
 use crate::config::Limits;
 use crate::ids::{Instance, PreviewId};
 use crate::preview::docker::labels;
-use crate::spec::runtime::{Restart, Runtime};
+use crate::spec::runtime::{Copied, Restart, Runtime};
 use crate::spec::{Mount, resolve_inside};
 
 fn nanos(d: std::time::Duration) -> i64 {
@@ -107,11 +107,11 @@ fn no_copy(nocopy: bool) -> Option<MountVolumeOptions> {
 /// The largest secret or config file copied into a container.
 const MAX_FILE: u64 = 1 << 20;
 
-/// The secrets and configs of `run` copied rather than mounted (their owner or mode set), as a
+/// The secrets and configs of `run` copied rather than mounted (their owner or mode set, or a
+/// config's inline content), as a
 /// tar to extract at the container's `/`; `None` when there are none. Each source is resolved
 /// again inside `worktree` and must be a regular file.
 fn files_tar(run: &Runtime, worktree: &Path) -> Result<Option<Vec<u8>>, String> {
-    use std::io::Read;
     let mut tar = tar::Builder::new(Vec::new());
     let mut any = false;
     for m in &run.mounts {
@@ -125,20 +125,13 @@ fn files_tar(run: &Runtime, worktree: &Path) -> Result<Option<Vec<u8>>, String> 
         else {
             continue;
         };
-        let text = source.to_string_lossy();
-        let rel = resolve_inside(worktree, &text)
-            .map_err(|(_, why)| format!("{text} for {target}: {why}"))?;
-        let path = worktree.join(&rel);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{text}: {e}"))?;
-        if !meta.is_file() || meta.len() > MAX_FILE {
-            return Err(format!(
-                "{text} for {target}: must be a regular file of at most 1 MiB"
-            ));
-        }
-        let mut data = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|f| f.take(MAX_FILE).read_to_end(&mut data))
-            .map_err(|e| format!("{text}: {e}"))?;
+        let (data, what) = match source {
+            Copied::Repo(path) => {
+                let text = path.to_string_lossy().into_owned();
+                (read_file(worktree, &text, target)?, text)
+            }
+            Copied::Inline(data) => (data.as_bytes().to_vec(), "inline content".to_owned()),
+        };
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(*mode);
@@ -146,13 +139,33 @@ fn files_tar(run: &Runtime, worktree: &Path) -> Result<Option<Vec<u8>>, String> 
         header.set_gid(u64::from(*gid));
         header.set_entry_type(tar::EntryType::Regular);
         tar.append_data(&mut header, target.trim_start_matches('/'), data.as_slice())
-            .map_err(|e| format!("{text}: {e}"))?;
+            .map_err(|e| format!("{what}: {e}"))?;
         any = true;
     }
     if !any {
         return Ok(None);
     }
     tar.into_inner().map(Some).map_err(|e| e.to_string())
+}
+
+/// A secret's or config's repository file, resolved again inside `worktree`: a regular file
+/// of at most 1 MiB.
+fn read_file(worktree: &Path, text: &str, target: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let rel =
+        resolve_inside(worktree, text).map_err(|(_, why)| format!("{text} for {target}: {why}"))?;
+    let path = worktree.join(&rel);
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{text}: {e}"))?;
+    if !meta.is_file() || meta.len() > MAX_FILE {
+        return Err(format!(
+            "{text} for {target}: must be a regular file of at most 1 MiB"
+        ));
+    }
+    let mut data = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|f| f.take(MAX_FILE).read_to_end(&mut data))
+        .map_err(|e| format!("{text}: {e}"))?;
+    Ok(data)
 }
 
 /// Copies the secrets and configs of `run` that have their own owner or mode into the created

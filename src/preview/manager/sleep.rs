@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use super::{Manager, ManagerError};
 use crate::ids::PreviewId;
 use crate::preview::docker::labels::{self, Member};
-use crate::preview::docker::{self, DockerError, lifecycle, sleep as marks};
+use crate::preview::docker::{self, DockerError, hooks, lifecycle, sleep as marks};
 
 /// Per-preview locks, so that a sleep and a wake of one preview never interleave.
 pub(super) type Transitions =
@@ -118,7 +118,10 @@ impl Manager {
         let stops = live
             .iter()
             .filter(|m| m.state == "running")
-            .map(|m| lifecycle::stop(&self.docker, &m.container_id, None));
+            .map(|m| async move {
+                hooks::pre_stop(&self.docker, m).await;
+                lifecycle::stop(&self.docker, &m.container_id, None).await
+            });
         for r in join_all(stops).await {
             r?;
         }

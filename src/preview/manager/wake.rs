@@ -18,7 +18,7 @@ use super::{Manager, fail};
 use crate::engine::{BoxFuture, DeployFailure, Phase};
 use crate::ids::PreviewId;
 use crate::preview::docker::labels::Member;
-use crate::preview::docker::{self, DockerError, lifecycle, sleep as marks};
+use crate::preview::docker::{self, DockerError, hooks, lifecycle, sleep as marks};
 use crate::preview::{build, gateway, health};
 use crate::spec::{self, runtime::Condition};
 
@@ -223,8 +223,14 @@ impl Manager {
             }
         }
         match self.docker.start_container(&m.container_id, None).await {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
+            // Started again: its post_start hooks run again, as compose's start runs them.
+            Ok(()) => {
+                let hooks = hooks::Hooks::of(m).post_start;
+                self.post_start(&m.container_id, &m.service, &hooks).await?;
+                steps.at("started", &m.service);
+                Ok(())
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => {
                 steps.at("started", &m.service);

@@ -110,7 +110,7 @@ pub(super) fn dns(
 }
 
 /// A string or a list of strings.
-fn one_or_many(
+pub(super) fn one_or_many(
     file: &str,
     key: &str,
     v: Option<Value>,

@@ -174,6 +174,8 @@ pub(super) fn draft(
     }
     // `deploy` after the service-level keys: its resources and restart policy win.
     options::runtime(file, &prefix, &mut s, &mut run, problems);
+    super::meta::meta(file, &prefix, &mut s, worktree, &mut run, problems);
+    super::hooks::hooks(file, &prefix, &mut s, &mut run, problems);
     deploy::deploy(file, &prefix, &mut s, &mut run, problems);
     run.changes.extend(notes);
     // With `build`, compose uses `image` as the tag of the result; previewd tags its own.

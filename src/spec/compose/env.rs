@@ -47,36 +47,8 @@ pub(super) fn environment(
     };
     for (i, (path, required)) in files.into_iter().enumerate() {
         let key = format!("{}[{i}]", join(prefix, "env_file"));
-        let rel = match resolve_inside(worktree, &path) {
-            Ok(rel) => rel,
-            Err((true, reason)) => {
-                problems.push(refused(file, key, reason));
-                continue;
-            }
-            Err((false, reason)) => {
-                problems.push(invalid(file, key, reason));
-                continue;
-            }
-        };
-        let full = worktree.join(&rel);
-        let meta = std::fs::metadata(&full);
-        if !meta.as_ref().is_ok_and(|m| m.is_file()) {
-            if required {
-                problems.push(invalid(
-                    file,
-                    key,
-                    format!("`{}` is not a file of the repository", clip(&path)),
-                ));
-            }
-            continue;
-        }
-        if meta.is_ok_and(|m| m.len() > crate::spec::MAX_FILE_BYTES as u64) {
-            problems.push(invalid(file, key, "is larger than 1 MiB"));
-            continue;
-        }
-        match std::fs::read_to_string(&full) {
-            Ok(text) => merged.extend(dotenv_lines(&text)),
-            Err(e) => problems.push(invalid(file, key, format!("cannot be read: {e}"))),
+        if let Some(lines) = read_lines(file, key, worktree, &path, required, problems) {
+            merged.extend(lines);
         }
     }
     for (k, v) in s.environment.take().map(|v| v.0).unwrap_or_default() {
@@ -84,6 +56,53 @@ pub(super) fn environment(
         merged.push((k, v));
     }
     Vars(merged)
+}
+
+/// The `NAME=value` lines of the repository file `path` (an `env_file` or a `label_file`,
+/// named `key` in messages), at most 1 MiB; `None` with a problem when it is outside the
+/// repository or cannot be read, and without one when it is missing and not `required`.
+pub(super) fn read_lines(
+    file: &str,
+    key: String,
+    worktree: &Path,
+    path: &str,
+    required: bool,
+    problems: &mut Vec<SpecError>,
+) -> Option<Vec<(String, Option<String>)>> {
+    let rel = match resolve_inside(worktree, path) {
+        Ok(rel) => rel,
+        Err((true, reason)) => {
+            problems.push(refused(file, key, reason));
+            return None;
+        }
+        Err((false, reason)) => {
+            problems.push(invalid(file, key, reason));
+            return None;
+        }
+    };
+    let full = worktree.join(&rel);
+    let meta = std::fs::metadata(&full);
+    if !meta.as_ref().is_ok_and(|m| m.is_file()) {
+        if required {
+            problems.push(invalid(
+                file,
+                key,
+                format!("`{}` is not a file of the repository", clip(path)),
+            ));
+        }
+        return None;
+    }
+    if meta.is_ok_and(|m| m.len() > crate::spec::MAX_FILE_BYTES as u64) {
+        problems.push(invalid(file, key, "is larger than 1 MiB"));
+        return None;
+    }
+    match std::fs::read_to_string(&full) {
+        Ok(text) => Some(dotenv_lines(&text)),
+        Err(e) => {
+            problems.push(invalid(file, key, format!("cannot be read: {e}")));
+            None
+        }
+    }
 }
 
 /// `NAME=value` lines as compose reads an env file: `#` comments, an optional `export `,

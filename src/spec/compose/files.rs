@@ -1,14 +1,15 @@
 //! A service's secrets and configs: files of the repository, declared at the top level, mounted
 //! read-only where compose puts them (`/run/secrets/<name>`, `/<name>`), or, when the file sets
 //! their `uid`, `gid` or `mode`, copied into the container with that owner and mode (a bind
-//! mount keeps the repository file's own). Nothing here reads the files or talks to Docker.
+//! mount keeps the repository file's own). A config's inline `content` is always copied in.
+//! Nothing here reads the files or talks to Docker.
 
 use super::project::invalid;
 use super::shape::FileRef;
 use super::storage::{Ctx, check_target};
 use crate::spec::SpecError;
 use crate::spec::raw::Text;
-use crate::spec::runtime::Mount;
+use crate::spec::runtime::{Copied, Mount};
 use crate::spec::yaml::{clip, join};
 
 /// A service's `secrets` or `configs`: repository files, mounted read-only at compose's place.
@@ -45,7 +46,7 @@ pub(super) fn file_refs(
                 (l.source, l.target, owner)
             }
         };
-        let Some(path) = known.get(&source) else {
+        let Some(from) = known.get(&source) else {
             problems.push(invalid(
                 cx.file,
                 key,
@@ -67,25 +68,34 @@ pub(super) fn file_refs(
             problems.push(e);
             continue;
         }
-        match owner {
-            Some((uid, gid, mode)) => {
-                notes.push(format!(
-                    "{key}: copied into the container (owner {uid}:{gid}, mode {mode:o}) \
-                     rather than mounted, so that it has the owner and mode the file asks for"
-                ));
-                mounts.push(Mount::File {
-                    source: path.clone(),
-                    target,
-                    uid,
-                    gid,
-                    mode,
-                })
-            }
-            None => mounts.push(Mount::Bind {
+        // A repository file keeps its own owner and mode when mounted; another owner or mode,
+        // or inline content, is copied in.
+        match (from, owner) {
+            (Copied::Repo(path), None) => mounts.push(Mount::Bind {
                 source: path.clone(),
                 target,
                 read_only: true,
             }),
+            (from, owner) => {
+                let (uid, gid, mode) = owner.unwrap_or((0, 0, 0o444));
+                notes.push(match from {
+                    Copied::Repo(_) => format!(
+                        "{key}: copied into the container (owner {uid}:{gid}, mode {mode:o}) \
+                         rather than mounted, so that it has the owner and mode the file asks for"
+                    ),
+                    Copied::Inline(_) => format!(
+                        "{key}: inline content, taken literally, copied into the container at \
+                         {target} (owner {uid}:{gid}, mode {mode:o})"
+                    ),
+                });
+                mounts.push(Mount::File {
+                    source: from.clone(),
+                    target,
+                    uid,
+                    gid,
+                    mode,
+                });
+            }
         }
     }
 }

@@ -38,7 +38,8 @@ fn service_key(key: &str) -> Option<Rule> {
         | "secrets" | "configs" | "labels" | "read_only" | "cap_drop" | "sysctls"
         | "extra_hosts" | "mem_limit" | "mem_reservation" | "memswap_limit" | "cpus"
         | "pids_limit" | "scale" | "attach" | "develop" | "oom_score_adj" | "dns"
-        | "dns_search" | "dns_opt" | "x-previewd" => Accept,
+        | "dns_search" | "dns_opt" | "x-previewd" | "label_file" | "annotations" | "post_start"
+        | "pre_stop" => Accept,
         // Expanded by `merge` before this pass; never left in the tree.
         "extends" => Accept,
         "privileged"
@@ -58,7 +59,10 @@ fn service_key(key: &str) -> Option<Rule> {
         "volumes_from" | "external_links" => Refuse(OUTSIDE),
         "cpu_count" | "cpu_percent" | "cpu_shares" | "cpu_period" | "cpu_quota"
         | "cpu_rt_runtime" | "cpu_rt_period" | "cpuset" => Refuse(NO_CPU_KNOBS),
-        "runtime" | "isolation" => Refuse("previews run under Docker's default runtime only"),
+        // `runtime: runc` (Docker's default) is accepted by `options`; any other is refused
+        // there, naming the runtime.
+        "runtime" => Accept,
+        "isolation" => Refuse("Windows-only; previews run Linux containers"),
         "oom_kill_disable" | "mem_swappiness" => {
             Refuse("the host's out-of-memory handling is not a preview's to change")
         }
@@ -71,9 +75,7 @@ fn service_key(key: &str) -> Option<Rule> {
         ),
         "mac_address" => Refuse("previewd addresses every preview's containers itself"),
         "credential_spec" => Refuse("Windows-only; previews run Linux containers"),
-        "annotations" | "label_file" | "post_start" | "pre_stop" | "provider" | "models" => {
-            Refuse(NOT_YET)
-        }
+        "provider" | "models" => Refuse(NOT_YET),
         _ => return None,
     })
 }
@@ -134,15 +136,15 @@ fn network_key(key: &str) -> Option<Rule> {
         "labels" | "name" | "external" | "driver" | "internal" | "attachable" | "enable_ipv4"
         | "enable_ipv6" => Accept,
         "driver_opts" => Refuse("previews' networks are plain bridges previewd configures"),
-        "ipam" => {
-            Refuse("previewd picks every preview network's subnet itself so previews never overlap")
-        }
+        // Read by `project`: the subnets are not used, other drivers refused.
+        "ipam" => Accept,
         _ => return None,
     })
 }
 
 fn file_object_key(key: &str) -> Option<Rule> {
     Some(match key {
+        // `content` is a config's only: `project` refuses it on a secret.
         "file" | "name" | "external" | "content" => Accept,
         "environment" => Refuse(
             "it would copy a variable of previewd's own environment, where its secrets live: \

@@ -28,6 +28,7 @@ use std::path::Path;
 
 use yaml_serde::Value;
 
+use super::runtime::Copied;
 use super::validate::{self, Draft, Keys, Project};
 use super::yaml::{clip, join};
 use super::{ImageSource, Spec, SpecError, tree, yaml};
@@ -39,8 +40,10 @@ mod draft;
 mod env;
 mod files;
 mod forms;
+mod hooks;
 mod keys;
 mod merge;
+mod meta;
 mod options;
 mod ports;
 mod project;
@@ -81,9 +84,10 @@ fn project_access(
 pub(super) struct Declared {
     pub volumes: BTreeMap<String, super::VolumeSpec>,
     pub networks: BTreeMap<String, super::NetworkSpec>,
-    /// Secrets and configs by name: their file, relative to the worktree root.
-    pub secrets: BTreeMap<String, std::path::PathBuf>,
-    pub configs: BTreeMap<String, std::path::PathBuf>,
+    /// Secrets and configs by name: their file, relative to the worktree root, or (configs
+    /// only) their inline content.
+    pub secrets: BTreeMap<String, Copied>,
+    pub configs: BTreeMap<String, Copied>,
     /// What previewd does differently from the declarations' literal meaning.
     pub changes: Vec<String>,
 }

@@ -206,6 +206,17 @@ pub(super) fn runtime(
             format!("{adj}: a preview may not ask to be killed after the host's own processes"),
         ));
     }
+    if let Some(r) = raw.runtime.take().filter(|r| r != "runc") {
+        problems.push(refused(
+            file,
+            key("runtime"),
+            format!(
+                "`{}`: the runtimes of a host are the operator's (one may hand out GPUs or \
+                 run nested containers); previews run under Docker's default, `runc`",
+                clip(&r)
+            ),
+        ));
+    }
     if raw.domainname.take().is_some() {
         run.changes
             .push("domainname: not set; the container keeps Docker's".to_owned());

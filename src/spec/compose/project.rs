@@ -1,18 +1,22 @@
 //! The top-level declarations of a compose file that services refer to: named volumes, the
 //! project's networks, secrets and configs. Each becomes something of this preview alone
-//! (previewd names it), so `external` ones, other drivers and fixed subnets are refused; a
-//! secret or config must be a file of the repository. Nothing here reads a service.
+//! (previewd names it), so `external` ones and other drivers are refused and fixed subnets are
+//! not used (`check` says so); a secret or config is a file of the repository, or a config's
+//! inline `content`. Nothing here reads a service.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use yaml_serde::Value;
 
 use super::Declared;
+
+/// The largest inline `content` of a config (what previewd copies into a container).
+const MAX_CONTENT: usize = 1 << 20;
 use super::shape::{TopFile, TopNetwork, TopVolume};
 use crate::spec::raw::Vars;
-use crate::spec::runtime::{DEFAULT_NETWORK, NetworkSpec, VolumeSpec};
+use crate::spec::runtime::{Copied, DEFAULT_NETWORK, NetworkSpec, VolumeSpec};
 use crate::spec::yaml::{clip, join};
 use crate::spec::{SpecError, resolve_inside, tree, validate};
 
@@ -187,6 +191,9 @@ pub(super) fn declared(
                 "previewd gives every preview network an IPv4 subnet of its own pool",
             ));
         }
+        if let Some(ipam) = &n.ipam {
+            ipam_note(file, &key, ipam, &mut changes, problems);
+        }
         let labels = labels(file, &join(&key, "labels"), n.labels, problems);
         if let Some(n) = n.name {
             changes.push(format!(
@@ -215,7 +222,62 @@ pub(super) fn declared(
     }
 }
 
-/// Secrets or configs: each a file of the repository.
+/// A network's `ipam`: its subnets are not used, since two previews of one project would
+/// collide on a fixed subnet (a service pinning an address in it is refused by `draft`); an
+/// address manager other than Docker's is refused.
+fn ipam_note(
+    file: &str,
+    key: &str,
+    ipam: &Value,
+    changes: &mut Vec<String>,
+    problems: &mut Vec<SpecError>,
+) {
+    let key = join(key, "ipam");
+    let Some(m) = ipam.as_mapping() else {
+        if !ipam.is_null() {
+            problems.push(invalid(file, key, "must be a mapping"));
+        }
+        return;
+    };
+    for (k, v) in m {
+        match (k.as_str().unwrap_or_default(), v) {
+            ("driver", Value::String(d)) if d == "default" => {}
+            ("driver", v) => problems.push(refused(
+                file,
+                join(&key, "driver"),
+                format!(
+                    "address manager `{}`: previews' networks use Docker's own",
+                    clip(v.as_str().unwrap_or("?"))
+                ),
+            )),
+            ("config" | "options", _) => {}
+            (other, _) if other.starts_with("x-") => {}
+            (other, _) => problems.push(invalid(
+                file,
+                join(&key, &clip(other)),
+                "is not a key of compose's `ipam`: use driver, config or options",
+            )),
+        }
+    }
+    let subnets: Vec<String> = m
+        .get("config")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("subnet")?.as_str().map(clip))
+        .collect();
+    let what = if subnets.is_empty() {
+        "its settings".to_owned()
+    } else {
+        format!("subnet {}", subnets.join(", "))
+    };
+    changes.push(format!(
+        "{key}: {what} not used; previewd gives every preview network a subnet of its own \
+         pool, so that two previews of this project never collide"
+    ));
+}
+
+/// Secrets or configs: each a file of the repository, or a config's inline `content`.
 fn files(
     file: &str,
     tree: &Value,
@@ -223,7 +285,7 @@ fn files(
     worktree: &Path,
     changes: &mut Vec<String>,
     problems: &mut Vec<SpecError>,
-) -> BTreeMap<String, PathBuf> {
+) -> BTreeMap<String, Copied> {
     let mut out = BTreeMap::new();
     for (name, key, f) in entries::<TopFile>(file, tree, section, problems) {
         if is_external(&f.external) {
@@ -238,13 +300,29 @@ fn files(
         if let Some(n) = &f.name {
             changes.push(format!("{key}: name `{}` not used", clip(n)));
         }
-        if f.content.is_some() {
-            problems.push(refused(
-                file,
-                join(&key, "content"),
-                "previewd mounts secrets and configs from files of the repository: put the \
-                 content in a file and use `file:`",
-            ));
+        if let Some(content) = f.content {
+            if section == "secrets" {
+                problems.push(refused(
+                    file,
+                    join(&key, "content"),
+                    "compose's secrets have no `content` (configs do): put it in a file of \
+                     the repository and use `file:`",
+                ));
+            } else if content.len() > MAX_CONTENT {
+                problems.push(invalid(
+                    file,
+                    join(&key, "content"),
+                    format!("is {} bytes; the limit is 1 MiB", content.len()),
+                ));
+            } else if f.file.is_some() {
+                problems.push(invalid(
+                    file,
+                    key,
+                    "has both `file` and `content`: keep one",
+                ));
+            } else {
+                out.insert(name, Copied::Inline(content));
+            }
             continue;
         }
         let Some(path) = f.file else {
@@ -257,7 +335,7 @@ fn files(
         };
         match resolve_inside(worktree, &path) {
             Ok(rel) if worktree.join(&rel).is_file() => {
-                out.insert(name, rel);
+                out.insert(name, Copied::Repo(rel));
             }
             Ok(_) => problems.push(invalid(
                 file,

@@ -78,6 +78,14 @@ pub(super) struct RawService {
     pub configs: Option<Vec<FileRef>>,
     /// Container labels (never `dev.previewd.*`).
     pub labels: Option<Vars>,
+    /// Files of the repository with `label=value` lines, read before `labels`.
+    pub label_file: Option<Value>,
+    /// OCI annotations: accepted, not applied (see `meta`).
+    pub annotations: Option<Vars>,
+    /// Commands run in the container after it starts.
+    pub post_start: Option<Vec<RawHook>>,
+    /// Commands run in the container before previewd stops it.
+    pub pre_stop: Option<Vec<RawHook>>,
     pub cap_drop: Option<Vec<String>>,
     pub sysctls: Option<Vars>,
     /// `host:ip` entries for the container's /etc/hosts.
@@ -91,6 +99,8 @@ pub(super) struct RawService {
     #[allow(dead_code)]
     pub develop: Option<IgnoredAny>,
     pub oom_score_adj: Option<i64>,
+    /// The OCI runtime: `runc`, Docker's default, only.
+    pub runtime: Option<String>,
     /// Name servers (IP addresses, none towards the host): one address or a list.
     pub dns: Option<Value>,
     /// Search domains: one or a list.
@@ -100,6 +110,19 @@ pub(super) struct RawService {
     /// previewd's extension: routing and health.
     #[serde(rename = "x-previewd")]
     pub x_previewd: Option<XPreviewd>,
+}
+
+/// One `post_start` or `pre_stop` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHook {
+    /// Required: exec form, or a string split into words.
+    pub command: Command,
+    pub user: Option<Text>,
+    /// `true` is refused.
+    pub privileged: Option<bool>,
+    pub working_dir: Option<String>,
+    pub environment: Option<Vars>,
 }
 
 /// `x-previewd` in a service.
@@ -230,6 +253,9 @@ pub(super) struct TopNetwork {
     pub attachable: Option<bool>,
     pub enable_ipv4: Option<bool>,
     pub enable_ipv6: Option<bool>,
+    /// Address management: the subnets are not used (previewd assigns every preview network
+    /// one of its pool); a driver other than `default` is refused.
+    pub ipam: Option<Value>,
 }
 
 /// A top-level secret or config.

@@ -27,8 +27,9 @@ mod values;
 mod wiring;
 
 pub(super) use values::check_image as check_image_ref;
+pub(crate) use values::check_vars;
 pub use values::{MAX_ENV_VALUE, MAX_ENV_VARS};
-use values::{check_command, check_image, check_port, check_stage, check_vars, check_workdir};
+use values::{check_command, check_image, check_port, check_stage, check_workdir};
 use wiring::{apply_health, check_dependencies, check_unique_routes, default_routes};
 
 /// Most services in one preview: each is a container on the host.

@@ -31,7 +31,7 @@ pub(super) fn check_port(file: &str, key: &str, port: u64) -> Result<u16, SpecEr
 
 /// Checks environment variables or build args: names, count, sizes, and no value-less entries
 /// (compose would fill those from the environment of the process, i.e. previewd's secrets).
-pub(super) fn check_vars(
+pub(crate) fn check_vars(
     file: &str,
     key: &str,
     vars: Vars,
