@@ -5,38 +5,12 @@
 
 mod engine_support;
 
-use std::sync::{Arc, Mutex};
-
 use engine_support::{GitRepo, TestEnv};
-use previewd::engine::{DeployFailure, Deployed};
-use previewd::preview::manager::{Event, UpRequest};
+use previewd::preview::manager::UpRequest;
 use sha2::Digest;
 use tokio_util::sync::CancellationToken;
 
 const SECRET: &str = "tok-5f0c9e1ab7d2";
-
-/// Deploys `req`, keeping every build log line.
-async fn up_logged(
-    env: &TestEnv,
-    req: UpRequest,
-) -> (Result<Deployed, DeployFailure>, Vec<String>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let progress = Arc::new(move |e: Event| {
-        if let Event::Line { line, .. } = e
-            && let Ok(mut l) = sink.lock()
-        {
-            l.push(line);
-        }
-    });
-    let r = env
-        .manager
-        .up(req, progress, CancellationToken::new())
-        .await;
-    env.manager.retired().await;
-    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
-    (r, lines)
-}
 
 fn repo_with(dockerfile: &str) -> GitRepo {
     let repo = GitRepo::from_fixture("build-fail");
@@ -83,7 +57,9 @@ async fn a_secret_mount_gets_the_operators_value_and_leaves_no_trace() {
          && echo \"printed {run}: $(cat /run/secrets/token)\"\n{HTTPD}"
     );
     let repo = repo_with(&dockerfile);
-    let (r, log) = up_logged(&env, request(&env, &repo, "main")).await;
+    let (r, log) = env
+        .up_logged(request(&env, &repo, "main"), CancellationToken::new())
+        .await;
     let deployed = r.unwrap_or_else(|f| panic!("{f}: {:?}", f.log_tail));
     let id = deployed.state.id.to_string();
     let want = format!("{}  -\n", hex::encode(sha2::Sha256::digest(SECRET)));
@@ -118,7 +94,9 @@ async fn a_secret_mount_gets_the_operators_value_and_leaves_no_trace() {
     let other = repo_with(&format!(
         "FROM busybox\nRUN --mount=type=secret,id=npmrc,required=true cat /run/secrets/npmrc\n{HTTPD}"
     ));
-    let (r, log) = up_logged(&env, request(&env, &other, "npmrc")).await;
+    let (r, log) = env
+        .up_logged(request(&env, &other, "npmrc"), CancellationToken::new())
+        .await;
     let failure = r.expect_err("an unconfigured secret");
     assert!(
         failure.reason.contains("`npmrc`") && failure.reason.contains("github:acme/shop"),
@@ -131,7 +109,12 @@ async fn a_secret_mount_gets_the_operators_value_and_leaves_no_trace() {
     );
 
     // A fork's pull request gets none, not even the configured one.
-    let (r, _) = up_logged(&env, request(&env, &repo, "evil/shop:patch-1")).await;
+    let (r, _) = env
+        .up_logged(
+            request(&env, &repo, "evil/shop:patch-1"),
+            CancellationToken::new(),
+        )
+        .await;
     let failure = r.expect_err("a fork");
     assert!(
         failure.reason.contains("`token`") && failure.reason.contains("fork"),

@@ -4,34 +4,12 @@
 
 mod engine_support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use engine_support::{GitRepo, TestEnv, eventually, processes_with};
-use previewd::engine::{DeployFailure, Deployed};
-use previewd::preview::manager::{Event, UpRequest};
+use previewd::engine::DeployFailure;
 use tokio_util::sync::CancellationToken;
-
-/// Deploys `req`, keeping every build log line.
-async fn up_logged(
-    env: &TestEnv,
-    req: UpRequest,
-    cancel: CancellationToken,
-) -> (Result<Deployed, DeployFailure>, Vec<String>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    let progress = Arc::new(move |e: Event| {
-        if let Event::Line { line, .. } = e
-            && let Ok(mut l) = sink.lock()
-        {
-            l.push(line);
-        }
-    });
-    let r = env.manager.up(req, progress, cancel).await;
-    env.manager.retired().await;
-    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
-    (r, lines)
-}
 
 const HTTPD: &str =
     "RUN echo ok > /index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/\"]\n";
@@ -59,7 +37,9 @@ async fn a_cache_mount_is_kept_for_the_next_build_of_a_changed_source_of_its_rep
     let repo = repo_with("cache mount", &dockerfile, WEB);
     repo.write("src.txt", "one");
     repo.commit("one");
-    let (first, log) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let (first, log) = env
+        .up_logged(env.request(repo.path()), CancellationToken::new())
+        .await;
     let first = first.expect("first build");
     assert!(log.iter().any(|l| l == "building with BuildKit"), "{log:?}");
     // BuildKit's progress, readable: the step's name, then DONE.
@@ -74,7 +54,9 @@ async fn a_cache_mount_is_kept_for_the_next_build_of_a_changed_source_of_its_rep
 
     repo.write("src.txt", "two");
     repo.commit("two");
-    let (second, log) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let (second, log) = env
+        .up_logged(env.request(repo.path()), CancellationToken::new())
+        .await;
     second.expect("second build");
     assert!(!log.iter().any(|l| l.contains("reusing image")), "{log:?}");
     let (_, seen) = env.get(&pid, "/seen").await;
@@ -87,7 +69,9 @@ async fn a_cache_mount_is_kept_for_the_next_build_of_a_changed_source_of_its_rep
     let other = repo_with("cache mount", &dockerfile, WEB);
     other.write("src.txt", "three");
     other.commit("three");
-    let (r, _) = up_logged(&env, env.request(other.path()), CancellationToken::new()).await;
+    let (r, _) = env
+        .up_logged(env.request(other.path()), CancellationToken::new())
+        .await;
     let other_id = r.expect("other repository").state.id.to_string();
     assert_ne!(other_id, pid);
     let (status, seen) = env.get(&other_id, "/seen").await;
@@ -112,7 +96,9 @@ async fn a_target_stage_with_args_builds_and_is_labelled_and_reused() {
     let repo = repo_with("target", &dockerfile, config);
     repo.write("page.txt", "linked page");
     repo.commit("page");
-    let (r, log) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let (r, log) = env
+        .up_logged(env.request(repo.path()), CancellationToken::new())
+        .await;
     let deployed = r.unwrap_or_else(|f| panic!("{f}: {:?}", f.log_tail));
     let pid = deployed.state.id.to_string();
     assert_eq!(env.get(&pid, "/greeting").await, (200, "hello\n".into()));
@@ -141,7 +127,9 @@ async fn a_target_stage_with_args_builds_and_is_labelled_and_reused() {
     );
 
     // Unchanged: no build at all.
-    let (r, log) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let (r, log) = env
+        .up_logged(env.request(repo.path()), CancellationToken::new())
+        .await;
     r.expect("second up");
     assert!(log.iter().any(|l| l.contains("reusing image")), "{log:?}");
     assert!(
@@ -158,7 +146,9 @@ async fn a_failed_build_names_its_step_in_the_tail_and_leaves_nothing() {
          RUN echo 'compiling...' && echo 'error: it broke' >&2 && exit 3\n{HTTPD}"
     );
     let repo = repo_with("fail", &dockerfile, WEB);
-    let (r, _) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let (r, _) = env
+        .up_logged(env.request(repo.path()), CancellationToken::new())
+        .await;
     let f = r.expect_err("must fail");
     env.assert_clean().await;
     assert_eq!(f.phase.as_str(), "build");
@@ -185,7 +175,7 @@ async fn a_step_that_hangs(env: &TestEnv, cancel_when_running: bool) -> DeployFa
     let dockerfile = format!("FROM busybox\nRUN sh -c 'sleep 600; echo {marker}'\n{HTTPD}");
     let repo = repo_with("hang", &dockerfile, WEB);
     let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let up = up_logged(env, env.request(repo.path()), cancel.clone());
+    let up = env.up_logged(env.request(repo.path()), cancel.clone());
     let watch = async {
         eventually(Duration::from_secs(60), "the step to run", || async {
             (processes_with(&marker) > 0).then_some(())
@@ -236,7 +226,9 @@ async fn a_syntax_directive_whose_frontend_cannot_be_pulled_fails_in_one_line_na
     // `.invalid` never resolves: this fails the same way with or without a registry.
     let dockerfile = format!("# syntax=frontend.invalid/dockerfile:1\nFROM busybox\n{HTTPD}");
     let repo = repo_with("syntax", &dockerfile, WEB);
-    let (r, _) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+    let (r, _) = env
+        .up_logged(env.request(repo.path()), CancellationToken::new())
+        .await;
     let f = r.expect_err("must fail");
     env.assert_clean().await;
     assert_eq!(f.phase.as_str(), "build");
@@ -265,7 +257,9 @@ async fn copy_link_and_heredocs_fail_naming_the_feature_and_the_engine_they_need
         let repo = repo_with("newer", &format!("{dockerfile}{HTTPD}"), WEB);
         repo.write("page.txt", "page");
         repo.commit("page");
-        let (r, _) = up_logged(&env, env.request(repo.path()), CancellationToken::new()).await;
+        let (r, _) = env
+            .up_logged(env.request(repo.path()), CancellationToken::new())
+            .await;
         let failure = r.expect_err("Docker 20.10's frontend does not parse it");
         assert!(
             failure.reason.contains(feature) && failure.reason.contains("23+"),

@@ -139,6 +139,22 @@ impl TestEnv {
         deployed
     }
 
+    /// Deploys as [`TestEnv::up_req`] does, under `cancel`, keeping every build log line (of
+    /// every service, in order).
+    pub async fn up_logged(
+        &self,
+        req: UpRequest,
+        cancel: CancellationToken,
+    ) -> (Result<Deployed, DeployFailure>, Vec<String>) {
+        let (progress, lines) = load::recorder();
+        let r = self.manager.up(req, progress, cancel).await;
+        self.manager.retired().await;
+        let lines = lines
+            .lock()
+            .map(|l| l.iter().map(|(_, line)| line.clone()).collect());
+        (r, lines.unwrap_or_default())
+    }
+
     /// GET through the gateway with the preview's host name.
     pub async fn get(&self, id: &str, path: &str) -> (u16, String) {
         self.get_host(&format!("{id}.localhost"), path).await
